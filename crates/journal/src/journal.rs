@@ -1,0 +1,258 @@
+//! Segment files and the record format:
+//! `[len: u32 LE][crc: u32 LE over (index LE ++ payload)][index: u64 LE][payload: len bytes]`,
+//! in files `{first_index:020}.log`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result, io_err, list_indexed, sync_dir, take};
+
+/// Largest payload a record may carry, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+const HEADER_BYTES: usize = 16;
+const SEGMENT_EXT: &str = "log";
+
+/// Options of a [`Journal`] writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// Once the current segment is larger than this, the next commit starts a new one.
+    pub segment_bytes: u64,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self { segment_bytes: 64 << 20 }
+    }
+}
+
+/// What a scan of the journal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Records delivered: every record for [`Journal::open`], those at or after `from` for
+    /// [`for_each_record`].
+    pub records: u64,
+    /// Index of the last valid record, 0 for an empty journal.
+    pub last_index: u64,
+    /// The incomplete final record, if a crash left one.
+    pub torn_tail: Option<TornTail>,
+}
+
+/// An incomplete record at the end of the last segment, left by a crash mid-commit.
+/// It was never acknowledged as durable, so dropping it loses nothing that was promised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The last segment.
+    pub file: PathBuf,
+    /// Where the torn record starts, which is where the file is (or would be) truncated.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the file.
+    pub dropped_bytes: u64,
+}
+
+/// The journal writer: appends records to the newest segment with group commit.
+/// Records appended but not committed are lost when it is dropped.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    segment_bytes: u64,
+    file: File,
+    file_path: PathBuf,
+    segment_len_bytes: u64,
+    next_index: u64,
+    /// Index of the first record in `pending`, which names a new segment if one is started.
+    pending_first_index: u64,
+    pending: Vec<u8>,
+    poisoned: bool,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (creating it if needed) and recovers: validates every
+    /// record of every segment, truncates a torn tail, and positions the writer after the
+    /// last valid record. Corruption is an error and nothing is modified.
+    pub fn open(dir: &Path, opts: JournalOptions) -> Result<(Self, ScanReport)> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let segments = list_indexed(dir, SEGMENT_EXT)?;
+        let report = scan(&segments, 0, &mut |_, _| Ok::<_, Error>(()))?;
+        let next_index = report.last_index + 1;
+        let path = match segments.last() {
+            Some((_, path)) => path.clone(),
+            None => segment_path(dir, next_index),
+        };
+        let file = OpenOptions::new().append(true).create(true).open(&path).map_err(io_err(&path))?;
+        if segments.is_empty() {
+            sync_dir(dir)?;
+        }
+        if let Some(torn) = &report.torn_tail {
+            file.set_len(torn.offset).and_then(|()| file.sync_all()).map_err(io_err(&path))?;
+        }
+        let segment_len_bytes = file.metadata().map_err(io_err(&path))?.len();
+        let journal = Self {
+            dir: dir.to_owned(),
+            segment_bytes: opts.segment_bytes,
+            file,
+            file_path: path,
+            segment_len_bytes,
+            next_index,
+            pending_first_index: next_index,
+            pending: Vec::new(),
+            poisoned: false,
+        };
+        Ok((journal, report))
+    }
+
+    /// Index the next [`append`](Self::append) will get.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Buffers a record in memory and returns its index; it is durable only after
+    /// [`commit`](Self::commit) succeeds.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(Error::PayloadTooLarge { len: payload.len() });
+        }
+        let index = self.next_index;
+        // Fits: checked against MAX_PAYLOAD_BYTES above.
+        let len = payload.len() as u32;
+        self.pending.extend_from_slice(&len.to_le_bytes());
+        self.pending.extend_from_slice(&record_crc(index, payload).to_le_bytes());
+        self.pending.extend_from_slice(&index.to_le_bytes());
+        self.pending.extend_from_slice(payload);
+        self.next_index += 1;
+        Ok(index)
+    }
+
+    /// Group commit: writes every buffered record with one write and one `fdatasync`.
+    /// After `Ok` they are durable. After an error the writer is poisoned.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        // Any early return below leaves an unknown prefix of the group on disk; a retry
+        // would write it twice, so only full success clears the flag.
+        self.poisoned = true;
+        if self.segment_len_bytes > self.segment_bytes {
+            let path = segment_path(&self.dir, self.pending_first_index);
+            let file = OpenOptions::new().append(true).create_new(true).open(&path);
+            self.file = file.map_err(io_err(&path))?;
+            self.file_path = path;
+            self.segment_len_bytes = 0;
+            sync_dir(&self.dir)?;
+        }
+        self.file
+            .write_all(&self.pending)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.file_path))?;
+        self.segment_len_bytes += self.pending.len() as u64;
+        self.pending.clear();
+        self.pending_first_index = self.next_index;
+        self.poisoned = false;
+        Ok(())
+    }
+}
+
+/// Streams every record with index `>= from` to `on_record`, validating with the same rules
+/// as [`Journal::open`] but modifying nothing: a torn tail is only reported. Segments that
+/// end before `from` are not read. Each segment is read whole into one reused buffer, so
+/// no allocation happens per record.
+pub fn for_each_record<E: From<Error>>(
+    dir: &Path,
+    from: u64,
+    mut on_record: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<ScanReport, E> {
+    let segments = list_indexed(dir, SEGMENT_EXT)?;
+    scan(&segments, from, &mut on_record)
+}
+
+fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
+    dir.join(format!("{first_index:020}.{SEGMENT_EXT}"))
+}
+
+fn record_crc(index: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&index.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+fn scan<E: From<Error>>(
+    segments: &[(u64, PathBuf)],
+    from: u64,
+    on_record: &mut impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<ScanReport, E> {
+    let mut report = ScanReport { records: 0, last_index: 0, torn_tail: None };
+    let mut buf = Vec::new();
+    for (position, (first_index, path)) in segments.iter().enumerate() {
+        let next_segment = segments.get(position + 1);
+        if let Some((next_first, _)) = next_segment.filter(|(next_first, _)| *next_first <= from) {
+            report.last_index = next_first - 1;
+            continue;
+        }
+        let corrupt = |offset: usize, reason: String| Error::Corrupt {
+            file: path.clone(),
+            offset: offset as u64,
+            reason,
+        };
+        let expected = report.last_index + 1;
+        if *first_index != expected {
+            let reason = format!("segment named after index {first_index}, expected {expected}");
+            return Err(corrupt(0, reason).into());
+        }
+        buf.clear();
+        File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).map_err(io_err(path))?;
+        let is_last = next_segment.is_none();
+        if buf.is_empty() && !is_last {
+            return Err(corrupt(0, "empty segment before the last one".to_owned()).into());
+        }
+        let mut offset = 0;
+        while offset < buf.len() {
+            let rest = &buf[offset..];
+            let (index, payload) = match decode(rest) {
+                Ok(record) => record,
+                Err((may_be_torn, _)) if is_last && (may_be_torn || rest.iter().all(|&b| b == 0)) => {
+                    let (file, offset, dropped_bytes) = (path.clone(), offset as u64, rest.len() as u64);
+                    report.torn_tail = Some(TornTail { file, offset, dropped_bytes });
+                    break;
+                }
+                Err((_, reason)) => return Err(corrupt(offset, reason).into()),
+            };
+            let expected = report.last_index + 1;
+            if index != expected {
+                let reason = format!("record index {index}, expected {expected}");
+                return Err(corrupt(offset, reason).into());
+            }
+            if index >= from {
+                on_record(index, payload)?;
+                report.records += 1;
+            }
+            report.last_index = index;
+            offset += HEADER_BYTES + payload.len();
+        }
+    }
+    Ok(report)
+}
+
+/// Decodes the record at the start of `rest` into (index, payload). On failure, says why
+/// and whether a crash mid-write could explain it (record cut short, or a bad CRC on a
+/// record ending exactly at end of file).
+fn decode(mut rest: &[u8]) -> Result<(u64, &[u8]), (bool, String)> {
+    let header = (take::<4>(&mut rest), take::<4>(&mut rest), take::<8>(&mut rest));
+    let (Some(len), Some(crc), Some(index)) = header else {
+        return Err((true, "truncated record header".to_owned()));
+    };
+    let (len, index) = (u32::from_le_bytes(len) as usize, u64::from_le_bytes(index));
+    if len > MAX_PAYLOAD_BYTES {
+        return Err((false, format!("record length {len} exceeds {MAX_PAYLOAD_BYTES}")));
+    }
+    let Some(payload) = rest.get(..len) else {
+        return Err((true, format!("record length {len} runs past end of file")));
+    };
+    if record_crc(index, payload) != u32::from_le_bytes(crc) {
+        return Err((rest.len() == len, "crc mismatch".to_owned()));
+    }
+    Ok((index, payload))
+}
