@@ -22,12 +22,14 @@ pub struct JournalOptions {
 
 impl Default for JournalOptions {
     fn default() -> Self {
-        Self { segment_bytes: 64 << 20 }
+        Self {
+            segment_bytes: 64 << 20,
+        }
     }
 }
 
 /// What a scan of the journal found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanReport {
     /// Records delivered: every record for [`Journal::open`], those at or after `from` for
     /// [`for_each_record`].
@@ -79,12 +81,18 @@ impl Journal {
             Some((_, path)) => path.clone(),
             None => segment_path(dir, next_index),
         };
-        let file = OpenOptions::new().append(true).create(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         if segments.is_empty() {
             sync_dir(dir)?;
         }
         if let Some(torn) = &report.torn_tail {
-            file.set_len(torn.offset).and_then(|()| file.sync_all()).map_err(io_err(&path))?;
+            file.set_len(torn.offset)
+                .and_then(|()| file.sync_all())
+                .map_err(io_err(&path))?;
         }
         let segment_len_bytes = file.metadata().map_err(io_err(&path))?.len();
         let journal = Self {
@@ -116,7 +124,8 @@ impl Journal {
         // Fits: checked against MAX_PAYLOAD_BYTES above.
         let len = payload.len() as u32;
         self.pending.extend_from_slice(&len.to_le_bytes());
-        self.pending.extend_from_slice(&record_crc(index, payload).to_le_bytes());
+        self.pending
+            .extend_from_slice(&record_crc(index, payload).to_le_bytes());
         self.pending.extend_from_slice(&index.to_le_bytes());
         self.pending.extend_from_slice(payload);
         self.next_index += 1;
@@ -184,7 +193,7 @@ fn scan<E: From<Error>>(
     from: u64,
     on_record: &mut impl FnMut(u64, &[u8]) -> Result<(), E>,
 ) -> Result<ScanReport, E> {
-    let mut report = ScanReport { records: 0, last_index: 0, torn_tail: None };
+    let mut report = ScanReport::default();
     let mut buf = Vec::new();
     for (position, (first_index, path)) in segments.iter().enumerate() {
         let next_segment = segments.get(position + 1);
@@ -203,7 +212,9 @@ fn scan<E: From<Error>>(
             return Err(corrupt(0, reason).into());
         }
         buf.clear();
-        File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).map_err(io_err(path))?;
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(io_err(path))?;
         let is_last = next_segment.is_none();
         if buf.is_empty() && !is_last {
             return Err(corrupt(0, "empty segment before the last one".to_owned()).into());
@@ -213,9 +224,14 @@ fn scan<E: From<Error>>(
             let rest = &buf[offset..];
             let (index, payload) = match decode(rest) {
                 Ok(record) => record,
-                Err((may_be_torn, _)) if is_last && (may_be_torn || rest.iter().all(|&b| b == 0)) => {
-                    let (file, offset, dropped_bytes) = (path.clone(), offset as u64, rest.len() as u64);
-                    report.torn_tail = Some(TornTail { file, offset, dropped_bytes });
+                Err((may_be_torn, _))
+                    if is_last && (may_be_torn || rest.iter().all(|&b| b == 0)) =>
+                {
+                    report.torn_tail = Some(TornTail {
+                        file: path.clone(),
+                        offset: offset as u64,
+                        dropped_bytes: rest.len() as u64,
+                    });
                     break;
                 }
                 Err((_, reason)) => return Err(corrupt(offset, reason).into()),
@@ -240,13 +256,14 @@ fn scan<E: From<Error>>(
 /// and whether a crash mid-write could explain it (record cut short, or a bad CRC on a
 /// record ending exactly at end of file).
 fn decode(mut rest: &[u8]) -> Result<(u64, &[u8]), (bool, String)> {
-    let header = (take::<4>(&mut rest), take::<4>(&mut rest), take::<8>(&mut rest));
+    let header = (take(&mut rest), take(&mut rest), take(&mut rest));
     let (Some(len), Some(crc), Some(index)) = header else {
         return Err((true, "truncated record header".to_owned()));
     };
     let (len, index) = (u32::from_le_bytes(len) as usize, u64::from_le_bytes(index));
     if len > MAX_PAYLOAD_BYTES {
-        return Err((false, format!("record length {len} exceeds {MAX_PAYLOAD_BYTES}")));
+        let reason = format!("record length {len} exceeds {MAX_PAYLOAD_BYTES}");
+        return Err((false, reason));
     }
     let Some(payload) = rest.get(..len) else {
         return Err((true, format!("record length {len} runs past end of file")));

@@ -14,7 +14,9 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use journal::{Journal, JournalOptions, MAX_PAYLOAD_BYTES, ScanReport, TornTail, for_each_record};
+pub use journal::{
+    Journal, JournalOptions, MAX_PAYLOAD_BYTES, ScanReport, TornTail, for_each_record,
+};
 pub use snapshot::{
     InvalidSnapshot, LatestSnapshot, latest_snapshot, list_snapshots, read_snapshot, write_snapshot,
 };
@@ -59,12 +61,17 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error {
-    move |source| Error::Io { path: path.to_owned(), source }
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Makes created, renamed or removed entries of `dir` durable.
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 /// Files of `dir` named `{index:020}.{ext}`, sorted by index. A file with that extension
@@ -83,7 +90,11 @@ fn list_indexed(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>> {
             .and_then(|stem| stem.parse().ok());
         let Some(index) = index else {
             let reason = "file name is not a 20-digit index".to_owned();
-            return Err(Error::Corrupt { file: path, offset: 0, reason });
+            return Err(Error::Corrupt {
+                file: path,
+                offset: 0,
+                reason,
+            });
         };
         found.push((index, path));
     }

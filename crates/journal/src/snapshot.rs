@@ -70,22 +70,30 @@ pub fn list_snapshots(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// Reads and validates one snapshot file, returning `(index, payload)`.
 pub fn read_snapshot(path: &Path) -> Result<(u64, Vec<u8>)> {
     let mut bytes = fs::read(path).map_err(io_err(path))?;
-    let invalid = |reason: String| InvalidSnapshot { path: path.to_owned(), reason };
-    let mut rest = bytes.as_slice();
-    let header = (take::<8>(&mut rest), take(&mut rest), take(&mut rest), take(&mut rest));
-    let (Some(magic), Some(index), Some(len), Some(crc)) = header else {
-        return Err(invalid("truncated header".to_owned()).into());
+    let invalid = |reason: &str| -> Error {
+        let (path, reason) = (path.to_owned(), reason.to_owned());
+        InvalidSnapshot { path, reason }.into()
     };
-    if magic != MAGIC {
-        return Err(invalid("bad magic".to_owned()).into());
-    }
+    let mut rest = bytes.as_slice();
+    let header = (
+        take::<8>(&mut rest),
+        take(&mut rest),
+        take(&mut rest),
+        take(&mut rest),
+    );
+    let (Some(magic), Some(index), Some(len), Some(crc)) = header else {
+        return Err(invalid("truncated header"));
+    };
     let len = u64::from_le_bytes(len);
-    if rest.len() as u64 != len {
-        let reason = format!("header declares {len} payload bytes, file holds {}", rest.len());
-        return Err(invalid(reason).into());
-    }
-    if crc32fast::hash(rest) != u32::from_le_bytes(crc) {
-        return Err(invalid("crc mismatch".to_owned()).into());
+    if magic != MAGIC {
+        return Err(invalid("bad magic"));
+    } else if rest.len() as u64 != len {
+        return Err(invalid(&format!(
+            "header declares {len} payload bytes, file holds {}",
+            rest.len()
+        )));
+    } else if crc32fast::hash(rest) != u32::from_le_bytes(crc) {
+        return Err(invalid("crc mismatch"));
     }
     bytes.drain(..HEADER_BYTES);
     Ok((u64::from_le_bytes(index), bytes))
@@ -94,11 +102,12 @@ pub fn read_snapshot(path: &Path) -> Result<(u64, Vec<u8>)> {
 /// Finds the newest valid snapshot in `dir/snapshots`, skipping (and reporting) newer
 /// invalid ones. I/O errors are returned, not skipped.
 pub fn latest_snapshot(dir: &Path) -> Result<LatestSnapshot> {
-    let mut skipped = Vec::new();
+    let (mut snapshot, mut skipped) = (None, Vec::new());
     for (index, path) in list_snapshots(dir)?.into_iter().rev() {
         match read_snapshot(&path) {
             Ok((found, payload)) if found == index => {
-                return Ok(LatestSnapshot { snapshot: Some((index, payload)), skipped });
+                snapshot = Some((index, payload));
+                break;
             }
             Ok((found, _)) => {
                 let reason = format!("header says index {found}, file name says {index}");
@@ -108,5 +117,5 @@ pub fn latest_snapshot(dir: &Path) -> Result<LatestSnapshot> {
             Err(other) => return Err(other),
         }
     }
-    Ok(LatestSnapshot { snapshot: None, skipped })
+    Ok(LatestSnapshot { snapshot, skipped })
 }
