@@ -62,6 +62,21 @@ pub const DEFAULT_HOLDERS_SHARE_PPM: u32 = 500_000;
 /// The outcome of one command: applied, or rejected with no effect.
 pub type Outcome = Result<(), RejectReason>;
 
+/// A resting order as the outside sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestingOrder {
+    /// Its id.
+    pub id: OrderId,
+    /// Its owner.
+    pub account: AccountId,
+    /// Its side.
+    pub side: coss_types::Side,
+    /// Its price.
+    pub price: Price,
+    /// Its open quantity.
+    pub qty: coss_types::Qty,
+}
+
 /// One balance of one account in one asset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Balance {
@@ -409,6 +424,32 @@ impl Exchange {
     ) -> Vec<coss_book::DepthLevel> {
         self.market(market)
             .map_or_else(Vec::new, |m| m.book.depth(side, levels))
+    }
+
+    /// A resting order of a market's book.
+    #[must_use]
+    pub fn resting_order(&self, market: MarketId, order: OrderId) -> Option<RestingOrder> {
+        let m = self.market(market)?;
+        let o = m.book.get(order)?;
+        Some(RestingOrder {
+            id: o.id,
+            account: self.accounts[o.payload.account as usize].id,
+            side: o.side,
+            price: o.price,
+            qty: o.qty,
+        })
+    }
+
+    /// The id the next accepted order will get.
+    #[must_use]
+    pub fn next_order_id(&self) -> u64 {
+        self.next_order_id
+    }
+
+    /// Bytes of heap held by the order books (slabs, levels, indexes), for memory accounting.
+    #[must_use]
+    pub fn book_heap_bytes(&self) -> usize {
+        self.markets.iter().flatten().map(|m| m.book.heap_bytes()).sum()
     }
 
     /// The last trade price of a market.

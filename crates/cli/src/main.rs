@@ -1,0 +1,271 @@
+//! The `coss` command, the one binary of the platform: `coss up` runs it on embedded defaults,
+//! `coss journal verify` replays and checks a journal, `coss bench engine` measures the engine.
+//! Conventions every subcommand follows: `--data-dir DIR` (env `COSS_DATA_DIR`, default a
+//! per-user data directory), `--listen HOST:PORT` (env `COSS_LISTEN`) for servers, `--json`
+//! for machine-readable output, exit code 0 only on success and a one-line error on stderr
+//! otherwise. This file parses arguments and calls into the library crates; nothing more.
+
+mod server;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use coss_engine::{Engine, EngineConfig};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Counts live heap bytes, for the memory figures of `coss bench`.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+#[derive(Debug, Parser)]
+#[command(name = "coss", version, about = "COSS, the Crypto One Stop Solution")]
+struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Args, Clone)]
+struct DataDir {
+    /// Where the platform keeps its files.
+    #[arg(long, env = "COSS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn resolve(&self) -> Result<PathBuf> {
+        match &self.data_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => dirs::data_dir()
+                .map(|d| d.join("coss"))
+                .context("no per-user data directory; pass --data-dir"),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Runs the platform on its embedded defaults until interrupted.
+    Up {
+        #[command(flatten)]
+        data: DataDir,
+        /// Address of the HTTP API.
+        #[arg(long, env = "COSS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Journal tools.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+    /// Engine tools for tests and operators.
+    #[command(hide = true)]
+    Engine {
+        #[command(subcommand)]
+        command: EngineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Replays a journal from the start and checks it: prints commands, last event sequence
+    /// and state hash; exits non-zero on corruption.
+    Verify {
+        #[command(flatten)]
+        data: DataDir,
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Measures the order book, the exchange core and the durable engine service.
+    Engine {
+        /// Measured commands.
+        #[arg(long, default_value_t = 2_000_000)]
+        commands: usize,
+        /// Workload seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also measure the engine service with its journal (needs an empty --data-dir).
+        #[arg(long)]
+        durable: bool,
+        #[command(flatten)]
+        data: DataDir,
+        /// Resting orders for the memory figure.
+        #[arg(long, default_value_t = 1_000_000)]
+        memory_orders: usize,
+        /// Timed repetitions of each throughput figure (the best is kept).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EngineCommand {
+    /// Feeds the seeded benchmark workload to the engine service in small batches, printing
+    /// `acked N` after each batch is durable (N = the last acknowledged command index).
+    Feed {
+        #[command(flatten)]
+        data: DataDir,
+        /// Measured commands after the setup.
+        #[arg(long, default_value_t = 100_000)]
+        commands: usize,
+        /// Workload seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Commands per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Snapshot every this many commands.
+        #[arg(long, default_value_t = 5_000)]
+        snapshot_every: u64,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = run(cli) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Top::Up { data, listen } => {
+            init_tracing();
+            server::up(data.resolve()?, &listen)
+        }
+        Top::Journal {
+            command: JournalCommand::Verify { data, json },
+        } => journal_verify(data.resolve()?, json),
+        Top::Bench {
+            command:
+                BenchCommand::Engine {
+                    commands,
+                    seed,
+                    durable,
+                    data,
+                    memory_orders,
+                    repeats,
+                    json,
+                },
+        } => {
+            let durable_data_dir = if durable {
+                Some(
+                    data.data_dir
+                        .context("--durable needs --data-dir (an empty directory)")?,
+                )
+            } else {
+                None
+            };
+            let options = coss_bench::EngineBenchOptions {
+                commands,
+                seed,
+                durable_data_dir,
+                memory_orders,
+                repeats,
+            };
+            let report = coss_bench::engine(&options, &|| ALLOCATOR.allocated())?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            Ok(())
+        }
+        Top::Engine {
+            command:
+                EngineCommand::Feed {
+                    data,
+                    commands,
+                    seed,
+                    batch,
+                    snapshot_every,
+                },
+        } => feed(data.resolve()?, commands, seed, batch, snapshot_every),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn journal_verify(data_dir: PathBuf, json: bool) -> Result<()> {
+    let verified = coss_engine::verify(&data_dir)
+        .with_context(|| format!("journal in {} does not verify", data_dir.display()))?;
+    if json {
+        let line = serde_json::json!({
+            "commands": verified.commands,
+            "last_seq": verified.last_seq,
+            "state_hash": verified.state_hash.to_string(),
+            "snapshots_checked": verified.snapshots_checked,
+            "torn_tail": verified.torn_tail.as_ref().map(|t| serde_json::json!({
+                "file": t.file.display().to_string(),
+                "offset": t.offset,
+                "dropped_bytes": t.dropped_bytes,
+            })),
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "{} commands, last event {}, state hash {}, {} snapshots checked",
+            verified.commands, verified.last_seq, verified.state_hash, verified.snapshots_checked
+        );
+        if let Some(torn) = verified.torn_tail {
+            println!(
+                "torn tail: {} bytes at {} offset {} (not yet truncated)",
+                torn.dropped_bytes,
+                torn.file.display(),
+                torn.offset
+            );
+        }
+    }
+    Ok(())
+}
+
+fn feed(
+    data_dir: PathBuf,
+    commands: usize,
+    seed: u64,
+    batch: usize,
+    snapshot_every: u64,
+) -> Result<()> {
+    let mut config = EngineConfig::new(&data_dir);
+    config.snapshot_every = snapshot_every;
+    let (engine, recovery) = Engine::start(config)?;
+    let workload = coss_bench::workload::generate(commands, seed);
+    let handle = engine.handle();
+    let all: Vec<_> = workload
+        .setup
+        .into_iter()
+        .chain(workload.commands)
+        .map(|e| e.command)
+        .skip(usize::try_from(recovery.commands).unwrap_or(usize::MAX))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for chunk in all.chunks(batch.max(1)) {
+        let receipt = handle.submit_batch(chunk.to_vec())?;
+        let last = receipt.first_index + receipt.outcomes.len() as u64 - 1;
+        writeln!(out, "acked {last}")?;
+        out.flush()?;
+    }
+    drop(handle);
+    engine.shutdown()?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `coss up`: the engine service plus the HTTP API, until Ctrl-C or SIGTERM.
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use coss_engine::{Engine, EngineConfig, EngineHandle};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Serialize)]
+struct EngineStatus {
+    commands: u64,
+    last_seq: u64,
+    state_hash: String,
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    code: &'static str,
+    msg: String,
+}
+
+/// The HTTP API.
+fn app(engine: EngineHandle) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/api/v1/engine/status", get(engine_status))
+        .with_state(engine)
+}
+
+async fn engine_status(
+    State(engine): State<EngineHandle>,
+) -> Result<Json<EngineStatus>, (StatusCode, Json<ApiError>)> {
+    let status = tokio::task::spawn_blocking(move || engine.status())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match status {
+        Ok(status) => Ok(Json(EngineStatus {
+            commands: status.commands,
+            last_seq: status.last_seq,
+            state_hash: status.state_hash.to_string(),
+        })),
+        Err(msg) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ApiError {
+                code: "ENGINE_STOPPED",
+                msg,
+            }),
+        )),
+    }
+}
+
+pub fn up(data_dir: PathBuf, listen: &str) -> Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let (engine, recovery) = Engine::start(EngineConfig::new(&data_dir))
+        .with_context(|| format!("cannot recover the engine from {}", data_dir.display()))?;
+    if let Some(torn) = &recovery.torn_tail {
+        tracing::warn!(
+            file = %torn.file.display(),
+            offset = torn.offset,
+            dropped_bytes = torn.dropped_bytes,
+            "journal had a torn tail (a crash mid-write); truncated it"
+        );
+    }
+    for skipped in &recovery.skipped_snapshots {
+        tracing::warn!(%skipped, "skipped an invalid snapshot");
+    }
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        commands = recovery.commands,
+        snapshot = recovery.snapshot_index,
+        replayed = recovery.replayed,
+        state_hash = %recovery.state_hash,
+        "engine recovered"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let handle = engine.handle();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr().context("no local address")?;
+        tracing::info!(listen = %local, "COSS is up");
+        axum::serve(listener, app(handle))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("HTTP server failed")
+    })?;
+    drop(runtime);
+    engine
+        .shutdown()
+        .context("engine did not shut down cleanly")?;
+    tracing::info!("COSS stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
