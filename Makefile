@@ -1,0 +1,27 @@
+# Everything a developer runs often. `make run` and `make test` are the README's quick start.
+CARGO ?= cargo
+DATA_DIR ?= $(HOME)/.local/share/coss
+
+.PHONY: run test lint unit bench fmt
+
+## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)).
+run:
+	$(CARGO) run --release -p coss -- up --data-dir $(DATA_DIR)
+
+## Runs every check CI runs: formatting, lints, then every test.
+test: lint unit
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+## The engine benchmark with the durable journal (figures, not assertions).
+bench:
+	rm -rf target/bench-data
+	$(CARGO) run --release -p coss -- bench engine --durable --data-dir target/bench-data
+
+fmt:
+	$(CARGO) fmt --all

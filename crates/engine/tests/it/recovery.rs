@@ -1,0 +1,115 @@
+use crate::{deposit, list_btc};
+use coss_engine::{journal_dir, verify, Engine, EngineConfig, EngineError};
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+
+fn run(dir: &Path, snapshot_every: u64, commands: u64) -> coss_engine::Status {
+    let mut config = EngineConfig::new(dir);
+    config.snapshot_every = snapshot_every;
+    config.max_batch = 8;
+    let (engine, _) = Engine::start(config).unwrap();
+    let handle = engine.handle();
+    handle.submit(list_btc()).unwrap();
+    for chunk in (0..commands).collect::<Vec<_>>().chunks(8) {
+        handle.submit_batch(chunk.iter().map(|&n| deposit(n)).collect()).unwrap();
+    }
+    let status = handle.status().unwrap();
+    drop(handle);
+    engine.shutdown().unwrap();
+    status
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(journal_dir(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn restart_recovers_the_identical_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = run(dir.path(), 0, 100);
+    let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    assert_eq!(recovery.commands, 101);
+    assert_eq!(recovery.snapshot_index, 0);
+    assert_eq!(recovery.state_hash, before.state_hash);
+    assert_eq!(engine.handle().status().unwrap(), before);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn recovery_from_a_snapshot_matches_a_full_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = run(dir.path(), 20, 100);
+    let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    assert!(recovery.snapshot_index > 0, "a snapshot should have been taken");
+    assert_eq!(recovery.replayed, 101 - recovery.snapshot_index);
+    assert_eq!(recovery.state_hash, before.state_hash);
+    engine.shutdown().unwrap();
+    let verified = verify(dir.path()).unwrap();
+    assert_eq!(verified.commands, 101);
+    assert_eq!(verified.state_hash, before.state_hash);
+    assert!(verified.snapshots_checked >= 1);
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_reported_and_the_rest_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), 0, 10);
+    let last = segments(dir.path()).pop().unwrap();
+    let len = fs::metadata(&last).unwrap().len();
+    OpenOptions::new().write(true).open(&last).unwrap().set_len(len - 3).unwrap();
+
+    let verified = verify(dir.path()).unwrap();
+    assert_eq!(verified.commands, 10);
+    assert!(verified.torn_tail.is_some());
+    assert_eq!(fs::metadata(&last).unwrap().len(), len - 3, "verify must not modify files");
+
+    let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let torn = recovery.torn_tail.expect("torn tail reported");
+    assert_eq!(torn.file, last);
+    assert_eq!(recovery.commands, 10);
+    // The journal continues where the valid records end.
+    let receipt = engine.handle().submit(deposit(99)).unwrap();
+    assert_eq!(receipt.index, 11);
+    engine.shutdown().unwrap();
+    assert_eq!(verify(dir.path()).unwrap().commands, 11);
+}
+
+#[test]
+fn corruption_in_the_middle_stops_start_up_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), 0, 10);
+    let last = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[40] ^= 0xff;
+    fs::write(&last, &bytes).unwrap();
+    let error = Engine::start(EngineConfig::new(dir.path())).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, EngineError::Journal(coss_journal::Error::Corrupt { .. })), "{text}");
+    assert!(text.contains(&last.display().to_string()), "{text}");
+    assert!(text.contains("offset"), "{text}");
+    assert!(verify(dir.path()).is_err());
+}
+
+#[test]
+fn a_snapshot_that_disagrees_with_the_journal_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), 20, 50);
+    let snapshots = coss_journal::list_snapshots(&journal_dir(dir.path())).unwrap();
+    let (index, path) = snapshots.last().unwrap().clone();
+    // Re-write the snapshot with the state of a different (shorter) history.
+    let other = tempfile::tempdir().unwrap();
+    run(other.path(), 0, 3);
+    let (engine, _) = Engine::start(EngineConfig::new(other.path())).unwrap();
+    let bytes = engine.handle().read(|e| e.snapshot()).unwrap();
+    engine.shutdown().unwrap();
+    fs::remove_file(&path).unwrap();
+    coss_journal::write_snapshot(&journal_dir(dir.path()), index, &bytes).unwrap();
+    let error = verify(dir.path()).unwrap_err();
+    assert!(matches!(error, EngineError::SnapshotMismatch { .. }), "{error}");
+}
