@@ -472,3 +472,15 @@ pub fn engine(
         state_hash: exchange.state_hash().to_string(),
     })
 }
+
+/// Runs only the core throughput measurement, `repeats` times (for profilers); returns the
+/// best commands per second.
+#[must_use]
+pub fn core_only(commands: usize, seed: u64, repeats: usize) -> u64 {
+    let w = workload::generate(commands, seed);
+    let mut best = u128::MAX;
+    for _ in 0..repeats.max(1) {
+        best = best.min(run_core(&w).0);
+    }
+    per_second(w.commands.len(), best)
+}

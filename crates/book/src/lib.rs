@@ -72,7 +72,7 @@ pub struct Fill<P> {
 pub struct DepthLevel {
     /// The level's price.
     pub price: Price,
-    /// The total resting quantity at that price.
+    /// The total resting quantity at that price (`u64::MAX` if it is more than that).
     pub qty: Qty,
     /// How many orders rest at that price.
     pub orders: u32,
@@ -96,7 +96,9 @@ struct Level {
     key: u64,
     head: u32,
     tail: u32,
-    qty: u64,
+    /// Total open quantity. Wider than an order's: many orders of up to `u64::MAX` lots each
+    /// may rest at one price, and their sum must not overflow.
+    qty: u128,
     orders: u32,
 }
 
@@ -286,7 +288,7 @@ impl<P: Copy> OrderBook<P> {
                 let level = &mut ladder.levels[at];
                 let tail = level.tail;
                 level.tail = slot_index;
-                level.qty += qty.0;
+                level.qty += u128::from(qty.0);
                 level.orders += 1;
                 self.slots[tail as usize].next = slot_index;
                 self.slots[slot_index as usize].prev = tail;
@@ -297,7 +299,7 @@ impl<P: Copy> OrderBook<P> {
                     key,
                     head: slot_index,
                     tail: slot_index,
-                    qty: qty.0,
+                    qty: u128::from(qty.0),
                     orders: 1,
                 },
             ),
@@ -324,7 +326,7 @@ impl<P: Copy> OrderBook<P> {
         let (side, key) = (slot.side, key_of(slot.side, slot.price));
         let ladder = self.ladder_mut(side);
         if let Ok(at) = ladder.find(key) {
-            ladder.levels[at].qty -= delta;
+            ladder.levels[at].qty -= u128::from(delta);
         }
         Ok(())
     }
@@ -355,7 +357,7 @@ impl<P: Copy> OrderBook<P> {
             self.unlink(head);
         } else {
             slot.qty.0 -= qty.0;
-            level.qty -= qty.0;
+            level.qty -= u128::from(qty.0);
         }
         Some(fill)
     }
@@ -385,7 +387,7 @@ impl<P: Copy> OrderBook<P> {
                 ladder.levels.remove(at);
             } else {
                 level.orders -= 1;
-                level.qty -= slot.qty.0;
+                level.qty -= u128::from(slot.qty.0);
                 if level.head == slot_index {
                     level.head = slot.next;
                 }
@@ -415,7 +417,7 @@ impl<P: Copy> OrderBook<P> {
             .take(levels)
             .map(|l| DepthLevel {
                 price: price_of(side, l.key),
-                qty: Qty(l.qty),
+                qty: Qty(u64::try_from(l.qty).unwrap_or(u64::MAX)),
                 orders: l.orders,
             })
             .collect()
@@ -432,7 +434,7 @@ impl<P: Copy> OrderBook<P> {
             {
                 break;
             }
-            total = total.saturating_add(level.qty);
+            total = total.saturating_add(u64::try_from(level.qty).unwrap_or(u64::MAX));
             if total >= enough {
                 break;
             }

@@ -107,6 +107,9 @@ enum BenchCommand {
         /// One JSON object.
         #[arg(long)]
         json: bool,
+        /// Measure only the full core (for profiling).
+        #[arg(long, hide = true)]
+        only_core: bool,
     },
 }
 
@@ -159,8 +162,14 @@ fn run(cli: Cli) -> Result<()> {
                     memory_orders,
                     repeats,
                     json,
+                    only_core,
                 },
         } => {
+            if only_core {
+                let rate = coss_bench::core_only(commands, seed, repeats);
+                println!("{}", serde_json::json!({ "core_cmds_per_s": rate }));
+                return Ok(());
+            }
             let durable_data_dir = if durable {
                 Some(
                     data.data_dir

@@ -21,6 +21,8 @@ pub const MAX_FEE_TIERS: usize = 16;
 pub const MAX_FEE_PPM: u32 = 100_000;
 /// Highest open-order bound.
 pub const MAX_OPEN_ORDER_LIMIT: u32 = 1_000_000;
+/// Most decimal places of an asset.
+pub const MAX_DECIMALS: u8 = 30;
 
 impl Exchange {
     /// The balance cell of `account` (dense index) in `asset`, marked as touched by this command.
@@ -93,6 +95,14 @@ impl Exchange {
             invariant_broken("fee in an unlisted asset")
         };
         let holders = if asset.fees_shared {
+            if asset.shared_fees.checked_add(fee).is_none() {
+                // Fold whole millions out of the running total: each is worth exactly `share`
+                // to the holders, so the carry and `holders_credited = floor(shared_fees ×
+                // share)` stay exact, and the total of a long-lived asset cannot overflow.
+                let millions = asset.shared_fees / u128::from(PPM);
+                asset.shared_fees -= millions * u128::from(PPM);
+                asset.holders_credited -= millions * u128::from(share);
+            }
             asset.shared_fees = asset
                 .shared_fees
                 .checked_add(fee)
@@ -369,7 +379,7 @@ impl Exchange {
         if !valid_symbol(symbol) || self.assets.iter().flatten().any(|a| a.symbol == symbol) {
             return Err(RejectReason::InvalidSymbol);
         }
-        if decimals > 30 {
+        if decimals > MAX_DECIMALS {
             return Err(RejectReason::InvalidDecimals);
         }
         let slot = id.0 as usize;
@@ -435,17 +445,11 @@ impl Exchange {
         }
         let base_decimals = self.asset(base).ok_or(RejectReason::UnknownAsset)?.decimals;
         self.asset(quote).ok_or(RejectReason::UnknownAsset)?;
-        if base == quote || lot_size.is_zero() || tick_size.is_zero() {
+        if base == quote {
             return Err(RejectReason::InvalidMarket);
         }
-        let scale = 10u128.pow(u32::from(base_decimals));
-        let product = lot_size
-            .0
-            .checked_mul(tick_size.0)
+        let unit = notional_unit(base_decimals, lot_size.0, tick_size.0)
             .ok_or(RejectReason::InvalidMarket)?;
-        if product % scale != 0 {
-            return Err(RejectReason::InvalidMarket);
-        }
         let slot = id.0 as usize;
         if self.markets.len() <= slot {
             self.markets.resize_with(slot + 1, || None);
@@ -457,7 +461,7 @@ impl Exchange {
             lot_size: lot_size.0,
             tick_size: tick_size.0,
             min_notional: min_notional.0,
-            notional_unit: product / scale,
+            notional_unit: unit,
             status: MarketStatus::Trading,
             last_price: None,
             book: OrderBook::new(),
@@ -503,12 +507,7 @@ impl Exchange {
         tiers: &[FeeTier],
         events: &mut Vec<Event>,
     ) -> Outcome {
-        let valid = !tiers.is_empty()
-            && tiers.len() <= MAX_FEE_TIERS
-            && tiers
-                .iter()
-                .all(|t| t.maker_ppm <= MAX_FEE_PPM && t.taker_ppm <= MAX_FEE_PPM);
-        if !valid {
+        if !valid_fee_schedule(tiers) {
             return Err(RejectReason::InvalidFeeSchedule);
         }
         self.params.fee_tiers = tiers.to_vec();
@@ -583,6 +582,26 @@ impl Exchange {
         }
         Ok(self.account_index.get(&account).copied())
     }
+}
+
+/// Whether a fee schedule has 1 to 16 tiers with every rate at most 10%.
+pub(crate) fn valid_fee_schedule(tiers: &[FeeTier]) -> bool {
+    !tiers.is_empty()
+        && tiers.len() <= MAX_FEE_TIERS
+        && tiers
+            .iter()
+            .all(|t| t.maker_ppm <= MAX_FEE_PPM && t.taker_ppm <= MAX_FEE_PPM)
+}
+
+/// Quote units per lot per tick, `lot_size × tick_size / 10^base_decimals`, if both sizes are
+/// positive and the division is exact (so every trade's quote amount is an integer).
+pub(crate) fn notional_unit(base_decimals: u8, lot_size: u128, tick_size: u128) -> Option<u128> {
+    if lot_size == 0 || tick_size == 0 {
+        return None;
+    }
+    let scale = 10u128.checked_pow(u32::from(base_decimals))?;
+    let product = lot_size.checked_mul(tick_size)?;
+    (product % scale == 0).then_some(product / scale)
 }
 
 fn valid_symbol(symbol: &str) -> bool {

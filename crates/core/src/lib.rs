@@ -102,7 +102,8 @@ struct Asset {
     withdrawal_fee: u128,
     deposited: u128,
     withdrawn: u128,
-    /// Shareable fees collected since the holders' share was last set.
+    /// Shareable fees collected since the holders' share was last set (less whole millions
+    /// folded out when the total would overflow).
     shared_fees: u128,
     /// The holders' part of `shared_fees` credited so far (always `floor(shared_fees × share)`).
     holders_credited: u128,
@@ -449,7 +450,11 @@ impl Exchange {
     /// Bytes of heap held by the order books (slabs, levels, indexes), for memory accounting.
     #[must_use]
     pub fn book_heap_bytes(&self) -> usize {
-        self.markets.iter().flatten().map(|m| m.book.heap_bytes()).sum()
+        self.markets
+            .iter()
+            .flatten()
+            .map(|m| m.book.heap_bytes())
+            .sum()
     }
 
     /// The last trade price of a market.

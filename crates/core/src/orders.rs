@@ -499,7 +499,9 @@ impl Exchange {
             .locked
             .checked_sub(taker_lock_used)
             .unwrap_or_else(|| invariant_broken("taker lock exhausted"));
-        if taker.remaining != u64::MAX {
+        // Only a market order by quote amount has no lot count (its `remaining` is a sentinel);
+        // a real order may want `u64::MAX` lots.
+        if taker.quote_left.is_none() {
             taker.remaining -= qty.0;
         }
         if let Some(quote_left) = taker.quote_left.as_mut() {

@@ -6,7 +6,8 @@
 //! behave identically, and `state_hash` = SHA-256 of its bytes.
 
 use crate::command::{FeeTier, MarketStatus, SelfTradePrevention, TimeInForce};
-use crate::fees::holders_part;
+use crate::fees::{PPM, holders_part};
+use crate::ledger::{MAX_DECIMALS, MAX_OPEN_ORDER_LIMIT, notional_unit, valid_fee_schedule};
 use crate::{
     Account, Asset, BalanceCell, Exchange, Maker, Market, Params, StopOrder, Withdrawal,
     WithdrawalState,
@@ -343,15 +344,24 @@ impl Exchange {
             });
         }
         let bad = |what: &str| SnapshotError::Inconsistent(what.to_owned());
+        // Everything a command could trip over is checked here: a snapshot either restores to a
+        // state that commands can run on, or is refused.
+        if c.holders_share_ppm > PPM
+            || !valid_fee_schedule(&c.fee_tiers)
+            || c.max_open_orders == 0
+            || c.max_open_orders > MAX_OPEN_ORDER_LIMIT
+        {
+            return Err(bad("invalid parameters"));
+        }
+        if c.next_seq == 0 || c.next_order_id == 0 || c.next_trade_id == 0 {
+            return Err(bad("counters start at 1"));
+        }
         let mut ex = Exchange::new();
         ex.params = Params {
             holders_share_ppm: c.holders_share_ppm,
             fee_tiers: c.fee_tiers,
             max_open_orders: c.max_open_orders,
         };
-        if ex.params.fee_tiers.is_empty() {
-            return Err(bad("empty fee schedule"));
-        }
         ex.next_order_id = c.next_order_id;
         ex.next_trade_id = c.next_trade_id;
         ex.next_seq = c.next_seq;
@@ -387,6 +397,9 @@ impl Exchange {
             if slot >= crate::MAX_ASSETS as usize {
                 return Err(bad("asset id out of range"));
             }
+            if a.decimals > MAX_DECIMALS {
+                return Err(bad("asset decimals out of range"));
+            }
             if ex.assets.len() <= slot {
                 ex.assets.resize(slot + 1, None);
             }
@@ -407,6 +420,15 @@ impl Exchange {
             if slot >= crate::MAX_MARKETS as usize {
                 return Err(bad("market id out of range"));
             }
+            let unit = match (ex.asset(m.base), ex.asset(m.quote)) {
+                (Some(base), Some(_)) if m.base != m.quote => {
+                    notional_unit(base.decimals, m.lot_size, m.tick_size)
+                }
+                _ => None,
+            };
+            if unit != Some(m.notional_unit) {
+                return Err(bad("invalid market definition"));
+            }
             let mut market = Market {
                 id: m.id,
                 base: m.base,
@@ -424,6 +446,9 @@ impl Exchange {
             };
             for (side, orders) in [(Side::Buy, m.bids), (Side::Sell, m.asks)] {
                 for o in orders {
+                    if o.price.0 == 0 || o.id.0 >= c.next_order_id {
+                        return Err(bad("invalid resting order"));
+                    }
                     let account = *ex
                         .account_index
                         .get(&o.account)
@@ -441,6 +466,9 @@ impl Exchange {
                 }
             }
             for s in m.stops {
+                if s.qty.0 == 0 || s.price.0 == 0 || s.stop.0 == 0 || s.id.0 >= c.next_order_id {
+                    return Err(bad("invalid stop order"));
+                }
                 let account = *ex
                     .account_index
                     .get(&s.account)
@@ -476,16 +504,20 @@ impl Exchange {
         }
         // Open orders' client ids: find each order's account through its market.
         let mut owner: FxHashMap<OrderId, u32> = FxHashMap::default();
+        let mut reused_id = false;
         for m in ex.markets.iter().flatten() {
             for side in [Side::Buy, Side::Sell] {
                 m.book.visit(side, |o| {
-                    owner.insert(o.id, o.payload.account);
+                    reused_id |= owner.insert(o.id, o.payload.account).is_some();
                     true
                 });
             }
             for s in m.rising.values().chain(m.falling.values()) {
-                owner.insert(s.id, s.account);
+                reused_id |= owner.insert(s.id, s.account).is_some();
             }
+        }
+        if reused_id {
+            return Err(bad("two open orders share an id"));
         }
         for (order, cid) in c.open_client_ids {
             let account = *owner
@@ -502,6 +534,10 @@ impl Exchange {
                 2 => WithdrawalState::Released,
                 _ => return Err(bad("unknown withdrawal state")),
             };
+            if ex.asset(w.asset).is_none() || w.amount == 0 || w.amount.checked_add(w.fee).is_none()
+            {
+                return Err(bad("invalid withdrawal"));
+            }
             ex.withdrawals.insert(
                 request,
                 Withdrawal {
@@ -520,7 +556,8 @@ impl Exchange {
     }
 
     /// Checks every invariant of the ledger and the books:
-    /// - per asset, the sum of all balances equals deposits minus withdrawals;
+    /// - per asset, the sum of all balances equals deposits minus withdrawals (and no balance is
+    ///   held in an unlisted asset);
     /// - every account's locked funds equal what its open orders and pending withdrawals need;
     /// - open-order counts match the books, no book is crossed;
     /// - the holders have been credited exactly `floor(shareable fees × share)`;
@@ -531,8 +568,14 @@ impl Exchange {
         let mut expected: BTreeMap<(u32, u32), u128> = BTreeMap::new();
         let mut open: Vec<u32> = vec![0; self.accounts.len()];
         let mut open_orders: FxHashMap<OrderId, u32> = FxHashMap::default();
-        let mut need = |account: u32, asset: AssetId, amount: u128| {
-            *expected.entry((account, asset.0)).or_default() += amount;
+        // A checker must not panic on the state it checks (a restored snapshot may be corrupt).
+        let mut overflow = false;
+        let mut need = |account: u32, asset: AssetId, amount: Option<u128>| {
+            let slot = expected.entry((account, asset.0)).or_default();
+            match amount.and_then(|amount| slot.checked_add(amount)) {
+                Some(sum) => *slot = sum,
+                None => overflow = true,
+            }
         };
         for m in self.markets.iter().flatten() {
             if let (Some(bid), Some(ask)) = (m.book.best(Side::Buy), m.book.best(Side::Sell))
@@ -563,9 +606,11 @@ impl Exchange {
                 let (asset, amount) = match side {
                     Side::Buy => (
                         m.quote,
-                        u128::from(qty.0) * u128::from(price.0) * m.notional_unit,
+                        u128::from(qty.0)
+                            .checked_mul(u128::from(price.0))
+                            .and_then(|value| value.checked_mul(m.notional_unit)),
                     ),
-                    Side::Sell => (m.base, u128::from(qty.0) * m.lot_size),
+                    Side::Sell => (m.base, u128::from(qty.0).checked_mul(m.lot_size)),
                 };
                 need(account, asset, amount);
                 open[account as usize] += 1;
@@ -577,8 +622,11 @@ impl Exchange {
                 let Some(&account) = self.account_index.get(&w.account) else {
                     return fail("pending withdrawal of an unknown account".into());
                 };
-                need(account, w.asset, w.amount + w.fee);
+                need(account, w.asset, w.amount.checked_add(w.fee));
             }
+        }
+        if overflow {
+            return fail("locked funds overflow".into());
         }
         let mut totals: BTreeMap<u32, u128> = BTreeMap::new();
         for (index, account) in self.accounts.iter().enumerate() {
@@ -607,6 +655,12 @@ impl Exchange {
                     .and_then(|t| t.checked_add(cell.locked))
                     .ok_or_else(|| InvariantViolation(format!("asset {asset} total overflows")))?;
             }
+        }
+        if let Some((asset, _)) = totals
+            .iter()
+            .find(|&(&asset, &total)| total != 0 && self.asset(AssetId(asset)).is_none())
+        {
+            return fail(format!("balance in unlisted asset {asset}"));
         }
         for a in self.assets.iter().flatten() {
             let supply = a.deposited.checked_sub(a.withdrawn);

@@ -9,15 +9,35 @@ fn bench_engine_prints_every_figure_and_writes_an_ordinary_journal() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("bench");
     let output = coss()
-        .args(["bench", "engine", "--commands", "3000", "--memory-orders", "2000", "--repeats", "1", "--json", "--durable", "--data-dir"])
+        .args([
+            "bench",
+            "engine",
+            "--commands",
+            "3000",
+            "--memory-orders",
+            "2000",
+            "--repeats",
+            "1",
+            "--json",
+            "--durable",
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr_of(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     for key in [
-        "book_ops_per_s", "core_cmds_per_s", "durable_cmds_per_s", "core_p50_ns", "core_p99_ns",
-        "core_p999_ns", "peer_name", "peer_book_ops_per_s", "bytes_per_resting_order", "state_hash",
+        "book_ops_per_s",
+        "core_cmds_per_s",
+        "durable_cmds_per_s",
+        "core_p50_ns",
+        "core_p99_ns",
+        "core_p999_ns",
+        "peer_name",
+        "peer_book_ops_per_s",
+        "bytes_per_resting_order",
+        "state_hash",
     ] {
         assert!(!report[key].is_null(), "missing {key} in {report}");
     }
@@ -26,7 +46,17 @@ fn bench_engine_prints_every_figure_and_writes_an_ordinary_journal() {
 
     // Same seed, same state hash.
     let again = coss()
-        .args(["bench", "engine", "--commands", "3000", "--memory-orders", "2000", "--repeats", "1", "--json"])
+        .args([
+            "bench",
+            "engine",
+            "--commands",
+            "3000",
+            "--memory-orders",
+            "2000",
+            "--repeats",
+            "1",
+            "--json",
+        ])
         .output()
         .unwrap();
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
@@ -36,12 +66,34 @@ fn bench_engine_prints_every_figure_and_writes_an_ordinary_journal() {
 #[test]
 fn durable_bench_refuses_a_data_dir_that_already_has_a_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["bench", "engine", "--commands", "100", "--memory-orders", "10", "--repeats", "1", "--durable", "--data-dir"];
-    assert!(coss().args(args).arg(dir.path()).output().unwrap().status.success());
+    let args = [
+        "bench",
+        "engine",
+        "--commands",
+        "100",
+        "--memory-orders",
+        "10",
+        "--repeats",
+        "1",
+        "--durable",
+        "--data-dir",
+    ];
+    assert!(
+        coss()
+            .args(args)
+            .arg(dir.path())
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
     let second = coss().args(args).arg(dir.path()).output().unwrap();
     assert!(!second.status.success());
     let stderr = stderr_of(&second);
-    assert!(stderr.starts_with("error: ") && stderr.contains("already holds a journal"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("already holds a journal"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }
 
@@ -69,14 +121,21 @@ fn verify_of_a_corrupt_journal_exits_non_zero_naming_file_and_offset() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = stderr_of(&output);
-    assert!(stderr.contains(&segment.display().to_string()) && stderr.contains("offset"), "{stderr}");
+    assert!(
+        stderr.contains(&segment.display().to_string()) && stderr.contains("offset"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
 }
 
 #[test]
 fn verify_without_a_journal_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let output = coss().args(["journal", "verify", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let output = coss()
+        .args(["journal", "verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).starts_with("error: "));
 }
@@ -84,7 +143,11 @@ fn verify_without_a_journal_is_a_clear_error() {
 #[test]
 fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = coss()
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .env("COSS_DATA_DIR", dir.path())
@@ -95,7 +158,11 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let body = loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            write!(stream, "GET /api/v1/engine/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            write!(
+                stream,
+                "GET /api/v1/engine/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
             let mut response = String::new();
             stream.read_to_string(&mut response).unwrap();
             break response;
@@ -104,22 +171,34 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    let json: serde_json::Value = serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["commands"], 0);
     assert_eq!(json["state_hash"].as_str().unwrap().len(), 64);
     // SIGTERM, as a service manager would send.
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = child.wait().unwrap();
     let mut stderr = String::new();
-    BufReader::new(child.stderr.take().unwrap()).lines().for_each(|l| stderr.push_str(&l.unwrap()));
+    BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .for_each(|l| stderr.push_str(&l.unwrap()));
     assert!(status.success(), "{stderr}");
     assert!(dir.path().join("journal").is_dir());
 }
 
 #[test]
 fn unknown_arguments_fail_with_a_non_zero_exit() {
-    let output = coss().args(["bench", "engine", "--commands", "many"]).output().unwrap();
+    let output = coss()
+        .args(["bench", "engine", "--commands", "many"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(!stderr_of(&output).is_empty());
 }

@@ -6,7 +6,17 @@ use std::process::Stdio;
 /// SIGKILL after `kill_after` acknowledgements (or letting it finish).
 fn feed(dir: &std::path::Path, kill_after: Option<usize>) -> u64 {
     let mut child = coss()
-        .args(["engine", "feed", "--commands", "30000", "--batch", "32", "--snapshot-every", "3000", "--data-dir"])
+        .args([
+            "engine",
+            "feed",
+            "--commands",
+            "30000",
+            "--batch",
+            "32",
+            "--snapshot-every",
+            "3000",
+            "--data-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -39,7 +49,10 @@ fn no_acknowledged_command_is_lost_when_the_engine_is_killed_mid_write() {
         acked = feed(crashed.path(), Some(kill_after));
         let verified = verify_json(crashed.path());
         let survived = verified["commands"].as_u64().unwrap();
-        assert!(survived >= acked, "acknowledged {acked} but only {survived} survived");
+        assert!(
+            survived >= acked,
+            "acknowledged {acked} but only {survived} survived"
+        );
     }
     assert!(acked > 0);
     // Let it finish; the end state matches a run that never crashed.
@@ -48,6 +61,9 @@ fn no_acknowledged_command_is_lost_when_the_engine_is_killed_mid_write() {
     feed(calm.path(), None);
     let (a, b) = (verify_json(crashed.path()), verify_json(calm.path()));
     assert_eq!(a["commands"], b["commands"]);
-    assert_eq!(a["last_seq"], b["last_seq"], "the same commands must produce the same events");
+    assert_eq!(
+        a["last_seq"], b["last_seq"],
+        "the same commands must produce the same events"
+    );
     assert!(a["snapshots_checked"].as_u64().unwrap() >= 1);
 }

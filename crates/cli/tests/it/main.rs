@@ -1,15 +1,17 @@
 //! The `coss` binary as a user runs it: real processes, real files, real signals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod crash;
 mod commands;
+mod crash;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn coss() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_coss"));
-    command.env_remove("COSS_DATA_DIR").env_remove("COSS_LISTEN");
+    command
+        .env_remove("COSS_DATA_DIR")
+        .env_remove("COSS_LISTEN");
     command
 }
 
@@ -19,7 +21,11 @@ pub fn verify_json(dir: &Path) -> serde_json::Value {
         .arg(dir)
         .output()
         .unwrap();
-    assert!(output.status.success(), "verify failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "verify failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
     serde_json::from_str(&stdout).unwrap()

@@ -1,5 +1,5 @@
 use crate::{deposit, list_btc};
-use coss_engine::{journal_dir, verify, Engine, EngineConfig, EngineError};
+use coss_engine::{Engine, EngineConfig, EngineError, journal_dir, verify};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,9 @@ fn run(dir: &Path, snapshot_every: u64, commands: u64) -> coss_engine::Status {
     let handle = engine.handle();
     handle.submit(list_btc()).unwrap();
     for chunk in (0..commands).collect::<Vec<_>>().chunks(8) {
-        handle.submit_batch(chunk.iter().map(|&n| deposit(n)).collect()).unwrap();
+        handle
+            .submit_batch(chunk.iter().map(|&n| deposit(n)).collect())
+            .unwrap();
     }
     let status = handle.status().unwrap();
     drop(handle);
@@ -46,7 +48,10 @@ fn recovery_from_a_snapshot_matches_a_full_replay() {
     let dir = tempfile::tempdir().unwrap();
     let before = run(dir.path(), 20, 100);
     let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
-    assert!(recovery.snapshot_index > 0, "a snapshot should have been taken");
+    assert!(
+        recovery.snapshot_index > 0,
+        "a snapshot should have been taken"
+    );
     assert_eq!(recovery.replayed, 101 - recovery.snapshot_index);
     assert_eq!(recovery.state_hash, before.state_hash);
     engine.shutdown().unwrap();
@@ -62,12 +67,21 @@ fn a_torn_tail_is_truncated_and_reported_and_the_rest_survives() {
     run(dir.path(), 0, 10);
     let last = segments(dir.path()).pop().unwrap();
     let len = fs::metadata(&last).unwrap().len();
-    OpenOptions::new().write(true).open(&last).unwrap().set_len(len - 3).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&last)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
 
     let verified = verify(dir.path()).unwrap();
     assert_eq!(verified.commands, 10);
     assert!(verified.torn_tail.is_some());
-    assert_eq!(fs::metadata(&last).unwrap().len(), len - 3, "verify must not modify files");
+    assert_eq!(
+        fs::metadata(&last).unwrap().len(),
+        len - 3,
+        "verify must not modify files"
+    );
 
     let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
     let torn = recovery.torn_tail.expect("torn tail reported");
@@ -90,7 +104,13 @@ fn corruption_in_the_middle_stops_start_up_naming_file_and_offset() {
     fs::write(&last, &bytes).unwrap();
     let error = Engine::start(EngineConfig::new(dir.path())).unwrap_err();
     let text = error.to_string();
-    assert!(matches!(error, EngineError::Journal(coss_journal::Error::Corrupt { .. })), "{text}");
+    assert!(
+        matches!(
+            error,
+            EngineError::Journal(coss_journal::Error::Corrupt { .. })
+        ),
+        "{text}"
+    );
     assert!(text.contains(&last.display().to_string()), "{text}");
     assert!(text.contains("offset"), "{text}");
     assert!(verify(dir.path()).is_err());
@@ -111,5 +131,8 @@ fn a_snapshot_that_disagrees_with_the_journal_fails_verification() {
     fs::remove_file(&path).unwrap();
     coss_journal::write_snapshot(&journal_dir(dir.path()), index, &bytes).unwrap();
     let error = verify(dir.path()).unwrap_err();
-    assert!(matches!(error, EngineError::SnapshotMismatch { .. }), "{error}");
+    assert!(
+        matches!(error, EngineError::SnapshotMismatch { .. }),
+        "{error}"
+    );
 }

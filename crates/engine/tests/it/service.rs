@@ -18,10 +18,19 @@ fn results_arrive_in_submission_order_with_their_events() {
     assert_eq!(receipts.len(), 10);
     for (n, receipt) in receipts.iter().enumerate() {
         assert_eq!(receipt.index, 2 + n as u64);
-        assert!(matches!(receipt.events[0].kind, EventKind::Deposited { .. }));
+        assert!(matches!(
+            receipt.events[0].kind,
+            EventKind::Deposited { .. }
+        ));
     }
-    let seqs: Vec<u64> = receipts.iter().flat_map(|r| r.events.iter().map(|e| e.seq)).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "event sequence has gaps: {seqs:?}");
+    let seqs: Vec<u64> = receipts
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.seq))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "event sequence has gaps: {seqs:?}"
+    );
     let status = handle.status().unwrap();
     assert_eq!(status.commands, 11);
     let balance = handle
@@ -41,7 +50,9 @@ fn a_retried_deposit_is_rejected_not_credited_twice() {
     assert_eq!(handle.submit(deposit(3)).unwrap().outcome, Ok(()));
     let retry = handle.submit(deposit(3)).unwrap();
     assert_eq!(retry.outcome, Err(RejectReason::DuplicateReference));
-    let balance = handle.read(|e| e.balance(AccountId(1_003), AssetId(1))).unwrap();
+    let balance = handle
+        .read(|e| e.balance(AccountId(1_003), AssetId(1)))
+        .unwrap();
     assert_eq!(balance.available.0, 4);
     drop(handle);
     engine.shutdown().unwrap();
@@ -54,8 +65,13 @@ fn oversized_batches_are_refused_before_they_reach_the_engine() {
     config.max_batch = 4;
     let (engine, _) = Engine::start(config).unwrap();
     let handle = engine.handle();
-    let error = handle.submit_batch((0..5).map(deposit).collect()).unwrap_err();
-    assert!(matches!(error, EngineError::BatchTooLarge { len: 5, max: 4 }));
+    let error = handle
+        .submit_batch((0..5).map(deposit).collect())
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        EngineError::BatchTooLarge { len: 5, max: 4 }
+    ));
     assert_eq!(handle.status().unwrap().commands, 0);
     drop(handle);
     engine.shutdown().unwrap();
@@ -71,7 +87,11 @@ fn many_pipelined_batches_are_all_acknowledged_in_order() {
     let handle = engine.handle();
     handle.submit(list_btc()).unwrap();
     let pending: Vec<_> = (0..50)
-        .map(|b| handle.send_batch((b * 10..b * 10 + 10).map(deposit).collect()).unwrap())
+        .map(|b| {
+            handle
+                .send_batch((b * 10..b * 10 + 10).map(deposit).collect())
+                .unwrap()
+        })
         .collect();
     let mut expected = 2;
     for p in pending {
