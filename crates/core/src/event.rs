@@ -18,7 +18,8 @@ pub struct Event {
 /// Why an open order left the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DoneReason {
-    /// Completely filled.
+    /// Completely filled (a market order by quote amount: it traded, and what is left of its
+    /// amount cannot pay for one more lot).
     Filled,
     /// Cancelled by its owner (or by cancel-all).
     Cancelled,
@@ -195,6 +196,8 @@ pub enum EventKind {
         last_price: Price,
     },
     /// Two orders traded. The buyer's fee is in the base asset, the seller's in the quote asset.
+    /// The amounts exchanged follow from the market: `qty × lot_size` base for
+    /// `qty × price × lot_size × tick_size / 10^base_decimals` quote (exact by listing rule).
     Trade {
         /// Per-exchange trade id, from 1.
         trade: u64,
@@ -214,10 +217,6 @@ pub enum EventKind {
         maker_account: AccountId,
         /// Incoming order's account.
         taker_account: AccountId,
-        /// Base amount exchanged (`qty × lot_size`).
-        base_amount: Amount,
-        /// Quote amount exchanged.
-        quote_amount: Amount,
         /// Fee paid by the maker (in the asset it received).
         maker_fee: Amount,
         /// Fee paid by the taker (in the asset it received).
@@ -250,8 +249,9 @@ pub enum EventKind {
         /// the unspent part is reported in the balance changes.
         unfilled: Qty,
     },
-    /// Fees credited to the fee accounts by one command, per asset: what the platform keeps and
-    /// what goes to COSS holders.
+    /// Fees credited to the fee accounts by one command, per asset: what the platform keeps
+    /// (`FEES_PLATFORM`) and what goes to COSS holders (`FEES_HOLDERS`). These credits are not
+    /// repeated as `BalanceChanged` events.
     FeesCollected {
         /// Asset.
         asset: AssetId,
@@ -260,7 +260,8 @@ pub enum EventKind {
         /// Holders' part.
         holders: Amount,
     },
-    /// A balance's new value after the command (one per touched balance per command).
+    /// A balance's new value after the command: one per balance the command moved, in the order
+    /// they were first moved (trading-fee credits to the fee accounts are in `FeesCollected`).
     BalanceChanged {
         /// Account.
         account: AccountId,

@@ -54,6 +54,12 @@ pub fn fee_for(amount: u128, rate_ppm: u32) -> u128 {
 #[must_use]
 pub fn holders_part(amount: u128, share_ppm: u32) -> u128 {
     debug_assert!(share_ppm <= PPM);
+    if let Ok(small) = u64::try_from(amount) {
+        // Fast path in 64-bit arithmetic: no 128-bit division.
+        let (whole, rest) = (small / u64::from(PPM), small % u64::from(PPM));
+        let share = u64::from(share_ppm);
+        return u128::from(whole * share + rest * share / u64::from(PPM));
+    }
     let (whole, rest) = (amount / u128::from(PPM), amount % u128::from(PPM));
     let share = u128::from(share_ppm);
     whole * share + rest * share / u128::from(PPM)

@@ -5,8 +5,9 @@ use crate::command::{FeeTier, MarketStatus};
 use crate::event::{Event, EventKind, RejectReason};
 use crate::fees::{PPM, holders_part};
 use crate::{
-    Asset, Exchange, FEES_HOLDERS, FEES_PLATFORM, FIRST_USER_ACCOUNT, MAX_ASSETS, MAX_MARKETS,
-    Market, Outcome, WITHDRAWAL_FEES, Withdrawal, WithdrawalState, invariant_broken,
+    Asset, Exchange, FEES_HOLDERS_INDEX, FEES_PLATFORM_INDEX, FIRST_USER_ACCOUNT, MAX_ASSETS,
+    MAX_MARKETS, Market, Outcome, WITHDRAWAL_FEES_INDEX, Withdrawal, WithdrawalState,
+    invariant_broken,
 };
 use coss_book::OrderBook;
 use coss_types::{AccountId, Amount, AssetId, MarketId, RequestId};
@@ -28,30 +29,43 @@ impl Exchange {
     /// The balance cell of `account` (dense index) in `asset`, marked as touched by this command.
     #[inline]
     pub(crate) fn cell(&mut self, account: u32, asset: AssetId) -> &mut crate::BalanceCell {
-        let balances = &mut self.accounts[account as usize].balances;
-        let slot = asset.0 as usize;
-        if balances.len() <= slot {
-            balances.resize(slot + 1, crate::BalanceCell::default());
-        }
-        let cell = &mut balances[slot];
-        if !cell.touched {
-            cell.touched = true;
+        let at = self.cell_index(account, asset);
+        if !self.touched_flags[at] {
+            self.touched_flags[at] = true;
             self.touched.push((account, asset.0));
         }
-        cell
+        &mut self.cells[at]
+    }
+
+    /// Where a balance lives in `cells`; only listed assets have one.
+    #[inline]
+    pub(crate) fn cell_index(&self, account: u32, asset: AssetId) -> usize {
+        let slot = asset.0 as usize;
+        if slot >= self.stride {
+            invariant_broken("balance of an unlisted asset");
+        }
+        account as usize * self.stride + slot
     }
 
     /// Read-only balance of a dense account index.
     #[inline]
     pub(crate) fn available_of(&self, account: u32, asset: AssetId) -> u128 {
-        self.accounts[account as usize]
-            .balances
-            .get(asset.0 as usize)
-            .map_or(0, |c| c.available)
+        self.cell_at(account, asset).map_or(0, |c| c.available)
     }
 
     pub(crate) fn credit(&mut self, account: u32, asset: AssetId, amount: u128) {
         let cell = self.cell(account, asset);
+        cell.available = cell
+            .available
+            .checked_add(amount)
+            .unwrap_or_else(|| invariant_broken("credit overflow"));
+    }
+
+    /// Credits without marking the balance as touched (no `BalanceChanged` for it unless
+    /// something else touches it in the same command).
+    fn credit_quietly(&mut self, account: u32, asset: AssetId, amount: u128) {
+        let at = self.cell_index(account, asset);
+        let cell = &mut self.cells[at];
         cell.available = cell
             .available
             .checked_add(amount)
@@ -115,14 +129,10 @@ impl Exchange {
             0
         };
         let platform = fee - holders;
-        let holders_account = self.account_or_open(FEES_HOLDERS);
-        let platform_account = self.account_or_open(FEES_PLATFORM);
-        if holders > 0 {
-            self.credit(holders_account, asset_id, holders);
-        }
-        if platform > 0 {
-            self.credit(platform_account, asset_id, platform);
-        }
+        // The fee accounts are credited without a `BalanceChanged` each: the command's
+        // `FeesCollected` event carries these credits (fewer events on the hottest path).
+        self.credit_quietly(FEES_HOLDERS_INDEX, asset_id, holders);
+        self.credit_quietly(FEES_PLATFORM_INDEX, asset_id, platform);
         match self.fees_collected.iter_mut().find(|f| f.0 == asset_id) {
             Some(entry) => {
                 entry.1 += platform;
@@ -151,11 +161,11 @@ impl Exchange {
     pub(crate) fn flush_touched(&mut self, events: &mut Vec<Event>) {
         let touched = std::mem::take(&mut self.touched);
         for &(account, asset) in &touched {
-            let holder = &mut self.accounts[account as usize];
-            let cell = &mut holder.balances[asset as usize];
-            cell.touched = false;
+            let at = self.cell_index(account, AssetId(asset));
+            self.touched_flags[at] = false;
+            let cell = self.cells[at];
             let kind = EventKind::BalanceChanged {
-                account: holder.id,
+                account: self.accounts[account as usize].id,
                 asset: AssetId(asset),
                 available: Amount(cell.available),
                 locked: Amount(cell.locked),
@@ -287,7 +297,7 @@ impl Exchange {
                 },
             );
             self.spend_locked(index, asset, total);
-            let fee_account = self.account_or_open(WITHDRAWAL_FEES);
+            let fee_account = WITHDRAWAL_FEES_INDEX;
             if withdrawal.fee > 0 {
                 self.credit(fee_account, asset, withdrawal.fee);
             }
@@ -385,6 +395,7 @@ impl Exchange {
         let slot = id.0 as usize;
         if self.assets.len() <= slot {
             self.assets.resize(slot + 1, None);
+            self.restride(slot + 1);
         }
         self.assets[slot] = Some(Asset {
             id,
@@ -530,7 +541,7 @@ impl Exchange {
             return Err(RejectReason::UnknownFeeTier);
         }
         let index = self.account_or_open(account);
-        self.accounts[index as usize].fee_tier = tier;
+        self.hot[index as usize].fee_tier = tier;
         self.emit(events, EventKind::AccountFeeTierSet { account, tier });
         Ok(())
     }
@@ -567,7 +578,7 @@ impl Exchange {
     #[inline]
     pub(crate) fn fee_rate(&self, account: u32, maker: bool) -> u32 {
         let tiers = &self.params.fee_tiers;
-        let tier = usize::from(self.accounts[account as usize].fee_tier).min(tiers.len() - 1);
+        let tier = usize::from(self.hot[account as usize].fee_tier).min(tiers.len() - 1);
         if maker {
             tiers[tier].maker_ppm
         } else {

@@ -51,6 +51,17 @@ pub const WITHDRAWAL_FEES: AccountId = AccountId(3);
 pub const GATEWAY: AccountId = AccountId(4);
 /// Funds being paid out to COSS holders.
 pub const DAO_PAYOUTS: AccountId = AccountId(5);
+/// The system accounts, opened first in this order so their dense indexes are fixed.
+const SYSTEM_ACCOUNTS: [AccountId; 5] = [
+    FEES_PLATFORM,
+    FEES_HOLDERS,
+    WITHDRAWAL_FEES,
+    GATEWAY,
+    DAO_PAYOUTS,
+];
+const FEES_PLATFORM_INDEX: u32 = 0;
+const FEES_HOLDERS_INDEX: u32 = 1;
+const WITHDRAWAL_FEES_INDEX: u32 = 2;
 /// How many of an account's closed client order ids stay reserved after their orders close,
 /// so that a retried request cannot execute twice.
 pub const CLIENT_ID_MEMORY: usize = 1000;
@@ -90,7 +101,14 @@ pub struct Balance {
 struct BalanceCell {
     available: u128,
     locked: u128,
-    touched: bool,
+}
+
+/// What every order reads of its account, kept small and contiguous (the hot path touches a
+/// random account per command; this keeps it to one cache line).
+#[derive(Debug, Clone, Copy, Default)]
+struct AccountHot {
+    open_orders: u32,
+    fee_tier: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -152,12 +170,10 @@ struct Market {
     stop_keys: FxHashMap<OrderId, (bool, u64)>,
 }
 
+/// The rarely read part of an account.
 #[derive(Debug, Clone, Default)]
 struct Account {
     id: AccountId,
-    balances: Vec<BalanceCell>,
-    open_orders: u32,
-    fee_tier: u8,
     /// Client order ids of closed orders still reserved, oldest first.
     recent_client_ids: VecDeque<ClientOrderId>,
 }
@@ -193,6 +209,14 @@ pub struct Exchange {
     assets: Vec<Option<Asset>>,
     markets: Vec<Option<Market>>,
     accounts: Vec<Account>,
+    /// Per account (by dense index): open orders and fee tier.
+    hot: Vec<AccountHot>,
+    /// Every balance, `stride` cells per account: `cells[account × stride + asset]`.
+    cells: Vec<BalanceCell>,
+    /// Parallel to `cells`: touched by the current command.
+    touched_flags: Vec<bool>,
+    /// Asset slots per account: the highest listed asset id + 1.
+    stride: usize,
     account_index: FxHashMap<AccountId, u32>,
     /// Client order ids in use or still reserved, per account, with the order they named.
     client_ids: FxHashMap<(u32, ClientOrderId), OrderId>,
@@ -231,6 +255,10 @@ impl Exchange {
             assets: Vec::new(),
             markets: Vec::new(),
             accounts: Vec::new(),
+            hot: Vec::new(),
+            cells: Vec::new(),
+            touched_flags: Vec::new(),
+            stride: 0,
             account_index: FxHashMap::default(),
             client_ids: FxHashMap::default(),
             order_client: FxHashMap::default(),
@@ -245,13 +273,7 @@ impl Exchange {
             touched: Vec::new(),
             fees_collected: Vec::new(),
         };
-        for system in [
-            FEES_PLATFORM,
-            FEES_HOLDERS,
-            WITHDRAWAL_FEES,
-            GATEWAY,
-            DAO_PAYOUTS,
-        ] {
+        for system in SYSTEM_ACCOUNTS {
             exchange.account_or_open(system);
         }
         exchange
@@ -401,7 +423,7 @@ impl Exchange {
     pub fn balance(&self, account: AccountId, asset: AssetId) -> Balance {
         self.account_index
             .get(&account)
-            .and_then(|&index| self.accounts[index as usize].balances.get(asset.0 as usize))
+            .and_then(|&index| self.cell_at(index, asset))
             .map(|cell| Balance {
                 available: Amount(cell.available),
                 locked: Amount(cell.locked),
@@ -468,7 +490,7 @@ impl Exchange {
     pub fn open_orders(&self, account: AccountId) -> u32 {
         self.account_index
             .get(&account)
-            .map_or(0, |&index| self.accounts[index as usize].open_orders)
+            .map_or(0, |&index| self.hot[index as usize].open_orders)
     }
 
     fn market(&self, market: MarketId) -> Option<&Market> {
@@ -489,8 +511,37 @@ impl Exchange {
             id: account,
             ..Account::default()
         });
+        self.hot.push(AccountHot::default());
+        self.cells
+            .resize(self.cells.len() + self.stride, BalanceCell::default());
+        self.touched_flags.resize(self.cells.len(), false);
         self.account_index.insert(account, index);
         index
+    }
+
+    /// The balance cell of a dense account index in a listed asset.
+    #[inline]
+    fn cell_at(&self, account: u32, asset: AssetId) -> Option<&BalanceCell> {
+        let slot = asset.0 as usize;
+        if slot >= self.stride {
+            return None;
+        }
+        self.cells.get(account as usize * self.stride + slot)
+    }
+
+    /// Widens every account's row of cells to `stride` asset slots (listing a higher asset id).
+    fn restride(&mut self, stride: usize) {
+        if stride <= self.stride {
+            return;
+        }
+        let mut cells = vec![BalanceCell::default(); self.accounts.len() * stride];
+        for account in 0..self.accounts.len() {
+            let old = &self.cells[account * self.stride..(account + 1) * self.stride];
+            cells[account * stride..account * stride + self.stride].copy_from_slice(old);
+        }
+        self.cells = cells;
+        self.touched_flags = vec![false; self.cells.len()];
+        self.stride = stride;
     }
 }
 

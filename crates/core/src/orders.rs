@@ -101,7 +101,7 @@ impl Exchange {
             OrderKind::StopLimit { .. } | OrderKind::TakeProfitLimit { .. } => true,
             OrderKind::Market { .. } | OrderKind::MarketQuote { .. } => false,
         };
-        if may_rest && self.accounts[account as usize].open_orders >= self.params.max_open_orders {
+        if may_rest && self.hot[account as usize].open_orders >= self.params.max_open_orders {
             return Err(RejectReason::TooManyOpenOrders);
         }
         if let Some(client_id) = new.client_id
@@ -269,13 +269,13 @@ impl Exchange {
                     market.falling.insert((key, id), stop_order);
                 }
                 market.stop_keys.insert(id, (rising, key));
-                self.accounts[account as usize].open_orders += 1;
+                self.hot[account as usize].open_orders += 1;
                 return Ok(());
             }
         }
         let traded_before = self.next_trade_id;
         if self.execute(new.market, &mut taker, events) == Entry::Rested {
-            self.accounts[account as usize].open_orders += 1;
+            self.hot[account as usize].open_orders += 1;
         }
         if self.next_trade_id != traded_before {
             self.fire_stops(new.market, events);
@@ -325,7 +325,10 @@ impl Exchange {
     ) -> Entry {
         let maker_side = taker.side.opposite();
         let mut expired_by_stp = false;
-        let mut budget_spent = false;
+        // A market order by quote amount is filled once what is left of its amount cannot pay
+        // for one more lot (and it traded at all); running out of funds or liquidity expires it.
+        let mut quote_target_reached = false;
+        let mut traded = false;
         loop {
             if taker.remaining == 0 {
                 break;
@@ -363,15 +366,17 @@ impl Exchange {
                 };
                 let mut cap = affordable;
                 if let Some(quote_left) = taker.quote_left {
-                    cap = cap.min(quote_left / unit_cost);
+                    let quote_cap = quote_left / unit_cost;
+                    quote_target_reached = quote_cap == 0;
+                    cap = cap.min(quote_cap);
                 }
                 qty = qty.min(u64::try_from(cap).unwrap_or(u64::MAX));
                 if qty == 0 {
-                    budget_spent = true;
                     break;
                 }
             }
             self.trade(market_id, taker, front.payload.account, Qty(qty), events);
+            traded = true;
         }
         if taker.rests && !expired_by_stp && taker.remaining > 0 {
             let Some(price) = taker.limit else {
@@ -412,8 +417,9 @@ impl Exchange {
         }
         let reason = if expired_by_stp {
             DoneReason::SelfTradePrevented
-        } else if taker.remaining == 0 || (budget_spent && taker.quote_left.is_some()) {
-            // A market order by quote amount is filled once what is left cannot buy a lot.
+        } else if taker.remaining == 0
+            || (traded && (quote_target_reached || taker.quote_left == Some(0)))
+        {
             DoneReason::Filled
         } else {
             DoneReason::Expired
@@ -487,8 +493,6 @@ impl Exchange {
                 taker_order: taker.id,
                 maker_account: maker_account_id,
                 taker_account: taker.account_id,
-                base_amount: Amount(base),
-                quote_amount: Amount(quote),
                 maker_fee: Amount(maker_fee),
                 taker_fee: Amount(taker_fee),
             },
@@ -527,7 +531,7 @@ impl Exchange {
         self.collect_fee(quote_asset, seller_fee);
 
         if fill.maker_done {
-            self.accounts[maker_account as usize].open_orders -= 1;
+            self.hot[maker_account as usize].open_orders -= 1;
             self.order_done(
                 fill.maker,
                 maker_account,
@@ -557,7 +561,7 @@ impl Exchange {
         };
         let account = resting.payload.account;
         self.unlock(account, asset, amount);
-        self.accounts[account as usize].open_orders -= 1;
+        self.hot[account as usize].open_orders -= 1;
         self.order_done(order, account, market_id, reason, resting.qty, events);
     }
 
@@ -622,7 +626,7 @@ impl Exchange {
             let Some((_, locked)) = market.lock_for(stop.side, stop.qty, stop.price) else {
                 invariant_broken("stop lock overflow")
             };
-            self.accounts[stop.account as usize].open_orders -= 1;
+            self.hot[stop.account as usize].open_orders -= 1;
             self.emit(
                 events,
                 EventKind::OrderTriggered {
@@ -668,7 +672,7 @@ impl Exchange {
                 continue;
             }
             if self.execute(market_id, &mut taker, events) == Entry::Rested {
-                self.accounts[stop.account as usize].open_orders += 1;
+                self.hot[stop.account as usize].open_orders += 1;
             }
         }
     }
@@ -743,7 +747,7 @@ impl Exchange {
             invariant_broken("stop lock overflow")
         };
         self.unlock(account, asset, amount);
-        self.accounts[account as usize].open_orders -= 1;
+        self.hot[account as usize].open_orders -= 1;
         self.order_done(
             id,
             account,
@@ -879,7 +883,7 @@ impl Exchange {
         };
         let traded_before = self.next_trade_id;
         if self.execute(market_id, &mut taker, events) == Entry::Done {
-            self.accounts[account as usize].open_orders -= 1;
+            self.hot[account as usize].open_orders -= 1;
         }
         if self.next_trade_id != traded_before {
             self.fire_stops(market_id, events);

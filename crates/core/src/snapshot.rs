@@ -166,6 +166,15 @@ fn state_code(state: WithdrawalState) -> u8 {
 }
 
 impl Exchange {
+    /// The balances of a dense account index, by asset.
+    fn account_cells(&self, account: u32) -> impl Iterator<Item = (AssetId, &BalanceCell)> {
+        let row = account as usize * self.stride;
+        self.cells[row..row + self.stride]
+            .iter()
+            .enumerate()
+            .map(|(asset, cell)| (AssetId(u32::try_from(asset).unwrap_or(u32::MAX)), cell))
+    }
+
     fn canonical(&self) -> Canonical {
         let assets = self
             .assets
@@ -248,19 +257,11 @@ impl Exchange {
             .into_iter()
             .map(|(index, a)| AccountState {
                 id: a.id,
-                fee_tier: a.fee_tier,
-                balances: a
-                    .balances
-                    .iter()
-                    .enumerate()
+                fee_tier: self.hot[index as usize].fee_tier,
+                balances: self
+                    .account_cells(index)
                     .filter(|(_, c)| c.available != 0 || c.locked != 0)
-                    .map(|(asset, c)| {
-                        (
-                            AssetId(u32::try_from(asset).unwrap_or(u32::MAX)),
-                            c.available,
-                            c.locked,
-                        )
-                    })
+                    .map(|(asset, c)| (asset, c.available, c.locked))
                     .collect(),
                 recent_client_ids: a
                     .recent_client_ids
@@ -367,31 +368,6 @@ impl Exchange {
         ex.next_seq = c.next_seq;
         ex.time_ms = c.time_ms;
         ex.commands = c.commands;
-        ex.accounts.clear();
-        ex.account_index.clear();
-        for a in c.accounts {
-            let index = ex.account_or_open(a.id);
-            let account = &mut ex.accounts[index as usize];
-            account.fee_tier = a.fee_tier;
-            for (asset, available, locked) in a.balances {
-                let slot = asset.0 as usize;
-                if slot >= crate::MAX_ASSETS as usize {
-                    return Err(bad("balance in an impossible asset"));
-                }
-                if account.balances.len() <= slot {
-                    account.balances.resize(slot + 1, BalanceCell::default());
-                }
-                account.balances[slot] = BalanceCell {
-                    available,
-                    locked,
-                    touched: false,
-                };
-            }
-            for (cid, order) in a.recent_client_ids {
-                account.recent_client_ids.push_back(cid);
-                ex.client_ids.insert((index, cid), order);
-            }
-        }
         for a in c.assets {
             let slot = a.id.0 as usize;
             if slot >= crate::MAX_ASSETS as usize {
@@ -414,6 +390,24 @@ impl Exchange {
                 shared_fees: a.shared_fees,
                 holders_credited: a.holders_credited,
             });
+        }
+        let stride = ex.assets.len();
+        ex.restride(stride);
+        // The system accounts are already open, at their fixed indexes.
+        for a in c.accounts {
+            let index = ex.account_or_open(a.id);
+            ex.hot[index as usize].fee_tier = a.fee_tier;
+            for (asset, available, locked) in a.balances {
+                if ex.asset(asset).is_none() {
+                    return Err(bad("balance in an unlisted asset"));
+                }
+                let at = ex.cell_index(index, asset);
+                ex.cells[at] = BalanceCell { available, locked };
+            }
+            for (cid, order) in a.recent_client_ids {
+                ex.accounts[index as usize].recent_client_ids.push_back(cid);
+                ex.client_ids.insert((index, cid), order);
+            }
         }
         for m in c.markets {
             let slot = m.id.0 as usize;
@@ -462,7 +456,7 @@ impl Exchange {
                         .book
                         .add(o.id, side, o.price, o.qty, maker)
                         .map_err(|_| bad("invalid resting order"))?;
-                    ex.accounts[account as usize].open_orders += 1;
+                    ex.hot[account as usize].open_orders += 1;
                 }
             }
             for s in m.stops {
@@ -495,7 +489,7 @@ impl Exchange {
                     market.falling.insert((key, s.id), stop);
                 }
                 market.stop_keys.insert(s.id, (s.rising, key));
-                ex.accounts[account as usize].open_orders += 1;
+                ex.hot[account as usize].open_orders += 1;
             }
             if ex.markets.len() <= slot {
                 ex.markets.resize_with(slot + 1, || None);
@@ -631,17 +625,15 @@ impl Exchange {
         let mut totals: BTreeMap<u32, u128> = BTreeMap::new();
         for (index, account) in self.accounts.iter().enumerate() {
             let index = u32::try_from(index).unwrap_or(u32::MAX);
-            if account.open_orders != open[index as usize] {
+            let counted = self.hot[index as usize].open_orders;
+            if counted != open[index as usize] {
                 return fail(format!(
-                    "account {} counts {} open orders, books hold {}",
-                    account.id, account.open_orders, open[index as usize]
+                    "account {} counts {counted} open orders, books hold {}",
+                    account.id, open[index as usize]
                 ));
             }
-            for (asset, cell) in account.balances.iter().enumerate() {
-                let asset = u32::try_from(asset).unwrap_or(u32::MAX);
-                if cell.touched {
-                    return fail(format!("balance of {} left marked as touched", account.id));
-                }
+            for (asset, cell) in self.account_cells(index) {
+                let asset = asset.0;
                 let want = expected.get(&(index, asset)).copied().unwrap_or(0);
                 if cell.locked != want {
                     return fail(format!(
@@ -682,6 +674,23 @@ impl Exchange {
             if self.client_ids.get(&(account, *cid)) != Some(order) {
                 return fail(format!("client id {cid} not reserved for order {order}"));
             }
+        }
+        if self.hot.len() != self.accounts.len()
+            || self.cells.len() != self.accounts.len() * self.stride
+            || self.touched_flags.len() != self.cells.len()
+            || self.stride != self.assets.len()
+        {
+            return fail("account tables out of step".into());
+        }
+        if self.touched_flags.iter().any(|&t| t) {
+            return fail("a balance was left marked as touched".into());
+        }
+        let system_in_place = crate::SYSTEM_ACCOUNTS
+            .iter()
+            .enumerate()
+            .all(|(i, id)| self.accounts.get(i).is_some_and(|a| a.id == *id));
+        if !system_in_place {
+            return fail("system accounts are not at their fixed indexes".into());
         }
         if !self.touched.is_empty() || !self.fees_collected.is_empty() {
             return fail("per-command scratch not empty between commands".into());

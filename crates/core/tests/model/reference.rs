@@ -1172,7 +1172,10 @@ impl Model {
     fn take_liquidity(&mut self, mut taker: Incoming) -> bool {
         let market = self.markets[&taker.market].clone();
         let mut self_trade_expired = false;
-        let mut out_of_budget = false;
+        // A market order by quote amount is filled when it traded and what is left of its
+        // amount cannot pay for one more lot; running out of funds or liquidity expires it.
+        let mut target_reached = false;
+        let mut traded = false;
         while taker.remaining != Some(0) {
             let Some(maker) = self
                 .queue(taker.market, taker.side.opposite())
@@ -1212,11 +1215,15 @@ impl Model {
                 }
                 qty = qty.min(u64::try_from(affordable).unwrap_or(u64::MAX));
                 if qty == 0 {
-                    out_of_budget = true;
+                    target_reached = taker.quote_left.is_some_and(|left| left < lot_cost);
                     break;
                 }
             }
             self.trade(&mut taker, &maker, qty, &market);
+            traded = true;
+        }
+        if taker.quote_left == Some(0) {
+            target_reached = true;
         }
         let remaining = taker.remaining.unwrap_or(0);
         if taker.rests && !self_trade_expired && remaining > 0 {
@@ -1246,7 +1253,7 @@ impl Model {
         self.unlock(taker.account, market.pays_with(taker.side), taker.locked);
         let reason = if self_trade_expired {
             DoneReason::SelfTradePrevented
-        } else if taker.remaining == Some(0) || (out_of_budget && taker.quote_left.is_some()) {
+        } else if taker.remaining == Some(0) || (traded && target_reached) {
             DoneReason::Filled
         } else {
             DoneReason::Expired
@@ -1306,8 +1313,6 @@ impl Model {
             taker_order: taker.id,
             maker_account: maker.account,
             taker_account: taker.account,
-            base_amount: Amount(base),
-            quote_amount: Amount(quote),
             maker_fee: Amount(maker_fee),
             taker_fee: Amount(taker_fee),
         });
@@ -1375,8 +1380,11 @@ impl Model {
             0
         };
         let platform = fee - holders;
-        self.credit(FEES_HOLDERS, asset, holders);
-        self.credit(FEES_PLATFORM, asset, platform);
+        // Fee credits are reported by `FeesCollected`, not by `BalanceChanged`.
+        for (account, amount) in [(FEES_HOLDERS, holders), (FEES_PLATFORM, platform)] {
+            let cell = self.balances.entry((account, asset)).or_default();
+            cell.0 = cell.0.checked_add(amount).expect("model: credit overflow");
+        }
         match self.fees.iter_mut().find(|f| f.0 == asset) {
             Some(entry) => {
                 entry.1 += platform;

@@ -184,10 +184,8 @@ fn fees_in_fiat_all_go_to_the_platform() {
     w.place(limit(BOB, Side::Sell, 30_000, 10).in_market(btc_usd));
     w.place(limit(ALICE, Side::Buy, 30_000, 10).in_market(btc_usd));
     let trade = w.trades()[0];
-    assert_eq!(
-        (trade.base_amount, trade.quote_amount),
-        (10_000_000, 300_000)
-    );
+    // 10 lots of 0.01 BTC for 10 × 30,000 cents: ALICE pays 3,000.00 USD for 0.1 BTC.
+    assert_eq!(w.total(ALICE, USD), 1_000_000 - 300_000);
     assert_eq!((trade.maker_fee, trade.taker_fee), (300, 20_000));
     assert_eq!(
         w.fees_collected(),

@@ -66,7 +66,9 @@ pub struct TradeView {
     pub taker_order: OrderId,
     pub maker_account: AccountId,
     pub taker_account: AccountId,
+    /// Base exchanged, computed for BTC/USDT (other markets: check balances instead).
     pub base_amount: u128,
+    /// Quote exchanged, computed for BTC/USDT.
     pub quote_amount: u128,
     pub maker_fee: u128,
     pub taker_fee: u128,
@@ -182,6 +184,8 @@ impl World {
             }
             Ok(()) => {
                 let mut reported = BTreeSet::new();
+                // Fee credits are reported by `FeesCollected` rather than `BalanceChanged`.
+                let mut collected: BTreeMap<(AccountId, AssetId), Amount> = BTreeMap::new();
                 for event in &self.events[first..] {
                     match &event.kind {
                         EventKind::Rejected { reason } => {
@@ -204,16 +208,29 @@ impl World {
                         EventKind::AssetListed { asset, .. } => {
                             self.assets.insert(*asset);
                         }
+                        EventKind::FeesCollected {
+                            asset,
+                            platform,
+                            holders,
+                        } => {
+                            collected.insert((FEES_PLATFORM, *asset), *platform);
+                            collected.insert((FEES_HOLDERS, *asset), *holders);
+                        }
                         _ => {}
                     }
                 }
                 for (key, after) in &balances_after {
-                    if balances_before.get(key) != Some(after) {
-                        assert!(
-                            reported.contains(key),
-                            "balance {key:?} changed without a BalanceChanged event"
-                        );
+                    let before = balances_before.get(key);
+                    if before == Some(after) || reported.contains(key) {
+                        continue;
                     }
+                    let credited = collected.get(key).copied().unwrap_or_default();
+                    let before_available = before.map_or(0, |b| b.0);
+                    assert_eq!(
+                        (before_available + credited.0, before.map_or(0, |b| b.1)),
+                        *after,
+                        "balance {key:?} changed without a BalanceChanged or FeesCollected event"
+                    );
                 }
             }
         }
@@ -510,8 +527,6 @@ fn trades_in(events: &[Event]) -> Vec<TradeView> {
                 taker_order,
                 maker_account,
                 taker_account,
-                base_amount,
-                quote_amount,
                 maker_fee,
                 taker_fee,
                 ..
@@ -523,8 +538,9 @@ fn trades_in(events: &[Event]) -> Vec<TradeView> {
                 taker_order,
                 maker_account,
                 taker_account,
-                base_amount: base_amount.0,
-                quote_amount: quote_amount.0,
+                // In BTC/USDT a lot is LOT_SATS and a lot at one tick is one micro-USDT.
+                base_amount: u128::from(qty.0) * LOT_SATS,
+                quote_amount: u128::from(qty.0) * u128::from(price.0),
                 maker_fee: maker_fee.0,
                 taker_fee: taker_fee.0,
             }),
