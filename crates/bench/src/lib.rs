@@ -197,19 +197,14 @@ fn peer_apply(book: &mut lobster::OrderBook, op: &BookOp, scratch_id: &mut u128)
             side,
             price,
             qty,
-        } => {
-            // Without an amend, reducing is a cancel and a new order at the same price.
-            book.execute(OrderType::Cancel {
-                id: u128::from(id.0),
-            });
-            limit(book, u128::from(id.0), side, price, qty);
         }
-        BookOp::Move {
+        | BookOp::Move {
             id,
             side,
             price,
             qty,
         } => {
+            // Without an amend, reducing or moving is a cancel and a new order.
             book.execute(OrderType::Cancel {
                 id: u128::from(id.0),
             });

@@ -334,8 +334,18 @@ impl Generator {
     }
 
     fn passive_limit(&mut self) -> (Envelope, BookOp) {
+        self.gtc_limit(false)
+    }
+
+    /// A good-till-cancelled limit order that rests, or that crosses the book.
+    fn gtc_limit(&mut self, crossing: bool) -> (Envelope, BookOp) {
         let (account, side) = (self.account(), self.side());
-        let (price, qty) = (self.passive_price(side), self.qty());
+        let price = if crossing {
+            self.crossing_price(side)
+        } else {
+            self.passive_price(side)
+        };
+        let qty = self.qty();
         let id = self.next_order_id();
         let kind = OrderKind::Limit {
             price,
@@ -360,27 +370,8 @@ impl Generator {
         match roll {
             // New limit orders: 30% of them cross.
             0..45 if !crowded => {
-                if self.rng.random_bool(0.3) {
-                    let (account, side) = (self.account(), self.side());
-                    let (price, qty) = (self.crossing_price(side), self.qty());
-                    let id = self.next_order_id();
-                    let kind = OrderKind::Limit {
-                        price,
-                        qty,
-                        tif: TimeInForce::Gtc,
-                    };
-                    (
-                        self.place(account, side, kind),
-                        BookOp::Limit {
-                            id,
-                            side,
-                            price,
-                            qty,
-                        },
-                    )
-                } else {
-                    self.passive_limit()
-                }
+                let crossing = self.rng.random_bool(0.3);
+                self.gtc_limit(crossing)
             }
             45..55 => {
                 let (account, side) = (self.account(), self.side());

@@ -165,7 +165,7 @@ impl Exchange {
             self.touched_flags[at] = false;
             let cell = self.cells[at];
             let kind = EventKind::BalanceChanged {
-                account: self.accounts[account as usize].id,
+                account: self.hot[account as usize].id,
                 asset: AssetId(asset),
                 available: Amount(cell.available),
                 locked: Amount(cell.locked),

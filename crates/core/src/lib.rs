@@ -107,6 +107,7 @@ struct BalanceCell {
 /// random account per command; this keeps it to one cache line).
 #[derive(Debug, Clone, Copy, Default)]
 struct AccountHot {
+    id: AccountId,
     open_orders: u32,
     fee_tier: u8,
 }
@@ -456,7 +457,7 @@ impl Exchange {
         let o = m.book.get(order)?;
         Some(RestingOrder {
             id: o.id,
-            account: self.accounts[o.payload.account as usize].id,
+            account: self.hot[o.payload.account as usize].id,
             side: o.side,
             price: o.price,
             qty: o.qty,
@@ -511,7 +512,10 @@ impl Exchange {
             id: account,
             ..Account::default()
         });
-        self.hot.push(AccountHot::default());
+        self.hot.push(AccountHot {
+            id: account,
+            ..AccountHot::default()
+        });
         self.cells
             .resize(self.cells.len() + self.stride, BalanceCell::default());
         self.touched_flags.resize(self.cells.len(), false);

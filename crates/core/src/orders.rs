@@ -480,7 +480,7 @@ impl Exchange {
         } else {
             (seller_fee, buyer_fee)
         };
-        let maker_account_id = self.accounts[maker_account as usize].id;
+        let maker_account_id = self.hot[maker_account as usize].id;
         self.emit(
             events,
             EventKind::Trade {
@@ -576,7 +576,7 @@ impl Exchange {
         unfilled: Qty,
         events: &mut Vec<Event>,
     ) {
-        let account_id = self.accounts[account as usize].id;
+        let account_id = self.hot[account as usize].id;
         self.emit(
             events,
             EventKind::OrderDone {
@@ -638,7 +638,7 @@ impl Exchange {
             let mut taker = Taker {
                 id: stop.id,
                 account: stop.account,
-                account_id: self.accounts[stop.account as usize].id,
+                account_id: self.hot[stop.account as usize].id,
                 side: stop.side,
                 limit: Some(stop.price),
                 remaining: stop.qty.0,
@@ -871,7 +871,7 @@ impl Exchange {
         let mut taker = Taker {
             id,
             account,
-            account_id: self.accounts[account as usize].id,
+            account_id: self.hot[account as usize].id,
             side: current.side,
             limit: Some(price),
             remaining: qty.0,

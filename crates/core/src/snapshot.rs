@@ -676,6 +676,11 @@ impl Exchange {
             }
         }
         if self.hot.len() != self.accounts.len()
+            || self
+                .hot
+                .iter()
+                .zip(&self.accounts)
+                .any(|(h, a)| h.id != a.id)
             || self.cells.len() != self.accounts.len() * self.stride
             || self.touched_flags.len() != self.cells.len()
             || self.stride != self.assets.len()

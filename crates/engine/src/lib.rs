@@ -69,6 +69,23 @@ pub enum EngineError {
         /// The maximum.
         max: usize,
     },
+    /// A command with a text or list field too long to journal (it is refused before it
+    /// reaches the engine; the core would reject it anyway).
+    #[error("command too large: {field} exceeds {max}")]
+    CommandTooLarge {
+        /// Which field.
+        field: &'static str,
+        /// Its bound.
+        max: usize,
+    },
+    /// The journal and the replayed state disagree on how many commands there are.
+    #[error("recovered {state} commands but the journal holds {journal}")]
+    CountMismatch {
+        /// Commands in the recovered state.
+        state: u64,
+        /// Records in the journal.
+        journal: u64,
+    },
     /// The engine has stopped (shut down, or halted by a journal failure).
     #[error("the engine has stopped")]
     Stopped,
@@ -206,7 +223,7 @@ enum ToWriter {
     Batch {
         payload: Vec<u8>,
         /// End offset of each record in `payload`.
-        ends: Vec<u32>,
+        ends: Vec<usize>,
         first_index: u64,
         receipt: BatchReceipt,
         reply: BatchReply,
@@ -242,6 +259,29 @@ impl Pending {
     }
 }
 
+/// Longest text field a journaled command may carry (the core's own limits are far lower).
+pub const MAX_TEXT_BYTES: usize = 1024;
+/// Most fee tiers a journaled command may carry.
+pub const MAX_LIST_LEN: usize = 64;
+
+/// Refuses commands whose variable-length fields could not be journaled as one record: every
+/// other command has a small fixed size.
+fn check_size(command: &Command) -> Result<()> {
+    let too_large = |field, max| Err(EngineError::CommandTooLarge { field, max });
+    match command {
+        Command::ListAsset { symbol, .. } if symbol.len() > MAX_TEXT_BYTES => {
+            too_large("symbol", MAX_TEXT_BYTES)
+        }
+        Command::Deposit { reference, .. } if reference.len() > MAX_TEXT_BYTES => {
+            too_large("reference", MAX_TEXT_BYTES)
+        }
+        Command::SetFeeSchedule { tiers } if tiers.len() > MAX_LIST_LEN => {
+            too_large("tiers", MAX_LIST_LEN)
+        }
+        _ => Ok(()),
+    }
+}
+
 impl EngineHandle {
     fn request(&self, commands: Vec<Command>) -> Result<(Request, Pending)> {
         if commands.len() > self.max_batch {
@@ -250,6 +290,7 @@ impl EngineHandle {
                 max: self.max_batch,
             });
         }
+        commands.iter().try_for_each(check_size)?;
         let (reply, rx) = oneshot::channel();
         Ok((Request::Batch { commands, reply }, Pending { rx }))
     }
@@ -285,7 +326,8 @@ impl EngineHandle {
         receipt.into_receipts().pop().ok_or(EngineError::Stopped)
     }
 
-    /// The engine's current status (blocking).
+    /// The engine's current status (blocking). It reflects every command applied so far,
+    /// including the last group whose fsync may still be under way.
     pub fn status(&self) -> Result<Status> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -294,7 +336,8 @@ impl EngineHandle {
         rx.blocking_recv().map_err(|_| EngineError::Stopped)
     }
 
-    /// Runs a read-only query on the engine thread, between batches (blocking).
+    /// Runs a read-only query on the engine thread, between batches (blocking). Like
+    /// [`EngineHandle::status`], it sees applied commands whose fsync may still be under way.
     pub fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Exchange) -> T + Send + 'static,
@@ -367,13 +410,20 @@ impl Engine {
         } = &mut self;
         let (tx, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut handle.tx, tx));
-        if let Some(thread) = engine_thread.take() {
-            let _ = thread.join();
-        }
-        match writer_thread.take().map(JoinHandle::join) {
+        // A panicked engine thread (a broken invariant) is a failure, not a clean stop.
+        let engine_ok = engine_thread
+            .take()
+            .is_none_or(|thread| thread.join().is_ok());
+        let written = match writer_thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(EngineError::Stopped),
             None => Ok(()),
+        };
+        written?;
+        if engine_ok {
+            Ok(())
+        } else {
+            Err(EngineError::Stopped)
         }
     }
 }
@@ -449,7 +499,7 @@ fn engine_loop(
                     Err(_) => return,
                 };
                 debug_assert!(payload.len() > before);
-                ends.push(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+                ends.push(payload.len());
                 let outcome = exchange.apply(&envelope, &mut receipt.events);
                 receipt.outcomes.push(outcome);
                 receipt
@@ -497,8 +547,7 @@ fn write_loop(mut journal: Journal, dir: &Path, rx: std_mpsc::Receiver<ToWriter>
                     reply,
                 } => {
                     let mut start = 0usize;
-                    for (offset, end) in ends.iter().enumerate() {
-                        let end = *end as usize;
+                    for (offset, &end) in ends.iter().enumerate() {
                         let appended = journal.append(&payload[start..end]);
                         match appended {
                             Ok(index) if index == first_index + offset as u64 => {}
@@ -561,6 +610,12 @@ fn recover(dir: &Path, segment_bytes: u64) -> Result<(Exchange, Journal, Recover
             }
             let exchange = Exchange::restore(&bytes)
                 .map_err(|source| EngineError::Snapshot { index, source })?;
+            if exchange.commands() != index {
+                return Err(EngineError::CountMismatch {
+                    state: exchange.commands(),
+                    journal: index,
+                });
+            }
             (index, exchange)
         }
         None => (0, Exchange::new()),
@@ -572,6 +627,12 @@ fn recover(dir: &Path, segment_bytes: u64) -> Result<(Exchange, Journal, Recover
         let _ = exchange.apply(&envelope, &mut events);
         Ok::<(), EngineError>(())
     })?;
+    if exchange.commands() != report.last_index {
+        return Err(EngineError::CountMismatch {
+            state: exchange.commands(),
+            journal: report.last_index,
+        });
+    }
     exchange.check_invariants()?;
     let recovery = Recovery {
         snapshot_index,

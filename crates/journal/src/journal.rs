@@ -1,6 +1,10 @@
-//! Segment files and the record format:
-//! `[len: u32 LE][crc: u32 LE over (index LE ++ payload)][index: u64 LE][payload: len bytes]`,
-//! in files `{first_index:020}.log`.
+//! Segment files and the record format, in files `{first_index:020}.log`:
+//! `[len: u32 LE][index: u64 LE][header crc: u32 LE over (len LE ++ index LE)]`
+//! `[crc: u32 LE over (index LE ++ payload)][payload: len bytes]`.
+//!
+//! The header has its own CRC so that a damaged length can never pass for a record cut short
+//! by a crash: only a record whose header is intact (or wholly absent, or zero) and whose
+//! payload is incomplete or fails its CRC at the very end of the last segment is a torn tail.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -10,7 +14,7 @@ use crate::{Error, Result, io_err, list_indexed, sync_dir, take};
 
 /// Largest payload a record may carry, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
-const HEADER_BYTES: usize = 16;
+const HEADER_BYTES: usize = 20;
 const SEGMENT_EXT: &str = "log";
 
 /// Options of a [`Journal`] writer.
@@ -124,9 +128,11 @@ impl Journal {
         // Fits: checked against MAX_PAYLOAD_BYTES above.
         let len = payload.len() as u32;
         self.pending.extend_from_slice(&len.to_le_bytes());
+        self.pending.extend_from_slice(&index.to_le_bytes());
+        self.pending
+            .extend_from_slice(&header_crc(len, index).to_le_bytes());
         self.pending
             .extend_from_slice(&record_crc(index, payload).to_le_bytes());
-        self.pending.extend_from_slice(&index.to_le_bytes());
         self.pending.extend_from_slice(payload);
         self.next_index += 1;
         Ok(index)
@@ -179,6 +185,13 @@ pub fn for_each_record<E: From<Error>>(
 
 fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
     dir.join(format!("{first_index:020}.{SEGMENT_EXT}"))
+}
+
+fn header_crc(len: u32, index: u64) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&len.to_le_bytes());
+    hasher.update(&index.to_le_bytes());
+    hasher.finalize()
 }
 
 fn record_crc(index: u64, payload: &[u8]) -> u32 {
@@ -253,14 +266,23 @@ fn scan<E: From<Error>>(
 }
 
 /// Decodes the record at the start of `rest` into (index, payload). On failure, says why
-/// and whether a crash mid-write could explain it (record cut short, or a bad CRC on a
-/// record ending exactly at end of file).
+/// and whether a crash mid-write could explain it: a header cut short, or an intact header
+/// whose payload is cut short or fails its CRC exactly at the end of the file.
 fn decode(mut rest: &[u8]) -> Result<(u64, &[u8]), (bool, String)> {
-    let header = (take(&mut rest), take(&mut rest), take(&mut rest));
-    let (Some(len), Some(crc), Some(index)) = header else {
+    let header = (
+        take(&mut rest),
+        take(&mut rest),
+        take(&mut rest),
+        take(&mut rest),
+    );
+    let (Some(len), Some(index), Some(head_crc), Some(crc)) = header else {
         return Err((true, "truncated record header".to_owned()));
     };
-    let (len, index) = (u32::from_le_bytes(len) as usize, u64::from_le_bytes(index));
+    let (len, index) = (u32::from_le_bytes(len), u64::from_le_bytes(index));
+    if header_crc(len, index) != u32::from_le_bytes(head_crc) {
+        return Err((false, "record header crc mismatch".to_owned()));
+    }
+    let len = len as usize;
     if len > MAX_PAYLOAD_BYTES {
         let reason = format!("record length {len} exceeds {MAX_PAYLOAD_BYTES}");
         return Err((false, reason));

@@ -103,3 +103,31 @@ fn many_pipelined_batches_are_all_acknowledged_in_order() {
     drop(handle);
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_command_too_large_to_journal_is_refused_and_the_engine_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let handle = engine.handle();
+    handle.submit(list_btc()).unwrap();
+    let huge = coss_core::Command::Deposit {
+        account: AccountId(1_000),
+        asset: AssetId(1),
+        amount: coss_types::Amount(1),
+        reference: "x".repeat(2 << 20),
+    };
+    let error = handle.submit(huge).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            EngineError::CommandTooLarge {
+                field: "reference",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(handle.submit(deposit(1)).unwrap().index, 2);
+    drop(handle);
+    engine.shutdown().unwrap();
+}

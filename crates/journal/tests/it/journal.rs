@@ -120,7 +120,7 @@ fn torn_tail_is_truncated_and_reported_at_every_cut_within_the_last_record() {
     let dir = journal(10);
     let last = segment(dir.path(), 7);
     let intact = fs::read(&last).unwrap();
-    let start = intact.len() - (16 + payload(10).len());
+    let start = intact.len() - (20 + payload(10).len());
     for cut in start + 1..intact.len() {
         fs::write(&last, &intact[..cut]).unwrap();
         let torn = torn(&last, start as u64, (cut - start) as u64);
@@ -144,7 +144,7 @@ fn crc_failure_in_the_final_record_is_a_torn_tail() {
     let last = segment(dir.path(), 7);
     edit(&last, |bytes| *bytes.last_mut().unwrap() ^= 1);
     let len = fs::metadata(&last).unwrap().len();
-    let record_bytes = 16 + payload(10).len() as u64;
+    let record_bytes = 20 + payload(10).len() as u64;
     let torn = torn(&last, len - record_bytes, record_bytes);
     assert_eq!(summary(open(dir.path()).1), (9, 9, torn));
 }
@@ -179,8 +179,8 @@ fn empty_last_segment_is_accepted_and_appended_to() {
 fn crc_mismatch_followed_by_more_data_is_corruption_naming_file_and_offset() {
     let dir = journal(10);
     let last = segment(dir.path(), 7);
-    let second_record = 16 + payload(7).len();
-    edit(&last, |bytes| bytes[second_record + 16] ^= 1);
+    let second_record = 20 + payload(7).len();
+    edit(&last, |bytes| bytes[second_record + 20] ^= 1);
     let expected = corrupt_at(&last, second_record as u64, "crc mismatch");
     assert_eq!(corruption(dir.path()), expected);
 }
@@ -189,7 +189,7 @@ fn crc_mismatch_followed_by_more_data_is_corruption_naming_file_and_offset() {
 fn bad_record_in_an_earlier_segment_is_corruption_not_a_torn_tail() {
     let dir = journal(10);
     let first = segment(dir.path(), 1);
-    let last_record = fs::metadata(&first).unwrap().len() - (16 + payload(6).len() as u64);
+    let last_record = fs::metadata(&first).unwrap().len() - (20 + payload(6).len() as u64);
     edit(&first, |bytes| bytes.truncate(bytes.len() - 1));
     let reason = "record length 10 runs past end of file";
     assert_eq!(
@@ -225,7 +225,7 @@ fn repeated_index_is_corruption_even_at_the_tail() {
     let dir = journal(10);
     let last = segment(dir.path(), 7);
     let len = fs::metadata(&last).unwrap().len();
-    edit(&last, |bytes| bytes.extend_from_within(bytes.len() - 27..));
+    edit(&last, |bytes| bytes.extend_from_within(bytes.len() - 31..));
     let reason = "record index 10, expected 11";
     assert_eq!(corruption(dir.path()), corrupt_at(&last, len, reason));
 }
@@ -235,9 +235,26 @@ fn length_over_the_maximum_is_corruption_even_at_the_tail() {
     let dir = journal(10);
     let last = segment(dir.path(), 7);
     let len = fs::metadata(&last).unwrap().len();
-    edit(&last, |bytes| bytes.extend_from_slice(&[0xff; 16]));
+    // A header that is intact (its own CRC matches) but declares an impossible length.
+    let mut header = u32::MAX.to_le_bytes().to_vec();
+    header.extend_from_slice(&11u64.to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(&header).to_le_bytes());
+    header.extend_from_slice(&[0; 4]);
+    edit(&last, |bytes| bytes.extend_from_slice(&header));
     let reason = "record length 4294967295 exceeds 1048576";
     assert_eq!(corruption(dir.path()), corrupt_at(&last, len, reason));
+}
+
+#[test]
+fn a_damaged_length_in_the_last_segment_is_corruption_never_a_torn_tail() {
+    // A flipped bit that makes a middle record's length run past the end of the file must
+    // not be mistaken for a crash mid-write: truncating there would drop acknowledged records.
+    let dir = journal(10);
+    let last = segment(dir.path(), 7);
+    let second_record = 20 + payload(7).len();
+    edit(&last, |bytes| bytes[second_record + 2] ^= 0x40);
+    let expected = corrupt_at(&last, second_record as u64, "record header crc mismatch");
+    assert_eq!(corruption(dir.path()), expected);
 }
 
 #[test]
