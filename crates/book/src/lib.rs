@@ -123,21 +123,12 @@ fn price_of(side: Side, key: u64) -> Price {
 
 impl Ladder {
     fn find(&self, key: u64) -> Result<usize, usize> {
-        // Most activity is near the best price, at the end of the vector: scan the last few
-        // levels linearly (predictable branches), and binary-search the rest.
-        const NEAR: usize = 8;
+        // The busy end is the best price (the end of the vector): look there first.
         let n = self.levels.len();
-        let near = n.saturating_sub(NEAR);
-        for at in (near..n).rev() {
-            let level_key = self.levels[at].key;
-            if level_key == key {
-                return Ok(at);
-            }
-            if level_key < key {
-                return Err(at + 1);
-            }
+        if n > 0 && self.levels[n - 1].key == key {
+            return Ok(n - 1);
         }
-        self.levels[..near].binary_search_by(|l| l.key.cmp(&key))
+        self.levels.binary_search_by(|l| l.key.cmp(&key))
     }
 }
 

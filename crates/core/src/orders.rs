@@ -551,10 +551,21 @@ impl Exchange {
         reason: DoneReason,
         events: &mut Vec<Event>,
     ) {
-        let market = self.market_mut(market_id);
-        let Some(resting) = market.book.cancel(order) else {
+        let Some(resting) = self.market_mut(market_id).book.cancel(order) else {
             invariant_broken("removing an order that is not resting")
         };
+        self.release_removed(market_id, resting, reason, events);
+    }
+
+    /// Returns the funds of an order just taken out of the book and records its end.
+    fn release_removed(
+        &mut self,
+        market_id: MarketId,
+        resting: coss_book::RestingOrder<Maker>,
+        reason: DoneReason,
+        events: &mut Vec<Event>,
+    ) {
+        let market = self.market_mut(market_id);
         let Some((asset, amount)) = market.lock_for(resting.side, resting.qty, resting.price)
         else {
             invariant_broken("resting order lock overflow")
@@ -562,7 +573,7 @@ impl Exchange {
         let account = resting.payload.account;
         self.unlock(account, asset, amount);
         self.hot[account as usize].open_orders -= 1;
-        self.order_done(order, account, market_id, reason, resting.qty, events);
+        self.order_done(resting.id, account, market_id, reason, resting.qty, events);
     }
 
     /// Records the end of an order: its event, and its client order id moves to the account's
@@ -587,7 +598,10 @@ impl Exchange {
                 unfilled,
             },
         );
-        if let Some(client_id) = self.order_client.remove(&order) {
+        // Most orders carry no client id: skip the lookup when none is open.
+        if !self.order_client.is_empty()
+            && let Some(client_id) = self.order_client.remove(&order)
+        {
             let recent = &mut self.accounts[account as usize].recent_client_ids;
             recent.push_back(client_id);
             if recent.len() > CLIENT_ID_MEMORY
@@ -677,28 +691,29 @@ impl Exchange {
         }
     }
 
-    /// Finds an open order of `account` in `market` by reference.
-    fn resolve(&self, account: u32, market: &Market, order: OrderRef) -> Option<OrderId> {
+    /// Finds an open order of `account` in `market` by reference: its id, and the order itself
+    /// if it rests in the book (`None`: a waiting stop).
+    fn resolve(
+        &self,
+        account: u32,
+        market: &Market,
+        order: OrderRef,
+    ) -> Option<(OrderId, Option<coss_book::RestingOrder<Maker>>)> {
         let id = match order {
             OrderRef::Id(id) => id,
             OrderRef::Client(client_id) => *self.client_ids.get(&(account, client_id))?,
         };
-        let owned = match market.book.get(id) {
-            Some(resting) => resting.payload.account == account,
-            None => market
-                .stop_keys
-                .get(&id)
-                .and_then(|&(rising, key)| {
-                    let book = if rising {
-                        &market.rising
-                    } else {
-                        &market.falling
-                    };
-                    book.get(&(key, id))
-                })
-                .is_some_and(|stop| stop.account == account),
+        if let Some(resting) = market.book.get(id) {
+            return (resting.payload.account == account).then_some((id, Some(resting)));
+        }
+        let (rising, key) = *market.stop_keys.get(&id)?;
+        let stops = if rising {
+            &market.rising
+        } else {
+            &market.falling
         };
-        owned.then_some(id)
+        let stop = stops.get(&(key, id))?;
+        (stop.account == account).then_some((id, None))
     }
 
     pub(crate) fn cancel(
@@ -712,7 +727,7 @@ impl Exchange {
             .user_account(account)?
             .ok_or(RejectReason::UnknownOrder)?;
         let market = self.listed_market(market_id)?;
-        let id = self
+        let (id, _) = self
             .resolve(account, market, order)
             .ok_or(RejectReason::UnknownOrder)?;
         self.cancel_open(account, market_id, id, events);
@@ -728,8 +743,8 @@ impl Exchange {
         events: &mut Vec<Event>,
     ) {
         let market = self.market_mut(market_id);
-        if market.book.get(id).is_some() {
-            self.remove_maker(market_id, id, DoneReason::Cancelled, events);
+        if let Some(resting) = market.book.cancel(id) {
+            self.release_removed(market_id, resting, DoneReason::Cancelled, events);
             return;
         }
         let Some((rising, key)) = market.stop_keys.remove(&id) else {
@@ -806,11 +821,11 @@ impl Exchange {
             .user_account(account)?
             .ok_or(RejectReason::UnknownOrder)?;
         let market = self.trading_market(market_id)?;
-        let id = self
+        let (id, resting) = self
             .resolve(account, market, order)
             .ok_or(RejectReason::UnknownOrder)?;
         // Only orders resting in the book can be amended (not waiting stops).
-        let current = market.book.get(id).ok_or(RejectReason::UnknownOrder)?;
+        let current = resting.ok_or(RejectReason::UnknownOrder)?;
         if qty.0 == 0 {
             return Err(RejectReason::InvalidQuantity);
         }
