@@ -13,7 +13,6 @@ use std::path::PathBuf;
 struct EngineStatus {
     commands: u64,
     last_seq: u64,
-    state_hash: String,
 }
 
 #[derive(Serialize)]
@@ -25,23 +24,26 @@ struct ApiError {
 /// The HTTP API.
 fn app(engine: EngineHandle) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health))
         .route("/api/v1/engine/status", get(engine_status))
         .with_state(engine)
+}
+
+/// Healthy while the engine answers (it stops answering once halted, e.g. by a journal failure).
+async fn health(State(engine): State<EngineHandle>) -> (StatusCode, &'static str) {
+    match engine.status_async().await {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "engine stopped"),
+    }
 }
 
 async fn engine_status(
     State(engine): State<EngineHandle>,
 ) -> Result<Json<EngineStatus>, (StatusCode, Json<ApiError>)> {
-    let status = tokio::task::spawn_blocking(move || engine.status())
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    match status {
+    match engine.status_async().await.map_err(|e| e.to_string()) {
         Ok(status) => Ok(Json(EngineStatus {
             commands: status.commands,
             last_seq: status.last_seq,
-            state_hash: status.state_hash.to_string(),
         })),
         Err(msg) => Err((
             StatusCode::SERVICE_UNAVAILABLE,

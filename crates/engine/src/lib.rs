@@ -104,7 +104,8 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// Requests that may wait in the queue before submitters wait.
     pub queue_capacity: usize,
-    /// Most commands per request, and per journal group commit.
+    /// Most commands per request and per engine group (a journal commit covers what the
+    /// writer finds queued: at most 8 groups).
     pub max_batch: usize,
     /// Take a snapshot after this many commands since the last one (0: never).
     pub snapshot_every: u64,
@@ -200,8 +201,6 @@ pub struct Status {
     pub commands: u64,
     /// Last event sequence number.
     pub last_seq: u64,
-    /// Hash of the state.
-    pub state_hash: StateHash,
 }
 
 type BatchReply = oneshot::Sender<Result<BatchReceipt>>;
@@ -334,6 +333,22 @@ impl EngineHandle {
             .blocking_send(Request::Status { reply })
             .map_err(|_| EngineError::Stopped)?;
         rx.blocking_recv().map_err(|_| EngineError::Stopped)
+    }
+
+    /// The engine's current status (async), cheap enough for a public endpoint.
+    pub async fn status_async(&self) -> Result<Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Status { reply })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// The hash of the current state (blocking). It serializes the whole state on the engine
+    /// thread: an operator's tool, not something to call per request.
+    pub fn state_hash(&self) -> Result<StateHash> {
+        self.read(Exchange::state_hash)
     }
 
     /// Runs a read-only query on the engine thread, between batches (blocking). Like
@@ -469,7 +484,6 @@ fn engine_loop(
                     let _ = reply.send(Status {
                         commands: exchange.commands(),
                         last_seq: exchange.last_seq(),
-                        state_hash: exchange.state_hash(),
                     });
                 }
                 Request::Read { read } => read(&exchange),
@@ -576,7 +590,11 @@ fn write_loop(mut journal: Journal, dir: &Path, rx: std_mpsc::Receiver<ToWriter>
             let _ = reply.send(Ok(receipt));
         }
         for (index, bytes) in snapshots.drain(..) {
-            coss_journal::write_snapshot(dir, index, &bytes)?;
+            // The journal is the record; a snapshot only shortens recovery. Failing to write
+            // one (a full disk, say) must not stop trading: say so and go on.
+            if let Err(error) = coss_journal::write_snapshot(dir, index, &bytes) {
+                tracing::error!(index, %error, "could not write a snapshot; recovery will replay further");
+            }
         }
     }
     Ok(())
