@@ -464,15 +464,6 @@ impl<P: Copy> OrderBook<P> {
         }
     }
 
-    /// Bytes of heap this book holds (slab, levels and index), for memory accounting.
-    #[must_use]
-    pub fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot<P>>()
-            + (self.bids.levels.capacity() + self.asks.levels.capacity())
-                * std::mem::size_of::<Level>()
-            + self.index.capacity() * (std::mem::size_of::<(OrderId, u32)>() + 1)
-    }
-
     /// Matches an incoming order of `side` against the opposite side, up to `qty`, at prices no
     /// worse than `limit` (`None`: a market order), calling `on_fill` for every execution.
     /// Returns the unfilled quantity.

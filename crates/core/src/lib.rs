@@ -470,16 +470,6 @@ impl Exchange {
         self.next_order_id
     }
 
-    /// Bytes of heap held by the order books (slabs, levels, indexes), for memory accounting.
-    #[must_use]
-    pub fn book_heap_bytes(&self) -> usize {
-        self.markets
-            .iter()
-            .flatten()
-            .map(|m| m.book.heap_bytes())
-            .sum()
-    }
-
     /// The last trade price of a market.
     #[must_use]
     pub fn last_price(&self, market: MarketId) -> Option<Price> {
