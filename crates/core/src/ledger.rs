@@ -27,7 +27,7 @@ pub const MAX_DECIMALS: u8 = 30;
 
 impl Exchange {
     /// The balance cell of `account` (dense index) in `asset`, marked as touched by this command.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cell(&mut self, account: u32, asset: AssetId) -> &mut crate::BalanceCell {
         let at = self.cell_index(account, asset);
         if !self.touched_flags[at] {
@@ -38,7 +38,7 @@ impl Exchange {
     }
 
     /// Where a balance lives in `cells`; only listed assets have one.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cell_index(&self, account: u32, asset: AssetId) -> usize {
         let slot = asset.0 as usize;
         if slot >= self.stride {
@@ -48,11 +48,12 @@ impl Exchange {
     }
 
     /// Read-only balance of a dense account index.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn available_of(&self, account: u32, asset: AssetId) -> u128 {
         self.cell_at(account, asset).map_or(0, |c| c.available)
     }
 
+    #[inline(always)]
     pub(crate) fn credit(&mut self, account: u32, asset: AssetId, amount: u128) {
         let cell = self.cell(account, asset);
         cell.available = cell
@@ -63,6 +64,7 @@ impl Exchange {
 
     /// Credits without marking the balance as touched (no `BalanceChanged` for it unless
     /// something else touches it in the same command).
+    #[inline(always)]
     fn credit_quietly(&mut self, account: u32, asset: AssetId, amount: u128) {
         let at = self.cell_index(account, asset);
         let cell = &mut self.cells[at];
@@ -72,6 +74,7 @@ impl Exchange {
             .unwrap_or_else(|| invariant_broken("credit overflow"));
     }
 
+    #[inline(always)]
     pub(crate) fn lock(&mut self, account: u32, asset: AssetId, amount: u128) {
         let cell = self.cell(account, asset);
         cell.available = cell
@@ -81,6 +84,7 @@ impl Exchange {
         cell.locked += amount;
     }
 
+    #[inline(always)]
     pub(crate) fn unlock(&mut self, account: u32, asset: AssetId, amount: u128) {
         let cell = self.cell(account, asset);
         cell.locked = cell
@@ -91,6 +95,7 @@ impl Exchange {
     }
 
     /// Takes `amount` out of locked funds (it is being paid to someone else).
+    #[inline(always)]
     pub(crate) fn spend_locked(&mut self, account: u32, asset: AssetId, amount: u128) {
         let cell = self.cell(account, asset);
         cell.locked = cell
@@ -575,7 +580,7 @@ impl Exchange {
     }
 
     /// The fee rate (ppm) of a dense account index.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fee_rate(&self, account: u32, maker: bool) -> u32 {
         let tiers = &self.params.fee_tiers;
         let tier = usize::from(self.hot[account as usize].fee_tier).min(tiers.len() - 1);

@@ -392,6 +392,7 @@ impl Exchange {
         }
     }
 
+    #[inline(always)]
     fn emit(&mut self, events: &mut Vec<Event>, kind: EventKind) {
         events.push(Event {
             seq: self.next_seq,
@@ -514,7 +515,7 @@ impl Exchange {
     }
 
     /// The balance cell of a dense account index in a listed asset.
-    #[inline]
+    #[inline(always)]
     fn cell_at(&self, account: u32, asset: AssetId) -> Option<&BalanceCell> {
         let slot = asset.0 as usize;
         if slot >= self.stride {
