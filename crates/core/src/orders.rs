@@ -215,6 +215,29 @@ impl Exchange {
         }
         self.lock(account, lock_asset, lock_amount);
 
+        // The common case, a resting limit order that does not cross: straight into the book
+        // (exactly what matching would do, without its machinery).
+        if let OrderKind::Limit { price, qty, tif } = new.kind
+            && matches!(tif, TimeInForce::Gtc | TimeInForce::PostOnly)
+            && !opposite_best.is_some_and(|best| crosses(new.side.opposite(), best, price))
+        {
+            let maker = Maker {
+                account,
+                stp: new.stp,
+                post_only: tif == TimeInForce::PostOnly,
+            };
+            if self
+                .market_mut(new.market)
+                .book
+                .add(id, new.side, price, qty, maker)
+                .is_err()
+            {
+                invariant_broken("order id reused in the book");
+            }
+            self.hot[account as usize].open_orders += 1;
+            return Ok(());
+        }
+
         let mut taker = Taker {
             id,
             account,
