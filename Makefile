@@ -2,14 +2,14 @@
 CARGO ?= cargo
 DATA_DIR ?= $(HOME)/.local/share/coss
 
-.PHONY: run test lint unit bench fmt
+.PHONY: run test lint unit contracts bench fmt
 
 ## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)).
 run:
 	$(CARGO) run --release -p coss -- up --data-dir $(DATA_DIR)
 
-## Runs every check CI runs: formatting, lints, then every test.
-test: lint unit
+## Runs every check CI runs: formatting, lints, then every test (Rust and Solidity).
+test: lint contracts unit
 
 lint:
 	$(CARGO) fmt --all --check
@@ -17,6 +17,13 @@ lint:
 
 unit:
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+## The Solidity contracts: the offline toolchain comes from pinned npm packages.
+contracts/node_modules/.package-lock.json: contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund
+
+contracts: contracts/node_modules/.package-lock.json
+	cd contracts && node_modules/.bin/forge test
 
 ## The engine benchmark with the durable journal (figures, not assertions).
 bench:
