@@ -233,7 +233,9 @@ enum ToWriter {
     },
 }
 
-/// A cheap, cloneable way to submit commands.
+/// A cheap, cloneable way to submit commands. The blocking methods must not be called from
+/// async code (tokio panics on a blocking wait inside its runtime): use `submit_async` and
+/// `status_async` there.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
     tx: mpsc::Sender<Request>,
