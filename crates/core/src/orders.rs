@@ -42,6 +42,17 @@ enum Entry {
 }
 
 impl Market {
+    /// Files a waiting stop under its trigger, in the rising or falling set and the id index.
+    pub(crate) fn insert_stop(&mut self, stop: StopOrder) {
+        let key = stop_key(stop.rising, stop.stop);
+        if stop.rising {
+            self.rising.insert((key, stop.id), stop);
+        } else {
+            self.falling.insert((key, stop.id), stop);
+        }
+        self.stop_keys.insert(stop.id, (stop.rising, key));
+    }
+
     /// Quote amount for `qty` lots at `price` ticks, if it fits.
     #[inline]
     fn quote_for(&self, qty: Qty, price: Price) -> Option<u128> {
@@ -284,14 +295,7 @@ impl Exchange {
                     stp: new.stp,
                     rising,
                 };
-                let market = self.market_mut(new.market);
-                let key = stop_key(rising, stop);
-                if rising {
-                    market.rising.insert((key, id), stop_order);
-                } else {
-                    market.falling.insert((key, id), stop_order);
-                }
-                market.stop_keys.insert(id, (rising, key));
+                self.market_mut(new.market).insert_stop(stop_order);
                 self.hot[account as usize].open_orders += 1;
                 return Ok(());
             }
@@ -419,10 +423,10 @@ impl Exchange {
                 invariant_broken("order id reused in the book");
             }
             // What stays locked is exactly the resting order's need.
-            let need = market
-                .lock_for(taker.side, Qty(taker.remaining), price)
-                .map_or(0, |(_, amount)| amount);
-            let asset = lock_asset(market, taker.side);
+            let Some((asset, need)) = market.lock_for(taker.side, Qty(taker.remaining), price)
+            else {
+                invariant_broken("resting order lock overflow")
+            };
             let excess = taker
                 .locked
                 .checked_sub(need)

@@ -478,17 +478,7 @@ impl Exchange {
                     stp: s.stp,
                     rising: s.rising,
                 };
-                let key = if s.rising {
-                    s.stop.0
-                } else {
-                    u64::MAX - s.stop.0
-                };
-                if s.rising {
-                    market.rising.insert((key, s.id), stop);
-                } else {
-                    market.falling.insert((key, s.id), stop);
-                }
-                market.stop_keys.insert(s.id, (s.rising, key));
+                market.insert_stop(stop);
                 ex.hot[account as usize].open_orders += 1;
             }
             if ex.markets.len() <= slot {
