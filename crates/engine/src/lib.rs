@@ -564,19 +564,21 @@ fn write_loop(mut journal: Journal, dir: &Path, rx: std_mpsc::Receiver<ToWriter>
                 } => {
                     let mut start = 0usize;
                     for (offset, &end) in ends.iter().enumerate() {
-                        let appended = journal.append(&payload[start..end]);
-                        match appended {
-                            Ok(index) if index == first_index + offset as u64 => {}
-                            Ok(_) | Err(_) => {
-                                let error = appended
-                                    .err()
-                                    .map_or(EngineError::Stopped, EngineError::from);
-                                let _ = reply.send(Err(EngineError::Stopped));
-                                fail_all(replies);
-                                return Err(error);
+                        let expected = first_index + offset as u64;
+                        let error = match journal.append(&payload[start..end]) {
+                            Ok(index) if index == expected => {
+                                start = end;
+                                continue;
                             }
-                        }
-                        start = end;
+                            Ok(index) => EngineError::CountMismatch {
+                                state: expected,
+                                journal: index,
+                            },
+                            Err(error) => error.into(),
+                        };
+                        let _ = reply.send(Err(EngineError::Stopped));
+                        fail_all(replies);
+                        return Err(error);
                     }
                     replies.push((receipt, reply));
                 }
