@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= $(HOME)/.local/share/coss
 
-.PHONY: run test lint unit contracts bench fmt
+.PHONY: run test lint unit contracts artifacts bench fmt
 
 ## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)).
 run:
@@ -22,8 +22,16 @@ unit:
 contracts/node_modules/.package-lock.json: contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund
 
+## Tests with a gas report, then checks that the committed ABI/bytecode (contracts/artifacts,
+## which the Rust bindings are built from) match this fresh compile.
 contracts: contracts/node_modules/.package-lock.json
-	cd contracts && node_modules/.bin/forge test
+	cd contracts && node_modules/.bin/forge test --gas-report
+	cd contracts && node scripts/artifacts.js --check
+
+## Rewrites contracts/artifacts from a fresh compile (after changing a contract).
+artifacts: contracts/node_modules/.package-lock.json
+	cd contracts && node_modules/.bin/forge build
+	cd contracts && node scripts/artifacts.js
 
 ## The engine benchmark with the durable journal (figures, not assertions).
 bench:

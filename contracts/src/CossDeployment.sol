@@ -9,7 +9,7 @@ import {TokenLock} from "./TokenLock.sol";
 /// @title Creates the whole COSS set in one transaction with the paper's allocation table.
 /// @notice Deploys the token, the sale and the locks; mints the 45,000,000 COSS of the
 /// allocations into their locks (the affiliate programme's straight to its wallet); makes the
-/// sale the only minter; and gives up every role it held. So at most 200,000,000 COSS can ever
+/// sale the only minter, keeping no power over the token itself. So at most 200,000,000 COSS can ever
 /// exist: 45,000,000 allocated now plus the sale's 25,000,000 and 130,000,000 caps.
 contract CossDeployment {
     /// @notice Who receives each allocation.
@@ -65,14 +65,10 @@ contract CossDeployment {
         boardLock = new TokenLock(erc20, to.board, block.timestamp + 180 days);
         advisorsLock = new TokenLock(erc20, to.advisors, block.timestamp + 90 days);
 
-        bytes32 minter = token.MINTER_ROLE();
-        token.grantRole(minter, address(this));
         token.mint(address(teamLock), TEAM);
         token.mint(to.affiliates, AFFILIATES);
         token.mint(address(boardLock), BOARD_AND_ADVISORS - advisorsAmount);
         token.mint(address(advisorsLock), advisorsAmount);
-        token.grantRole(minter, address(sale));
-        token.renounceRole(minter, address(this));
-        token.renounceRole(token.DEFAULT_ADMIN_ROLE(), address(this));
+        token.changeMinter(address(sale));
     }
 }

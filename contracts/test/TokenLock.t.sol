@@ -16,7 +16,6 @@ contract TokenLockTest is Test {
     function setUp() public {
         vm.warp(1_700_000_000);
         token = new CossToken(address(this));
-        token.grantRole(token.MINTER_ROLE(), address(this));
         releaseTime = block.timestamp + 180 days;
         lock = new TokenLock(IERC20(address(token)), beneficiary, releaseTime);
         token.mint(address(lock), LOCKED);
