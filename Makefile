@@ -15,7 +15,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: contracts/node_modules/.package-lock.json
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 ## The Solidity contracts: the offline toolchain comes from pinned npm packages.

@@ -1,10 +1,12 @@
 //! The `coss` command, the one binary of the platform: `coss up` runs it on embedded defaults,
-//! `coss journal verify` replays and checks a journal, `coss bench engine` measures the engine.
+//! `coss journal verify` replays and checks a journal, `coss bench engine` measures the engine,
+//! `coss chain deploy` deploys the COSS contracts to a node.
 //! Conventions every subcommand follows: `--data-dir DIR` (env `COSS_DATA_DIR`, default a
 //! per-user data directory), `--listen HOST:PORT` (env `COSS_LISTEN`) for servers, `--json`
 //! for machine-readable output, exit code 0 only on success and a one-line error on stderr
 //! otherwise. This file parses arguments and calls into the library crates; nothing more.
 
+mod chain;
 mod server;
 
 use anyhow::{Context, Result};
@@ -56,6 +58,11 @@ enum Top {
     Journal {
         #[command(subcommand)]
         command: JournalCommand,
+    },
+    /// Ethereum: deploy the COSS contracts.
+    Chain {
+        #[command(subcommand)]
+        command: chain::ChainCommand,
     },
     /// Benchmarks.
     Bench {
@@ -152,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
         Top::Journal {
             command: JournalCommand::Verify { data, json },
         } => journal_verify(data.resolve()?, json),
+        Top::Chain { command } => chain::run(command),
         Top::Bench {
             command:
                 BenchCommand::Engine {

@@ -138,7 +138,7 @@ pub struct Deployment {
 pub async fn deploy(chain: &Chain, params: &DeployParams) -> Result<Deployment, ChainError> {
     params.validate()?;
     let b = params.beneficiaries;
-    let receipt = CossDeployment::deploy_builder(
+    let pending = CossDeployment::deploy_builder(
         &chain.provider,
         CossDeployment::Beneficiaries {
             team: b.team,
@@ -156,9 +156,8 @@ pub async fn deploy(chain: &Chain, params: &DeployParams) -> Result<Deployment, 
     )
     .from(chain.sender)
     .send()
-    .await?
-    .get_receipt()
     .await?;
+    let receipt = crate::receipt(pending).await?;
     let tx = receipt.transaction_hash;
     if !receipt.status() {
         return Err(ChainError::Reverted(tx));

@@ -18,6 +18,9 @@ pub enum ChainError {
     /// A sent transaction could not be followed to its receipt.
     #[error("transaction: {0}")]
     Pending(#[from] alloy::providers::PendingTransactionError),
+    /// The transaction was not mined in time.
+    #[error("transaction {0} was not mined within the timeout")]
+    NotMined(TxHash),
     /// The transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(TxHash),
@@ -38,9 +41,9 @@ pub enum ChainError {
     /// Deployment parameters that the contracts would reject.
     #[error("invalid deployment parameters: {0}")]
     Params(String),
-    /// No anvil binary was found (set COSS_ANVIL or install the contracts toolchain).
-    #[error("anvil not found: set COSS_ANVIL or run `npm ci` in contracts/")]
-    NoAnvil,
+    /// A Foundry tool was not found (set COSS_<TOOL> or install the contracts toolchain).
+    #[error("{0} not found: set COSS_{upper} or run `npm ci` in contracts/", upper = .0.to_uppercase())]
+    NoTool(String),
     /// anvil did not start.
     #[error("anvil: {0}")]
     Anvil(#[from] alloy::node_bindings::NodeError),
@@ -54,12 +57,13 @@ impl ChainError {
             Self::Rpc(_) => "chain.rpc",
             Self::Contract(_) => "chain.contract",
             Self::Pending(_) => "chain.pending",
+            Self::NotMined(_) => "chain.not_mined",
             Self::Reverted(_) => "chain.reverted",
             Self::NoContract(_) => "chain.no_contract",
             Self::NoAccount => "chain.no_account",
             Self::KeyFile { .. } => "chain.key_file",
             Self::Params(_) => "chain.params",
-            Self::NoAnvil => "chain.no_anvil",
+            Self::NoTool(_) => "chain.no_tool",
             Self::Anvil(_) => "chain.anvil",
         }
     }

@@ -15,7 +15,7 @@ pub use bindings::{CossDeployment, CossSale, CossToken, TokenLock};
 pub use deploy::{Beneficiaries, DeployParams, Deployment, Window, chain_time, deploy};
 pub use error::ChainError;
 pub use keys::load_signer;
-pub use node::{Chain, anvil_binary, connect, spawn_anvil};
+pub use node::{Chain, RECEIPT_TIMEOUT, anvil_binary, connect, foundry_tool, receipt, spawn_anvil};
 
 /// One COSS in its smallest unit (the token has 8 decimals).
 pub const COSS: u128 = 100_000_000;

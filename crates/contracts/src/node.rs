@@ -1,11 +1,23 @@
 //! Reaching a node: a provider for a URL with the sender it acts as, and a local anvil.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use alloy::network::Ethereum;
 use alloy::network::EthereumWallet;
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::Address;
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::providers::Identity;
+use alloy::providers::fillers::{
+    ChainIdFiller, GasFiller, JoinFill, NonceFiller, SimpleNonceManager,
+};
+use alloy::providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+
+type Fillers = JoinFill<
+    JoinFill<JoinFill<Identity, GasFiller>, NonceFiller<SimpleNonceManager>>,
+    ChainIdFiller,
+>;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::transports::http::reqwest::Url;
 
@@ -38,14 +50,14 @@ pub async fn connect(url: &str, signer: Option<PrivateKeySigner>) -> Result<Chai
     let (provider, sender) = match signer {
         Some(signer) => {
             let sender = signer.address();
-            let provider = ProviderBuilder::new()
+            let provider = builder()
                 .wallet(EthereumWallet::from(signer))
                 .connect_http(parsed)
                 .erased();
             (provider, sender)
         }
         None => {
-            let provider = ProviderBuilder::new().connect_http(parsed).erased();
+            let provider = builder().connect_http(parsed).erased();
             let accounts = provider.get_accounts().await?;
             let sender = accounts.first().copied().ok_or(ChainError::NoAccount)?;
             (provider, sender)
@@ -59,19 +71,64 @@ pub async fn connect(url: &str, signer: Option<PrivateKeySigner>) -> Result<Chai
     })
 }
 
-/// The anvil binary: `$COSS_ANVIL`, else the one the pinned npm package installed in this
-/// source tree's `contracts/node_modules`, else `anvil` on the PATH.
+/// Gas estimation, chain id, and a nonce asked of the node for every transaction. alloy's
+/// default nonce manager counts locally and is not rolled back when a transaction fails to be
+/// filled (a revert found by gas estimation): the next one then leaves a gap and is never mined.
+/// The platform's hot wallet gets its own nonce manager with the wallets.
+fn builder() -> ProviderBuilder<Identity, Fillers, Ethereum> {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+}
+
+/// How long [`receipt`] waits for a sent transaction to be mined.
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Waits until `pending` is mined and returns its receipt (a reverted transaction's too:
+/// check `status()`), polling the node for it; gives up after [`RECEIPT_TIMEOUT`] rather than
+/// waiting forever as alloy's `get_receipt` does for a transaction that is never mined.
+pub async fn receipt(
+    pending: PendingTransactionBuilder<Ethereum>,
+) -> Result<TransactionReceipt, ChainError> {
+    let tx = *pending.tx_hash();
+    let provider = pending.provider();
+    let deadline = tokio::time::Instant::now() + RECEIPT_TIMEOUT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(receipt) = provider.get_transaction_receipt(tx).await? {
+            return Ok(receipt);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ChainError::NotMined(tx));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The anvil binary (see [`foundry_tool`]).
 pub fn anvil_binary() -> Result<PathBuf, ChainError> {
-    if let Some(path) = std::env::var_os("COSS_ANVIL") {
+    foundry_tool("anvil")
+}
+
+/// A Foundry tool (`anvil`, `cast`, `forge`): `$COSS_<NAME>` (e.g. `COSS_ANVIL`), else the
+/// binary the pinned npm package installed in this source tree's `contracts/node_modules`,
+/// else `<name>` on the PATH.
+pub fn foundry_tool(name: &str) -> Result<PathBuf, ChainError> {
+    let missing = || ChainError::NoTool(name.to_owned());
+    if let Some(path) = std::env::var_os(format!("COSS_{}", name.to_uppercase())) {
         return Ok(PathBuf::from(path));
     }
     let packages =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/node_modules/@foundry-rs");
     if let Ok(entries) = std::fs::read_dir(&packages) {
+        let prefix = format!("{name}-");
         let mut found: Vec<PathBuf> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("anvil-"))
-            .map(|e| e.path().join("bin/anvil"))
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path().join("bin").join(name))
             .filter(|p| p.is_file())
             .collect();
         found.sort();
@@ -79,15 +136,20 @@ pub fn anvil_binary() -> Result<PathBuf, ChainError> {
             return Ok(path);
         }
     }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("anvil"))
-        .find(|p| p.is_file());
-    on_path.ok_or(ChainError::NoAnvil)
+    let paths = std::env::var_os("PATH").ok_or_else(missing)?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(missing)
 }
 
-/// Starts a fresh anvil on a free loopback port; it is killed when the instance is dropped.
+/// Starts a fresh anvil on a free loopback port; it is stopped when the instance is dropped.
 pub fn spawn_anvil() -> Result<AnvilInstance, ChainError> {
-    Ok(Anvil::at(anvil_binary()?).try_spawn()?)
+    let mut anvil = Anvil::at(anvil_binary()?).keep_stdout().try_spawn()?;
+    // anvil logs every request to stdout; alloy reads only the start-up line and would close
+    // the pipe, failing anvil's writes. Drain it instead until anvil exits.
+    if let Some(mut stdout) = anvil.child_mut().stdout.take() {
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    }
+    Ok(anvil)
 }

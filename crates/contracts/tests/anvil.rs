@@ -77,6 +77,17 @@ impl Dev {
     }
 }
 
+/// Waits for a sent transaction's receipt.
+trait Mined {
+    async fn mined(self) -> alloy::rpc::types::TransactionReceipt;
+}
+
+impl Mined for alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum> {
+    async fn mined(self) -> alloy::rpc::types::TransactionReceipt {
+        coss_contracts::receipt(self).await.unwrap()
+    }
+}
+
 fn signer(anvil: &AnvilInstance, index: usize) -> PrivateKeySigner {
     PrivateKeySigner::from(anvil.keys()[index].clone())
 }
@@ -185,9 +196,8 @@ async fn the_fire_swap_sells_from_50_eth_with_its_25_percent_bonus_and_records_t
         .send()
         .await
         .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+        .mined()
+        .await;
     assert!(receipt.status());
     // 50 ETH × 10,000 COSS/ETH = 500,000 COSS, plus 25%.
     let expected = coss(625_000);
@@ -213,13 +223,7 @@ async fn the_fire_swap_sells_from_50_eth_with_its_25_percent_bonus_and_records_t
     // The raised ether leaves only to the configured wallet.
     let wallet = dev.params.wallet;
     let before = buyer.provider.get_balance(wallet).await.unwrap();
-    sale.withdraw()
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    sale.withdraw().send().await.unwrap().mined().await;
     assert_eq!(
         buyer.provider.get_balance(wallet).await.unwrap() - before,
         ether(50)
@@ -261,9 +265,8 @@ async fn the_token_swap_opens_later_and_sells_from_0_001_eth_without_bonus() {
         .send()
         .await
         .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+        .mined()
+        .await;
     let purchased = receipt.decoded_log::<CossSale::Purchased>().unwrap();
     assert_eq!(purchased.phase, 1);
     assert_eq!(purchased.username, B256::ZERO);
@@ -300,9 +303,8 @@ async fn a_revenue_username_is_set_read_back_replaced_and_cleared() {
             .send()
             .await
             .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+            .mined()
+            .await;
         let event = receipt
             .decoded_log::<CossToken::RevenueUsernameSet>()
             .unwrap();
@@ -319,9 +321,8 @@ async fn a_revenue_username_is_set_read_back_replaced_and_cleared() {
         .send()
         .await
         .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+        .mined()
+        .await;
     assert_eq!(
         username_from_bytes32(
             token
@@ -363,14 +364,7 @@ async fn a_lock_refuses_an_early_release_and_pays_its_beneficiary_after_it_ends(
     );
 
     dev.warp(release_at).await;
-    let receipt = lock
-        .release()
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let receipt = lock.release().send().await.unwrap().mined().await;
     assert!(receipt.status());
     let advisors = dev.params.beneficiaries.advisors;
     let token = dev.token(&anyone);
@@ -385,6 +379,35 @@ async fn a_lock_refuses_an_early_release_and_pays_its_beneficiary_after_it_ends(
             .await
             .unwrap(),
         U256::ZERO
+    );
+}
+
+#[tokio::test]
+async fn refused_transactions_leave_no_nonce_gap_for_the_next_one() {
+    // A revert found while filling a transaction (gas estimation) must not use up a nonce:
+    // otherwise the next transaction waits forever behind the gap.
+    let dev = Dev::start().await;
+    let buyer = dev.account(1).await;
+    let sale = dev.sale(&buyer);
+    for _ in 0..5 {
+        assert!(sale.buy(B256::ZERO).value(ether(1)).send().await.is_err());
+    }
+    let receipt = sale
+        .buy(B256::ZERO)
+        .value(ether(50))
+        .send()
+        .await
+        .unwrap()
+        .mined()
+        .await;
+    assert!(receipt.status());
+    assert_eq!(
+        buyer
+            .provider
+            .get_transaction_count(buyer.sender)
+            .await
+            .unwrap(),
+        1
     );
 }
 

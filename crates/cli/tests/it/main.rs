@@ -1,6 +1,7 @@
 //! The `coss` binary as a user runs it: real processes, real files, real signals.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod chain;
 mod commands;
 mod crash;
 
