@@ -1,0 +1,499 @@
+//! The platform's database: identities, email tokens, sessions and the email outbox (and,
+//! with later issues, keys, chain records, invoices and projections), never the balances of
+//! record, which live in the exchange core. One code path serves SQLite (the embedded
+//! default: one file in the data dir) and PostgreSQL (production, selected by URL) through
+//! sqlx's Any driver; each backend has its own migrations with the same tables. Queries use
+//! `$N` placeholders, which both backends accept, and only portable types: BIGINT (ids,
+//! Unix-millisecond times), TEXT and bytes. Secrets are stored only as hashes.
+
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Row};
+
+static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Everything that can go wrong, with a stable `code()`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no supported database.
+    #[error("unsupported database URL: use sqlite:PATH or postgres://…")]
+    UnsupportedUrl,
+    /// The database failed or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// An account with this email already exists.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// The token is unknown, for another purpose, already used or expired.
+    #[error("the token is invalid or expired")]
+    TokenInvalid,
+    /// No such row.
+    #[error("not found")]
+    NotFound,
+}
+
+impl StoreError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnsupportedUrl => "store.unsupported_url",
+            Self::Database(_) => "store.database",
+            Self::Migration(_) => "store.migration",
+            Self::EmailTaken => "store.email_taken",
+            Self::TokenInvalid => "store.token_invalid",
+            Self::NotFound => "store.not_found",
+        }
+    }
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The account id.
+    pub id: i64,
+    /// Normalised (trimmed, lower-case) email address.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// When the email address was verified (Unix ms), if it was.
+    pub email_verified_at: Option<i64>,
+    /// When the account was created (Unix ms).
+    pub created_at: i64,
+    /// When the password was last set (Unix ms).
+    pub password_changed_at: i64,
+}
+
+/// What a single-use email token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Proves the account owns its email address.
+    VerifyEmail,
+    /// Lets the owner set a new password.
+    ResetPassword,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// A single-use token sent by email: only its hash is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailToken {
+    /// SHA-256 of the token.
+    pub hash: Vec<u8>,
+    /// What it is for.
+    pub purpose: Purpose,
+    /// Unix ms after which it no longer works.
+    pub expires_at: i64,
+}
+
+/// An email to deliver, committed together with the action that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// The address it goes to.
+    pub recipient: String,
+    /// Which template renders it.
+    pub template: String,
+    /// The template's data (JSON).
+    pub payload: String,
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMail {
+    /// Outbox id: a message is delivered at most once per id.
+    pub id: i64,
+    /// The message.
+    pub mail: Mail,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+}
+
+/// The database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`: `sqlite:PATH` or
+    /// `postgres://…`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let url = match backend {
+            // Create the file if it is missing.
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let options = AnyPoolOptions::new().max_connections(match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 8,
+        });
+        let pool = options.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
+            sqlx::query("PRAGMA foreign_keys = ON")
+                .execute(&pool)
+                .await?;
+        }
+        match backend {
+            Backend::Sqlite => SQLITE.run(&pool).await?,
+            Backend::Postgres => POSTGRES.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// The embedded default: `coss.db` in `data_dir`.
+    pub async fn open_in(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open(&format!("sqlite:{}", data_dir.join("coss.db").display())).await
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Creates an account with its email-verification token and the verification email, in one
+    /// transaction: all three exist or none does.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+        token: &EmailToken,
+        mail: &Mail,
+    ) -> Result<User, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (email, password_hash, created_at, password_changed_at) \
+             VALUES ($1, $2, $3, $3) RETURNING id",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.try_get(0)?,
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        insert_token(&mut tx, id, token, now).await?;
+        enqueue(&mut tx, mail, now).await?;
+        tx.commit().await?;
+        Ok(User {
+            id,
+            email: email.to_owned(),
+            password_hash: password_hash.to_owned(),
+            email_verified_at: None,
+            created_at: now,
+            password_changed_at: now,
+        })
+    }
+
+    /// The account with this (normalised) email.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at \
+             FROM users WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| user(&r)).transpose()
+    }
+
+    /// The account with this id.
+    pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at \
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| user(&r)).transpose()
+    }
+
+    /// Stores another token for `user_id` and the email that carries it, in one transaction.
+    pub async fn issue_token(
+        &self,
+        user_id: i64,
+        token: &EmailToken,
+        mail: &Mail,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_token(&mut tx, user_id, token, now).await?;
+        enqueue(&mut tx, mail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Uses a token once: it must exist, be for `purpose`, unused and unexpired at `now`.
+    /// Returns its account. A second use, even a concurrent one, gets `TokenInvalid`.
+    pub async fn use_token(
+        &self,
+        hash: &[u8],
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Err(StoreError::TokenInvalid),
+        }
+    }
+
+    /// Marks the account's email address verified (the first time only).
+    pub async fn mark_email_verified(&self, user_id: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a session token (by hash) for `user_id`.
+    pub async fn create_session(
+        &self,
+        hash: &[u8],
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The account of a live session (known, not revoked, not expired at `now`).
+    pub async fn session_user(&self, hash: &[u8], now: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id FROM sessions \
+             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Ends one session.
+    pub async fn revoke_session(&self, hash: &[u8], now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every session of `user_id` except `keep` (e.g. after a password change); returns
+    /// how many ended.
+    pub async fn revoke_other_sessions(
+        &self,
+        user_id: i64,
+        keep: Option<&[u8]>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND token_hash <> $3",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep.unwrap_or_default())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Sets a new password hash; returns `NotFound` for an unknown account.
+    pub async fn set_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` undelivered messages whose next attempt is due at `now`, oldest first.
+    pub async fn due_mail(&self, now: i64, limit: i64) -> Result<Vec<QueuedMail>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, recipient, template, payload, attempts FROM outbox \
+             WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueuedMail {
+                    id: r.try_get(0)?,
+                    mail: Mail {
+                        recipient: r.try_get(1)?,
+                        template: r.try_get(2)?,
+                        payload: r.try_get(3)?,
+                    },
+                    attempts: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a delivery. Returns false if it was already recorded (nothing changes).
+    pub async fn mark_sent(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2 AND sent_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 \
+             WHERE id = $3 AND sent_at IS NULL",
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn user(row: &AnyRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.try_get(0)?,
+        email: row.try_get(1)?,
+        password_hash: row.try_get(2)?,
+        email_verified_at: row.try_get(3)?,
+        created_at: row.try_get(4)?,
+        password_changed_at: row.try_get(5)?,
+    })
+}
+
+async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: i64,
+    token: &EmailToken,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token.hash.as_slice())
+    .bind(user_id)
+    .bind(token.purpose.as_str())
+    .bind(now)
+    .bind(token.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn enqueue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    mail: &Mail,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (recipient, template, payload, created_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(mail.recipient.as_str())
+    .bind(mail.template.as_str())
+    .bind(mail.payload.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
