@@ -1,4 +1,5 @@
-//! `coss up`: the engine service plus the HTTP API, until Ctrl-C or SIGTERM.
+//! `coss up`: the engine service, the database (SQLite in the data dir) and the HTTP API
+//! (engine status, accounts), until Ctrl-C or SIGTERM.
 
 use anyhow::{Context, Result};
 use axum::extract::State;
@@ -84,13 +85,24 @@ pub fn up(data_dir: PathBuf, listen: &str) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let handle = engine.handle();
+    let data_dir_for_store = data_dir.clone();
     runtime.block_on(async move {
+        let data_dir = data_dir_for_store;
+        let store = coss_store::Store::open_in(&data_dir)
+            .await
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        tracing::info!(
+            database = %data_dir.join("coss.db").display(),
+            "database open (SQLite); emails wait in its outbox table (delivery is not built yet)"
+        );
+        let accounts = coss_identity::Accounts::new(store).context("cannot set up accounts")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr().context("no local address")?;
         tracing::info!(listen = %local, "COSS is up");
-        axum::serve(listener, app(handle))
+        let router = app(handle).merge(coss_api::accounts_router(accounts));
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("HTTP server failed")

@@ -175,6 +175,19 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["commands"], 0);
     assert_eq!(json["last_seq"], 0);
+    // The accounts API is served from the embedded SQLite database.
+    let body = r#"{"email":"alice@example.com","password":"correct horse battery"}"#;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(dir.path().join("coss.db").is_file());
     // SIGTERM, as a service manager would send.
     let pid = child.id().to_string();
     assert!(
