@@ -91,10 +91,9 @@ pub fn up(data_dir: PathBuf, listen: &str) -> Result<()> {
         let store = coss_store::Store::open_in(&data_dir)
             .await
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-        tracing::info!(
-            database = %data_dir.join("coss.db").display(),
-            "database open (SQLite); emails wait in its outbox table (delivery is not built yet)"
-        );
+        tracing::info!(database = %data_dir.join("coss.db").display(), "database open (SQLite)");
+        let mailer = mailer(store.clone(), &data_dir)?;
+        tokio::spawn(deliver_mail(mailer));
         let accounts = coss_identity::Accounts::new(store).context("cannot set up accounts")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -113,6 +112,42 @@ pub fn up(data_dir: PathBuf, listen: &str) -> Result<()> {
         .context("engine did not shut down cleanly")?;
     tracing::info!("COSS stopped");
     Ok(())
+}
+
+/// The outbox worker: SMTP when `COSS_SMTP_URL` is set, else the maildir `mail/` in the
+/// data dir. `COSS_MAIL_FROM` and `COSS_PUBLIC_URL` set the sender and where links point.
+fn mailer(store: coss_store::Store, data_dir: &std::path::Path) -> Result<coss_mail::Mailer> {
+    let delivery = match std::env::var("COSS_SMTP_URL") {
+        Ok(url) => {
+            tracing::info!("email: delivered over SMTP (COSS_SMTP_URL)");
+            coss_mail::Delivery::smtp(&url).context("COSS_SMTP_URL")?
+        }
+        Err(_) => {
+            let maildir = data_dir.join("mail");
+            tracing::info!(maildir = %maildir.display(), "email: delivered to a maildir (set COSS_SMTP_URL for SMTP)");
+            coss_mail::Delivery::Maildir(maildir)
+        }
+    };
+    let from = std::env::var("COSS_MAIL_FROM")
+        .unwrap_or_else(|_| "COSS <no-reply@coss.localhost>".to_owned());
+    let base =
+        std::env::var("COSS_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned());
+    coss_mail::Mailer::new(store, delivery, &from, &base).context("email settings")
+}
+
+/// Delivers due outbox messages every second until the process ends.
+async fn deliver_mail(mailer: coss_mail::Mailer) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        if let Err(error) = mailer.run_once(now, 50).await {
+            tracing::warn!(%error, "email outbox");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -188,6 +188,26 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     assert!(dir.path().join("coss.db").is_file());
+    // Its verification email is delivered to the maildir in the data dir.
+    let new_mail = dir.path().join("mail").join("new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let message = loop {
+        let found = std::fs::read_dir(&new_mail)
+            .ok()
+            .and_then(|mut entries| entries.next())
+            .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap());
+        if let Some(message) = found {
+            break message;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no email in {}",
+            new_mail.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(message.contains("To: alice@example.com"), "{message}");
+    assert!(message.contains("/verify-email?token="), "{message}");
     // SIGTERM, as a service manager would send.
     let pid = child.id().to_string();
     assert!(
