@@ -53,6 +53,9 @@ enum Top {
         /// Address of the HTTP API.
         #[arg(long, env = "COSS_LISTEN", default_value = "127.0.0.1:8080")]
         listen: String,
+        /// The database: `postgres://…` for PostgreSQL; default SQLite `coss.db` in the data dir.
+        #[arg(long, env = "COSS_DATABASE_URL")]
+        database_url: Option<String>,
     },
     /// Journal tools.
     Journal {
@@ -152,9 +155,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Top::Up { data, listen } => {
+        Top::Up {
+            data,
+            listen,
+            database_url,
+        } => {
             init_tracing();
-            server::up(data.resolve()?, &listen)
+            server::up(data.resolve()?, &listen, database_url.as_deref())
         }
         Top::Journal {
             command: JournalCommand::Verify { data, json },

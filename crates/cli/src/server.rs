@@ -56,7 +56,7 @@ async fn engine_status(
     }
 }
 
-pub fn up(data_dir: PathBuf, listen: &str) -> Result<()> {
+pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let (engine, recovery) = Engine::start(EngineConfig::new(&data_dir))
@@ -88,10 +88,22 @@ pub fn up(data_dir: PathBuf, listen: &str) -> Result<()> {
     let data_dir_for_store = data_dir.clone();
     runtime.block_on(async move {
         let data_dir = data_dir_for_store;
-        let store = coss_store::Store::open_in(&data_dir)
-            .await
-            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
-        tracing::info!(database = %data_dir.join("coss.db").display(), "database open (SQLite)");
+        let store = match database_url {
+            Some(url) => {
+                let store = coss_store::Store::open(url)
+                    .await
+                    .context("cannot open the database at COSS_DATABASE_URL")?;
+                tracing::info!(backend = ?store.backend(), "database open");
+                store
+            }
+            None => {
+                let store = coss_store::Store::open_in(&data_dir).await.with_context(|| {
+                    format!("cannot open the database in {}", data_dir.display())
+                })?;
+                tracing::info!(database = %data_dir.join("coss.db").display(), "database open (SQLite)");
+                store
+            }
+        };
         let mailer = mailer(store.clone(), &data_dir)?;
         tokio::spawn(deliver_mail(mailer));
         let accounts = coss_identity::Accounts::new(store).context("cannot set up accounts")?;

@@ -235,3 +235,97 @@ fn unknown_arguments_fail_with_a_non_zero_exit() {
     assert!(!output.status.success());
     assert!(!stderr_of(&output).is_empty());
 }
+
+fn psql(sql: &str) {
+    let status = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+            sql,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "psql {sql}");
+}
+
+/// One HTTP/1.1 request to `coss up`, retried until it listens; the whole response.
+fn http(port: u16, request: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).unwrap();
+            return response;
+        }
+        assert!(Instant::now() < deadline, "coss up did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_keeps_accounts_in_postgres_when_given_a_database_url() {
+    let name = format!("coss_up_{}", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&format!("CREATE DATABASE {name}"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = coss()
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .env("COSS_DATA_DIR", dir.path())
+        .env(
+            "COSS_DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = r#"{"email":"alice@example.com","password":"correct horse battery"}"#;
+    let response = http(
+        port,
+        &format!(
+            "POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let output = std::process::Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            &name,
+            "-tA",
+            "-c",
+            "SELECT email FROM users",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "alice@example.com"
+    );
+    assert!(
+        !dir.path().join("coss.db").exists(),
+        "no SQLite file when PostgreSQL is used"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+}

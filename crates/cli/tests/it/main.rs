@@ -12,7 +12,9 @@ pub fn coss() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_coss"));
     command
         .env_remove("COSS_DATA_DIR")
-        .env_remove("COSS_LISTEN");
+        .env_remove("COSS_LISTEN")
+        .env_remove("COSS_DATABASE_URL")
+        .env_remove("COSS_SMTP_URL");
     command
 }
 
