@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use alloy::primitives::{Address, U256};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use coss_contracts::{DeployParams, Window};
+use coss_contracts::DeployParams;
 
 #[derive(Debug, Subcommand)]
 pub enum ChainCommand {
@@ -64,8 +64,6 @@ pub struct DeployArgs {
     token_swap_end: Option<u64>,
 }
 
-const DAY: u64 = 86_400;
-
 pub fn run(command: ChainCommand) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,18 +103,12 @@ async fn deploy(args: DeployArgs) -> Result<()> {
     }
     params.advisors_amount = coss_amount("--advisors-amount", &args.advisors_amount)?;
     params.rate = coss_amount("--rate", &args.rate)?;
-    let fire_start = args.fire_swap_start.unwrap_or(now);
-    let fire_end = args.fire_swap_end.unwrap_or(fire_start + 3 * DAY);
-    let swap_start = args.token_swap_start.unwrap_or(fire_end + 26 * DAY);
-    let swap_end = args.token_swap_end.unwrap_or(swap_start + 29 * DAY);
-    params.fire_swap = Window {
-        start: fire_start,
-        end: fire_end,
-    };
-    params.token_swap = Window {
-        start: swap_start,
-        end: swap_end,
-    };
+    (params.fire_swap, params.token_swap) = coss_contracts::sale_windows(
+        args.fire_swap_start.unwrap_or(now),
+        args.fire_swap_end,
+        args.token_swap_start,
+        args.token_swap_end,
+    );
     let deployment = coss_contracts::deploy(&chain, &params).await?;
     println!("{}", serde_json::to_string(&deployment)?);
     Ok(())

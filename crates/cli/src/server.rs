@@ -85,9 +85,7 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         .build()
         .context("cannot start the async runtime")?;
     let handle = engine.handle();
-    let data_dir_for_store = data_dir.clone();
     runtime.block_on(async move {
-        let data_dir = data_dir_for_store;
         let store = match database_url {
             Some(url) => {
                 let store = coss_store::Store::open(url)

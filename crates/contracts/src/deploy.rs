@@ -47,14 +47,37 @@ pub struct DeployParams {
 
 const DAY: u64 = 86_400;
 
+/// The sale windows from the fire-swap's opening, each unset end or opening taking the
+/// paper's spacing: the fire-swap lasts 3 days, the token swap opens 26 days after it closes
+/// and lasts 29 days.
+pub fn sale_windows(
+    fire_swap_start: u64,
+    fire_swap_end: Option<u64>,
+    token_swap_start: Option<u64>,
+    token_swap_end: Option<u64>,
+) -> (Window, Window) {
+    let fire_end = fire_swap_end.unwrap_or(fire_swap_start + 3 * DAY);
+    let swap_start = token_swap_start.unwrap_or(fire_end + 26 * DAY);
+    let swap_end = token_swap_end.unwrap_or(swap_start + 29 * DAY);
+    (
+        Window {
+            start: fire_swap_start,
+            end: fire_end,
+        },
+        Window {
+            start: swap_start,
+            end: swap_end,
+        },
+    )
+}
+
 impl DeployParams {
     /// The development defaults (the same as `contracts/script/Deploy.s.sol`): every
     /// beneficiary and the wallet are `sender`; the advisory board gets 1,000,000 COSS; the rate
     /// is 10,000 COSS per ether; the fire-swap opens at `now` for 3 days, and the token swap
     /// 26 days after it closes, for 29 days (the paper's spacing).
     pub fn development(sender: Address, now: u64) -> Self {
-        let fire_end = now + 3 * DAY;
-        let swap_start = fire_end + 26 * DAY;
+        let (fire_swap, token_swap) = sale_windows(now, None, None, None);
         Self {
             beneficiaries: Beneficiaries {
                 team: sender,
@@ -65,14 +88,8 @@ impl DeployParams {
             advisors_amount: U256::from(1_000_000 * COSS),
             wallet: sender,
             rate: U256::from(10_000 * COSS),
-            fire_swap: Window {
-                start: now,
-                end: fire_end,
-            },
-            token_swap: Window {
-                start: swap_start,
-                end: swap_start + 29 * DAY,
-            },
+            fire_swap,
+            token_swap,
         }
     }
 

@@ -12,7 +12,9 @@ mod keys;
 mod node;
 
 pub use bindings::{CossDeployment, CossSale, CossToken, TokenLock};
-pub use deploy::{Beneficiaries, DeployParams, Deployment, Window, chain_time, deploy};
+pub use deploy::{
+    Beneficiaries, DeployParams, Deployment, Window, chain_time, deploy, sale_windows,
+};
 pub use error::ChainError;
 pub use keys::load_signer;
 pub use node::{Chain, RECEIPT_TIMEOUT, anvil_binary, connect, foundry_tool, receipt, spawn_anvil};

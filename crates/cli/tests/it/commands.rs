@@ -155,37 +155,17 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let body = loop {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            write!(
-                stream,
-                "GET /api/v1/engine/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .unwrap();
-            let mut response = String::new();
-            stream.read_to_string(&mut response).unwrap();
-            break response;
-        }
-        assert!(Instant::now() < deadline, "coss up did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let body = http(
+        port,
+        "GET /api/v1/engine/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let json: serde_json::Value =
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["commands"], 0);
     assert_eq!(json["last_seq"], 0);
     // The accounts API is served from the embedded SQLite database.
-    let body = r#"{"email":"alice@example.com","password":"correct horse battery"}"#;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let response = sign_up_alice(port);
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     assert!(dir.path().join("coss.db").is_file());
     // Its verification email is delivered to the maildir in the data dir.
@@ -269,6 +249,18 @@ fn http(port: u16, request: &str) -> String {
     }
 }
 
+/// Signs alice up through the accounts API; the whole response.
+fn sign_up_alice(port: u16) -> String {
+    let body = r#"{"email":"alice@example.com","password":"correct horse battery"}"#;
+    http(
+        port,
+        &format!(
+            "POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
 #[test]
 fn up_keeps_accounts_in_postgres_when_given_a_database_url() {
     let name = format!("coss_up_{}", std::process::id());
@@ -291,14 +283,7 @@ fn up_keeps_accounts_in_postgres_when_given_a_database_url() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let body = r#"{"email":"alice@example.com","password":"correct horse battery"}"#;
-    let response = http(
-        port,
-        &format!(
-            "POST /api/v1/auth/signup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let response = sign_up_alice(port);
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     let output = std::process::Command::new("psql")
         .args([
