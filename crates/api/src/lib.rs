@@ -1,25 +1,43 @@
-//! COSS's own HTTP API under `/api/v1`, as axum routers the `coss up` server mounts. Today:
-//! accounts (sign-up, email verification, login with a bearer session token, logout,
-//! password reset, `me`). Every error is `{"code": "...", "message": "..."}` with a stable
-//! code and the matching status; request bodies are JSON of at most 16 KiB. This layer reads
-//! the clock and maps errors; the rules live in `coss-identity`.
+//! COSS's own HTTP API under `/api/v1`, as an axum router the `coss up` server mounts:
+//! accounts (sign-up, email verification, login for browsers with cookies and CSRF tokens or
+//! for apps with access and refresh tokens, logout, password change and reset, TOTP second
+//! factor), API keys (and a signed `whoami` to check a client's signatures), user profile
+//! (`me`) and merchant profile. Every error is `{"code": "...", "message": "..."}` with a
+//! stable code and the matching status (429 carries Retry-After); request bodies are JSON of
+//! at most 16 KiB with no unknown fields. The OpenAPI document is generated from the handlers'
+//! annotations and served at `/openapi.json`. This layer reads the clock, cookies and client
+//! address and maps errors; the rules live in `coss-identity`.
+
+use std::net::SocketAddr;
 
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
-use coss_identity::{Accounts, IdentityError};
+use coss_identity::{Accounts, Authenticated, IdentityError};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+
+mod auth;
+mod keys;
+mod profile;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The browser session cookie (HttpOnly; `__Host-` pins it to this origin, Secure, Path=/).
+pub const SESSION_COOKIE: &str = "__Host-coss_session";
+/// The CSRF cookie (readable by the page, which echoes it in [`CSRF_HEADER`]).
+pub const CSRF_COOKIE: &str = "__Host-coss_csrf";
+/// The header that must carry the CSRF token on cookie-authenticated changes.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// An API error: a stable code, a human message, and its HTTP status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// Stable, machine-readable.
     pub code: &'static str,
@@ -27,6 +45,8 @@ pub struct ApiError {
     pub message: String,
     #[serde(skip)]
     status: StatusCode,
+    #[serde(skip)]
+    retry_after_secs: Option<i64>,
 }
 
 impl ApiError {
@@ -35,64 +55,154 @@ impl ApiError {
             code,
             message: message.into(),
             status,
+            retry_after_secs: None,
         }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self)).into_response()
+        let retry = self.retry_after_secs;
+        let mut response = (self.status, Json(self)).into_response();
+        if let Some(secs) = retry
+            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
 impl From<IdentityError> for ApiError {
     fn from(error: IdentityError) -> Self {
+        use IdentityError as E;
         let status = match &error {
-            IdentityError::InvalidEmail
-            | IdentityError::WeakPassword
-            | IdentityError::InvalidToken => StatusCode::BAD_REQUEST,
-            IdentityError::EmailTaken => StatusCode::CONFLICT,
-            IdentityError::InvalidCredentials | IdentityError::Unauthenticated => {
-                StatusCode::UNAUTHORIZED
-            }
-            IdentityError::EmailUnverified => StatusCode::FORBIDDEN,
-            IdentityError::Store(_) | IdentityError::Hashing => StatusCode::INTERNAL_SERVER_ERROR,
+            E::InvalidEmail
+            | E::WeakPassword
+            | E::InvalidToken
+            | E::Invalid { .. }
+            | E::InvalidTwoFactorCode
+            | E::NoPendingEnrolment
+            | E::MissingParameter(_)
+            | E::TimestampOutsideWindow => StatusCode::BAD_REQUEST,
+            E::EmailTaken | E::TwoFactorAlreadyEnabled => StatusCode::CONFLICT,
+            E::InvalidCredentials
+            | E::Unauthenticated
+            | E::RefreshTokenReused
+            | E::TwoFactorRequired
+            | E::ApiKeyInvalid
+            | E::ApiKeyRevoked
+            | E::InvalidSignature => StatusCode::UNAUTHORIZED,
+            E::EmailUnverified
+            | E::TwoFactorSetupRequired
+            | E::IpNotAllowed
+            | E::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            E::ApiKeyNotFound => StatusCode::NOT_FOUND,
+            E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::Store(_) | E::Crypto => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(%error, "internal error");
             return Self::new(status, "internal", "internal error");
         }
-        Self::new(status, error.code(), error.to_string())
+        let mut api = Self::new(status, error.code(), error.to_string());
+        if let E::TooManyAttempts { retry_after_ms } = error {
+            api.retry_after_secs = Some((retry_after_ms + 999) / 1000);
+        }
+        api
     }
 }
 
-/// The accounts API.
+/// The accounts, API-key and profile API, and its OpenAPI document at `/openapi.json`.
 pub fn accounts_router(accounts: Accounts) -> Router {
     Router::new()
-        .route("/api/v1/auth/signup", post(signup))
-        .route("/api/v1/auth/verify-email", post(verify_email))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/password-reset", post(password_reset))
-        .route(
-            "/api/v1/auth/password-reset/confirm",
-            post(password_reset_confirm),
-        )
-        .route("/api/v1/me", get(me))
+        .merge(auth::routes())
+        .merge(keys::routes())
+        .merge(profile::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(accounts)
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
+/// The OpenAPI document of everything [`accounts_router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "COSS API",
+        description = "COSS's own API: accounts, second factor, API keys, profiles. Errors are {\"code\", \"message\"}."
+    ),
+    paths(
+        auth::signup,
+        auth::verify_email,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::password_reset,
+        auth::password_reset_confirm,
+        auth::change_password,
+        auth::totp_begin,
+        auth::totp_confirm,
+        auth::totp_disable,
+        keys::list,
+        keys::create,
+        keys::revoke,
+        keys::whoami,
+        profile::me,
+        profile::patch_me,
+        profile::get_merchant,
+        profile::put_merchant,
+        profile::rotate_webhook_secret,
+    ),
+    components(schemas(ApiError)),
+    modifiers(&SecuritySchemes)
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                SESSION_COOKIE,
+                "browser session; changes also need the X-CSRF-Token header",
+            ))),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-MBX-APIKEY",
+                "with timestamp, recvWindow and an HMAC-SHA256 signature of query + body",
+            ))),
+        );
+    }
+}
+
+pub(crate) use coss_identity::now_ms;
+
+pub(crate) type Body = Result<Bytes, BytesRejection>;
 
 /// Parses a JSON body: too large is `payload_too_large` (413), another content type
 /// `unsupported_media_type` (415), anything unparsable `malformed_request` (400).
-fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Result<T, ApiError> {
+pub(crate) fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Result<T, ApiError> {
     let bytes = bytes.as_ref().map_err(|rejection| {
         ApiError::new(
             rejection.status(),
@@ -124,140 +234,57 @@ fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Result<T, Api
     })
 }
 
-type Body = Result<Bytes, BytesRejection>;
-
-/// The bearer token of the request, if any.
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+/// A cookie's value from the request's Cookie headers.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| IdentityError::Unauthenticated.into())
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Credentials {
-    email: String,
-    password: String,
+/// Who is calling: a bearer token (apps), or the session cookie (browsers), in which case
+/// any method that changes something must carry the session's CSRF token in `X-CSRF-Token`.
+pub(crate) async fn caller(
+    accounts: &Accounts,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Authenticated, ApiError> {
+    let now = now_ms();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(IdentityError::Unauthenticated)?;
+        return Ok(accounts.authenticate(token, now).await?);
+    }
+    let token = cookie(headers, SESSION_COOKIE).ok_or(IdentityError::Unauthenticated)?;
+    let who = accounts.authenticate(token, now).await?;
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let presented = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !accounts.check_csrf(token, presented) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_token_invalid",
+                "send the session's CSRF token in the X-CSRF-Token header",
+            ));
+        }
+    }
+    Ok(who)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenBody {
-    token: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmailBody {
-    email: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResetBody {
-    token: String,
-    password: String,
-}
-
-async fn signup(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let request: Credentials = body(&headers, &bytes)?;
-    let id = accounts
-        .signup(&request.email, &request.password, now_ms())
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "user_id": id, "email_verification": "sent" })),
-    ))
-}
-
-async fn verify_email(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let request: TokenBody = body(&headers, &bytes)?;
-    let id = accounts.verify_email(&request.token, now_ms()).await?;
-    Ok(Json(
-        serde_json::json!({ "user_id": id, "email_verified": true }),
-    ))
-}
-
-async fn login(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let request: Credentials = body(&headers, &bytes)?;
-    let session = accounts
-        .login(&request.email, &request.password, now_ms())
-        .await?;
-    Ok(Json(serde_json::json!({
-        "user_id": session.user_id,
-        "token_type": "Bearer",
-        "access_token": session.token.expose(),
-        "expires_at": session.expires_at,
-    })))
-}
-
-async fn logout(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    accounts.logout(bearer(&headers)?, now_ms()).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn password_reset(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let request: EmailBody = body(&headers, &bytes)?;
-    accounts
-        .request_password_reset(&request.email, now_ms())
-        .await?;
-    // The same answer whether or not the account exists.
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "password_reset": "sent if the account exists" })),
-    ))
-}
-
-async fn password_reset_confirm(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    let request: ResetBody = body(&headers, &bytes)?;
-    let id = accounts
-        .reset_password(&request.token, &request.password, now_ms())
-        .await?;
-    Ok(Json(
-        serde_json::json!({ "user_id": id, "sessions_ended": true }),
-    ))
-}
-
-async fn me(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    let id = accounts.authenticate(bearer(&headers)?, now_ms()).await?;
-    let user = accounts
-        .store()
-        .user(id)
-        .await
-        .map_err(IdentityError::from)?
-        .ok_or_else(|| ApiError::from(IdentityError::Unauthenticated))?;
-    Ok(Json(serde_json::json!({
-        "user_id": user.id,
-        "email": user.email,
-        "email_verified": user.email_verified_at.is_some(),
-        "created_at": user.created_at,
-    })))
+/// The client's address (the TCP peer; the server is meant to face clients directly or sit
+/// behind a proxy that preserves the peer).
+pub(crate) fn client_ip(request_extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }

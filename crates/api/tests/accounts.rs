@@ -18,7 +18,11 @@ struct Api {
 impl Api {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let accounts = Accounts::new(Store::open_in(dir.path()).await.unwrap()).unwrap();
+        let accounts = Accounts::new(
+            Store::open_in(dir.path()).await.unwrap(),
+            coss_identity::Vault::random().unwrap(),
+        )
+        .unwrap();
         Self {
             router: coss_api::accounts_router(accounts.clone()),
             accounts,

@@ -104,15 +104,25 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         };
         let mailer = mailer(store.clone(), &data_dir)?;
         tokio::spawn(deliver_mail(mailer));
-        let accounts = coss_identity::Accounts::new(store).context("cannot set up accounts")?;
+        let key_file = std::env::var_os("COSS_SECRET_KEY_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("secret.key"));
+        let vault = coss_identity::Vault::open_or_create(&key_file)
+            .context("cannot read or create the server key")?;
+        tracing::info!(key_file = %key_file.display(), "server key loaded (seals TOTP seeds and API secrets)");
+        let accounts =
+            coss_identity::Accounts::new(store, vault).context("cannot set up accounts")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr().context("no local address")?;
         tracing::info!(listen = %local, "COSS is up");
         let router = app(handle).merge(coss_api::accounts_router(accounts));
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown_signal())
             .await
             .context("HTTP server failed")
     })?;
@@ -150,11 +160,7 @@ async fn deliver_mail(mailer: coss_mail::Mailer) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or_default();
-        if let Err(error) = mailer.run_once(now, 50).await {
+        if let Err(error) = mailer.run_once(coss_identity::now_ms(), 50).await {
             tracing::warn!(%error, "email outbox");
         }
     }

@@ -1,14 +1,37 @@
 //! COSS accounts, the one login for the exchange, wallets, merchant dashboard, POS and
 //! partner apps: sign-up with email and password (argon2id), email verification, login with
-//! identical answers for "no such account" and "wrong password", opaque session tokens,
-//! logout, and password reset by email (which ends every session). Emails are queued in the
+//! identical answers for "no such account" and "wrong password", per-account and per-address
+//! throttling with a lockout that ends by itself or with a password reset, browser sessions
+//! (cookie token plus a CSRF token bound to it) and app sessions (15-minute access tokens and
+//! refresh tokens that work once; a replayed one ends the session), new-device emails,
+//! logout, password change and reset, TOTP second factor with recovery codes (required at
+//! login once enabled, and always for sensitive actions), API keys with Binance-style
+//! HMAC-SHA256 request signatures, and user and merchant profiles. Emails are queued in the
 //! store's outbox in the same transaction as the action that causes them. Time is passed in
 //! (Unix ms) so the rules are testable; randomness comes from the OS. Tokens are 32 random
-//! bytes shown to their holder once, stored only as SHA-256 hashes.
+//! bytes shown to their holder once, stored only as SHA-256 hashes; secrets the server must
+//! reuse are sealed with the server key ([`Vault`]).
+
+mod api_keys;
+mod profiles;
+mod second_factor;
+mod time;
+mod vault;
+
+pub use api_keys::{ApiKey, KeyAuth, NewKey, Permission, SignedRequest, sign};
+pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch};
+pub use second_factor::{Enrolment, SecondFactor, totp_code};
+pub use time::{format_utc, now_ms};
+pub use vault::{Vault, VaultError, write_private};
+
+use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use coss_store::{EmailToken, Mail, Purpose, Store, StoreError};
+use coss_store::{
+    EmailToken, Mail, NewSession, NewToken, Purpose, RefreshOutcome, SessionKind, Store,
+    StoreError, TokenKind,
+};
 use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -26,8 +49,12 @@ pub const ARGON2_LANES: u32 = 1;
 pub const VERIFY_EMAIL_TTL_MS: i64 = 24 * 3_600_000;
 /// A password-reset link works for 1 hour.
 pub const RESET_PASSWORD_TTL_MS: i64 = 3_600_000;
-/// A session lasts 30 days unless ended.
+/// A browser session (cookie) lasts 30 days unless ended.
 pub const SESSION_TTL_MS: i64 = 30 * 24 * 3_600_000;
+/// An app's access token lasts 15 minutes.
+pub const ACCESS_TTL_MS: i64 = 15 * 60_000;
+/// An app's refresh token lasts 30 days (each refresh issues a new one).
+pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3_600_000;
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 /// Longest accepted password, in bytes (bounds the hashing work an attacker can ask for).
@@ -35,8 +62,19 @@ pub const MAX_PASSWORD_BYTES: usize = 256;
 /// Longest accepted email address (RFC 5321's path limit).
 pub const MAX_EMAIL_BYTES: usize = 254;
 
+/// Failed sign-ins (wrong password or code) an account may have in [`THROTTLE_WINDOW_MS`]
+/// before it is locked for [`LOCKOUT_MS`].
+pub const ACCOUNT_FAILURE_LIMIT: i64 = 5;
+/// Failed sign-ins one client address may have in [`THROTTLE_WINDOW_MS`] (across accounts)
+/// before it is locked for [`LOCKOUT_MS`].
+pub const ADDRESS_FAILURE_LIMIT: i64 = 50;
+/// The window failures are counted in.
+pub const THROTTLE_WINDOW_MS: i64 = 15 * 60_000;
+/// How long a lockout lasts (a password reset also lifts an account's lockout).
+pub const LOCKOUT_MS: i64 = 15 * 60_000;
+
 /// Why an identity action was refused. `code()` is stable; messages never contain a
-/// password or token.
+/// password, token, code or secret.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// Not an email address this platform accepts.
@@ -62,12 +100,68 @@ pub enum IdentityError {
     /// The session is unknown, ended or expired.
     #[error("not signed in")]
     Unauthenticated,
+    /// A refresh token was presented twice: the session it belonged to has been ended.
+    #[error("this refresh token was already used; the session has been ended, sign in again")]
+    RefreshTokenReused,
+    /// Too many failures for this account or address: try again later.
+    #[error("too many failed attempts; try again in {} seconds", (retry_after_ms + 999) / 1000)]
+    TooManyAttempts {
+        /// How long until the lock ends.
+        retry_after_ms: i64,
+    },
+    /// The account has two-factor authentication: send a code.
+    #[error("this account needs a two-factor code")]
+    TwoFactorRequired,
+    /// The code is wrong, malformed, or was used before.
+    #[error("the two-factor code is wrong or was already used")]
+    InvalidTwoFactorCode,
+    /// The action needs two-factor authentication, which the account has not enabled.
+    #[error("enable two-factor authentication first")]
+    TwoFactorSetupRequired,
+    /// Two-factor authentication is already enabled.
+    #[error("two-factor authentication is already enabled")]
+    TwoFactorAlreadyEnabled,
+    /// There is no pending enrolment to confirm.
+    #[error("start two-factor enrolment first")]
+    NoPendingEnrolment,
+    /// A field failed validation; `code` names the rule.
+    #[error("{message}")]
+    Invalid {
+        /// Stable code, e.g. `invalid_country`.
+        code: &'static str,
+        /// What is wrong, for people.
+        message: String,
+    },
+    /// No such API key (or not the caller's).
+    #[error("no such API key")]
+    ApiKeyNotFound,
+    /// The API key is unknown.
+    #[error("invalid API key")]
+    ApiKeyInvalid,
+    /// The API key was revoked.
+    #[error("this API key was revoked")]
+    ApiKeyRevoked,
+    /// The request's address is not on the key's allow-list.
+    #[error("this API key does not accept requests from this address")]
+    IpNotAllowed,
+    /// The key lacks the permission the request needs.
+    #[error("this API key lacks the {0} permission")]
+    PermissionDenied(&'static str),
+    /// The signature does not match the request.
+    #[error("the request signature is not valid")]
+    InvalidSignature,
+    /// The timestamp is in the future or older than recvWindow.
+    #[error("timestamp for this request is outside of the recvWindow")]
+    TimestampOutsideWindow,
+    /// A required parameter is missing.
+    #[error("mandatory parameter {0} was not sent")]
+    MissingParameter(&'static str),
     /// The storage failed.
     #[error("storage: {0}")]
     Store(StoreError),
-    /// Hashing failed (an internal error).
-    #[error("password hashing failed")]
-    Hashing,
+    /// Hashing, sealing or randomness failed (an internal error).
+    #[error("a cryptographic operation failed")]
+    Crypto,
 }
 
 impl IdentityError {
@@ -81,8 +175,30 @@ impl IdentityError {
             Self::EmailUnverified => "email_unverified",
             Self::InvalidToken => "invalid_token",
             Self::Unauthenticated => "unauthenticated",
-            Self::Store(_) => "internal",
-            Self::Hashing => "internal",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
+            Self::TwoFactorRequired => "two_factor_required",
+            Self::InvalidTwoFactorCode => "invalid_two_factor_code",
+            Self::TwoFactorSetupRequired => "two_factor_setup_required",
+            Self::TwoFactorAlreadyEnabled => "two_factor_already_enabled",
+            Self::NoPendingEnrolment => "no_pending_enrolment",
+            Self::Invalid { code, .. } => code,
+            Self::ApiKeyNotFound => "api_key_not_found",
+            Self::ApiKeyInvalid => "invalid_api_key",
+            Self::ApiKeyRevoked => "api_key_revoked",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::InvalidSignature => "invalid_signature",
+            Self::TimestampOutsideWindow => "timestamp_outside_recv_window",
+            Self::MissingParameter(_) => "missing_parameter",
+            Self::Store(_) | Self::Crypto => "internal",
+        }
+    }
+
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
         }
     }
 }
@@ -97,12 +213,18 @@ impl From<StoreError> for IdentityError {
     }
 }
 
+impl From<VaultError> for IdentityError {
+    fn from(_: VaultError) -> Self {
+        Self::Crypto
+    }
+}
+
 /// A secret shown to its holder once (a session token, or a token to email); wiped on drop.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
-    /// The secret's text (64 hex digits).
+    /// The secret's text.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -114,21 +236,104 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// A new session: the token goes to the client (cookie or bearer), only its hash is stored.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The account.
-    pub user_id: i64,
-    /// The session token.
-    pub token: Secret,
-    /// When it stops working (Unix ms).
-    pub expires_at: i64,
+/// Where a sign-in comes from: what the owner is told about a new device, and what the
+/// per-address throttle counts.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The User-Agent header (truncated to 200 bytes).
+    pub user_agent: String,
+    /// The client's address, if known.
+    pub ip: Option<IpAddr>,
 }
 
-/// Sign-up, verification, login, sessions and password reset over a [`Store`].
+impl Client {
+    fn description(&self) -> String {
+        let agent = if self.user_agent.is_empty() {
+            "an unknown client"
+        } else {
+            truncate(&self.user_agent, 200)
+        };
+        match self.ip {
+            Some(ip) => format!("{agent} at {ip}"),
+            None => agent.to_owned(),
+        }
+    }
+
+    fn device_hash(&self) -> Vec<u8> {
+        let mut hasher = Sha256::new();
+        hasher.update(truncate(&self.user_agent, 200).as_bytes());
+        hasher.update([0]);
+        hasher.update(
+            self.ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        hasher.finalize().to_vec()
+    }
+
+    fn throttle_key(&self) -> Option<String> {
+        self.ip.map(|ip| format!("ip:{ip}"))
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A login request.
+#[derive(Debug, Clone)]
+pub struct Login<'a> {
+    /// The account's email.
+    pub email: &'a str,
+    /// Its password.
+    pub password: &'a str,
+    /// A TOTP or recovery code, needed once two-factor authentication is enabled.
+    pub second_factor: Option<SecondFactor<'a>>,
+    /// A browser (cookie session) or an app (access and refresh tokens).
+    pub kind: SessionKind,
+    /// Who is signing in.
+    pub client: Client,
+}
+
+/// An open session and the tokens that go to its client (shown once).
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The account.
+    pub user_id: i64,
+    /// The session.
+    pub session_id: i64,
+    /// The cookie token (browser) or access token (app).
+    pub token: Secret,
+    /// When `token` stops working (Unix ms).
+    pub expires_at: i64,
+    /// The refresh token and its expiry (apps only).
+    pub refresh: Option<(Secret, i64)>,
+    /// The CSRF token browsers send back in `X-CSRF-Token` (browsers only).
+    pub csrf: Option<String>,
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The account.
+    pub user_id: i64,
+    /// The session.
+    pub session_id: i64,
+    /// A browser cookie (needs CSRF protection) or an app's bearer token.
+    pub kind: SessionKind,
+}
+
+/// Sign-up, verification, login, sessions, password changes, second factors, API keys and
+/// profiles over a [`Store`], with secrets sealed by a [`Vault`].
 #[derive(Debug, Clone)]
 pub struct Accounts {
     store: Store,
+    vault: Vault,
     hasher: Argon2<'static>,
     /// A hash of no password, verified against when the account does not exist so that the
     /// answer takes as long as for a wrong password.
@@ -137,23 +342,25 @@ pub struct Accounts {
 
 impl Accounts {
     /// Accounts with the documented argon2id cost.
-    pub fn new(store: Store) -> Result<Self, IdentityError> {
-        Self::with_cost(store, ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES)
+    pub fn new(store: Store, vault: Vault) -> Result<Self, IdentityError> {
+        Self::with_cost(store, vault, ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES)
     }
 
     /// Accounts with another argon2id cost (benchmarks compare costs).
     pub fn with_cost(
         store: Store,
+        vault: Vault,
         memory_kib: u32,
         passes: u32,
         lanes: u32,
     ) -> Result<Self, IdentityError> {
         let params =
-            Params::new(memory_kib, passes, lanes, None).map_err(|_| IdentityError::Hashing)?;
+            Params::new(memory_kib, passes, lanes, None).map_err(|_| IdentityError::Crypto)?;
         let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = hash(&hasher, &random_secret()?.0)?;
         Ok(Self {
             store,
+            vault,
             hasher,
             dummy_hash,
         })
@@ -162,6 +369,11 @@ impl Accounts {
     /// The store behind these accounts.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The server key.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
     }
 
     /// Creates an unverified account and queues the verification email (template
@@ -199,17 +411,28 @@ impl Accounts {
         Ok(user_id)
     }
 
-    /// Checks email and password and opens a session. An unknown account and a wrong password
-    /// get the same error after the same hashing work; a correct password on an unverified
-    /// account gets `EmailUnverified`.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        now: i64,
-    ) -> Result<Session, IdentityError> {
-        let user = match normalise_email(email) {
-            Ok(email) => self.store.user_by_email(&email).await?,
+    /// Checks email, password and (if enabled) the second factor, and opens a session.
+    ///
+    /// - An unknown account and a wrong password get the same error after the same hashing
+    ///   work; a correct password on an unverified account gets `EmailUnverified`.
+    /// - Failures count against the account (by email, existing or not) and the client's
+    ///   address; past the limits both are locked for [`LOCKOUT_MS`] and answered
+    ///   `TooManyAttempts` without checking the password.
+    /// - A sign-in from a device the account has not used before queues a
+    ///   `new_device_login` email with the session.
+    pub async fn login(&self, request: &Login<'_>, now: i64) -> Result<Grant, IdentityError> {
+        let email = normalise_email(request.email);
+        let account_key = login_key(email.as_deref().unwrap_or(request.email));
+        let address_key = request.client.throttle_key();
+        let mut keys = vec![account_key.as_str()];
+        keys.extend(address_key.as_deref());
+        if let Some(until) = self.store.locked_until(&keys, now).await? {
+            return Err(IdentityError::TooManyAttempts {
+                retry_after_ms: until - now,
+            });
+        }
+        let user = match &email {
+            Ok(email) => self.store.user_by_email(email).await?,
             Err(_) => None,
         };
         let stored = user
@@ -217,41 +440,237 @@ impl Accounts {
             .map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
         let matches = self
             .hasher
-            .verify_password(password.as_bytes(), stored)
+            .verify_password(request.password.as_bytes(), stored)
             .is_ok();
         let user = match user {
             Some(user) if matches => user,
-            _ => return Err(IdentityError::InvalidCredentials),
+            _ => {
+                self.fail(&account_key, address_key.as_deref(), now).await?;
+                return Err(IdentityError::InvalidCredentials);
+            }
         };
         if user.email_verified_at.is_none() {
             return Err(IdentityError::EmailUnverified);
         }
-        let token = random_secret()?;
-        let expires_at = now + SESSION_TTL_MS;
+        if self.two_factor_enabled(user.id).await? {
+            let Some(factor) = &request.second_factor else {
+                return Err(IdentityError::TwoFactorRequired);
+            };
+            if let Err(error) = self.check_second_factor(user.id, factor, now).await {
+                if matches!(error, IdentityError::InvalidTwoFactorCode) {
+                    self.fail(&account_key, address_key.as_deref(), now).await?;
+                }
+                return Err(error);
+            }
+        }
+        self.store.clear_throttle(&account_key).await?;
+        self.open_session(user.id, &user.email, request.kind, &request.client, now)
+            .await
+    }
+
+    async fn fail(
+        &self,
+        account: &str,
+        address: Option<&str>,
+        now: i64,
+    ) -> Result<(), IdentityError> {
         self.store
-            .create_session(&digest(token.expose()), user.id, now, expires_at)
+            .record_failure(
+                account,
+                now,
+                ACCOUNT_FAILURE_LIMIT,
+                THROTTLE_WINDOW_MS,
+                LOCKOUT_MS,
+            )
             .await?;
-        Ok(Session {
-            user_id: user.id,
+        if let Some(address) = address {
+            self.store
+                .record_failure(
+                    address,
+                    now,
+                    ADDRESS_FAILURE_LIMIT,
+                    THROTTLE_WINDOW_MS,
+                    LOCKOUT_MS,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn open_session(
+        &self,
+        user_id: i64,
+        email: &str,
+        kind: SessionKind,
+        client: &Client,
+        now: i64,
+    ) -> Result<Grant, IdentityError> {
+        let token = random_secret()?;
+        let (token_kind, expires_at) = match kind {
+            SessionKind::Browser => (TokenKind::Session, now + SESSION_TTL_MS),
+            SessionKind::App => (TokenKind::Access, now + ACCESS_TTL_MS),
+        };
+        let mut tokens = vec![NewToken {
+            hash: digest(token.expose()),
+            kind: token_kind,
+            expires_at,
+        }];
+        let refresh = match kind {
+            SessionKind::Browser => None,
+            SessionKind::App => {
+                let refresh = random_secret()?;
+                tokens.push(NewToken {
+                    hash: digest(refresh.expose()),
+                    kind: TokenKind::Refresh,
+                    expires_at: now + REFRESH_TTL_MS,
+                });
+                Some((refresh, now + REFRESH_TTL_MS))
+            }
+        };
+        let session = NewSession {
+            user_id,
+            kind,
+            device: client.description(),
+            device_hash: client.device_hash(),
+            tokens,
+            new_device_mail: Mail {
+                recipient: email.to_owned(),
+                template: "new_device_login".to_owned(),
+                payload: serde_json::json!({
+                    "device": client.description(),
+                    "time": format_utc(now),
+                })
+                .to_string(),
+            },
+        };
+        let (session_id, _) = self.store.open_session(&session, now).await?;
+        let csrf = (kind == SessionKind::Browser).then(|| self.csrf_token(token.expose()));
+        Ok(Grant {
+            user_id,
+            session_id,
             token,
             expires_at,
+            refresh,
+            csrf,
         })
     }
 
-    /// The account of a live session.
-    pub async fn authenticate(&self, token: &str, now: i64) -> Result<i64, IdentityError> {
+    /// The account and session of a live browser-session or access token.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Authenticated, IdentityError> {
         let hash = token_hash(token).map_err(|_| IdentityError::Unauthenticated)?;
-        self.store
-            .session_user(&hash, now)
+        let live = self
+            .store
+            .live_token(&hash, now)
             .await?
-            .ok_or(IdentityError::Unauthenticated)
+            .ok_or(IdentityError::Unauthenticated)?;
+        let kind = match live.kind {
+            TokenKind::Session => SessionKind::Browser,
+            TokenKind::Access => SessionKind::App,
+            TokenKind::Refresh => return Err(IdentityError::Unauthenticated),
+        };
+        Ok(Authenticated {
+            user_id: live.user_id,
+            session_id: live.session_id,
+            kind,
+        })
     }
 
-    /// Ends a session (ending an unknown or ended one is not an error).
-    pub async fn logout(&self, token: &str, now: i64) -> Result<(), IdentityError> {
-        if let Ok(hash) = token_hash(token) {
-            self.store.revoke_session(&hash, now).await?;
+    /// The CSRF token of a browser session: a MAC of the session token under the server key,
+    /// so it needs no storage and is worthless for any other session.
+    pub fn csrf_token(&self, session_token: &str) -> String {
+        hex::encode(self.vault.mac("csrf", &digest(session_token)))
+    }
+
+    /// Whether `presented` is the CSRF token of `session_token` (constant-time).
+    pub fn check_csrf(&self, session_token: &str, presented: &str) -> bool {
+        let expected = self.csrf_token(session_token);
+        constant_time_eq(expected.as_bytes(), presented.as_bytes())
+    }
+
+    /// Exchanges a refresh token (once) for a new access token and refresh token. A refresh
+    /// token presented a second time ends its session: `RefreshTokenReused`.
+    pub async fn refresh(&self, refresh_token: &str, now: i64) -> Result<Grant, IdentityError> {
+        let hash = token_hash(refresh_token)?;
+        let access = random_secret()?;
+        let refresh = random_secret()?;
+        let successors = [
+            NewToken {
+                hash: digest(access.expose()),
+                kind: TokenKind::Access,
+                expires_at: now + ACCESS_TTL_MS,
+            },
+            NewToken {
+                hash: digest(refresh.expose()),
+                kind: TokenKind::Refresh,
+                expires_at: now + REFRESH_TTL_MS,
+            },
+        ];
+        match self.store.rotate_refresh(&hash, &successors, now).await? {
+            RefreshOutcome::Rotated {
+                session_id,
+                user_id,
+            } => Ok(Grant {
+                user_id,
+                session_id,
+                token: access,
+                expires_at: now + ACCESS_TTL_MS,
+                refresh: Some((refresh, now + REFRESH_TTL_MS)),
+                csrf: None,
+            }),
+            RefreshOutcome::Reused => Err(IdentityError::RefreshTokenReused),
+            RefreshOutcome::Invalid => Err(IdentityError::InvalidToken),
         }
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, session_id: i64, now: i64) -> Result<(), IdentityError> {
+        self.store.revoke_session(session_id, now).await?;
+        Ok(())
+    }
+
+    /// Changes the password of a signed-in account after checking the current one; ends every
+    /// other session and emails the owner (`password_changed`), in one transaction. Wrong
+    /// current passwords count against the account's login throttle.
+    pub async fn change_password(
+        &self,
+        auth: &Authenticated,
+        current: &str,
+        new_password: &str,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        check_password(new_password)?;
+        let user = self
+            .store
+            .user(auth.user_id)
+            .await?
+            .ok_or(IdentityError::Unauthenticated)?;
+        let key = login_key(&user.email);
+        if let Some(until) = self.store.locked_until(&[&key], now).await? {
+            return Err(IdentityError::TooManyAttempts {
+                retry_after_ms: until - now,
+            });
+        }
+        if self
+            .hasher
+            .verify_password(current.as_bytes(), user.password_hash.as_str())
+            .is_err()
+        {
+            self.fail(&key, None, now).await?;
+            return Err(IdentityError::InvalidCredentials);
+        }
+        let password_hash = hash(&self.hasher, new_password)?;
+        let mail = Mail {
+            recipient: user.email.clone(),
+            template: "password_changed".to_owned(),
+            payload: serde_json::json!({ "time": format_utc(now) }).to_string(),
+        };
+        self.store
+            .change_password(user.id, &password_hash, auth.session_id, &mail, now)
+            .await?;
         Ok(())
     }
 
@@ -275,7 +694,8 @@ impl Accounts {
         Ok(())
     }
 
-    /// Sets a new password with a reset token (once) and ends every session of the account.
+    /// Sets a new password with a reset token (once), ends every session of the account and
+    /// lifts its login lockout, in one transaction.
     pub async fn reset_password(
         &self,
         token: &str,
@@ -283,20 +703,23 @@ impl Accounts {
         now: i64,
     ) -> Result<i64, IdentityError> {
         check_password(new_password)?;
-        // The token is used before the (costly) hashing, so invalid tokens cost no hashing.
-        let user_id = self
-            .store
-            .use_token(&token_hash(token)?, Purpose::ResetPassword, now)
+        let hash_of_token = token_hash(token)?;
+        // Refuse bad tokens before the (costly) password hashing.
+        self.store
+            .peek_token(&hash_of_token, Purpose::ResetPassword, now)
             .await?;
         let password_hash = hash(&self.hasher, new_password)?;
-        self.store
-            .set_password(user_id, &password_hash, now)
-            .await?;
-        self.store.revoke_other_sessions(user_id, None, now).await?;
-        // Whoever holds the reset link also controls the mailbox: it proves the address.
-        self.store.mark_email_verified(user_id, now).await?;
-        Ok(user_id)
+        Ok(self
+            .store
+            .complete_password_reset(&hash_of_token, &password_hash, login_key, now)
+            .await?)
     }
+}
+
+/// The throttle key of an account's sign-ins (by normalised email, so unknown accounts are
+/// throttled exactly like known ones).
+fn login_key(email: &str) -> String {
+    format!("login:{email}")
 }
 
 /// Trims and lower-cases an address and checks its shape: one `@`, a non-empty local part,
@@ -331,19 +754,30 @@ fn hash(hasher: &Argon2<'static>, password: &str) -> Result<String, IdentityErro
     hasher
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|_| IdentityError::Hashing)
+        .map_err(|_| IdentityError::Crypto)
 }
 
-fn random_secret() -> Result<Secret, IdentityError> {
-    let mut bytes = Zeroizing::new([0u8; 32]);
+pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, IdentityError> {
+    let mut bytes = Zeroizing::new([0u8; N]);
     rand::rngs::OsRng
         .try_fill_bytes(bytes.as_mut())
-        .map_err(|_| IdentityError::Hashing)?;
-    Ok(Secret(Zeroizing::new(hex::encode(bytes.as_ref()))))
+        .map_err(|_| IdentityError::Crypto)?;
+    Ok(bytes)
 }
 
-fn digest(token: &str) -> Vec<u8> {
+pub(crate) fn random_secret() -> Result<Secret, IdentityError> {
+    Ok(Secret(Zeroizing::new(hex::encode(
+        random_bytes::<32>()?.as_ref(),
+    ))))
+}
+
+pub(crate) fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Equality whose time depends only on the lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The stored hash of a token a client presents; malformed tokens are refused before any

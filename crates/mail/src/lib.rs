@@ -50,9 +50,10 @@ pub struct Rendered {
 }
 
 /// Every template the platform sends.
-pub const TEMPLATES: [&str; 7] = [
+pub const TEMPLATES: [&str; 8] = [
     "verify_email",
     "password_reset",
+    "password_changed",
     "new_device_login",
     "two_factor_changed",
     "withdrawal_confirmation",
@@ -93,6 +94,14 @@ pub fn render(template: &str, payload: &str, base_url: &str) -> Result<Rendered,
             "New sign-in to your COSS account".into(),
             vec![format!("Your account was signed in from {} at {}. If it was not you, reset your password now.", field("device")?, field("time")?)],
             None,
+        ),
+        "password_changed" => (
+            "Your COSS password was changed".into(),
+            vec![
+                format!("The password of your COSS account was changed at {}; every other device was signed out.", field("time")?),
+                "If it was not you, reset your password now and contact support.".into(),
+            ],
+            Some(("Reset my password".into(), format!("{base_url}/reset-password"))),
         ),
         "two_factor_changed" => (
             "Two-factor authentication changed".into(),

@@ -1,16 +1,29 @@
-//! The platform's database: identities, email tokens, sessions and the email outbox (and,
-//! with later issues, keys, chain records, invoices and projections), never the balances of
+//! The platform's database: identities, email tokens, sessions and their tokens, second
+//! factors, login throttles, API keys, user and merchant profiles and the email outbox (and,
+//! with later issues, chain records, invoices and projections), never the balances of
 //! record, which live in the exchange core. One code path serves SQLite (the embedded
 //! default: one file in the data dir) and PostgreSQL (production, selected by URL) through
 //! sqlx's Any driver; each backend has its own migrations with the same tables. Queries use
 //! `$N` placeholders, which both backends accept, and only portable types: BIGINT (ids,
-//! Unix-millisecond times), TEXT and bytes. Secrets are stored only as hashes.
+//! Unix-millisecond times), TEXT and bytes. Secrets are stored only as hashes, or, where the
+//! server must use them again (TOTP seeds, API and webhook secrets), sealed by the caller with
+//! the server key: this crate never sees them in the clear.
 
 use std::path::Path;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
+
+mod keys;
+mod profiles;
+mod security;
+mod sessions;
+
+pub use keys::{ApiKeyRecord, NewApiKey};
+pub use profiles::{MerchantRecord, ProfileRecord};
+pub use security::TotpRecord;
+pub use sessions::{LiveToken, NewSession, NewToken, RefreshOutcome, SessionKind, TokenKind};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");
@@ -45,6 +58,9 @@ pub enum StoreError {
     /// No such row.
     #[error("not found")]
     NotFound,
+    /// The row is in a state that forbids the change (e.g. a second factor already active).
+    #[error("conflicting state")]
+    Conflict,
 }
 
 impl StoreError {
@@ -57,6 +73,7 @@ impl StoreError {
             Self::EmailTaken => "store.email_taken",
             Self::TokenInvalid => "store.token_invalid",
             Self::NotFound => "store.not_found",
+            Self::Conflict => "store.conflict",
         }
     }
 }
@@ -289,6 +306,79 @@ impl Store {
         }
     }
 
+    /// Whether a token would be accepted by `use_token` at `now` (without using it), and for
+    /// which account; lets a caller refuse bad tokens before costly work.
+    pub async fn peek_token(
+        &self,
+        hash: &[u8],
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT user_id FROM email_tokens \
+             WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(row.try_get(0)?),
+            None => Err(StoreError::TokenInvalid),
+        }
+    }
+
+    /// Completes a password reset in one transaction: uses the reset token once, sets the new
+    /// password hash, ends every session, marks the email verified (the link proved the
+    /// mailbox) and clears the login throttle `throttle_key`. Returns the account.
+    pub async fn complete_password_reset(
+        &self,
+        token_hash: &[u8],
+        password_hash: &str,
+        throttle_key: impl Fn(&str) -> String,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(Purpose::ResetPassword.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let user_id: i64 = match row {
+            Some(row) => row.try_get(0)?,
+            None => return Err(StoreError::TokenInvalid),
+        };
+        let email: String = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2, \
+             email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3 RETURNING email",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM throttle WHERE key = $1")
+            .bind(throttle_key(&email))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(user_id)
+    }
+
     /// Marks the account's email address verified (the first time only).
     pub async fn mark_email_verified(&self, user_id: i64, now: i64) -> Result<(), StoreError> {
         sqlx::query(
@@ -299,72 +389,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    /// Records a session token (by hash) for `user_id`.
-    pub async fn create_session(
-        &self,
-        hash: &[u8],
-        user_id: i64,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(hash)
-        .bind(user_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The account of a live session (known, not revoked, not expired at `now`).
-    pub async fn session_user(&self, hash: &[u8], now: i64) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT user_id FROM sessions \
-             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
-        )
-        .bind(hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
-    /// Ends one session.
-    pub async fn revoke_session(&self, hash: &[u8], now: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(hash)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Ends every session of `user_id` except `keep` (e.g. after a password change); returns
-    /// how many ended.
-    pub async fn revoke_other_sessions(
-        &self,
-        user_id: i64,
-        keep: Option<&[u8]>,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 \
-             WHERE user_id = $2 AND revoked_at IS NULL AND token_hash <> $3",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(keep.unwrap_or_default())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
     }
 
     /// Sets a new password hash; returns `NotFound` for an unknown account.
@@ -385,6 +409,41 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        Ok(())
+    }
+
+    /// Changes a password in one transaction: sets the hash, ends every other session of the
+    /// account and queues the notification.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep_session: i64,
+        mail: &Mail,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep_session)
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, mail, now).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -454,7 +513,7 @@ fn user(row: &AnyRow) -> Result<User, StoreError> {
     })
 }
 
-async fn insert_token(
+pub(crate) async fn insert_token(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: i64,
     token: &EmailToken,
@@ -474,7 +533,7 @@ async fn insert_token(
     Ok(())
 }
 
-async fn enqueue(
+pub(crate) async fn enqueue(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     mail: &Mail,
     now: i64,
@@ -492,7 +551,7 @@ async fn enqueue(
     Ok(())
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|e| e.is_unique_violation())

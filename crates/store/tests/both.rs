@@ -3,7 +3,10 @@
 //! `COSS_TEST_POSTGRES` overrides the admin URL), dropped afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use coss_store::{Backend, EmailToken, Mail, Purpose, Store, StoreError};
+use coss_store::{
+    Backend, EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken, ProfileRecord,
+    Purpose, RefreshOutcome, SessionKind, Store, StoreError, TokenKind,
+};
 
 struct Db {
     store: Store,
@@ -82,6 +85,13 @@ on_both!(
     an_email_can_hold_one_account_only_and_a_refused_signup_leaves_nothing,
     a_token_works_once_for_its_purpose_and_until_it_expires,
     sessions_live_until_revoked_or_expired_and_a_password_change_ends_the_others,
+    a_refresh_token_works_once_and_a_replay_ends_its_session,
+    a_sign_in_from_a_new_device_queues_one_email_with_the_session,
+    a_second_factor_is_active_once_confirmed_and_each_step_and_recovery_code_works_once,
+    failures_lock_a_key_for_a_while_and_a_window_or_a_clear_forgets_them,
+    api_keys_are_listed_found_by_key_and_revoked_by_their_owner_only,
+    profiles_default_to_nothing_and_keep_the_verification_level,
+    a_password_reset_uses_its_token_sets_the_password_and_ends_sessions_at_once,
     the_outbox_hands_out_due_mail_and_records_each_delivery_once,
     reopening_keeps_the_data_and_runs_no_migration_twice,
 );
@@ -257,9 +267,8 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
     ));
 }
 
-async fn sessions_live_until_revoked_or_expired_and_a_password_change_ends_the_others(db: &Db) {
-    let store = &db.store;
-    let user = store
+async fn alice(store: &Store) -> i64 {
+    store
         .create_user(
             "alice@example.com",
             "h",
@@ -268,56 +277,524 @@ async fn sessions_live_until_revoked_or_expired_and_a_password_change_ends_the_o
             &mail("alice@example.com", "verify_email"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .id
+}
+
+fn sign_in(
+    user_id: i64,
+    kind: SessionKind,
+    device: u8,
+    tokens: &[(u8, TokenKind, i64)],
+) -> NewSession {
+    NewSession {
+        user_id,
+        kind,
+        device: format!("device {device}"),
+        device_hash: vec![device; 32],
+        tokens: tokens
+            .iter()
+            .map(|&(byte, kind, expires_at)| NewToken {
+                hash: vec![byte; 32],
+                kind,
+                expires_at,
+            })
+            .collect(),
+        new_device_mail: mail("alice@example.com", "new_device_login"),
+    }
+}
+
+async fn outbox_templates(db: &Db) -> Vec<String> {
+    db.store
+        .due_mail(i64::MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.mail.template)
+        .collect()
+}
+
+async fn sessions_live_until_revoked_or_expired_and_a_password_change_ends_the_others(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    let mut ids = vec![];
     for byte in [10u8, 11, 12] {
-        store
-            .create_session(&[byte; 32], user.id, T0, T0 + 100)
+        let (id, _) = store
+            .open_session(
+                &sign_in(
+                    user,
+                    SessionKind::Browser,
+                    1,
+                    &[(byte, TokenKind::Session, T0 + 100)],
+                ),
+                T0,
+            )
             .await
             .unwrap();
+        ids.push(id);
     }
+    let live = store.live_token(&[10; 32], T0 + 99).await.unwrap().unwrap();
     assert_eq!(
-        store.session_user(&[10; 32], T0 + 99).await.unwrap(),
-        Some(user.id)
+        (live.session_id, live.user_id, live.kind),
+        (ids[0], user, TokenKind::Session)
     );
     assert_eq!(
-        store.session_user(&[10; 32], T0 + 100).await.unwrap(),
+        store.live_token(&[10; 32], T0 + 100).await.unwrap(),
         None,
         "expired"
     );
     assert_eq!(
-        store.session_user(&[99; 32], T0).await.unwrap(),
+        store.live_token(&[99; 32], T0).await.unwrap(),
         None,
         "unknown"
     );
-    store.revoke_session(&[10; 32], T0 + 1).await.unwrap();
+    store.revoke_session(ids[0], T0 + 1).await.unwrap();
     assert_eq!(
-        store.session_user(&[10; 32], T0 + 2).await.unwrap(),
+        store.live_token(&[10; 32], T0 + 2).await.unwrap(),
         None,
         "revoked"
     );
 
-    store.set_password(user.id, "h2", T0 + 3).await.unwrap();
+    store.set_password(user, "h2", T0 + 3).await.unwrap();
     assert_eq!(
         store
-            .revoke_other_sessions(user.id, Some(&[11; 32]), T0 + 3)
+            .revoke_other_sessions(user, Some(ids[1]), T0 + 3)
             .await
             .unwrap(),
         1
     );
-    assert_eq!(
-        store.session_user(&[11; 32], T0 + 4).await.unwrap(),
-        Some(user.id)
-    );
-    assert_eq!(store.session_user(&[12; 32], T0 + 4).await.unwrap(), None);
-    let changed = store.user(user.id).await.unwrap().unwrap();
+    assert!(store.live_token(&[11; 32], T0 + 4).await.unwrap().is_some());
+    assert_eq!(store.live_token(&[12; 32], T0 + 4).await.unwrap(), None);
+    assert_eq!(store.sessions_of(user).await.unwrap().len(), 1);
+    let changed = store.user(user).await.unwrap().unwrap();
     assert_eq!(
         (changed.password_hash.as_str(), changed.password_changed_at),
         ("h2", T0 + 3)
     );
     assert!(matches!(
-        store.set_password(user.id + 1000, "x", T0).await,
+        store.set_password(user + 1000, "x", T0).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn a_refresh_token_works_once_and_a_replay_ends_its_session(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    let (session, _) = store
+        .open_session(
+            &sign_in(
+                user,
+                SessionKind::App,
+                1,
+                &[
+                    (20, TokenKind::Access, T0 + 10),
+                    (21, TokenKind::Refresh, T0 + 1000),
+                ],
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    let next = [
+        NewToken {
+            hash: vec![22; 32],
+            kind: TokenKind::Access,
+            expires_at: T0 + 20,
+        },
+        NewToken {
+            hash: vec![23; 32],
+            kind: TokenKind::Refresh,
+            expires_at: T0 + 1000,
+        },
+    ];
+    assert_eq!(
+        store
+            .rotate_refresh(&[21; 32], &next, T0 + 5)
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated {
+            session_id: session,
+            user_id: user
+        }
+    );
+    assert!(store.live_token(&[22; 32], T0 + 6).await.unwrap().is_some());
+    assert_eq!(
+        store.live_token(&[21; 32], T0 + 6).await.unwrap(),
+        None,
+        "a used refresh token is dead"
+    );
+    assert_eq!(
+        store.rotate_refresh(&[99; 32], &[], T0 + 6).await.unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert_eq!(
+        store.rotate_refresh(&[20; 32], &[], T0 + 6).await.unwrap(),
+        RefreshOutcome::Invalid,
+        "an access token does not refresh"
+    );
+
+    // The old refresh token comes back: whoever holds it is not the session's owner.
+    assert_eq!(
+        store
+            .rotate_refresh(&[21; 32], &next, T0 + 7)
+            .await
+            .unwrap(),
+        RefreshOutcome::Reused
+    );
+    assert_eq!(
+        store.live_token(&[22; 32], T0 + 8).await.unwrap(),
+        None,
+        "the whole session ended"
+    );
+    assert_eq!(
+        store.rotate_refresh(&[23; 32], &[], T0 + 8).await.unwrap(),
+        RefreshOutcome::Invalid
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(&[99; 32], &[], T0 + 2000)
+            .await
+            .unwrap(),
+        RefreshOutcome::Invalid
+    );
+}
+
+async fn a_sign_in_from_a_new_device_queues_one_email_with_the_session(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    let first = store
+        .open_session(
+            &sign_in(
+                user,
+                SessionKind::Browser,
+                1,
+                &[(30, TokenKind::Session, T0 + 100)],
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(!first.1, "the first device of an account is not news");
+    let again = store
+        .open_session(
+            &sign_in(
+                user,
+                SessionKind::Browser,
+                1,
+                &[(31, TokenKind::Session, T0 + 100)],
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(!again.1);
+    let other = store
+        .open_session(
+            &sign_in(
+                user,
+                SessionKind::App,
+                2,
+                &[(32, TokenKind::Access, T0 + 100)],
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(other.1);
+    assert_eq!(
+        outbox_templates(db).await,
+        ["verify_email", "new_device_login"]
+    );
+}
+
+async fn a_second_factor_is_active_once_confirmed_and_each_step_and_recovery_code_works_once(
+    db: &Db,
+) {
+    let store = &db.store;
+    let user = alice(store).await;
+    assert_eq!(store.totp(user).await.unwrap(), None);
+    store.put_pending_totp(user, b"sealed-1", T0).await.unwrap();
+    store.put_pending_totp(user, b"sealed-2", T0).await.unwrap();
+    let pending = store.totp(user).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.sealed_secret.as_slice(), pending.confirmed_at),
+        (&b"sealed-2"[..], None)
+    );
+    assert!(
+        !store.use_totp_step(user, 5).await.unwrap(),
+        "not active before confirmation"
+    );
+
+    let codes = vec![vec![40u8; 32], vec![41u8; 32]];
+    let changed = mail("alice@example.com", "two_factor_changed");
+    assert!(
+        store
+            .confirm_totp(user, 100, &codes, &changed, T0 + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .confirm_totp(user, 101, &codes, &changed, T0 + 1)
+            .await
+            .unwrap(),
+        "confirmed once"
+    );
+    assert!(matches!(
+        store.put_pending_totp(user, b"x", T0).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        !store.use_totp_step(user, 100).await.unwrap(),
+        "the confirming code's step is used"
+    );
+    assert!(store.use_totp_step(user, 101).await.unwrap());
+    assert!(!store.use_totp_step(user, 101).await.unwrap(), "a replay");
+    assert!(
+        !store.use_totp_step(user, 99).await.unwrap(),
+        "an older step"
+    );
+
+    assert_eq!(store.recovery_codes_left(user).await.unwrap(), 2);
+    assert!(
+        store
+            .use_recovery_code(user, &[40; 32], T0 + 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(user, &[40; 32], T0 + 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(user + 1, &[41; 32], T0 + 3)
+            .await
+            .unwrap(),
+        "another account's code"
+    );
+    assert_eq!(store.recovery_codes_left(user).await.unwrap(), 1);
+
+    store.remove_totp(user, &changed, T0 + 4).await.unwrap();
+    assert_eq!(store.totp(user).await.unwrap(), None);
+    assert_eq!(store.recovery_codes_left(user).await.unwrap(), 0);
+    assert_eq!(
+        outbox_templates(db).await,
+        ["verify_email", "two_factor_changed", "two_factor_changed"]
+    );
+}
+
+async fn failures_lock_a_key_for_a_while_and_a_window_or_a_clear_forgets_them(db: &Db) {
+    let store = &db.store;
+    let key = "login:alice@example.com";
+    for i in 0..4 {
+        assert_eq!(
+            store
+                .record_failure(key, T0 + i, 5, 1000, 500)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(store.locked_until(&[key], T0 + 4).await.unwrap(), None);
+    assert_eq!(
+        store
+            .record_failure(key, T0 + 4, 5, 1000, 500)
+            .await
+            .unwrap(),
+        Some(T0 + 504)
+    );
+    assert_eq!(
+        store.locked_until(&["ip:1", key], T0 + 10).await.unwrap(),
+        Some(T0 + 504)
+    );
+    assert_eq!(
+        store.locked_until(&[key], T0 + 504).await.unwrap(),
+        None,
+        "the lock ends"
+    );
+    // The count restarted with the lock; failures outside the window start over.
+    for i in 0..4 {
+        store
+            .record_failure(key, T0 + 600 + i * 2000, 5, 1000, 500)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.locked_until(&[key], T0 + 10_000).await.unwrap(), None);
+    for i in 0..5 {
+        store
+            .record_failure(key, T0 + 20_000 + i, 5, 1000, 500)
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .locked_until(&[key], T0 + 20_010)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.clear_throttle(key).await.unwrap();
+    assert_eq!(store.locked_until(&[key], T0 + 20_010).await.unwrap(), None);
+}
+
+async fn api_keys_are_listed_found_by_key_and_revoked_by_their_owner_only(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    let key = NewApiKey {
+        api_key: "K1".into(),
+        user_id: user,
+        label: "bot".into(),
+        sealed_secret: b"sealed".to_vec(),
+        permissions: "read,trade".into(),
+        ip_allow_list: "127.0.0.1".into(),
+    };
+    let id = store.create_api_key(&key, T0).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(&key, T0).await,
+        Err(StoreError::Conflict)
+    ));
+    let found = store.api_key("K1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            found.id,
+            found.user_id,
+            found.permissions.as_str(),
+            found.revoked_at
+        ),
+        (id, user, "read,trade", None)
+    );
+    assert_eq!(store.api_keys_of(user).await.unwrap().len(), 1);
+    assert!(
+        !store.revoke_api_key(user + 1, id, T0).await.unwrap(),
+        "not the owner"
+    );
+    assert!(store.revoke_api_key(user, id, T0 + 1).await.unwrap());
+    assert!(
+        !store.revoke_api_key(user, id, T0 + 2).await.unwrap(),
+        "already revoked"
+    );
+    assert_eq!(
+        store.api_key("K1").await.unwrap().unwrap().revoked_at,
+        Some(T0 + 1)
+    );
+    assert_eq!(store.api_key("nope").await.unwrap(), None);
+}
+
+async fn profiles_default_to_nothing_and_keep_the_verification_level(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    assert_eq!(store.profile(user).await.unwrap(), ProfileRecord::default());
+    store.set_verification_level(user, 2, T0).await.unwrap();
+    store
+        .put_profile(user, Some("Alice"), Some("KR"), T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.profile(user).await.unwrap(),
+        ProfileRecord {
+            display_name: Some("Alice".into()),
+            country: Some("KR".into()),
+            verification_level: 2
+        }
+    );
+    assert_eq!(store.merchant(user).await.unwrap(), None);
+    let mut shop = MerchantRecord {
+        business_name: "Alice's".into(),
+        website: None,
+        settlement_asset: "USDT".into(),
+        settlement_mode: "convert".into(),
+        webhook_url: Some("https://alice.example/hook".into()),
+        sealed_webhook_secret: b"s".to_vec(),
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.put_merchant(user, &shop).await.unwrap();
+    shop.website = Some("https://alice.example".into());
+    shop.updated_at = T0 + 5;
+    let replaced = MerchantRecord {
+        created_at: T0 + 5,
+        ..shop.clone()
+    };
+    store.put_merchant(user, &replaced).await.unwrap();
+    assert_eq!(
+        store.merchant(user).await.unwrap(),
+        Some(shop),
+        "created_at is kept"
+    );
+}
+
+async fn a_password_reset_uses_its_token_sets_the_password_and_ends_sessions_at_once(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    store
+        .open_session(
+            &sign_in(
+                user,
+                SessionKind::Browser,
+                1,
+                &[(50, TokenKind::Session, T0 + 100)],
+            ),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .issue_token(
+            user,
+            &token(2, Purpose::ResetPassword, T0 + 50),
+            &mail("alice@example.com", "password_reset"),
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .record_failure("login:alice@example.com", T0, 1, 1000, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .peek_token(&[2; 32], Purpose::ResetPassword, T0 + 1)
+            .await
+            .unwrap(),
+        user
+    );
+    assert!(matches!(
+        store
+            .peek_token(&[2; 32], Purpose::VerifyEmail, T0 + 1)
+            .await,
+        Err(StoreError::TokenInvalid)
+    ));
+    let key = |email: &str| format!("login:{email}");
+    assert_eq!(
+        store
+            .complete_password_reset(&[2; 32], "new", key, T0 + 2)
+            .await
+            .unwrap(),
+        user
+    );
+    assert!(matches!(
+        store
+            .complete_password_reset(&[2; 32], "newer", key, T0 + 3)
+            .await,
+        Err(StoreError::TokenInvalid)
+    ));
+    let changed = store.user(user).await.unwrap().unwrap();
+    assert_eq!(
+        (changed.password_hash.as_str(), changed.email_verified_at),
+        ("new", Some(T0 + 2))
+    );
+    assert_eq!(store.live_token(&[50; 32], T0 + 3).await.unwrap(), None);
+    assert_eq!(
+        store
+            .locked_until(&["login:alice@example.com"], T0 + 3)
+            .await
+            .unwrap(),
+        None,
+        "the lockout is lifted"
+    );
 }
 
 async fn the_outbox_hands_out_due_mail_and_records_each_delivery_once(db: &Db) {

@@ -188,6 +188,12 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     };
     assert!(message.contains("To: alice@example.com"), "{message}");
     assert!(message.contains("/verify-email?token="), "{message}");
+    // The server key that seals TOTP seeds and API secrets is made once, owner-only.
+    let key = std::fs::metadata(dir.path().join("secret.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
     // SIGTERM, as a service manager would send.
     let pid = child.id().to_string();
     assert!(

@@ -14,7 +14,8 @@ pub fn coss() -> Command {
         .env_remove("COSS_DATA_DIR")
         .env_remove("COSS_LISTEN")
         .env_remove("COSS_DATABASE_URL")
-        .env_remove("COSS_SMTP_URL");
+        .env_remove("COSS_SMTP_URL")
+        .env_remove("COSS_SECRET_KEY_FILE");
     command
 }
 

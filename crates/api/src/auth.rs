@@ -1,0 +1,447 @@
+//! `/api/v1/auth/…`: sign-up, verification, login (browser cookies or app tokens), refresh,
+//! logout, password reset and change, and the TOTP second factor.
+
+use axum::extract::State;
+use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use coss_identity::{Accounts, Client, Grant, IdentityError, Login, SESSION_TTL_MS, SecondFactor};
+use coss_store::SessionKind;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{ApiError, Body, CSRF_COOKIE, SESSION_COOKIE, body, caller, client_ip, now_ms};
+
+pub(crate) fn routes() -> Router<Accounts> {
+    Router::new()
+        .route("/api/v1/auth/signup", post(signup))
+        .route("/api/v1/auth/verify-email", post(verify_email))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/password-reset", post(password_reset))
+        .route(
+            "/api/v1/auth/password-reset/confirm",
+            post(password_reset_confirm),
+        )
+        .route("/api/v1/auth/password", post(change_password))
+        .route(
+            "/api/v1/auth/2fa/totp",
+            post(totp_begin).delete(totp_disable),
+        )
+        .route("/api/v1/auth/2fa/totp/confirm", post(totp_confirm))
+}
+
+/// Email and password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Credentials {
+    email: String,
+    password: String,
+}
+
+/// A single-use token from an email.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenBody {
+    token: String,
+}
+
+/// An email address.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EmailBody {
+    email: String,
+}
+
+/// A reset token and the new password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResetBody {
+    token: String,
+    password: String,
+}
+
+/// Who logs in, and how they hold the session.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginBody {
+    email: String,
+    password: String,
+    /// Needed once two-factor authentication is enabled (or `recovery_code`).
+    totp_code: Option<String>,
+    /// A one-time recovery code instead of `totp_code`.
+    recovery_code: Option<String>,
+    /// `app` (default): access and refresh tokens in the body. `browser`: an HttpOnly
+    /// session cookie and a CSRF token.
+    client: Option<ClientKind>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClientKind {
+    App,
+    Browser,
+}
+
+/// An app's tokens.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AppTokens {
+    user_id: i64,
+    token_type: &'static str,
+    access_token: String,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    refresh_token: String,
+    /// Seconds until the refresh token expires (each refresh issues a new one).
+    refresh_expires_in: i64,
+}
+
+/// A browser session: the session itself is in the `__Host-coss_session` cookie.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BrowserSession {
+    user_id: i64,
+    /// Send it back in `X-CSRF-Token` with every POST/PUT/PATCH/DELETE.
+    csrf_token: String,
+    /// Unix ms.
+    expires_at: i64,
+}
+
+/// A refresh token to exchange.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefreshBody {
+    refresh_token: String,
+}
+
+/// The current and the new password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+/// What an authenticator app needs (shown once).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TotpEnrolment {
+    /// Base32 seed for manual entry.
+    secret: String,
+    otpauth_uri: String,
+    /// The URI as a QR code (SVG).
+    qr_svg: String,
+}
+
+/// A TOTP code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeBody {
+    code: String,
+}
+
+/// A TOTP code or a recovery code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FactorBody {
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+/// Recovery codes (shown once; each works once in place of a TOTP code).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RecoveryCodes {
+    recovery_codes: Vec<String>,
+}
+
+fn client(headers: &HeaderMap, extensions: &Extensions) -> Client {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Client {
+        user_agent: agent.chars().take(200).collect(),
+        ip: client_ip(extensions),
+    }
+}
+
+fn factor<'a>(
+    code: Option<&'a str>,
+    recovery: Option<&'a str>,
+) -> Result<Option<SecondFactor<'a>>, ApiError> {
+    match (code, recovery) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "send a TOTP code or a recovery code, not both",
+        )),
+        (Some(code), None) => Ok(Some(SecondFactor::Totp(code))),
+        (None, Some(code)) => Ok(Some(SecondFactor::Recovery(code))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn set_cookie(response: &mut Response, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Create an account; a verification email is sent.
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
+    responses((status = 201, description = "account created, verification email queued"),
+              (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+pub(crate) async fn signup(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let request: Credentials = body(&headers, &bytes)?;
+    let id = accounts
+        .signup(&request.email, &request.password, now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "user_id": id, "email_verification": "sent" })),
+    ))
+}
+
+/// Confirm an email address with the emailed token.
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenBody,
+    responses((status = 200, description = "verified"), (status = 400, body = ApiError)))]
+pub(crate) async fn verify_email(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let request: TokenBody = body(&headers, &bytes)?;
+    let id = accounts.verify_email(&request.token, now_ms()).await?;
+    Ok(Json(
+        serde_json::json!({ "user_id": id, "email_verified": true }),
+    ))
+}
+
+/// Sign in. Apps get tokens in the body; browsers get an HttpOnly session cookie and a CSRF
+/// token. Too many failures answer 429 with Retry-After.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, description = "app tokens (client=app)", body = AppTokens),
+              (status = 401, body = ApiError), (status = 403, body = ApiError),
+              (status = 429, body = ApiError)))]
+pub(crate) async fn login(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    extensions: Extensions,
+    bytes: Body,
+) -> Result<Response, ApiError> {
+    let request: LoginBody = body(&headers, &bytes)?;
+    let kind = match request.client.unwrap_or(ClientKind::App) {
+        ClientKind::App => SessionKind::App,
+        ClientKind::Browser => SessionKind::Browser,
+    };
+    let login = Login {
+        email: &request.email,
+        password: &request.password,
+        second_factor: factor(
+            request.totp_code.as_deref(),
+            request.recovery_code.as_deref(),
+        )?,
+        kind,
+        client: client(&headers, &extensions),
+    };
+    let now = now_ms();
+    let grant = accounts.login(&login, now).await?;
+    Ok(grant_response(grant, kind, now))
+}
+
+fn grant_response(grant: Grant, kind: SessionKind, now: i64) -> Response {
+    match kind {
+        SessionKind::App => {
+            let (refresh, refresh_expires_at) = grant
+                .refresh
+                .map(|(t, at)| (t.expose().to_owned(), at))
+                .unwrap_or_default();
+            Json(AppTokens {
+                user_id: grant.user_id,
+                token_type: "Bearer",
+                access_token: grant.token.expose().to_owned(),
+                expires_in: (grant.expires_at - now) / 1000,
+                refresh_token: refresh,
+                refresh_expires_in: (refresh_expires_at - now) / 1000,
+            })
+            .into_response()
+        }
+        SessionKind::Browser => {
+            let csrf = grant.csrf.clone().unwrap_or_default();
+            let max_age = SESSION_TTL_MS / 1000;
+            let mut response = Json(BrowserSession {
+                user_id: grant.user_id,
+                csrf_token: csrf.clone(),
+                expires_at: grant.expires_at,
+            })
+            .into_response();
+            set_cookie(
+                &mut response,
+                format!(
+                    "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+                    grant.token.expose()
+                ),
+            );
+            set_cookie(
+                &mut response,
+                format!("{CSRF_COOKIE}={csrf}; Path=/; Secure; SameSite=Lax; Max-Age={max_age}"),
+            );
+            response
+        }
+    }
+}
+
+/// Exchange a refresh token (once) for new app tokens. A refresh token used twice ends its
+/// session (`refresh_token_reused`).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshBody,
+    responses((status = 200, body = AppTokens), (status = 400, body = ApiError),
+              (status = 401, body = ApiError)))]
+pub(crate) async fn refresh(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<Response, ApiError> {
+    let request: RefreshBody = body(&headers, &bytes)?;
+    let now = now_ms();
+    let grant = accounts.refresh(&request.refresh_token, now).await?;
+    Ok(grant_response(grant, SessionKind::App, now))
+}
+
+/// End this session (cookies are cleared).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "signed out"), (status = 401, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub(crate) async fn logout(
+    State(accounts): State<Accounts>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = caller(&accounts, &method, &headers).await?;
+    accounts.logout(who.session_id, now_ms()).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        set_cookie(
+            &mut response,
+            format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"),
+        );
+    }
+    Ok(response)
+}
+
+/// Ask for a password-reset email (same answer whether or not the account exists).
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = EmailBody,
+    responses((status = 202, description = "sent if the account exists")))]
+pub(crate) async fn password_reset(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let request: EmailBody = body(&headers, &bytes)?;
+    accounts
+        .request_password_reset(&request.email, now_ms())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "password_reset": "sent if the account exists" })),
+    ))
+}
+
+/// Set a new password with the emailed token; every session ends.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetBody,
+    responses((status = 200, description = "password set"), (status = 400, body = ApiError)))]
+pub(crate) async fn password_reset_confirm(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let request: ResetBody = body(&headers, &bytes)?;
+    let id = accounts
+        .reset_password(&request.token, &request.password, now_ms())
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "user_id": id, "sessions_ended": true }),
+    ))
+}
+
+/// Change the password; every other session ends and the owner is emailed.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
+    responses((status = 204, description = "changed"), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 429, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub(crate) async fn change_password(
+    State(accounts): State<Accounts>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&accounts, &method, &headers).await?;
+    let request: PasswordChange = body(&headers, &bytes)?;
+    accounts
+        .change_password(
+            &who,
+            &request.current_password,
+            &request.new_password,
+            now_ms(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Start TOTP enrolment: a fresh seed as otpauth URI and QR code. Not active until confirmed.
+#[utoipa::path(post, path = "/api/v1/auth/2fa/totp", tag = "auth",
+    responses((status = 200, body = TotpEnrolment), (status = 409, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub(crate) async fn totp_begin(
+    State(accounts): State<Accounts>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<TotpEnrolment>, ApiError> {
+    let who = caller(&accounts, &method, &headers).await?;
+    let enrolment = accounts.begin_totp_enrolment(&who, now_ms()).await?;
+    Ok(Json(TotpEnrolment {
+        secret: enrolment.secret.expose().to_owned(),
+        otpauth_uri: enrolment.otpauth_uri.expose().to_owned(),
+        qr_svg: enrolment.qr_svg,
+    }))
+}
+
+/// Confirm enrolment with a current code: TOTP is on, recovery codes are returned once.
+#[utoipa::path(post, path = "/api/v1/auth/2fa/totp/confirm", tag = "auth", request_body = CodeBody,
+    responses((status = 200, body = RecoveryCodes), (status = 400, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub(crate) async fn totp_confirm(
+    State(accounts): State<Accounts>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let who = caller(&accounts, &method, &headers).await?;
+    let request: CodeBody = body(&headers, &bytes)?;
+    let codes = accounts.confirm_totp(&who, &request.code, now_ms()).await?;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
+    }))
+}
+
+/// Turn TOTP off (needs a current code or a recovery code).
+#[utoipa::path(delete, path = "/api/v1/auth/2fa/totp", tag = "auth", request_body = FactorBody,
+    responses((status = 204, description = "off"), (status = 400, body = ApiError),
+              (status = 403, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+pub(crate) async fn totp_disable(
+    State(accounts): State<Accounts>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<StatusCode, ApiError> {
+    let who = caller(&accounts, &method, &headers).await?;
+    let request: FactorBody = body(&headers, &bytes)?;
+    let factor = factor(request.code.as_deref(), request.recovery_code.as_deref())?
+        .ok_or(IdentityError::TwoFactorRequired)?;
+    accounts.disable_totp(&who, &factor, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
