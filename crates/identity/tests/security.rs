@@ -679,11 +679,9 @@ async fn api_keys_need_a_second_factor_and_sign_requests_the_binance_way() {
     let a = &f.a;
     let id = verified(a, "alice@example.com").await;
     let who = auth(&app(a, "alice@example.com", T0).await, SessionKind::App);
-    let create = |perms: Vec<Permission>, allow: Vec<String>, code: Option<String>, now: i64| {
-        async move {
-            a.create_api_key(&who, "bot", &perms, &allow, code.as_deref(), now)
-                .await
-        }
+    let create = |perms: Vec<Permission>, allow: Vec<String>, code: Option<String>, now: i64| async move {
+        a.create_api_key(&who, "bot", &perms, &allow, code.as_deref(), now)
+            .await
     };
     assert_eq!(
         create(vec![Permission::Trade], vec![], None, T0)
