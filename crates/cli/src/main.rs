@@ -6,8 +6,10 @@
 //! for machine-readable output, exit code 0 only on success and a one-line error on stderr
 //! otherwise. This file parses arguments and calls into the library crates; nothing more.
 
+mod bench_auth;
 mod chain;
 mod server;
+mod sso;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -67,6 +69,11 @@ enum Top {
         #[command(subcommand)]
         command: chain::ChainCommand,
     },
+    /// Single sign-on: register apps, rotate signing keys.
+    Sso {
+        #[command(subcommand)]
+        command: sso::SsoCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -95,6 +102,18 @@ enum JournalCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// What security costs: signed API requests and logins per second, with peers.
+    Auth {
+        /// Signed requests to check.
+        #[arg(long, default_value_t = 20_000)]
+        signatures: usize,
+        /// Logins to time (each pays the argon2id cost).
+        #[arg(long, default_value_t = 30)]
+        logins: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measures the order book, the exchange core and the durable engine service.
     Engine {
         /// Measured commands.
@@ -167,6 +186,15 @@ fn run(cli: Cli) -> Result<()> {
             command: JournalCommand::Verify { data, json },
         } => journal_verify(data.resolve()?, json),
         Top::Chain { command } => chain::run(command),
+        Top::Sso { command } => sso::run(command),
+        Top::Bench {
+            command:
+                BenchCommand::Auth {
+                    signatures,
+                    logins,
+                    json,
+                },
+        } => bench_auth::run(signatures, logins, json),
         Top::Bench {
             command:
                 BenchCommand::Engine {

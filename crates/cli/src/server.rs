@@ -86,38 +86,20 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         .context("cannot start the async runtime")?;
     let handle = engine.handle();
     runtime.block_on(async move {
-        let store = match database_url {
-            Some(url) => {
-                let store = coss_store::Store::open(url)
-                    .await
-                    .context("cannot open the database at COSS_DATABASE_URL")?;
-                tracing::info!(backend = ?store.backend(), "database open");
-                store
-            }
-            None => {
-                let store = coss_store::Store::open_in(&data_dir).await.with_context(|| {
-                    format!("cannot open the database in {}", data_dir.display())
-                })?;
-                tracing::info!(database = %data_dir.join("coss.db").display(), "database open (SQLite)");
-                store
-            }
-        };
-        let mailer = mailer(store.clone(), &data_dir)?;
+        let accounts = open_accounts(&data_dir, database_url).await?;
+        let mailer = mailer(accounts.store().clone(), &data_dir)?;
         tokio::spawn(deliver_mail(mailer));
-        let key_file = std::env::var_os("COSS_SECRET_KEY_FILE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("secret.key"));
-        let vault = coss_identity::Vault::open_or_create(&key_file)
-            .context("cannot read or create the server key")?;
-        tracing::info!(key_file = %key_file.display(), "server key loaded (seals TOTP seeds and API secrets)");
-        let accounts =
-            coss_identity::Accounts::new(store, vault).context("cannot set up accounts")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let local = listener.local_addr().context("no local address")?;
         tracing::info!(listen = %local, "COSS is up");
-        let router = app(handle).merge(coss_api::accounts_router(accounts));
+        let issuer = std::env::var("COSS_PUBLIC_URL").unwrap_or_else(|_| format!("http://{local}"));
+        let provider = coss_sso::Provider::new(accounts.clone(), &issuer);
+        tracing::info!(%issuer, "single sign-on: OpenID Connect provider (register apps with `coss sso add-client`)");
+        let router = app(handle)
+            .merge(coss_api::accounts_router(accounts))
+            .merge(coss_sso::router(provider));
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -132,6 +114,39 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         .context("engine did not shut down cleanly")?;
     tracing::info!("COSS stopped");
     Ok(())
+}
+
+/// The accounts over the database (`database_url`, or SQLite `coss.db` in the data dir) and
+/// the server key (`COSS_SECRET_KEY_FILE`, or `secret.key` in the data dir, made if missing).
+pub async fn open_accounts(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Result<coss_identity::Accounts> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let store = match database_url {
+        Some(url) => {
+            let store = coss_store::Store::open(url)
+                .await
+                .context("cannot open the database at COSS_DATABASE_URL")?;
+            tracing::info!(backend = ?store.backend(), "database open");
+            store
+        }
+        None => {
+            let store = coss_store::Store::open_in(data_dir)
+                .await
+                .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+            tracing::info!(database = %data_dir.join("coss.db").display(), "database open (SQLite)");
+            store
+        }
+    };
+    let key_file = std::env::var_os("COSS_SECRET_KEY_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| data_dir.join("secret.key"));
+    let vault = coss_identity::Vault::open_or_create(&key_file)
+        .context("cannot read or create the server key")?;
+    tracing::info!(key_file = %key_file.display(), "server key loaded (seals TOTP seeds, API secrets, signing keys)");
+    coss_identity::Accounts::new(store, vault).context("cannot set up accounts")
 }
 
 /// The outbox worker: SMTP when `COSS_SMTP_URL` is set, else the maildir `mail/` in the

@@ -19,11 +19,13 @@ mod keys;
 mod profiles;
 mod security;
 mod sessions;
+mod sso;
 
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use profiles::{MerchantRecord, ProfileRecord};
 pub use security::TotpRecord;
 pub use sessions::{LiveToken, NewSession, NewToken, RefreshOutcome, SessionKind, TokenKind};
+pub use sso::{CodeOutcome, OidcClient, OidcCode, OidcGrant, OidcKey};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");

@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use coss_store::{
-    Backend, EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken, ProfileRecord,
-    Purpose, RefreshOutcome, SessionKind, Store, StoreError, TokenKind,
+    Backend, CodeOutcome, EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken,
+    OidcClient, OidcCode, OidcKey, ProfileRecord, Purpose, RefreshOutcome, SessionKind, Store,
+    StoreError, TokenKind,
 };
 
 struct Db {
@@ -92,6 +93,7 @@ on_both!(
     api_keys_are_listed_found_by_key_and_revoked_by_their_owner_only,
     profiles_default_to_nothing_and_keep_the_verification_level,
     a_password_reset_uses_its_token_sets_the_password_and_ends_sessions_at_once,
+    oidc_codes_work_once_and_a_replay_revokes_their_tokens,
     the_outbox_hands_out_due_mail_and_records_each_delivery_once,
     reopening_keeps_the_data_and_runs_no_migration_twice,
 );
@@ -863,4 +865,110 @@ async fn reopening_keeps_the_data_and_runs_no_migration_twice(db: &Db) {
         Some(user)
     );
     again.close().await;
+}
+
+async fn oidc_codes_work_once_and_a_replay_revokes_their_tokens(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    let client = OidcClient {
+        client_id: "c1".into(),
+        secret_hash: Some(vec![7; 32]),
+        name: "Partner".into(),
+        redirect_uris: vec!["https://a.example/cb".into(), "https://b.example/cb".into()],
+        first_party: false,
+    };
+    store.create_oidc_client(&client, T0).await.unwrap();
+    assert!(matches!(
+        store.create_oidc_client(&client, T0).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.oidc_client("c1").await.unwrap(), Some(client));
+    assert_eq!(store.oidc_consent(user, "c1").await.unwrap(), None);
+    store
+        .grant_oidc_consent(user, "c1", "openid", T0)
+        .await
+        .unwrap();
+    store
+        .grant_oidc_consent(user, "c1", "openid email", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.oidc_consent(user, "c1").await.unwrap().as_deref(),
+        Some("openid email")
+    );
+
+    let code = OidcCode {
+        code_hash: vec![60; 32],
+        client_id: "c1".into(),
+        user_id: user,
+        redirect_uri: "https://a.example/cb".into(),
+        scopes: "openid email".into(),
+        nonce: Some("n".into()),
+        code_challenge: "x".repeat(43),
+        auth_time: T0,
+        expires_at: T0 + 60,
+    };
+    store.create_oidc_code(&code).await.unwrap();
+    assert_eq!(
+        store.redeem_oidc_code(&[60; 32], T0 + 1).await.unwrap(),
+        CodeOutcome::Redeemed(code.clone())
+    );
+    store
+        .create_oidc_token(&[61; 32], &code, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.oidc_token(&[61; 32], T0 + 2).await.unwrap(),
+        Some((user, "c1".to_owned(), "openid email".to_owned()))
+    );
+    assert_eq!(
+        store.redeem_oidc_code(&[60; 32], T0 + 3).await.unwrap(),
+        CodeOutcome::Reused
+    );
+    assert_eq!(
+        store.oidc_token(&[61; 32], T0 + 4).await.unwrap(),
+        None,
+        "revoked by the replay"
+    );
+    assert_eq!(
+        store.redeem_oidc_code(&[99; 32], T0).await.unwrap(),
+        CodeOutcome::Invalid
+    );
+    let late = OidcCode {
+        code_hash: vec![62; 32],
+        ..code
+    };
+    store.create_oidc_code(&late).await.unwrap();
+    assert_eq!(
+        store.redeem_oidc_code(&[62; 32], T0 + 60).await.unwrap(),
+        CodeOutcome::Invalid,
+        "expired"
+    );
+
+    let key = |kid: &str, at: i64| OidcKey {
+        kid: kid.into(),
+        sealed_private_key: vec![1],
+        public_key: vec![2],
+        created_at: at,
+        retired_at: None,
+    };
+    store.add_oidc_key(&key("k1", T0), T0).await.unwrap();
+    store
+        .add_oidc_key(&key("k2", T0 + 10), T0 + 10)
+        .await
+        .unwrap();
+    let keys = store.oidc_keys().await.unwrap();
+    assert_eq!(
+        (keys[0].kid.as_str(), keys[0].retired_at, keys[1].retired_at),
+        ("k2", None, Some(T0 + 10))
+    );
+    assert_eq!(
+        store.drop_oidc_keys_retired_before(T0 + 10).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store.drop_oidc_keys_retired_before(T0 + 11).await.unwrap(),
+        1
+    );
+    assert_eq!(store.oidc_keys().await.unwrap().len(), 1);
 }

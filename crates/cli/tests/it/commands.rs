@@ -168,6 +168,28 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     let response = sign_up_alice(port);
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
     assert!(dir.path().join("coss.db").is_file());
+    // The OpenAPI document and the OpenID Connect provider are served too.
+    let openapi = http(
+        port,
+        "GET /openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        openapi.starts_with("HTTP/1.1 200") && openapi.contains("/api/v1/api-keys"),
+        "{openapi}"
+    );
+    let discovery = http(
+        port,
+        "GET /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        discovery.contains(&format!("\"issuer\":\"http://127.0.0.1:{port}\"")),
+        "{discovery}"
+    );
+    let jwks = http(
+        port,
+        "GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(jwks.contains("\"kty\":\"EC\""), "{jwks}");
     // Its verification email is delivered to the maildir in the data dir.
     let new_mail = dir.path().join("mail").join("new");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -319,4 +341,92 @@ fn up_keeps_accounts_in_postgres_when_given_a_database_url() {
         .unwrap();
     assert!(child.wait().unwrap().success());
     psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+}
+
+#[test]
+fn sso_add_client_registers_an_app_and_prints_its_secret_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = coss()
+        .args([
+            "sso",
+            "add-client",
+            "--name",
+            "Partner App",
+            "--redirect-uri",
+            "https://partner.example/cb",
+        ])
+        .env("COSS_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["client_id"].as_str().unwrap().len(), 32);
+    assert_eq!(json["client_secret"].as_str().unwrap().len(), 64);
+    let public = coss()
+        .args([
+            "sso",
+            "add-client",
+            "--name",
+            "Wallet",
+            "--redirect-uri",
+            "http://127.0.0.1:5000/cb",
+            "--public",
+            "--first-party",
+        ])
+        .env("COSS_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&public.stdout).unwrap();
+    assert!(json["client_secret"].is_null());
+    let refused = coss()
+        .args([
+            "sso",
+            "add-client",
+            "--name",
+            "Evil",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ])
+        .env("COSS_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr_of(&refused).contains("must use https"),
+        "{}",
+        stderr_of(&refused)
+    );
+    let rotated = coss()
+        .args(["sso", "rotate-keys"])
+        .env("COSS_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{}", stderr_of(&rotated));
+}
+
+#[test]
+fn bench_auth_prints_signature_and_login_rates_with_their_peers() {
+    let output = coss()
+        .args([
+            "bench",
+            "auth",
+            "--json",
+            "--signatures",
+            "50",
+            "--logins",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for figure in [
+        "signed_requests_per_s",
+        "bare_hmac_sha256_verifications_per_s",
+        "logins_per_s",
+        "bare_argon2id_verifications_per_s",
+    ] {
+        assert!(json[figure].as_f64().unwrap() > 0.0, "{figure}: {json}");
+    }
+    assert_eq!(json["argon2id"]["memory_kib"], 19 * 1024);
 }

@@ -1,0 +1,969 @@
+//! COSS as an OpenID Connect provider, so one COSS account signs in to the exchange, wallets,
+//! merchant dashboard, POS and partner apps. It serves discovery
+//! (`/.well-known/openid-configuration`), the JWKS (`/oauth2/jwks`: ES256 P-256 keys, rotated
+//! every 30 days, a retired key published 7 more days), the authorization code flow with PKCE
+//! (S256, required of every client) at `/oauth2/authorize` with a sign-in page and, for
+//! third-party clients, a consent page (remembered per user and client; the platform's own
+//! apps are first-party and skip it), the token endpoint (client secret by Basic or POST, or
+//! none for public clients; a code works once within 60 s and a second use revokes what the
+//! first issued), ID tokens (iss, sub, aud, exp, iat, auth_time, nonce, at_hash, email,
+//! name) and userinfo. The browser session is the account's `__Host-coss_session` cookie,
+//! shared with the `/api/v1` endpoints; forms check the session's CSRF token and the Origin.
+//! Signing keys are sealed with the server key; client secrets and codes are stored hashed.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use coss_identity::{Accounts, Client, IdentityError, Login, SecondFactor, now_ms};
+use coss_store::{CodeOutcome, OidcClient, OidcCode, OidcKey, SessionKind, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+mod jwt;
+mod pages;
+
+/// The browser session cookie (the same one `/api/v1` sets).
+pub const SESSION_COOKIE: &str = "__Host-coss_session";
+const CSRF_COOKIE: &str = "__Host-coss_csrf";
+/// A signing key signs for 30 days before a new one replaces it.
+pub const KEY_ROTATION_MS: i64 = 30 * 24 * 3_600_000;
+/// A retired key stays in the JWKS this long (longer than any token it signed lives).
+pub const KEY_OVERLAP_MS: i64 = 7 * 24 * 3_600_000;
+/// An authorization code works for 60 seconds.
+pub const CODE_TTL_MS: i64 = 60_000;
+/// ID and access tokens last one hour.
+pub const TOKEN_TTL_MS: i64 = 3_600_000;
+/// The scopes this provider knows; others are ignored.
+pub const SCOPES: [&str; 3] = ["openid", "email", "profile"];
+
+/// Why the provider failed internally (requests get OAuth errors, not these).
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Keys could not be made, sealed or used.
+    #[error("a cryptographic operation failed")]
+    Crypto,
+    /// A client registration was refused.
+    #[error("{0}")]
+    InvalidClient(String),
+}
+
+impl SsoError {
+    /// A stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Store(_) | Self::Crypto => "internal",
+            Self::InvalidClient(_) => "invalid_client_metadata",
+        }
+    }
+}
+
+impl From<IdentityError> for SsoError {
+    fn from(_: IdentityError) -> Self {
+        Self::Crypto
+    }
+}
+
+impl From<coss_identity::VaultError> for SsoError {
+    fn from(_: coss_identity::VaultError) -> Self {
+        Self::Crypto
+    }
+}
+
+/// A newly registered client: the secret is shown once.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The client id.
+    pub client_id: String,
+    /// The secret for confidential clients.
+    pub client_secret: Option<String>,
+}
+
+/// The provider: accounts plus the issuer URL it is reached at.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    accounts: Accounts,
+    issuer: String,
+}
+
+impl Provider {
+    /// A provider whose issuer (and base of every endpoint) is `issuer`, e.g.
+    /// `https://coss.example` (no trailing slash).
+    pub fn new(accounts: Accounts, issuer: &str) -> Self {
+        Self {
+            accounts,
+            issuer: issuer.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The issuer URL.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Registers a client. Redirect URIs must be absolute https URLs (http only to a loopback
+    /// host) without fragments; `confidential` clients get a secret, public ones use PKCE
+    /// alone.
+    pub async fn register_client(
+        &self,
+        name: &str,
+        redirect_uris: &[String],
+        first_party: bool,
+        confidential: bool,
+        now: i64,
+    ) -> Result<Registered, SsoError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(SsoError::InvalidClient(
+                "the name must have 1 to 100 characters".into(),
+            ));
+        }
+        if redirect_uris.is_empty() || redirect_uris.len() > 10 {
+            return Err(SsoError::InvalidClient("give 1 to 10 redirect URIs".into()));
+        }
+        for uri in redirect_uris {
+            check_redirect_uri(uri)?;
+        }
+        let client_id = hex::encode(random::<16>()?);
+        let secret = if confidential {
+            Some(hex::encode(random::<32>()?))
+        } else {
+            None
+        };
+        let client = OidcClient {
+            client_id: client_id.clone(),
+            secret_hash: secret
+                .as_ref()
+                .map(|s| Sha256::digest(s.as_bytes()).to_vec()),
+            name: name.to_owned(),
+            redirect_uris: redirect_uris.to_vec(),
+            first_party,
+        };
+        self.accounts
+            .store()
+            .create_oidc_client(&client, now)
+            .await?;
+        Ok(Registered {
+            client_id,
+            client_secret: secret,
+        })
+    }
+
+    /// Makes a new signing key now; the previous one stops signing and stays published for
+    /// [`KEY_OVERLAP_MS`].
+    pub async fn rotate_keys(&self, now: i64) -> Result<String, SsoError> {
+        let (pkcs8, public_key) = jwt::generate()?;
+        let kid = hex::encode(random::<8>()?);
+        let sealed = self.accounts.vault().seal(&pkcs8, &key_purpose(&kid))?;
+        let key = OidcKey {
+            kid: kid.clone(),
+            sealed_private_key: sealed,
+            public_key,
+            created_at: now,
+            retired_at: None,
+        };
+        self.accounts.store().add_oidc_key(&key, now).await?;
+        Ok(kid)
+    }
+
+    /// The published keys (after dropping those retired more than [`KEY_OVERLAP_MS`] ago),
+    /// newest first, rotating first if the newest is older than [`KEY_ROTATION_MS`].
+    async fn keys(&self, now: i64) -> Result<Vec<OidcKey>, SsoError> {
+        let store = self.accounts.store();
+        store
+            .drop_oidc_keys_retired_before(now - KEY_OVERLAP_MS)
+            .await?;
+        let keys = store.oidc_keys().await?;
+        let fresh = keys
+            .first()
+            .is_some_and(|k| k.retired_at.is_none() && now - k.created_at < KEY_ROTATION_MS);
+        if fresh {
+            return Ok(keys);
+        }
+        self.rotate_keys(now).await?;
+        Ok(store.oidc_keys().await?)
+    }
+
+    /// The JWKS document.
+    pub async fn jwks(&self, now: i64) -> Result<Value, SsoError> {
+        let keys: Vec<Value> = self
+            .keys(now)
+            .await?
+            .iter()
+            .filter_map(|k| jwt::jwk(&k.kid, &k.public_key))
+            .collect();
+        Ok(json!({ "keys": keys }))
+    }
+
+    /// The discovery document.
+    pub fn discovery(&self) -> Value {
+        let base = &self.issuer;
+        json!({
+            "issuer": base,
+            "authorization_endpoint": format!("{base}/oauth2/authorize"),
+            "token_endpoint": format!("{base}/oauth2/token"),
+            "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+            "jwks_uri": format!("{base}/oauth2/jwks"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "scopes_supported": SCOPES,
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email", "email_verified", "name"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
+        })
+    }
+
+    async fn sign_id_token(&self, claims: &Value, now: i64) -> Result<String, SsoError> {
+        let keys = self.keys(now).await?;
+        let key = keys.first().ok_or(SsoError::Crypto)?;
+        let pkcs8 = self
+            .accounts
+            .vault()
+            .open(&key.sealed_private_key, &key_purpose(&key.kid))?;
+        jwt::sign(&pkcs8, &key.kid, claims)
+    }
+}
+
+/// The provider's routes.
+pub fn router(provider: Provider) -> Router {
+    Router::new()
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/oauth2/jwks", get(jwks))
+        .route("/oauth2/authorize", get(authorize_get).post(authorize_post))
+        .route("/oauth2/login", axum::routing::post(login_post))
+        .route("/oauth2/token", axum::routing::post(token))
+        .route("/oauth2/userinfo", get(userinfo).post(userinfo))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .with_state(provider)
+}
+
+fn key_purpose(kid: &str) -> Vec<u8> {
+    format!("oidc_key:{kid}").into_bytes()
+}
+
+fn random<const N: usize>() -> Result<[u8; N], SsoError> {
+    let mut bytes = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| SsoError::Crypto)?;
+    Ok(bytes)
+}
+
+fn check_redirect_uri(uri: &str) -> Result<(), SsoError> {
+    let bad = |why: &str| SsoError::InvalidClient(format!("redirect URI {uri:?}: {why}"));
+    let parsed = url::Url::parse(uri).map_err(|_| bad("not an absolute URL"))?;
+    if parsed.fragment().is_some() {
+        return Err(bad("must not have a fragment"));
+    }
+    let host = parsed.host_str().ok_or_else(|| bad("needs a host"))?;
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(bad("must use https (http only to a loopback host)")),
+    }
+}
+
+fn internal(error: &SsoError) -> Response {
+    tracing::error!(%error, "single sign-on");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Html(pages::error("Something went wrong; try again.")),
+    )
+        .into_response()
+}
+
+async fn discovery(State(provider): State<Provider>) -> Json<Value> {
+    Json(provider.discovery())
+}
+
+async fn jwks(State(provider): State<Provider>) -> Response {
+    match provider.jwks(now_ms()).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(error) => internal(&error),
+    }
+}
+
+/// An authorization request's parameters (from the query, or the consent form).
+#[derive(Debug, Clone, Default, Deserialize)]
+struct AuthRequest {
+    response_type: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    code_challenge_method: Option<String>,
+    prompt: Option<String>,
+    // Consent form only.
+    csrf: Option<String>,
+    decision: Option<String>,
+}
+
+impl AuthRequest {
+    /// The request as a query string (to resume after sign-in, or to carry in the consent form).
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![];
+        for (name, value) in [
+            ("response_type", &self.response_type),
+            ("client_id", &self.client_id),
+            ("redirect_uri", &self.redirect_uri),
+            ("scope", &self.scope),
+            ("state", &self.state),
+            ("nonce", &self.nonce),
+            ("code_challenge", &self.code_challenge),
+            ("code_challenge_method", &self.code_challenge_method),
+        ] {
+            if let Some(value) = value {
+                out.push((name, value.clone()));
+            }
+        }
+        out
+    }
+
+    fn query(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.fields() {
+            query.append_pair(name, &value);
+        }
+        query.finish()
+    }
+}
+
+/// Sends the browser back to the client with `params` (an error or a code), plus `state` and
+/// `iss` (RFC 9207).
+fn back_to_client(
+    provider: &Provider,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> Response {
+    let Ok(mut url) = url::Url::parse(redirect_uri) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(pages::error("invalid redirect URI")),
+        )
+            .into_response();
+    };
+    {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in params {
+            pairs.append_pair(name, value);
+        }
+        if let Some(state) = state {
+            pairs.append_pair("state", state);
+        }
+        pairs.append_pair("iss", &provider.issuer);
+    }
+    Redirect::to(url.as_str()).into_response()
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// Forms must come from this origin (when the browser says where they come from).
+fn same_origin(provider: &Provider, headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let issuer = url::Url::parse(&provider.issuer).ok();
+            issuer.is_some_and(|u| u.origin().ascii_serialization() == origin)
+        }
+    }
+}
+
+async fn authorize_get(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    Query(request): Query<AuthRequest>,
+) -> Response {
+    let request = AuthRequest {
+        csrf: None,
+        decision: None,
+        ..request
+    };
+    authorize(&provider, &headers, request).await
+}
+
+async fn authorize_post(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !same_origin(&provider, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(pages::error("cross-origin form refused")),
+        )
+            .into_response();
+    }
+    let request: AuthRequest = match serde_urlencoded_from(&body) {
+        Some(request) => request,
+        None => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(pages::error("malformed form")),
+            )
+                .into_response();
+        }
+    };
+    authorize(&provider, &headers, request).await
+}
+
+fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let map: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    serde_json::from_value(serde_json::to_value(map).ok()?).ok()
+}
+
+async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthRequest) -> Response {
+    let now = now_ms();
+    // Errors that cannot be sent back to the client are shown to the person.
+    let Some(client_id) = request.client_id.as_deref() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(pages::error("the request names no client")),
+        )
+            .into_response();
+    };
+    let client = match provider.accounts.store().oidc_client(client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(pages::error("unknown client")),
+            )
+                .into_response();
+        }
+        Err(error) => return internal(&error.into()),
+    };
+    let Some(redirect_uri) = request
+        .redirect_uri
+        .as_deref()
+        .filter(|uri| client.redirect_uris.iter().any(|r| r == uri))
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(pages::error(
+                "this redirect URI is not registered for the client",
+            )),
+        )
+            .into_response();
+    };
+    let state = request.state.as_deref();
+    let fail = |error: &str, description: &str| {
+        back_to_client(
+            provider,
+            redirect_uri,
+            state,
+            &[("error", error), ("error_description", description)],
+        )
+    };
+    if request.response_type.as_deref() != Some("code") {
+        return fail(
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        );
+    }
+    let requested: Vec<&str> = request
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .collect();
+    if !requested.contains(&"openid") {
+        return fail("invalid_scope", "the openid scope is required");
+    }
+    let scopes: Vec<&str> = SCOPES
+        .iter()
+        .copied()
+        .filter(|s| requested.contains(s))
+        .collect();
+    let challenge_ok = request.code_challenge.as_deref().is_some_and(|c| {
+        c.len() == 43
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !challenge_ok || request.code_challenge_method.as_deref() != Some("S256") {
+        return fail(
+            "invalid_request",
+            "PKCE is required: code_challenge with code_challenge_method=S256",
+        );
+    }
+    let prompt_none = request.prompt.as_deref() == Some("none");
+
+    // Who is signed in?
+    let session = cookie(headers, SESSION_COOKIE);
+    let who = match session {
+        Some(token) => provider
+            .accounts
+            .authenticate(token, now)
+            .await
+            .ok()
+            .filter(|w| w.kind == SessionKind::Browser),
+        None => None,
+    };
+    let (Some(who), Some(session_token)) = (who, session) else {
+        if prompt_none {
+            return fail("login_required", "the user is not signed in");
+        }
+        return Html(pages::login(&client.name, &request.query(), None)).into_response();
+    };
+
+    // Consent, for third-party clients, once per scope set.
+    let scope_text = scopes.join(" ");
+    if !client.first_party {
+        let granted = match provider
+            .accounts
+            .store()
+            .oidc_consent(who.user_id, &client.client_id)
+            .await
+        {
+            Ok(granted) => granted,
+            Err(error) => return internal(&error.into()),
+        };
+        let covered = granted.is_some_and(|g| scopes.iter().all(|s| g.split(' ').any(|x| x == *s)));
+        if !covered {
+            match request.decision.as_deref() {
+                Some(decision) => {
+                    let csrf = request.csrf.as_deref().unwrap_or_default();
+                    if !provider.accounts.check_csrf(session_token, csrf) {
+                        return (
+                            StatusCode::FORBIDDEN,
+                            Html(pages::error("the form expired; start again")),
+                        )
+                            .into_response();
+                    }
+                    if decision != "allow" {
+                        return fail("access_denied", "the user denied access");
+                    }
+                    if let Err(error) = provider
+                        .accounts
+                        .store()
+                        .grant_oidc_consent(who.user_id, &client.client_id, &scope_text, now)
+                        .await
+                    {
+                        return internal(&error.into());
+                    }
+                }
+                None if prompt_none => {
+                    return fail("consent_required", "the user has not consented");
+                }
+                None => {
+                    let mut fields = request.fields();
+                    fields.push(("csrf", provider.accounts.csrf_token(session_token)));
+                    return Html(pages::consent(&client.name, &scopes, &fields)).into_response();
+                }
+            }
+        }
+    }
+
+    // Issue the code.
+    let Ok(code) = random::<32>().map(hex::encode) else {
+        return internal(&SsoError::Crypto);
+    };
+    let auth_time = provider
+        .accounts
+        .store()
+        .session_created_at(who.session_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(now);
+    let record = OidcCode {
+        code_hash: Sha256::digest(code.as_bytes()).to_vec(),
+        client_id: client.client_id.clone(),
+        user_id: who.user_id,
+        redirect_uri: redirect_uri.to_owned(),
+        scopes: scope_text,
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone().unwrap_or_default(),
+        auth_time,
+        expires_at: now + CODE_TTL_MS,
+    };
+    if let Err(error) = provider.accounts.store().create_oidc_code(&record).await {
+        return internal(&error.into());
+    }
+    back_to_client(provider, redirect_uri, state, &[("code", &code)])
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    totp_code: Option<String>,
+    request: String,
+}
+
+async fn login_post(State(provider): State<Provider>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_origin(&provider, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(pages::error("cross-origin form refused")),
+        )
+            .into_response();
+    }
+    let Some(form) = serde_urlencoded_from::<LoginForm>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(pages::error("malformed form")),
+        )
+            .into_response();
+    };
+    if form.request.contains(['\r', '\n', '#']) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(pages::error("malformed request")),
+        )
+            .into_response();
+    }
+    let client_name = serde_urlencoded_from::<AuthRequest>(form.request.as_bytes())
+        .and_then(|r| r.client_id)
+        .unwrap_or_default();
+    let client_name = match provider.accounts.store().oidc_client(&client_name).await {
+        Ok(Some(client)) => client.name,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Html(pages::error("unknown client")),
+            )
+                .into_response();
+        }
+    };
+    let totp = form.totp_code.as_deref().filter(|c| !c.is_empty());
+    let login = Login {
+        email: &form.email,
+        password: &form.password,
+        second_factor: totp.map(SecondFactor::Totp),
+        kind: SessionKind::Browser,
+        client: Client {
+            user_agent: headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect(),
+            ip: None,
+        },
+    };
+    let now = now_ms();
+    match provider.accounts.login(&login, now).await {
+        Ok(grant) => {
+            let mut response =
+                Redirect::to(&format!("/oauth2/authorize?{}", form.request)).into_response();
+            let max_age = coss_identity::SESSION_TTL_MS / 1000;
+            for value in [
+                format!(
+                    "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+                    grant.token.expose()
+                ),
+                format!(
+                    "{CSRF_COOKIE}={}; Path=/; Secure; SameSite=Lax; Max-Age={max_age}",
+                    grant.csrf.unwrap_or_default()
+                ),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            response
+        }
+        Err(error @ (IdentityError::Store(_) | IdentityError::Crypto)) => internal(&error.into()),
+        Err(error) => {
+            let status = match error {
+                IdentityError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            (
+                status,
+                Html(pages::login(
+                    &client_name,
+                    &form.request,
+                    Some(&error.to_string()),
+                )),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// An OAuth error from the token or userinfo endpoint (RFC 6749 §5.2 shape, which relying
+/// parties parse).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (
+        status,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"coss\""),
+        );
+    }
+    response
+}
+
+fn decode_component(text: &str) -> String {
+    url::form_urlencoded::parse(format!("v={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The client's credentials from Basic auth or the form.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Option<(String, Option<String>)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        return Some((decode_component(id), Some(decode_component(secret))));
+    }
+    let id = form.get("client_id")?.clone();
+    Some((id, form.get("client_secret").cloned()))
+}
+
+async fn token(State(provider): State<Provider>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = now_ms();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let Some((client_id, secret)) = client_credentials(&headers, &form) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication is missing",
+        );
+    };
+    let client = match provider.accounts.store().oidc_client(&client_id).await {
+        Ok(Some(client)) => client,
+        Ok(None) => {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
+        }
+        Err(error) => return internal(&error.into()),
+    };
+    let authenticated = match (&client.secret_hash, &secret) {
+        (Some(hash), Some(secret)) => {
+            let presented = Sha256::digest(secret.as_bytes());
+            hash.len() == presented.len()
+                && hash
+                    .iter()
+                    .zip(presented.iter())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0
+        }
+        (None, None) => true,
+        _ => false,
+    };
+    if !authenticated {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only authorization_code is supported",
+        );
+    }
+    let (Some(code), Some(redirect_uri), Some(verifier)) = (
+        form.get("code"),
+        form.get("redirect_uri"),
+        form.get("code_verifier"),
+    ) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "code, redirect_uri and code_verifier are required",
+        );
+    };
+    let code_hash = Sha256::digest(code.as_bytes()).to_vec();
+    let grant = match provider
+        .accounts
+        .store()
+        .redeem_oidc_code(&code_hash, now)
+        .await
+    {
+        Ok(CodeOutcome::Redeemed(grant)) => grant,
+        Ok(CodeOutcome::Reused) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the code was already used; tokens issued with it are revoked",
+            );
+        }
+        Ok(CodeOutcome::Invalid) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the code is invalid or expired",
+            );
+        }
+        Err(error) => return internal(&error.into()),
+    };
+    if grant.client_id != client.client_id || &grant.redirect_uri != redirect_uri {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code was issued to another client or redirect URI",
+        );
+    }
+    let verifier_ok = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        && jwt::b64(&Sha256::digest(verifier.as_bytes())) == grant.code_challenge;
+    if !verifier_ok {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code_verifier does not match the code_challenge",
+        );
+    }
+    match issue_tokens(&provider, &grant, now).await {
+        Ok(body) => {
+            let mut response = Json(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => internal(&error),
+    }
+}
+
+async fn issue_tokens(provider: &Provider, grant: &OidcCode, now: i64) -> Result<Value, SsoError> {
+    let access = hex::encode(random::<32>()?);
+    provider
+        .accounts
+        .store()
+        .create_oidc_token(
+            &Sha256::digest(access.as_bytes()),
+            grant,
+            now + TOKEN_TTL_MS,
+        )
+        .await?;
+    let at_hash = jwt::b64(&Sha256::digest(access.as_bytes())[..16]);
+    let mut claims = json!({
+        "iss": provider.issuer,
+        "sub": grant.user_id.to_string(),
+        "aud": grant.client_id,
+        "exp": (now + TOKEN_TTL_MS) / 1000,
+        "iat": now / 1000,
+        "auth_time": grant.auth_time / 1000,
+        "at_hash": at_hash,
+    });
+    if let Some(nonce) = &grant.nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    for (name, value) in user_claims(provider, grant.user_id, &grant.scopes).await? {
+        claims[name] = value;
+    }
+    let id_token = provider.sign_id_token(&claims, now).await?;
+    Ok(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": TOKEN_TTL_MS / 1000,
+        "scope": grant.scopes,
+        "id_token": id_token,
+    }))
+}
+
+/// The claims the scopes allow: `email`, `email_verified` (email), `name` (profile).
+async fn user_claims(
+    provider: &Provider,
+    user_id: i64,
+    scopes: &str,
+) -> Result<Vec<(&'static str, Value)>, SsoError> {
+    let mut claims = vec![];
+    let scopes: Vec<&str> = scopes.split(' ').collect();
+    if scopes.contains(&"email")
+        && let Some(user) = provider.accounts.store().user(user_id).await?
+    {
+        claims.push(("email", json!(user.email)));
+        claims.push(("email_verified", json!(user.email_verified_at.is_some())));
+    }
+    if scopes.contains(&"profile")
+        && let Some(name) = provider.accounts.profile(user_id).await?.display_name
+    {
+        claims.push(("name", json!(name)));
+    }
+    Ok(claims)
+}
+
+async fn userinfo(State(provider): State<Provider>, headers: HeaderMap) -> Response {
+    let unauthorized = || {
+        let mut response = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token", "error_description": "send a live access token as Bearer"}))).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        response
+    };
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return unauthorized();
+    };
+    let grant = match provider
+        .accounts
+        .store()
+        .oidc_token(&Sha256::digest(token.trim().as_bytes()), now_ms())
+        .await
+    {
+        Ok(Some(grant)) => grant,
+        Ok(None) => return unauthorized(),
+        Err(error) => return internal(&error.into()),
+    };
+    let (user_id, _client, scopes) = grant;
+    let mut body = json!({ "sub": user_id.to_string() });
+    match user_claims(&provider, user_id, &scopes).await {
+        Ok(claims) => {
+            for (name, value) in claims {
+                body[name] = value;
+            }
+            Json(body).into_response()
+        }
+        Err(error) => internal(&error),
+    }
+}
