@@ -618,7 +618,12 @@ struct LoginForm {
     request: String,
 }
 
-async fn login_post(State(provider): State<Provider>, headers: HeaderMap, body: Bytes) -> Response {
+async fn login_post(
+    State(provider): State<Provider>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Bytes,
+) -> Response {
     if !same_origin(&provider, &headers) {
         return (
             StatusCode::FORBIDDEN,
@@ -667,7 +672,9 @@ async fn login_post(State(provider): State<Provider>, headers: HeaderMap, body: 
                 .chars()
                 .take(200)
                 .collect(),
-            ip: None,
+            ip: extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
         },
     };
     let now = now_ms();

@@ -474,13 +474,17 @@ impl Store {
             .collect()
     }
 
-    /// Records a delivery. Returns false if it was already recorded (nothing changes).
+    /// Records a delivery and blanks the message's data (it may hold a live single-use token,
+    /// which must not outlive its delivery in the database). Returns false if it was already
+    /// recorded (nothing changes).
     pub async fn mark_sent(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE outbox SET sent_at = $1 WHERE id = $2 AND sent_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE outbox SET sent_at = $1, payload = '{}' WHERE id = $2 AND sent_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -824,6 +824,19 @@ async fn the_outbox_hands_out_due_mail_and_records_each_delivery_once(db: &Db) {
         ["a@example.com", "b@example.com"]
     );
     assert!(store.mark_sent(due[0].id, T0 + 1).await.unwrap());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    let payload: String = sqlx::Row::get(
+        &sqlx::query("SELECT payload FROM outbox WHERE id = $1")
+            .bind(due[0].id)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        0,
+    );
+    assert_eq!(payload, "{}", "a delivered message keeps no token");
+    sqlx::Connection::close(conn).await.unwrap();
     assert!(
         !store.mark_sent(due[0].id, T0 + 2).await.unwrap(),
         "a second record of one delivery changes nothing"
