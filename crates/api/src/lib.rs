@@ -129,6 +129,26 @@ pub fn accounts_router(accounts: Accounts) -> Router {
         .route("/openapi.json", get(|| async { Json(openapi()) }))
 }
 
+/// Gives a fully assembled router JSON answers for unknown paths (404 `not_found`) and
+/// wrong methods (405 `method_not_allowed`). Apply once, to the top router, after every merge.
+pub fn with_json_fallbacks(router: Router) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not accept this method",
+    )
+}
+
 /// The OpenAPI document of everything [`accounts_router`] serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()

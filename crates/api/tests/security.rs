@@ -55,7 +55,7 @@ impl Api {
         let store = Store::open_in(dir.path()).await.unwrap();
         let accounts = Accounts::new(store, Vault::random().unwrap()).unwrap();
         Self {
-            router: coss_api::accounts_router(accounts.clone()),
+            router: coss_api::with_json_fallbacks(coss_api::accounts_router(accounts.clone())),
             accounts,
             _dir: dir,
         }
@@ -852,4 +852,15 @@ async fn the_openapi_document_describes_every_route() {
     }
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
     assert!(doc["components"]["schemas"]["ApiError"].is_object());
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_get_json_errors() {
+    let api = Api::new().await;
+    api.call(Method::GET, "/api/v1/nope", None, As::Nobody)
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    api.call(Method::DELETE, "/api/v1/me", None, As::Nobody)
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }

@@ -97,9 +97,11 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         let issuer = std::env::var("COSS_PUBLIC_URL").unwrap_or_else(|_| format!("http://{local}"));
         let provider = coss_sso::Provider::new(accounts.clone(), &issuer);
         tracing::info!(%issuer, "single sign-on: OpenID Connect provider (register apps with `coss sso add-client`)");
-        let router = app(handle)
-            .merge(coss_api::accounts_router(accounts))
-            .merge(coss_sso::router(provider));
+        let router = coss_api::with_json_fallbacks(
+            app(handle)
+                .merge(coss_api::accounts_router(accounts))
+                .merge(coss_sso::router(provider)),
+        );
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
