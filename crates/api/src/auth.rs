@@ -2,16 +2,18 @@
 //! logout, password reset and change, and the TOTP second factor.
 
 use axum::extract::State;
-use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use coss_identity::{Accounts, Client, Grant, IdentityError, Login, SESSION_TTL_MS, SecondFactor};
+use coss_identity::{Accounts, Grant, IdentityError, Login, SecondFactor};
 use coss_store::SessionKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ApiError, Body, CSRF_COOKIE, SESSION_COOKIE, body, caller, client_ip, now_ms};
+use crate::{
+    ApiError, Body, CSRF_COOKIE, SESSION_COOKIE, body, caller, client, now_ms, set_session_cookies,
+};
 
 pub(crate) fn routes() -> Router<Accounts> {
     Router::new()
@@ -154,17 +156,6 @@ pub(crate) struct RecoveryCodes {
     recovery_codes: Vec<String>,
 }
 
-fn client(headers: &HeaderMap, extensions: &Extensions) -> Client {
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    Client {
-        user_agent: agent.chars().take(200).collect(),
-        ip: client_ip(extensions),
-    }
-}
-
 fn factor<'a>(
     code: Option<&'a str>,
     recovery: Option<&'a str>,
@@ -178,12 +169,6 @@ fn factor<'a>(
         (Some(code), None) => Ok(Some(SecondFactor::Totp(code))),
         (None, Some(code)) => Ok(Some(SecondFactor::Recovery(code))),
         (None, None) => Ok(None),
-    }
-}
-
-fn set_cookie(response: &mut Response, value: String) {
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        response.headers_mut().append(header::SET_COOKIE, value);
     }
 }
 
@@ -271,25 +256,13 @@ fn grant_response(grant: Grant, kind: SessionKind, now: i64) -> Response {
             .into_response()
         }
         SessionKind::Browser => {
-            let csrf = grant.csrf.clone().unwrap_or_default();
-            let max_age = SESSION_TTL_MS / 1000;
             let mut response = Json(BrowserSession {
                 user_id: grant.user_id,
-                csrf_token: csrf.clone(),
+                csrf_token: grant.csrf.clone().unwrap_or_default(),
                 expires_at: grant.expires_at,
             })
             .into_response();
-            set_cookie(
-                &mut response,
-                format!(
-                    "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
-                    grant.token.expose()
-                ),
-            );
-            set_cookie(
-                &mut response,
-                format!("{CSRF_COOKIE}={csrf}; Path=/; Secure; SameSite=Lax; Max-Age={max_age}"),
-            );
+            set_session_cookies(&mut response, &grant);
             response
         }
     }
@@ -324,7 +297,7 @@ pub(crate) async fn logout(
     accounts.logout(who.session_id, now_ms()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        set_cookie(
+        crate::set_cookie(
             &mut response,
             format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"),
         );

@@ -255,7 +255,7 @@ pub(crate) fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Re
 }
 
 /// A cookie's value from the request's Cookie headers.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -303,8 +303,48 @@ pub(crate) async fn caller(
 
 /// The client's address (the TCP peer; the server is meant to face clients directly or sit
 /// behind a proxy that preserves the peer).
-pub(crate) fn client_ip(request_extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+pub fn client_ip(request_extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
     request_extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Who is signing in, for the new-device email and the per-address throttle: the User-Agent
+/// (first 200 characters) and the client's address.
+pub fn client(headers: &HeaderMap, extensions: &axum::http::Extensions) -> coss_identity::Client {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    coss_identity::Client {
+        user_agent: agent.chars().take(200).collect(),
+        ip: client_ip(extensions),
+    }
+}
+
+pub(crate) fn set_cookie(response: &mut Response, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// Sets a browser session's cookies on a response: the session token (HttpOnly) and its
+/// CSRF token (readable by the page), both `__Host-`, Secure, SameSite=Lax, for the
+/// session's lifetime.
+pub fn set_session_cookies(response: &mut Response, grant: &coss_identity::Grant) {
+    let max_age = coss_identity::SESSION_TTL_MS / 1000;
+    set_cookie(
+        response,
+        format!(
+            "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+            grant.token.expose()
+        ),
+    );
+    set_cookie(
+        response,
+        format!(
+            "{CSRF_COOKIE}={}; Path=/; Secure; SameSite=Lax; Max-Age={max_age}",
+            grant.csrf.as_deref().unwrap_or_default()
+        ),
+    );
 }

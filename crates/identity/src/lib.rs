@@ -19,7 +19,7 @@ mod time;
 mod vault;
 
 pub use api_keys::{ApiKey, KeyAuth, NewKey, Permission, SignedRequest, sign};
-pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch};
+pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
 pub use second_factor::{Enrolment, SecondFactor, totp_code};
 pub use time::{format_utc, now_ms};
 pub use vault::{Vault, VaultError, write_private};
@@ -426,11 +426,7 @@ impl Accounts {
         let address_key = request.client.throttle_key();
         let mut keys = vec![account_key.as_str()];
         keys.extend(address_key.as_deref());
-        if let Some(until) = self.store.locked_until(&keys, now).await? {
-            return Err(IdentityError::TooManyAttempts {
-                retry_after_ms: until - now,
-            });
-        }
+        self.ensure_unlocked(&keys, now).await?;
         let user = match &email {
             Ok(email) => self.store.user_by_email(email).await?,
             Err(_) => None,
@@ -466,6 +462,20 @@ impl Accounts {
         self.store.clear_throttle(&account_key).await?;
         self.open_session(user.id, &user.email, request.kind, &request.client, now)
             .await
+    }
+
+    /// `TooManyAttempts` while any of the throttle `keys` is locked.
+    pub(crate) async fn ensure_unlocked(
+        &self,
+        keys: &[&str],
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        match self.store.locked_until(keys, now).await? {
+            Some(until) => Err(IdentityError::TooManyAttempts {
+                retry_after_ms: until - now,
+            }),
+            None => Ok(()),
+        }
     }
 
     async fn fail(
@@ -649,11 +659,7 @@ impl Accounts {
             .await?
             .ok_or(IdentityError::Unauthenticated)?;
         let key = login_key(&user.email);
-        if let Some(until) = self.store.locked_until(&[&key], now).await? {
-            return Err(IdentityError::TooManyAttempts {
-                retry_after_ms: until - now,
-            });
-        }
+        self.ensure_unlocked(&[&key], now).await?;
         if self
             .hasher
             .verify_password(current.as_bytes(), user.password_hash.as_str())
@@ -757,7 +763,8 @@ fn hash(hasher: &Argon2<'static>, password: &str) -> Result<String, IdentityErro
         .map_err(|_| IdentityError::Crypto)
 }
 
-pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, IdentityError> {
+/// `N` bytes from the OS random source, wiped on drop.
+pub fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, IdentityError> {
     let mut bytes = Zeroizing::new([0u8; N]);
     rand::rngs::OsRng
         .try_fill_bytes(bytes.as_mut())
@@ -776,7 +783,7 @@ pub(crate) fn digest(token: &str) -> Vec<u8> {
 }
 
 /// Equality whose time depends only on the lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

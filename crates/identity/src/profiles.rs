@@ -256,6 +256,16 @@ fn country_code(code: &str) -> Result<String, IdentityError> {
     }
 }
 
+/// Whether a URL host is this machine (`localhost`, 127.0.0.0/8, `[::1]`): the only hosts
+/// plain http is allowed to for callbacks (webhooks, SSO redirects), for local development.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// An absolute http(s) URL of at most 2,048 bytes with a host; `https_only` allows plain
 /// http only to loopback hosts.
 fn url(text: &str, code: &'static str, https_only: bool) -> Result<String, IdentityError> {
@@ -267,14 +277,9 @@ fn url(text: &str, code: &'static str, https_only: bool) -> Result<String, Ident
     let host = parsed
         .host_str()
         .ok_or_else(|| bad("the URL needs a host"))?;
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
         "https" => {}
-        "http" if !https_only || loopback => {}
+        "http" if !https_only || is_loopback_host(host) => {}
         _ if https_only => return Err(bad("the webhook URL must use https")),
         _ => return Err(bad("the URL must use http or https")),
     }

@@ -145,13 +145,7 @@ impl Accounts {
         if !self.two_factor_enabled(user.id).await? {
             return Err(IdentityError::TwoFactorSetupRequired);
         }
-        self.check_lock(user.id, now).await?;
-        if let Err(error) = self.check_second_factor(user.id, factor, now).await {
-            if matches!(error, IdentityError::InvalidTwoFactorCode) {
-                self.second_factor_failed(user.id, now).await?;
-            }
-            return Err(error);
-        }
+        self.throttled_check(user.id, factor, now).await?;
         self.store
             .remove_totp(user.id, &changed_mail(&user.email, "disabled"), now)
             .await?;
@@ -171,17 +165,24 @@ impl Accounts {
             return Err(IdentityError::TwoFactorSetupRequired);
         }
         let code = code.ok_or(IdentityError::TwoFactorRequired)?;
-        self.check_lock(user_id, now).await?;
-        if let Err(error) = self
-            .check_second_factor(user_id, &SecondFactor::Totp(code), now)
+        self.throttled_check(user_id, &SecondFactor::Totp(code), now)
             .await
-        {
-            if matches!(error, IdentityError::InvalidTwoFactorCode) {
-                self.second_factor_failed(user_id, now).await?;
-            }
-            return Err(error);
+    }
+
+    /// [`Self::check_second_factor`] behind the account's second-factor lock: refused while
+    /// locked, and a wrong code counts towards the lock.
+    async fn throttled_check(
+        &self,
+        user_id: i64,
+        factor: &SecondFactor<'_>,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        self.check_lock(user_id, now).await?;
+        let checked = self.check_second_factor(user_id, factor, now).await;
+        if matches!(checked, Err(IdentityError::InvalidTwoFactorCode)) {
+            self.second_factor_failed(user_id, now).await?;
         }
-        Ok(())
+        checked
     }
 
     /// How many unused recovery codes the account has.
@@ -223,12 +224,7 @@ impl Accounts {
     }
 
     async fn check_lock(&self, user_id: i64, now: i64) -> Result<(), IdentityError> {
-        if let Some(until) = self.store.locked_until(&[&lock_key(user_id)], now).await? {
-            return Err(IdentityError::TooManyAttempts {
-                retry_after_ms: until - now,
-            });
-        }
-        Ok(())
+        self.ensure_unlocked(&[&lock_key(user_id)], now).await
     }
 
     async fn second_factor_failed(&self, user_id: i64, now: i64) -> Result<(), IdentityError> {
@@ -282,12 +278,8 @@ fn matching_step(seed: &[u8], code: &str, now: i64) -> Result<Option<i64>, Ident
 
 /// The current code for a seed (tests and tools that play the authenticator app).
 pub fn totp_code(base32_secret: &str, now: i64) -> Option<String> {
-    let secret = totp_rs::Secret::try_from_base32(base32_secret).ok()?;
-    let totp = Builder::new()
-        .with_secret(secret)
-        .with_account_name("x")
-        .build()
-        .ok()?;
+    let seed = totp_rs::Secret::try_from_base32(base32_secret).ok()?;
+    let totp = totp(seed.as_bytes(), "x").ok()?;
     Some(totp.generate(u64::try_from(now / 1000).ok()?).to_string())
 }
 

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use coss_identity::{Accounts, Client, IdentityError, Login, SecondFactor, now_ms};
+use coss_identity::{Accounts, IdentityError, Login, SecondFactor, now_ms};
 use coss_store::{CodeOutcome, OidcClient, OidcCode, OidcKey, SessionKind, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,8 +29,7 @@ mod jwt;
 mod pages;
 
 /// The browser session cookie (the same one `/api/v1` sets).
-pub const SESSION_COOKIE: &str = "__Host-coss_session";
-const CSRF_COOKIE: &str = "__Host-coss_csrf";
+pub use coss_api::SESSION_COOKIE;
 /// A signing key signs for 30 days before a new one replaces it.
 pub const KEY_ROTATION_MS: i64 = 30 * 24 * 3_600_000;
 /// A retired key stays in the JWKS this long (longer than any token it signed lives).
@@ -254,10 +253,7 @@ fn key_purpose(kid: &str) -> Vec<u8> {
 }
 
 fn random<const N: usize>() -> Result<[u8; N], SsoError> {
-    let mut bytes = [0u8; N];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| SsoError::Crypto)?;
-    Ok(bytes)
+    Ok(*coss_identity::random_bytes::<N>()?)
 }
 
 fn check_redirect_uri(uri: &str) -> Result<(), SsoError> {
@@ -267,14 +263,9 @@ fn check_redirect_uri(uri: &str) -> Result<(), SsoError> {
         return Err(bad("must not have a fragment"));
     }
     let host = parsed.host_str().ok_or_else(|| bad("needs a host"))?;
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if coss_identity::is_loopback_host(host) => Ok(()),
         _ => Err(bad("must use https (http only to a loopback host)")),
     }
 }
@@ -372,17 +363,6 @@ fn back_to_client(
         pairs.append_pair("iss", &provider.issuer);
     }
     Redirect::to(url.as_str()).into_response()
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
 }
 
 /// Forms must come from this origin (when the browser says where they come from).
@@ -516,7 +496,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
     let prompt_none = request.prompt.as_deref() == Some("none");
 
     // Who is signed in?
-    let session = cookie(headers, SESSION_COOKIE);
+    let session = coss_api::cookie(headers, SESSION_COOKIE);
     let who = match session {
         Some(token) => provider
             .accounts
@@ -664,39 +644,14 @@ async fn login_post(
         password: &form.password,
         second_factor: totp.map(SecondFactor::Totp),
         kind: SessionKind::Browser,
-        client: Client {
-            user_agent: headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .chars()
-                .take(200)
-                .collect(),
-            ip: extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
-        },
+        client: coss_api::client(&headers, &extensions),
     };
     let now = now_ms();
     match provider.accounts.login(&login, now).await {
         Ok(grant) => {
             let mut response =
                 Redirect::to(&format!("/oauth2/authorize?{}", form.request)).into_response();
-            let max_age = coss_identity::SESSION_TTL_MS / 1000;
-            for value in [
-                format!(
-                    "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
-                    grant.token.expose()
-                ),
-                format!(
-                    "{CSRF_COOKIE}={}; Path=/; Secure; SameSite=Lax; Max-Age={max_age}",
-                    grant.csrf.unwrap_or_default()
-                ),
-            ] {
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    response.headers_mut().append(header::SET_COOKIE, value);
-                }
-            }
+            coss_api::set_session_cookies(&mut response, &grant);
             response
         }
         Err(error @ (IdentityError::Store(_) | IdentityError::Crypto)) => internal(&error.into()),
@@ -786,13 +741,7 @@ async fn token(State(provider): State<Provider>, headers: HeaderMap, body: Bytes
     };
     let authenticated = match (&client.secret_hash, &secret) {
         (Some(hash), Some(secret)) => {
-            let presented = Sha256::digest(secret.as_bytes());
-            hash.len() == presented.len()
-                && hash
-                    .iter()
-                    .zip(presented.iter())
-                    .fold(0u8, |a, (x, y)| a | (x ^ y))
-                    == 0
+            coss_identity::constant_time_eq(hash, &Sha256::digest(secret.as_bytes()))
         }
         (None, None) => true,
         _ => false,

@@ -366,13 +366,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+        sessions::end_sessions_of(&mut tx, user_id, None, now).await?;
         sqlx::query("DELETE FROM throttle WHERE key = $1")
             .bind(throttle_key(&email))
             .execute(&mut *tx)
@@ -400,18 +394,8 @@ impl Store {
         password_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
-        )
-        .bind(password_hash)
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        write_password(&mut conn, user_id, password_hash, now).await
     }
 
     /// Changes a password in one transaction: sets the hash, ends every other session of the
@@ -425,25 +409,8 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
-        )
-        .bind(password_hash)
-        .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(keep_session)
-        .execute(&mut *tx)
-        .await?;
+        write_password(&mut tx, user_id, password_hash, now).await?;
+        sessions::end_sessions_of(&mut tx, user_id, Some(keep_session), now).await?;
         enqueue(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
@@ -506,6 +473,26 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// Sets an account's password hash; `NotFound` for an unknown account.
+async fn write_password(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    password_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let done =
+        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+            .bind(password_hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }
 
 fn user(row: &AnyRow) -> Result<User, StoreError> {

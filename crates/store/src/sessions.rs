@@ -250,16 +250,8 @@ impl Store {
         keep: Option<i64>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 \
-             WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(keep.unwrap_or(-1))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let mut conn = self.pool.acquire().await?;
+        end_sessions_of(&mut conn, user_id, keep, now).await
     }
 
     /// Live sessions of an account: (id, kind, device, created_at), newest first.
@@ -311,4 +303,23 @@ async fn end_session(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Ends every live session of `user_id` except `keep`; returns how many ended.
+pub(crate) async fn end_sessions_of(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+    keep: Option<i64>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 \
+         WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
+    )
+    .bind(now)
+    .bind(user_id)
+    .bind(keep.unwrap_or(-1))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
