@@ -515,45 +515,26 @@ impl Accounts {
         client: &Client,
         now: i64,
     ) -> Result<Grant, IdentityError> {
-        let token = random_secret()?;
-        let (token_kind, expires_at) = match kind {
-            SessionKind::Browser => (TokenKind::Session, now + SESSION_TTL_MS),
-            SessionKind::App => (TokenKind::Access, now + ACCESS_TTL_MS),
-        };
-        let mut tokens = vec![NewToken {
-            hash: digest(token.expose()),
-            kind: token_kind,
-            expires_at,
-        }];
-        let refresh = match kind {
-            SessionKind::Browser => None,
-            SessionKind::App => {
-                let refresh = random_secret()?;
-                tokens.push(NewToken {
-                    hash: digest(refresh.expose()),
-                    kind: TokenKind::Refresh,
-                    expires_at: now + REFRESH_TTL_MS,
-                });
-                Some((refresh, now + REFRESH_TTL_MS))
-            }
-        };
+        let (grant_tokens, tokens) = issue_tokens(kind, now)?;
+        let device = client.description();
         let session = NewSession {
             user_id,
             kind,
-            device: client.description(),
+            device: device.clone(),
             device_hash: client.device_hash(),
             tokens,
             new_device_mail: Mail {
                 recipient: email.to_owned(),
                 template: "new_device_login".to_owned(),
                 payload: serde_json::json!({
-                    "device": client.description(),
+                    "device": device,
                     "time": format_utc(now),
                 })
                 .to_string(),
             },
         };
         let (session_id, _) = self.store.open_session(&session, now).await?;
+        let (token, expires_at, refresh) = grant_tokens;
         let csrf = (kind == SessionKind::Browser).then(|| self.csrf_token(token.expose()));
         Ok(Grant {
             user_id,
@@ -605,20 +586,7 @@ impl Accounts {
     /// token presented a second time ends its session: `RefreshTokenReused`.
     pub async fn refresh(&self, refresh_token: &str, now: i64) -> Result<Grant, IdentityError> {
         let hash = token_hash(refresh_token)?;
-        let access = random_secret()?;
-        let refresh = random_secret()?;
-        let successors = [
-            NewToken {
-                hash: digest(access.expose()),
-                kind: TokenKind::Access,
-                expires_at: now + ACCESS_TTL_MS,
-            },
-            NewToken {
-                hash: digest(refresh.expose()),
-                kind: TokenKind::Refresh,
-                expires_at: now + REFRESH_TTL_MS,
-            },
-        ];
+        let ((token, expires_at, refresh), successors) = issue_tokens(SessionKind::App, now)?;
         match self.store.rotate_refresh(&hash, &successors, now).await? {
             RefreshOutcome::Rotated {
                 session_id,
@@ -626,9 +594,9 @@ impl Accounts {
             } => Ok(Grant {
                 user_id,
                 session_id,
-                token: access,
-                expires_at: now + ACCESS_TTL_MS,
-                refresh: Some((refresh, now + REFRESH_TTL_MS)),
+                token,
+                expires_at,
+                refresh,
                 csrf: None,
             }),
             RefreshOutcome::Reused => Err(IdentityError::RefreshTokenReused),
@@ -720,6 +688,38 @@ impl Accounts {
             .complete_password_reset(&hash_of_token, &password_hash, login_key, now)
             .await?)
     }
+}
+
+/// The client's part of new tokens for a session of `kind` (the cookie or access token, when
+/// it expires, and an app's refresh token with its expiry) and what the store keeps of them.
+type IssuedTokens = ((Secret, i64, Option<(Secret, i64)>), Vec<NewToken>);
+
+/// Fresh tokens: a 30-day session token for a browser; for an app, a 15-minute access token
+/// and a 30-day refresh token.
+fn issue_tokens(kind: SessionKind, now: i64) -> Result<IssuedTokens, IdentityError> {
+    let token = random_secret()?;
+    let (token_kind, expires_at) = match kind {
+        SessionKind::Browser => (TokenKind::Session, now + SESSION_TTL_MS),
+        SessionKind::App => (TokenKind::Access, now + ACCESS_TTL_MS),
+    };
+    let mut stored = vec![NewToken {
+        hash: digest(token.expose()),
+        kind: token_kind,
+        expires_at,
+    }];
+    let refresh = match kind {
+        SessionKind::Browser => None,
+        SessionKind::App => {
+            let refresh = random_secret()?;
+            stored.push(NewToken {
+                hash: digest(refresh.expose()),
+                kind: TokenKind::Refresh,
+                expires_at: now + REFRESH_TTL_MS,
+            });
+            Some((refresh, now + REFRESH_TTL_MS))
+        }
+    };
+    Ok(((token, expires_at, refresh), stored))
 }
 
 /// The throttle key of an account's sign-ins (by normalised email, so unknown accounts are
