@@ -6,7 +6,7 @@
 const fs = require("fs");
 const path = require("path");
 
-const CONTRACTS = ["CossToken", "CossSale", "TokenLock", "CossDeployment"];
+const CONTRACTS = ["CossToken", "CossSale", "TokenLock", "CossDeployment", "TestUsd"];
 const root = path.join(__dirname, "..");
 const check = process.argv.includes("--check");
 

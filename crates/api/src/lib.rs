@@ -50,7 +50,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with its status, stable code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -218,11 +219,12 @@ impl utoipa::Modify for SecuritySchemes {
 
 pub(crate) use coss_identity::now_ms;
 
-pub(crate) type Body = Result<Bytes, BytesRejection>;
+/// A request body as handlers take it (parsed with [`body`]).
+pub type Body = Result<Bytes, BytesRejection>;
 
 /// Parses a JSON body: too large is `payload_too_large` (413), another content type
 /// `unsupported_media_type` (415), anything unparsable `malformed_request` (400).
-pub(crate) fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Result<T, ApiError> {
+pub fn body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Result<T, ApiError> {
     let bytes = bytes.as_ref().map_err(|rejection| {
         ApiError::new(
             rejection.status(),
@@ -268,7 +270,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// Who is calling: a bearer token (apps), or the session cookie (browsers), in which case
 /// any method that changes something must carry the session's CSRF token in `X-CSRF-Token`.
-pub(crate) async fn caller(
+pub async fn caller(
     accounts: &Accounts,
     method: &Method,
     headers: &HeaderMap,

@@ -35,3 +35,10 @@ sol!(
     CossDeployment,
     "../../contracts/artifacts/CossDeployment.json"
 );
+
+sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    TestUsd,
+    "../../contracts/artifacts/TestUsd.json"
+);

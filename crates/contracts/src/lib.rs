@@ -11,7 +11,7 @@ mod error;
 mod keys;
 mod node;
 
-pub use bindings::{CossDeployment, CossSale, CossToken, TokenLock};
+pub use bindings::{CossDeployment, CossSale, CossToken, TestUsd, TokenLock};
 pub use deploy::{
     Beneficiaries, DeployParams, Deployment, Window, chain_time, deploy, sale_windows,
 };

@@ -41,6 +41,16 @@ pub const MAX_ASSETS: u32 = 1024;
 pub const MAX_MARKETS: u32 = 4096;
 /// Accounts below this id are system accounts; users start here.
 pub const FIRST_USER_ACCOUNT: AccountId = AccountId(1000);
+/// The exchange account of a platform user (its id in the accounts database); `None` for an
+/// id that no user can have.
+#[must_use]
+pub fn user_account(user_id: i64) -> Option<AccountId> {
+    u64::try_from(user_id)
+        .ok()
+        .and_then(|id| id.checked_add(FIRST_USER_ACCOUNT.0))
+        .map(AccountId)
+}
+
 /// The platform's half of fee revenue (kept in the cold wallet).
 pub const FEES_PLATFORM: AccountId = AccountId(1);
 /// The COSS holders' share of fee revenue, paid out weekly by the DAO.
@@ -86,6 +96,19 @@ pub struct RestingOrder {
     pub price: Price,
     /// Its open quantity.
     pub qty: coss_types::Qty,
+}
+
+/// A listed asset as the outside sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetInfo {
+    /// Ticker.
+    pub symbol: String,
+    /// Decimal places of its smallest unit.
+    pub decimals: u8,
+    /// Whether its fees are shared with COSS holders.
+    pub fees_shared: bool,
+    /// The fee on each withdrawal, in the smallest unit.
+    pub withdrawal_fee: Amount,
 }
 
 /// One balance of one account in one asset.
@@ -462,6 +485,17 @@ impl Exchange {
             side: o.side,
             price: o.price,
             qty: o.qty,
+        })
+    }
+
+    /// A listed asset's definition.
+    #[must_use]
+    pub fn asset_info(&self, asset: AssetId) -> Option<AssetInfo> {
+        self.asset(asset).map(|a| AssetInfo {
+            symbol: a.symbol.clone(),
+            decimals: a.decimals,
+            fees_shared: a.fees_shared,
+            withdrawal_fee: Amount(a.withdrawal_fee),
         })
     }
 

@@ -368,6 +368,22 @@ impl EngineHandle {
             .map_err(|_| EngineError::Stopped)?;
         rx.blocking_recv().map_err(|_| EngineError::Stopped)
     }
+
+    /// Runs a read-only query on the engine thread, between batches (async).
+    pub async fn read_async<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Exchange) -> T + Send + 'static,
+    ) -> Result<T> {
+        let (reply, rx) = oneshot::channel();
+        let read = Box::new(move |exchange: &Exchange| {
+            let _ = reply.send(query(exchange));
+        });
+        self.tx
+            .send(Request::Read { read })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
 }
 
 /// The running service. Dropping every [`EngineHandle`] and calling [`Engine::shutdown`] stops

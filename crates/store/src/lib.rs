@@ -1,7 +1,8 @@
 //! The platform's database: identities, email tokens, sessions and their tokens, second
-//! factors, login throttles, API keys, user and merchant profiles and the email outbox (and,
-//! with later issues, chain records, invoices and projections), never the balances of
-//! record, which live in the exchange core. One code path serves SQLite (the embedded
+//! factors, login throttles, API keys, user and merchant profiles, the email outbox and the
+//! wallets' chain records (seeds sealed, deposit addresses, recent blocks, deposits,
+//! withdrawals and their signed transactions; later: invoices and projections), never the
+//! balances of record, which live in the exchange core. One code path serves SQLite (the embedded
 //! default: one file in the data dir) and PostgreSQL (production, selected by URL) through
 //! sqlx's Any driver; each backend has its own migrations with the same tables. Queries use
 //! `$N` placeholders, which both backends accept, and only portable types: BIGINT (ids,
@@ -20,12 +21,17 @@ mod profiles;
 mod security;
 mod sessions;
 mod sso;
+mod wallet;
 
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use profiles::{MerchantRecord, ProfileRecord};
 pub use security::TotpRecord;
 pub use sessions::{LiveToken, NewSession, NewToken, RefreshOutcome, SessionKind, TokenKind};
 pub use sso::{CodeOutcome, OidcClient, OidcCode, OidcGrant, OidcKey};
+pub use wallet::{
+    AllowedAddress, BlockRef, DepositRecord, NewDeposit, NewWithdrawal, SeedRecord, SignedTx,
+    TransferRecord, WalletEvent, WithdrawalRecord,
+};
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES: Migrator = sqlx::migrate!("migrations/postgres");

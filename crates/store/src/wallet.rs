@@ -1,0 +1,1236 @@
+//! Wallet records: the sealed HD seed per chain, deposit addresses, the watcher's recent
+//! canonical blocks, deposits, withdrawals with the exact transactions signed for them, the
+//! hot wallet's nonce, withdrawal allow-lists, internal transfers, and the status history of
+//! deposits and withdrawals. Amounts are decimal text; the exchange core holds the balances.
+//! Every change of a deposit's or withdrawal's status writes its history row in the same
+//! transaction.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Store, StoreError, is_unique_violation};
+
+/// A chain's HD seed (sealed by the caller) and what may be known without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedRecord {
+    /// The seed, sealed with the server key.
+    pub sealed_seed: Vec<u8>,
+    /// The deposit account's extended public key (the watcher needs only this).
+    pub xpub: String,
+    /// The hot wallet's address.
+    pub hot_address: String,
+}
+
+/// A block as the watcher records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Its height.
+    pub height: i64,
+    /// Its hash.
+    pub hash: String,
+    /// Its parent's hash.
+    pub parent_hash: String,
+}
+
+/// A deposit found in a block, before it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeposit {
+    /// The transaction.
+    pub tx_hash: String,
+    /// Where in the transaction: `log:N` (the N-th log of its receipt) or `call:` plus the
+    /// call's trace address (`call:` alone is the transaction's own value).
+    pub position: String,
+    /// The credited user.
+    pub user_id: i64,
+    /// The asset's symbol.
+    pub asset: String,
+    /// Smallest units, decimal.
+    pub amount: String,
+    /// The deposit address it reached.
+    pub address: String,
+    /// Who sent it.
+    pub sender: String,
+}
+
+/// A recorded deposit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositRecord {
+    /// Row id.
+    pub id: i64,
+    /// The chain.
+    pub chain_id: i64,
+    /// The transaction.
+    pub tx_hash: String,
+    /// Where in the transaction (see [`NewDeposit::position`]).
+    pub position: String,
+    /// The credited user.
+    pub user_id: i64,
+    /// The asset's symbol.
+    pub asset: String,
+    /// Smallest units, decimal.
+    pub amount: String,
+    /// The deposit address.
+    pub address: String,
+    /// The sender.
+    pub sender: String,
+    /// The block it was (last) seen in.
+    pub block_height: i64,
+    /// That block's hash.
+    pub block_hash: String,
+    /// `pending`, `credited` or `orphaned`.
+    pub status: String,
+    /// First seen (Unix ms).
+    pub created_at: i64,
+    /// Last status change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// A withdrawal to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWithdrawal {
+    /// The owner.
+    pub user_id: i64,
+    /// The chain.
+    pub chain_id: i64,
+    /// The asset's symbol.
+    pub asset: String,
+    /// Destination (lower-case hex).
+    pub to_address: String,
+    /// What the destination receives, smallest units.
+    pub amount: String,
+    /// The fee on top, smallest units.
+    pub fee: String,
+    /// The caller's idempotency key.
+    pub idempotency_key: String,
+}
+
+/// A recorded withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawalRecord {
+    /// Row id.
+    pub id: i64,
+    /// The owner.
+    pub user_id: i64,
+    /// The chain.
+    pub chain_id: i64,
+    /// The asset's symbol.
+    pub asset: String,
+    /// Destination.
+    pub to_address: String,
+    /// What the destination receives.
+    pub amount: String,
+    /// The fee on top.
+    pub fee: String,
+    /// The caller's idempotency key.
+    pub idempotency_key: String,
+    /// `requested`, `held`, `signed`, `broadcast`, `settled`, `cancelled`, `failed`,
+    /// `rejected`.
+    pub status: String,
+    /// The hot wallet nonce it was signed with.
+    pub nonce: Option<i64>,
+    /// The latest transaction signed for it.
+    pub tx_hash: Option<String>,
+    /// The block the transaction was mined in.
+    pub block_height: Option<i64>,
+    /// Why it failed or was rejected.
+    pub error: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Last status change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// A signed transaction stored before it is broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    /// Its hash.
+    pub tx_hash: String,
+    /// Its nonce.
+    pub nonce: i64,
+    /// The raw signed bytes (what is broadcast, byte for byte, every time).
+    pub raw: Vec<u8>,
+    /// Its max fee per gas (wei, decimal), for fee bumps.
+    pub max_fee_per_gas: String,
+    /// When it was signed (Unix ms).
+    pub created_at: i64,
+}
+
+/// One step in a deposit's or withdrawal's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletEvent {
+    /// The status entered.
+    pub status: String,
+    /// Details (a transaction hash, an error).
+    pub detail: Option<String>,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+/// An internal transfer between two users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    /// Row id.
+    pub id: i64,
+    /// Sender.
+    pub from_user: i64,
+    /// Recipient.
+    pub to_user: i64,
+    /// The asset's symbol.
+    pub asset: String,
+    /// Smallest units.
+    pub amount: String,
+    /// The sender's idempotency key.
+    pub idempotency_key: String,
+    /// `requested`, `settled` or `rejected`.
+    pub status: String,
+    /// Created (Unix ms).
+    pub created_at: i64,
+}
+
+/// An address on a user's withdrawal allow-list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedAddress {
+    /// The address.
+    pub address: String,
+    /// The user's name for it.
+    pub label: String,
+    /// Added (Unix ms).
+    pub created_at: i64,
+}
+
+const DEPOSIT_COLUMNS: &str = "id, chain_id, tx_hash, position, user_id, asset, amount, address, \
+                               sender, block_height, block_hash, status, created_at, updated_at";
+const WITHDRAWAL_COLUMNS: &str = "id, user_id, chain_id, asset, to_address, amount, fee, \
+                                  idempotency_key, status, nonce, tx_hash, block_height, error, \
+                                  created_at, updated_at";
+const TRANSFER_COLUMNS: &str =
+    "id, from_user, to_user, asset, amount, idempotency_key, status, created_at";
+
+fn deposit(row: &AnyRow) -> Result<DepositRecord, StoreError> {
+    Ok(DepositRecord {
+        id: row.try_get(0)?,
+        chain_id: row.try_get(1)?,
+        tx_hash: row.try_get(2)?,
+        position: row.try_get(3)?,
+        user_id: row.try_get(4)?,
+        asset: row.try_get(5)?,
+        amount: row.try_get(6)?,
+        address: row.try_get(7)?,
+        sender: row.try_get(8)?,
+        block_height: row.try_get(9)?,
+        block_hash: row.try_get(10)?,
+        status: row.try_get(11)?,
+        created_at: row.try_get(12)?,
+        updated_at: row.try_get(13)?,
+    })
+}
+
+fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
+    Ok(WithdrawalRecord {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        chain_id: row.try_get(2)?,
+        asset: row.try_get(3)?,
+        to_address: row.try_get(4)?,
+        amount: row.try_get(5)?,
+        fee: row.try_get(6)?,
+        idempotency_key: row.try_get(7)?,
+        status: row.try_get(8)?,
+        nonce: row.try_get(9)?,
+        tx_hash: row.try_get(10)?,
+        block_height: row.try_get(11)?,
+        error: row.try_get(12)?,
+        created_at: row.try_get(13)?,
+        updated_at: row.try_get(14)?,
+    })
+}
+
+fn transfer(row: &AnyRow) -> Result<TransferRecord, StoreError> {
+    Ok(TransferRecord {
+        id: row.try_get(0)?,
+        from_user: row.try_get(1)?,
+        to_user: row.try_get(2)?,
+        asset: row.try_get(3)?,
+        amount: row.try_get(4)?,
+        idempotency_key: row.try_get(5)?,
+        status: row.try_get(6)?,
+        created_at: row.try_get(7)?,
+    })
+}
+
+async fn event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    kind: &str,
+    ref_id: i64,
+    status: &str,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO wallet_events (kind, ref_id, status, detail, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(kind)
+    .bind(ref_id)
+    .bind(status)
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The chain's seed record, if one was made.
+    pub async fn wallet_seed(&self, chain_id: i64) -> Result<Option<SeedRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT sealed_seed, xpub, hot_address FROM wallet_seeds WHERE chain_id = $1",
+        )
+        .bind(chain_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SeedRecord {
+                sealed_seed: row.try_get(0)?,
+                xpub: row.try_get(1)?,
+                hot_address: row.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores the chain's seed record unless one exists; returns the one that is stored.
+    pub async fn create_wallet_seed(
+        &self,
+        chain_id: i64,
+        seed: &SeedRecord,
+        now: i64,
+    ) -> Result<SeedRecord, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO wallet_seeds (chain_id, sealed_seed, xpub, hot_address, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(chain_id)
+        .bind(seed.sealed_seed.as_slice())
+        .bind(seed.xpub.as_str())
+        .bind(seed.hot_address.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(seed.clone()),
+            Err(e) if is_unique_violation(&e) => self
+                .wallet_seed(chain_id)
+                .await?
+                .ok_or(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user's deposit address on the chain, if it was made.
+    pub async fn deposit_address(
+        &self,
+        chain_id: i64,
+        user_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT address FROM deposit_addresses WHERE chain_id = $1 AND user_id = $2",
+        )
+        .bind(chain_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Records the user's deposit address (a second call with the same address is a no-op).
+    pub async fn add_deposit_address(
+        &self,
+        chain_id: i64,
+        user_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO deposit_addresses (chain_id, user_id, address, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(chain_id)
+        .bind(user_id)
+        .bind(address)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every deposit address on the chain with its user, created at or after `since` (Unix
+    /// ms), in creation order.
+    pub async fn deposit_addresses_since(
+        &self,
+        chain_id: i64,
+        since: i64,
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, user_id, created_at FROM deposit_addresses \
+             WHERE chain_id = $1 AND created_at >= $2 ORDER BY created_at",
+        )
+        .bind(chain_id)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// The highest block the watcher recorded: (height, hash).
+    pub async fn chain_tip(&self, chain_id: i64) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT height, hash FROM chain_blocks WHERE chain_id = $1 \
+             ORDER BY height DESC LIMIT 1",
+        )
+        .bind(chain_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
+
+    /// The recorded hash at a height.
+    pub async fn chain_block(
+        &self,
+        chain_id: i64,
+        height: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT hash FROM chain_blocks WHERE chain_id = $1 AND height = $2")
+            .bind(chain_id)
+            .bind(height)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// How many blocks are recorded.
+    pub async fn chain_blocks_kept(&self, chain_id: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM chain_blocks WHERE chain_id = $1")
+            .bind(chain_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Records a scanned block and the deposits found in it, in one transaction, and forgets
+    /// blocks more than `keep` below it. A deposit seen before (orphaned by a reorg and now
+    /// included again) returns to `pending` in its new block; a credited one stays credited.
+    pub async fn record_block(
+        &self,
+        chain_id: i64,
+        block: &BlockRef,
+        deposits: &[NewDeposit],
+        keep: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO chain_blocks (chain_id, height, hash, parent_hash) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(chain_id)
+        .bind(block.height)
+        .bind(block.hash.as_str())
+        .bind(block.parent_hash.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let (height, hash) = (block.height, block.hash.as_str());
+        for d in deposits {
+            let existing = sqlx::query(
+                "SELECT id, status FROM deposits WHERE chain_id = $1 AND tx_hash = $2 AND position = $3",
+            )
+            .bind(chain_id)
+            .bind(d.tx_hash.as_str())
+            .bind(d.position.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let id: i64 = match existing {
+                Some(row) => {
+                    let id: i64 = row.try_get(0)?;
+                    let status: String = row.try_get(1)?;
+                    if status == "credited" {
+                        continue;
+                    }
+                    sqlx::query(
+                        "UPDATE deposits SET status = 'pending', block_height = $2, block_hash = $3, \
+                         updated_at = $4 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(height)
+                    .bind(hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    id
+                }
+                None => sqlx::query(
+                    "INSERT INTO deposits (chain_id, tx_hash, position, user_id, asset, amount, \
+                     address, sender, block_height, block_hash, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11) \
+                     RETURNING id",
+                )
+                .bind(chain_id)
+                .bind(d.tx_hash.as_str())
+                .bind(d.position.as_str())
+                .bind(d.user_id)
+                .bind(d.asset.as_str())
+                .bind(d.amount.as_str())
+                .bind(d.address.as_str())
+                .bind(d.sender.as_str())
+                .bind(height)
+                .bind(hash)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?,
+            };
+            event(&mut tx, "deposit", id, "pending", Some(hash), now).await?;
+        }
+        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND height < $2")
+            .bind(chain_id)
+            .bind(height.saturating_sub(keep))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the recorded block at `height` (a reorg replaced it): its pending deposits
+    /// become `orphaned`. Returns the credited deposits that were in it (a reorg deeper than
+    /// the confirmations: the caller must stop and alert).
+    pub async fn unwind_block(
+        &self,
+        chain_id: i64,
+        height: i64,
+        now: i64,
+    ) -> Result<Vec<DepositRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE chain_id = $1 AND block_height = $2 \
+             AND status <> 'orphaned' ORDER BY id"
+        )))
+        .bind(chain_id)
+        .bind(height)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut credited = Vec::new();
+        for row in &rows {
+            let d = deposit(row)?;
+            if d.status == "credited" {
+                credited.push(d);
+                continue;
+            }
+            sqlx::query("UPDATE deposits SET status = 'orphaned', updated_at = $2 WHERE id = $1")
+                .bind(d.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            event(
+                &mut tx,
+                "deposit",
+                d.id,
+                "orphaned",
+                Some(&d.block_hash),
+                now,
+            )
+            .await?;
+        }
+        sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND height = $2")
+            .bind(chain_id)
+            .bind(height)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(credited)
+    }
+
+    /// Stops crediting on the chain until an operator clears it (`None` clears).
+    pub async fn set_chain_halt(
+        &self,
+        chain_id: i64,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM chain_state WHERE chain_id = $1")
+            .bind(chain_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO chain_state (chain_id, halted_reason, updated_at) VALUES ($1, $2, $3)",
+        )
+        .bind(chain_id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Why crediting on the chain is halted, if it is.
+    pub async fn chain_halt(&self, chain_id: i64) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT halted_reason FROM chain_state WHERE chain_id = $1")
+            .bind(chain_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten())
+    }
+
+    /// Deposits on the chain in a status, oldest first.
+    pub async fn deposits_in(
+        &self,
+        chain_id: i64,
+        status: &str,
+    ) -> Result<Vec<DepositRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE chain_id = $1 AND status = $2 ORDER BY id"
+        )))
+        .bind(chain_id)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deposit).collect()
+    }
+
+    /// Marks a pending deposit credited (false if it was not pending).
+    pub async fn mark_deposit_credited(
+        &self,
+        id: i64,
+        reference: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE deposits SET status = 'credited', updated_at = $2 WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 1 {
+            event(&mut tx, "deposit", id, "credited", Some(reference), now).await?;
+        }
+        tx.commit().await?;
+        Ok(changed == 1)
+    }
+
+    /// Deposit addresses holding credited deposits not yet swept to the hot wallet, with
+    /// their users (oldest first, at most `limit`).
+    pub async fn unswept_addresses(
+        &self,
+        chain_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, user_id, MIN(id) AS first FROM deposits WHERE chain_id = $1 \
+             AND status = 'credited' AND swept_at IS NULL GROUP BY address, user_id \
+             ORDER BY first LIMIT $2",
+        )
+        .bind(chain_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Marks an address's credited deposits swept.
+    pub async fn mark_swept(
+        &self,
+        chain_id: i64,
+        address: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deposits SET swept_at = $3 WHERE chain_id = $1 AND address = $2 \
+             AND status = 'credited' AND swept_at IS NULL",
+        )
+        .bind(chain_id)
+        .bind(address)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A user's deposits, newest first.
+    pub async fn deposits_of(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DepositRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deposit).collect()
+    }
+
+    /// A deposit or withdrawal's history (`kind` is `deposit` or `withdrawal`), oldest first.
+    pub async fn wallet_events(
+        &self,
+        kind: &str,
+        ref_id: i64,
+    ) -> Result<Vec<WalletEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, detail, at FROM wallet_events WHERE kind = $1 AND ref_id = $2 ORDER BY id",
+        )
+        .bind(kind)
+        .bind(ref_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WalletEvent {
+                    status: r.try_get(0)?,
+                    detail: r.try_get(1)?,
+                    at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a withdrawal in status `requested`, or returns the one the user already made
+    /// with this idempotency key (`false`: nothing was created).
+    pub async fn create_withdrawal(
+        &self,
+        new: &NewWithdrawal,
+        now: i64,
+    ) -> Result<(WithdrawalRecord, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO withdrawals (user_id, chain_id, asset, to_address, amount, fee, \
+             idempotency_key, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, $8) RETURNING {WITHDRAWAL_COLUMNS}"
+        )))
+        .bind(new.user_id)
+        .bind(new.chain_id)
+        .bind(new.asset.as_str())
+        .bind(new.to_address.as_str())
+        .bind(new.amount.as_str())
+        .bind(new.fee.as_str())
+        .bind(new.idempotency_key.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        match inserted {
+            Ok(row) => {
+                let record = withdrawal(&row)?;
+                event(&mut tx, "withdrawal", record.id, "requested", None, now).await?;
+                tx.commit().await?;
+                Ok((record, true))
+            }
+            Err(e) if is_unique_violation(&e) => {
+                drop(tx);
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2"
+                )))
+                .bind(new.user_id)
+                .bind(new.idempotency_key.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((withdrawal(&row)?, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The user's withdrawal made with this idempotency key.
+    pub async fn withdrawal_by_key(
+        &self,
+        user_id: i64,
+        idempotency_key: &str,
+    ) -> Result<Option<WithdrawalRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2"
+        )))
+        .bind(user_id)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(withdrawal).transpose()
+    }
+
+    /// Records which of a withdrawal's transactions was mined.
+    pub async fn set_withdrawal_tx(&self, id: i64, tx_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE withdrawals SET tx_hash = $2 WHERE id = $1")
+            .bind(id)
+            .bind(tx_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// One withdrawal.
+    pub async fn withdrawal(&self, id: i64) -> Result<Option<WithdrawalRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(withdrawal).transpose()
+    }
+
+    /// Moves a withdrawal from one of `from` to `to` (false if it was in none of them),
+    /// recording `detail` in its history (and as its error when `to` is `failed` or
+    /// `rejected`) and the block it settled in.
+    pub async fn set_withdrawal_status(
+        &self,
+        id: i64,
+        from: &[&str],
+        to: &str,
+        detail: Option<&str>,
+        block_height: Option<i64>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT status FROM withdrawals WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let status: String = row.try_get(0)?;
+        if !from.contains(&status.as_str()) {
+            return Ok(false);
+        }
+        let error = matches!(to, "failed" | "rejected")
+            .then_some(detail)
+            .flatten();
+        sqlx::query(
+            "UPDATE withdrawals SET status = $2, error = COALESCE($3, error), \
+             block_height = COALESCE($4, block_height), updated_at = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(to)
+        .bind(error)
+        .bind(block_height)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        event(&mut tx, "withdrawal", id, to, detail, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Withdrawals on the chain in a status, oldest first.
+    pub async fn withdrawals_in(
+        &self,
+        chain_id: i64,
+        status: &str,
+    ) -> Result<Vec<WithdrawalRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE chain_id = $1 AND status = $2 ORDER BY id"
+        )))
+        .bind(chain_id)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(withdrawal).collect()
+    }
+
+    /// A user's withdrawals, newest first.
+    pub async fn withdrawals_of(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<WithdrawalRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(withdrawal).collect()
+    }
+
+    /// Amounts of the user's withdrawals of an asset created at or after `since` that did
+    /// not end unsent (everything but cancelled, failed and rejected): what counts against
+    /// a withdrawal limit.
+    pub async fn withdrawn_since(
+        &self,
+        user_id: i64,
+        asset: &str,
+        since: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT amount FROM withdrawals WHERE user_id = $1 AND asset = $2 AND created_at >= $3 \
+             AND status NOT IN ('cancelled', 'failed', 'rejected')",
+        )
+        .bind(user_id)
+        .bind(asset)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Stores the signed transaction of a `held` withdrawal and moves it to `signed`, and
+    /// advances the hot wallet's next nonce past it, in one transaction: the durable intent
+    /// that is broadcast, byte for byte, after any crash. False if the withdrawal is no
+    /// longer `held` (cancelled meanwhile): nothing is stored and the nonce stays free.
+    pub async fn sign_withdrawal(
+        &self,
+        id: i64,
+        hot_address: &str,
+        signed: &SignedTx,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE withdrawals SET status = 'signed', nonce = $2, tx_hash = $3, updated_at = $4 \
+             WHERE id = $1 AND status = 'held'",
+        )
+        .bind(id)
+        .bind(signed.nonce)
+        .bind(signed.tx_hash.as_str())
+        .bind(signed.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            return Ok(false);
+        }
+        let chain_id: i64 = sqlx::query("SELECT chain_id FROM withdrawals WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        insert_signed(&mut tx, id, signed).await?;
+        put_nonce(&mut tx, chain_id, hot_address, signed.nonce + 1).await?;
+        event(
+            &mut tx,
+            "withdrawal",
+            id,
+            "signed",
+            Some(&signed.tx_hash),
+            signed.created_at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a replacement (same nonce, higher fee) of a withdrawal's transaction and makes
+    /// it the one shown; the earlier ones stay on record, since any of them may be mined.
+    pub async fn replace_withdrawal_tx(
+        &self,
+        id: i64,
+        signed: &SignedTx,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_signed(&mut tx, id, signed).await?;
+        sqlx::query("UPDATE withdrawals SET tx_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(signed.tx_hash.as_str())
+            .bind(signed.created_at)
+            .execute(&mut *tx)
+            .await?;
+        event(
+            &mut tx,
+            "withdrawal",
+            id,
+            "replaced",
+            Some(&signed.tx_hash),
+            signed.created_at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every transaction signed for a withdrawal, oldest first.
+    pub async fn withdrawal_txs(&self, id: i64) -> Result<Vec<SignedTx>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tx_hash, nonce, raw, max_fee_per_gas, created_at FROM withdrawal_txs \
+             WHERE withdrawal_id = $1 ORDER BY created_at, tx_hash",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SignedTx {
+                    tx_hash: r.try_get(0)?,
+                    nonce: r.try_get(1)?,
+                    raw: r.try_get(2)?,
+                    max_fee_per_gas: r.try_get(3)?,
+                    created_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The hot wallet's next nonce as recorded.
+    pub async fn hot_nonce(&self, chain_id: i64, address: &str) -> Result<Option<i64>, StoreError> {
+        let row =
+            sqlx::query("SELECT next_nonce FROM hot_nonces WHERE chain_id = $1 AND address = $2")
+                .bind(chain_id)
+                .bind(address)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Sets the hot wallet's next nonce (at start-up, from the chain when it is ahead).
+    pub async fn set_hot_nonce(
+        &self,
+        chain_id: i64,
+        address: &str,
+        next: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        put_nonce(&mut tx, chain_id, address, next).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds an address to the user's withdrawal allow-list (re-adding renames it).
+    pub async fn allow_withdrawal_address(
+        &self,
+        user_id: i64,
+        chain_id: i64,
+        address: &str,
+        label: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM withdrawal_addresses WHERE user_id = $1 AND chain_id = $2 AND address = $3",
+        )
+        .bind(user_id)
+        .bind(chain_id)
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO withdrawal_addresses (user_id, chain_id, address, label, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(chain_id)
+        .bind(address)
+        .bind(label)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes an address from the allow-list (false if it was not on it).
+    pub async fn remove_withdrawal_address(
+        &self,
+        user_id: i64,
+        chain_id: i64,
+        address: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM withdrawal_addresses WHERE user_id = $1 AND chain_id = $2 AND address = $3",
+        )
+        .bind(user_id)
+        .bind(chain_id)
+        .bind(address)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The user's allow-list on the chain.
+    pub async fn withdrawal_addresses(
+        &self,
+        user_id: i64,
+        chain_id: i64,
+    ) -> Result<Vec<AllowedAddress>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, label, created_at FROM withdrawal_addresses \
+             WHERE user_id = $1 AND chain_id = $2 ORDER BY created_at, address",
+        )
+        .bind(user_id)
+        .bind(chain_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AllowedAddress {
+                    address: r.try_get(0)?,
+                    label: r.try_get(1)?,
+                    created_at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the user withdraws only to allow-listed addresses.
+    pub async fn allow_list_only(&self, user_id: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT allow_list_only FROM wallet_settings WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()? == Some(1))
+    }
+
+    /// Turns allow-list-only withdrawals on or off.
+    pub async fn set_allow_list_only(
+        &self,
+        user_id: i64,
+        on: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM wallet_settings WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO wallet_settings (user_id, allow_list_only, updated_at) VALUES ($1, $2, $3)",
+        )
+        .bind(user_id)
+        .bind(i64::from(on))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records an internal transfer in status `requested`, or returns the one the sender
+    /// already made with this idempotency key (`false`).
+    pub async fn create_transfer(
+        &self,
+        from_user: i64,
+        to_user: i64,
+        asset: &str,
+        amount: &str,
+        idempotency_key: &str,
+        now: i64,
+    ) -> Result<(TransferRecord, bool), StoreError> {
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO internal_transfers (from_user, to_user, asset, amount, idempotency_key, \
+             status, created_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6) RETURNING {TRANSFER_COLUMNS}"
+        )))
+        .bind(from_user)
+        .bind(to_user)
+        .bind(asset)
+        .bind(amount)
+        .bind(idempotency_key)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await;
+        match inserted {
+            Ok(row) => Ok((transfer(&row)?, true)),
+            Err(e) if is_unique_violation(&e) => {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TRANSFER_COLUMNS} FROM internal_transfers WHERE from_user = $1 AND idempotency_key = $2"
+                )))
+                .bind(from_user)
+                .bind(idempotency_key)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((transfer(&row)?, false))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The sender's transfer made with this idempotency key.
+    pub async fn transfer_by_key(
+        &self,
+        from_user: i64,
+        idempotency_key: &str,
+    ) -> Result<Option<TransferRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM internal_transfers WHERE from_user = $1 AND idempotency_key = $2"
+        )))
+        .bind(from_user)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(transfer).transpose()
+    }
+
+    /// Sets a transfer's status.
+    pub async fn set_transfer_status(&self, id: i64, status: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE internal_transfers SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Transfers the user sent or received, newest first.
+    pub async fn transfers_of(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TransferRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM internal_transfers WHERE from_user = $1 OR to_user = $1 \
+             ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transfer).collect()
+    }
+}
+
+async fn insert_signed(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    withdrawal_id: i64,
+    signed: &SignedTx,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO withdrawal_txs (tx_hash, withdrawal_id, nonce, raw, max_fee_per_gas, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(signed.tx_hash.as_str())
+    .bind(withdrawal_id)
+    .bind(signed.nonce)
+    .bind(signed.raw.as_slice())
+    .bind(signed.max_fee_per_gas.as_str())
+    .bind(signed.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn put_nonce(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chain_id: i64,
+    address: &str,
+    next: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM hot_nonces WHERE chain_id = $1 AND address = $2")
+        .bind(chain_id)
+        .bind(address)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO hot_nonces (chain_id, address, next_nonce) VALUES ($1, $2, $3)")
+        .bind(chain_id)
+        .bind(address)
+        .bind(next)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

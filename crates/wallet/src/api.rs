@@ -1,0 +1,639 @@
+//! `/api/v1/wallet/…`: assets and balances, the deposit address, deposit and withdrawal
+//! history (with transaction hashes, confirmations and every status change), withdrawal
+//! requests and cancellation, internal transfers, and the withdrawal allow-list. Callers
+//! authenticate as for the rest of `/api/v1` (bearer token, or session cookie plus CSRF
+//! token); money-moving requests take the second-factor code in the body and an optional
+//! `Idempotency-Key` header (a retry with the same key returns the first result). Amounts
+//! are decimal strings in whole units. Errors are `{"code", "message"}` with stable codes.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use coss_api::{ApiError, Body, body, caller};
+use coss_store::{DepositRecord, WalletEvent, WithdrawalRecord};
+use coss_types::Amount;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    BalanceView, TransferRequest, Wallet, WalletError, WithdrawalRequest, hex_of, parse_amount,
+};
+
+/// How many records a history lists.
+pub const HISTORY_LIMIT: i64 = 200;
+
+/// The wallet API.
+pub fn router(wallet: Wallet) -> Router {
+    Router::new()
+        .route("/api/v1/wallet/assets", get(assets))
+        .route("/api/v1/wallet/balances", get(balances))
+        .route("/api/v1/wallet/deposit-address", get(deposit_address))
+        .route("/api/v1/wallet/deposits", get(deposits))
+        .route(
+            "/api/v1/wallet/withdrawals",
+            get(withdrawals).post(withdraw),
+        )
+        .route("/api/v1/wallet/withdrawals/{id}", get(one_withdrawal))
+        .route("/api/v1/wallet/withdrawals/{id}/cancel", post(cancel))
+        .route("/api/v1/wallet/transfers", get(transfers).post(transfer))
+        .route(
+            "/api/v1/wallet/withdrawal-addresses",
+            get(allow_list).post(allow_address),
+        )
+        .route(
+            "/api/v1/wallet/withdrawal-addresses/{address}",
+            delete(disallow_address),
+        )
+        .route(
+            "/api/v1/wallet/withdrawal-addresses/mode",
+            post(allow_list_mode),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(
+            coss_api::MAX_BODY_BYTES,
+        ))
+        .with_state(wallet)
+}
+
+impl From<WalletError> for ApiError {
+    fn from(error: WalletError) -> Self {
+        use WalletError as E;
+        let status = match &error {
+            E::Identity(_) => {
+                return ApiError::from(match error {
+                    E::Identity(e) => e,
+                    _ => coss_identity::IdentityError::Crypto,
+                });
+            }
+            E::UnknownAsset(_)
+            | E::InvalidAmount(_)
+            | E::InvalidAddress
+            | E::BadChecksum
+            | E::InternalAddress
+            | E::BelowMinimum { .. }
+            | E::InsufficientBalance
+            | E::Rejected(_)
+            | E::UnknownRecipient
+            | E::SameAccount
+            | E::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            E::LimitExceeded { .. } | E::NotAllowListed => StatusCode::FORBIDDEN,
+            E::NotFound => StatusCode::NOT_FOUND,
+            E::NotCancellable(_) => StatusCode::CONFLICT,
+            E::Chain(_) | E::WrongChain { .. } | E::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Config(_) | E::Keys(_) | E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%error, "wallet internal error");
+            return ApiError::new(status, "internal", "internal error");
+        }
+        ApiError::new(status, error.code(), error.to_string())
+    }
+}
+
+#[derive(Serialize)]
+struct AssetView {
+    symbol: String,
+    /// `null` for the chain's own coin.
+    contract: Option<String>,
+    decimals: u8,
+    confirmations: u64,
+    withdrawal_fee: String,
+    min_withdrawal: String,
+    chain_id: u64,
+}
+
+async fn assets(State(wallet): State<Wallet>) -> Json<Vec<AssetView>> {
+    let config = wallet.config();
+    Json(
+        config
+            .assets
+            .iter()
+            .map(|a| AssetView {
+                symbol: a.symbol.clone(),
+                contract: a.token.map(|t| t.to_checksum(None)),
+                decimals: a.decimals,
+                confirmations: a.confirmations,
+                withdrawal_fee: Amount(a.withdrawal_fee).to_decimal_string(a.decimals),
+                min_withdrawal: Amount(a.min_withdrawal).to_decimal_string(a.decimals),
+                chain_id: config.chain_id,
+            })
+            .collect(),
+    )
+}
+
+async fn user(wallet: &Wallet, method: &Method, headers: &HeaderMap) -> Result<i64, ApiError> {
+    Ok(caller(wallet.accounts(), method, headers).await?.user_id)
+}
+
+async fn balances(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<BalanceView>>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    Ok(Json(wallet.balances(user).await?))
+}
+
+#[derive(Serialize)]
+struct AddressView {
+    chain_id: u64,
+    /// EIP-55 checksummed.
+    address: String,
+    /// Every asset of the chain is deposited to this address.
+    assets: Vec<String>,
+}
+
+async fn deposit_address(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<AddressView>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let address = wallet.deposit_address(user).await?;
+    Ok(Json(AddressView {
+        chain_id: wallet.config().chain_id,
+        address: address.to_checksum(None),
+        assets: wallet
+            .config()
+            .assets
+            .iter()
+            .map(|a| a.symbol.clone())
+            .collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct EventView {
+    status: String,
+    detail: Option<String>,
+    at: i64,
+}
+
+fn events(list: Vec<WalletEvent>) -> Vec<EventView> {
+    list.into_iter()
+        .map(|e| EventView {
+            status: e.status,
+            detail: e.detail,
+            at: e.at,
+        })
+        .collect()
+}
+
+fn whole(wallet: &Wallet, asset: &str, amount: &str) -> String {
+    let decimals = wallet.config().asset(asset).map_or(0, |a| a.decimals);
+    parse_amount(amount).map_or_else(
+        |_| amount.to_owned(),
+        |a| Amount(a).to_decimal_string(decimals),
+    )
+}
+
+#[derive(Serialize)]
+struct DepositView {
+    id: i64,
+    asset: String,
+    amount: String,
+    address: String,
+    sender: String,
+    tx_hash: String,
+    /// `log:N` (a token transfer) or `call:` and the call's trace address (ETH).
+    position: String,
+    block_height: i64,
+    confirmations: u64,
+    required_confirmations: u64,
+    /// `pending` (waiting for confirmations), `credited` or `orphaned` (its block left the
+    /// chain; it returns to `pending` if the transaction is mined again).
+    status: String,
+    created_at: i64,
+    updated_at: i64,
+    history: Vec<EventView>,
+}
+
+async fn deposit_view(wallet: &Wallet, d: DepositRecord) -> Result<DepositView, ApiError> {
+    let history = events(
+        wallet
+            .inner
+            .store
+            .wallet_events("deposit", d.id)
+            .await
+            .map_err(WalletError::from)?,
+    );
+    let required = wallet
+        .config()
+        .asset(&d.asset)
+        .map_or(0, |a| a.confirmations);
+    let confirmations = if d.status == "orphaned" {
+        0
+    } else {
+        (wallet.head() + 1).saturating_sub(u64::try_from(d.block_height).unwrap_or(u64::MAX))
+    };
+    Ok(DepositView {
+        id: d.id,
+        amount: whole(wallet, &d.asset, &d.amount),
+        asset: d.asset,
+        address: d.address,
+        sender: d.sender,
+        tx_hash: d.tx_hash,
+        position: d.position,
+        block_height: d.block_height,
+        confirmations,
+        required_confirmations: required,
+        status: d.status,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        history,
+    })
+}
+
+async fn deposits(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<DepositView>>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let list = wallet
+        .inner
+        .store
+        .deposits_of(user, HISTORY_LIMIT)
+        .await
+        .map_err(WalletError::from)?;
+    let mut views = Vec::with_capacity(list.len());
+    for d in list {
+        views.push(deposit_view(&wallet, d).await?);
+    }
+    Ok(Json(views))
+}
+
+#[derive(Serialize)]
+struct WithdrawalView {
+    id: i64,
+    asset: String,
+    address: String,
+    amount: String,
+    fee: String,
+    /// `requested`, `held`, `signed`, `broadcast`, `settled`, `cancelling`, `cancelled`,
+    /// `failing`, `failed` or `rejected`.
+    status: String,
+    tx_hash: Option<String>,
+    block_height: Option<i64>,
+    confirmations: Option<u64>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    history: Vec<EventView>,
+}
+
+async fn withdrawal_view(wallet: &Wallet, w: WithdrawalRecord) -> Result<WithdrawalView, ApiError> {
+    let history = events(
+        wallet
+            .inner
+            .store
+            .wallet_events("withdrawal", w.id)
+            .await
+            .map_err(WalletError::from)?,
+    );
+    let confirmations = w
+        .block_height
+        .map(|h| (wallet.head() + 1).saturating_sub(u64::try_from(h).unwrap_or(u64::MAX)));
+    Ok(WithdrawalView {
+        id: w.id,
+        amount: whole(wallet, &w.asset, &w.amount),
+        fee: whole(wallet, &w.asset, &w.fee),
+        asset: w.asset,
+        address: w.to_address,
+        status: w.status,
+        tx_hash: w.tx_hash,
+        block_height: w.block_height,
+        confirmations,
+        error: w.error,
+        created_at: w.created_at,
+        updated_at: w.updated_at,
+        history,
+    })
+}
+
+async fn withdrawals(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<WithdrawalView>>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let list = wallet
+        .inner
+        .store
+        .withdrawals_of(user, HISTORY_LIMIT)
+        .await
+        .map_err(WalletError::from)?;
+    let mut views = Vec::with_capacity(list.len());
+    for w in list {
+        views.push(withdrawal_view(&wallet, w).await?);
+    }
+    Ok(Json(views))
+}
+
+async fn one_withdrawal(
+    State(wallet): State<Wallet>,
+    Path(id): Path<i64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<WithdrawalView>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let record = wallet
+        .inner
+        .store
+        .withdrawal(id)
+        .await
+        .map_err(WalletError::from)?
+        .filter(|w| w.user_id == user)
+        .ok_or(WalletError::NotFound)?;
+    Ok(Json(withdrawal_view(&wallet, record).await?))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("idempotency-key") {
+        Some(value) => value
+            .to_str()
+            .map(str::to_owned)
+            .map_err(|_| ApiError::from(WalletError::InvalidIdempotencyKey)),
+        // No key: every request acts on its own.
+        None => {
+            let bytes = coss_identity::random_bytes::<16>().map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            })?;
+            Ok(format!("auto-{}", hex_of(*bytes)))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    asset: String,
+    address: String,
+    amount: String,
+    code: Option<String>,
+}
+
+async fn withdraw(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<(StatusCode, Json<WithdrawalView>), ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let input: WithdrawBody = body(&headers, &bytes)?;
+    let record = wallet
+        .request_withdrawal(&WithdrawalRequest {
+            user_id: user,
+            asset: input.asset,
+            address: input.address,
+            amount: input.amount,
+            code: input.code,
+            idempotency_key: idempotency_key(&headers)?,
+            now: coss_identity::now_ms(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(withdrawal_view(&wallet, record).await?),
+    ))
+}
+
+async fn cancel(
+    State(wallet): State<Wallet>,
+    Path(id): Path<i64>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<WithdrawalView>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let record = wallet.cancel_withdrawal(user, id).await?;
+    Ok(Json(withdrawal_view(&wallet, record).await?))
+}
+
+#[derive(Serialize)]
+struct TransferView {
+    id: i64,
+    /// `sent` or `received`, from the caller's side.
+    direction: &'static str,
+    asset: String,
+    amount: String,
+    status: String,
+    created_at: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to_email: String,
+    asset: String,
+    amount: String,
+    code: Option<String>,
+}
+
+async fn transfer(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<(StatusCode, Json<TransferView>), ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let input: TransferBody = body(&headers, &bytes)?;
+    let record = wallet
+        .transfer(&TransferRequest {
+            user_id: user,
+            to_email: input.to_email,
+            asset: input.asset,
+            amount: input.amount,
+            code: input.code,
+            idempotency_key: idempotency_key(&headers)?,
+            now: coss_identity::now_ms(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TransferView {
+            id: record.id,
+            direction: "sent",
+            amount: whole(&wallet, &record.asset, &record.amount),
+            asset: record.asset,
+            status: record.status,
+            created_at: record.created_at,
+        }),
+    ))
+}
+
+async fn transfers(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<TransferView>>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let list = wallet
+        .inner
+        .store
+        .transfers_of(user, HISTORY_LIMIT)
+        .await
+        .map_err(WalletError::from)?;
+    Ok(Json(
+        list.into_iter()
+            .map(|t| TransferView {
+                id: t.id,
+                direction: if t.from_user == user {
+                    "sent"
+                } else {
+                    "received"
+                },
+                amount: whole(&wallet, &t.asset, &t.amount),
+                asset: t.asset,
+                status: t.status,
+                created_at: t.created_at,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize)]
+struct AllowListView {
+    /// Withdrawals go only to these addresses.
+    allow_list_only: bool,
+    addresses: Vec<AllowedView>,
+}
+
+#[derive(Serialize)]
+struct AllowedView {
+    address: String,
+    label: String,
+    created_at: i64,
+}
+
+async fn allow_list_view(wallet: &Wallet, user: i64) -> Result<AllowListView, ApiError> {
+    let store = &wallet.inner.store;
+    let only = store
+        .allow_list_only(user)
+        .await
+        .map_err(WalletError::from)?;
+    let addresses = store
+        .withdrawal_addresses(user, wallet.chain_key())
+        .await
+        .map_err(WalletError::from)?;
+    Ok(AllowListView {
+        allow_list_only: only,
+        addresses: addresses
+            .into_iter()
+            .map(|a| AllowedView {
+                address: a.address,
+                label: a.label,
+                created_at: a.created_at,
+            })
+            .collect(),
+    })
+}
+
+async fn allow_list(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<AllowListView>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    Ok(Json(allow_list_view(&wallet, user).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowBody {
+    address: String,
+    #[serde(default)]
+    label: String,
+    code: Option<String>,
+}
+
+async fn allow_address(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<(StatusCode, Json<AllowListView>), ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let input: AllowBody = body(&headers, &bytes)?;
+    let address = crate::withdraw::parse_address(&input.address)?;
+    if input.label.chars().count() > 64 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_label",
+            "labels are at most 64 characters",
+        ));
+    }
+    let now = coss_identity::now_ms();
+    wallet
+        .accounts()
+        .require_second_factor(user, input.code.as_deref(), now)
+        .await?;
+    wallet
+        .inner
+        .store
+        .allow_withdrawal_address(
+            user,
+            wallet.chain_key(),
+            &hex_of(address),
+            &input.label,
+            now,
+        )
+        .await
+        .map_err(WalletError::from)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(allow_list_view(&wallet, user).await?),
+    ))
+}
+
+async fn disallow_address(
+    State(wallet): State<Wallet>,
+    Path(address): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<AllowListView>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let address = crate::withdraw::parse_address(&address)?;
+    let removed = wallet
+        .inner
+        .store
+        .remove_withdrawal_address(user, wallet.chain_key(), &hex_of(address))
+        .await
+        .map_err(WalletError::from)?;
+    if !removed {
+        return Err(WalletError::NotFound.into());
+    }
+    Ok(Json(allow_list_view(&wallet, user).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    allow_list_only: bool,
+    code: Option<String>,
+}
+
+async fn allow_list_mode(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+    bytes: Body,
+) -> Result<Json<AllowListView>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let input: ModeBody = body(&headers, &bytes)?;
+    let now = coss_identity::now_ms();
+    // Turning the protection off is the sensitive direction; both need the second factor.
+    wallet
+        .accounts()
+        .require_second_factor(user, input.code.as_deref(), now)
+        .await?;
+    wallet
+        .inner
+        .store
+        .set_allow_list_only(user, input.allow_list_only, now)
+        .await
+        .map_err(WalletError::from)?;
+    Ok(Json(allow_list_view(&wallet, user).await?))
+}

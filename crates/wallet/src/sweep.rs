@@ -1,0 +1,269 @@
+//! Sweeps: moving credited deposits from users' deposit addresses into the hot wallet, and
+//! the hot wallet's excess into the cold wallet. User balances do not change (the exchange
+//! core already holds them); only where the platform keeps the coins does.
+//!
+//! A deposit address holding tokens first needs gas: the hot wallet tops it up with exactly
+//! the estimated cost, then the address sends each token's whole balance to the hot wallet
+//! (legacy transactions at the current gas price, so the cost is known to the wei), and last
+//! its ETH less one transfer's cost. An address whose remaining ETH is worth less than the
+//! transfer is marked swept. Balances are read at the pending block, so a sweep in flight is
+//! not sent twice. The hot wallet keeps `hot_keep` of an asset once it holds more than
+//! `hot_max`; the rest goes to the cold wallet, whose key never touches the server — the
+//! platform's fee revenue included, since the hot wallet only keeps a float. The watcher
+//! ignores transfers sent by the hot wallet, so top-ups are never taken for deposits.
+
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
+use alloy::eips::BlockId;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::TxSignerSync;
+use alloy::primitives::{Address, Bytes, TxKind, U256};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+
+use crate::chain::timed;
+use crate::withdraw::IERC20;
+use crate::{Wallet, WalletError, hd, rpc_error};
+
+/// Gas of a plain ETH transfer.
+const ETH_TRANSFER_GAS: u64 = 21_000;
+/// Deposit addresses looked at per pass.
+const SWEEP_BATCH: i64 = 100;
+
+/// What one [`Wallet::sweep`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Transfers from deposit addresses to the hot wallet.
+    pub swept: u64,
+    /// Gas top-ups sent to deposit addresses.
+    pub topped_up: u64,
+    /// Addresses found empty and marked swept.
+    pub finished: u64,
+    /// Transfers from the hot wallet to the cold wallet.
+    pub to_cold: u64,
+}
+
+impl Wallet {
+    /// One sweep pass (see the module documentation).
+    pub async fn sweep(&self) -> Result<SweepReport, WalletError> {
+        let inner = &self.inner;
+        let _guard = inner.signing.lock().await;
+        let mut report = SweepReport::default();
+        let chain = self.chain_key();
+        let gas_price = timed(inner.provider.get_gas_price())
+            .await?
+            .map_err(rpc_error)?;
+        for (address, user) in inner.store.unswept_addresses(chain, SWEEP_BATCH).await? {
+            let signer = hd::deposit_signer(&inner.seed, user)?;
+            if crate::hex_of(signer.address()) != address {
+                return Err(WalletError::Keys(
+                    "a deposit address does not match its key",
+                ));
+            }
+            match self.sweep_address(&signer, gas_price, &mut report).await {
+                Ok(true) => {
+                    inner
+                        .store
+                        .mark_swept(chain, &address, coss_identity::now_ms())
+                        .await?;
+                    report.finished += 1;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, %address, "sweep deferred"),
+            }
+        }
+        self.move_to_cold(&mut report).await?;
+        Ok(report)
+    }
+
+    /// Sends what can be sent from one deposit address; true when nothing is left to sweep.
+    async fn sweep_address(
+        &self,
+        signer: &PrivateKeySigner,
+        gas_price: u128,
+        report: &mut SweepReport,
+    ) -> Result<bool, WalletError> {
+        let inner = &self.inner;
+        let provider = &inner.provider;
+        let from = signer.address();
+        let hot = inner.hot.address();
+        let mut tokens = Vec::new();
+        for token in inner.config.assets.iter().filter_map(|a| a.token) {
+            let balance = timed(
+                IERC20::new(token, provider)
+                    .balanceOf(from)
+                    .call()
+                    .block(BlockId::pending()),
+            )
+            .await?
+            .map_err(rpc_error)?;
+            if !balance.is_zero() {
+                tokens.push((token, balance));
+            }
+        }
+        let eth = timed(provider.get_balance(from).block_id(BlockId::pending()))
+            .await?
+            .map_err(rpc_error)?;
+        let mut nonce = timed(provider.get_transaction_count(from).pending())
+            .await?
+            .map_err(rpc_error)?;
+        if !tokens.is_empty() {
+            let mut calls = Vec::new();
+            let mut gas_total = 0u64;
+            for (token, balance) in tokens {
+                let input = Bytes::from(
+                    IERC20::transferCall {
+                        to: hot,
+                        amount: balance,
+                    }
+                    .abi_encode(),
+                );
+                let gas = timed(
+                    provider.estimate_gas(
+                        TransactionRequest::default()
+                            .from(from)
+                            .to(token)
+                            .input(input.clone().into()),
+                    ),
+                )
+                .await?
+                .map_err(rpc_error)?;
+                let gas = gas + gas / 5;
+                gas_total += gas;
+                calls.push((token, input, gas));
+            }
+            let need = U256::from(gas_total) * U256::from(gas_price);
+            if eth < need {
+                self.send_from_hot(from, need - eth, Bytes::new()).await?;
+                report.topped_up += 1;
+                return Ok(false);
+            }
+            for (token, input, gas) in calls {
+                let tx = TxLegacy {
+                    chain_id: Some(inner.config.chain_id),
+                    nonce,
+                    gas_price,
+                    gas_limit: gas,
+                    to: TxKind::Call(token),
+                    value: U256::ZERO,
+                    input,
+                };
+                self.send_legacy(signer, tx).await?;
+                nonce += 1;
+                report.swept += 1;
+            }
+            return Ok(false);
+        }
+        let cost = U256::from(ETH_TRANSFER_GAS) * U256::from(gas_price);
+        if eth <= cost {
+            return Ok(true);
+        }
+        let tx = TxLegacy {
+            chain_id: Some(inner.config.chain_id),
+            nonce,
+            gas_price,
+            gas_limit: ETH_TRANSFER_GAS,
+            to: TxKind::Call(hot),
+            value: eth - cost,
+            input: Bytes::new(),
+        };
+        self.send_legacy(signer, tx).await?;
+        report.swept += 1;
+        Ok(false)
+    }
+
+    async fn send_legacy(
+        &self,
+        signer: &PrivateKeySigner,
+        mut tx: TxLegacy,
+    ) -> Result<(), WalletError> {
+        let signature = signer
+            .sign_transaction_sync(&mut tx)
+            .map_err(|_| WalletError::Keys("cannot sign"))?;
+        let envelope: TxEnvelope = tx.into_signed(signature).into();
+        let _pending = timed(
+            self.inner
+                .provider
+                .send_raw_transaction(&envelope.encoded_2718()),
+        )
+        .await?
+        .map_err(rpc_error)?;
+        Ok(())
+    }
+
+    /// Sends from the hot wallet with its next nonce (top-ups and moves to cold). Nothing is
+    /// recorded: the node's pending count carries the nonce, and a lost send is simply made
+    /// again on the next pass.
+    async fn send_from_hot(
+        &self,
+        to: Address,
+        value: U256,
+        input: Bytes,
+    ) -> Result<(), WalletError> {
+        let inner = &self.inner;
+        let fees = timed(inner.provider.estimate_eip1559_fees())
+            .await?
+            .map_err(rpc_error)?;
+        let gas = timed(
+            inner.provider.estimate_gas(
+                TransactionRequest::default()
+                    .from(inner.hot.address())
+                    .to(to)
+                    .value(value)
+                    .input(input.clone().into()),
+            ),
+        )
+        .await?
+        .map_err(rpc_error)?;
+        let nonce = self.next_nonce().await?;
+        let tx = TxEip1559 {
+            chain_id: inner.config.chain_id,
+            nonce,
+            gas_limit: gas + gas / 5,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            to: TxKind::Call(to),
+            value,
+            access_list: Default::default(),
+            input,
+        };
+        let signed = self.sign(tx)?;
+        let _pending = timed(inner.provider.send_raw_transaction(&signed.raw))
+            .await?
+            .map_err(rpc_error)?;
+        Ok(())
+    }
+
+    /// Moves each asset's hot balance above `hot_max` down to `hot_keep`, into the cold wallet.
+    async fn move_to_cold(&self, report: &mut SweepReport) -> Result<(), WalletError> {
+        let inner = &self.inner;
+        let Some(cold) = inner.config.cold_address else {
+            return Ok(());
+        };
+        for asset in &inner.config.assets {
+            let Some(max) = asset.hot_max else { continue };
+            let balance = self.hot_balance(asset).await?;
+            if balance <= U256::from(max) {
+                continue;
+            }
+            let excess = balance - U256::from(asset.hot_keep);
+            match asset.token {
+                None => self.send_from_hot(cold, excess, Bytes::new()).await?,
+                Some(token) => {
+                    let input = Bytes::from(
+                        IERC20::transferCall {
+                            to: cold,
+                            amount: excess,
+                        }
+                        .abi_encode(),
+                    );
+                    self.send_from_hot(token, U256::ZERO, input).await?;
+                }
+            }
+            tracing::info!(asset = %asset.symbol, amount = %excess, %cold, "hot wallet excess moved to cold");
+            report.to_cold += 1;
+        }
+        Ok(())
+    }
+}

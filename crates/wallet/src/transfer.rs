@@ -1,0 +1,115 @@
+//! Internal transfers: one COSS user pays another by email, settled at once in the exchange
+//! core (`Transfer`), with no chain transaction and no fee. The sender confirms with the
+//! second factor, as for a withdrawal; a retry with the same idempotency key returns the
+//! first transfer.
+
+use coss_core::{Command, RejectReason};
+use coss_store::TransferRecord;
+use coss_types::Amount;
+
+use crate::withdraw::{check_key, parse_positive};
+use crate::{Wallet, WalletError, account_of, transfer_request};
+
+/// A user's transfer to another user.
+#[derive(Debug, Clone)]
+pub struct TransferRequest {
+    /// The sender.
+    pub user_id: i64,
+    /// The recipient's email.
+    pub to_email: String,
+    /// The asset's symbol.
+    pub asset: String,
+    /// Whole units (`"12.5"`).
+    pub amount: String,
+    /// The current TOTP code (or a recovery code).
+    pub code: Option<String>,
+    /// The caller's idempotency key.
+    pub idempotency_key: String,
+    /// When it was made (Unix ms): the second factor is checked at it.
+    pub now: i64,
+}
+
+impl Wallet {
+    /// Moves funds to another user at once, without fee.
+    pub async fn transfer(&self, request: &TransferRequest) -> Result<TransferRecord, WalletError> {
+        let inner = &self.inner;
+        let store = &inner.store;
+        check_key(&request.idempotency_key)?;
+        if let Some(existing) = store
+            .transfer_by_key(request.user_id, &request.idempotency_key)
+            .await?
+        {
+            // A crash may have come between the record and the core: finish it.
+            if existing.status == "requested" {
+                return self.settle_transfer(existing).await;
+            }
+            return Ok(existing);
+        }
+        let asset = inner
+            .config
+            .asset(&request.asset)
+            .ok_or_else(|| WalletError::UnknownAsset(request.asset.clone()))?;
+        let amount = parse_positive(&request.amount, asset)?;
+        let email = coss_identity::normalise_email(&request.to_email)
+            .map_err(|_| WalletError::UnknownRecipient)?;
+        let recipient = store
+            .user_by_email(&email)
+            .await?
+            .filter(|u| u.email_verified_at.is_some())
+            .ok_or(WalletError::UnknownRecipient)?;
+        if recipient.id == request.user_id {
+            return Err(WalletError::SameAccount);
+        }
+        let now = request.now;
+        inner
+            .accounts
+            .require_second_factor(request.user_id, request.code.as_deref(), now)
+            .await?;
+        let (record, created) = store
+            .create_transfer(
+                request.user_id,
+                recipient.id,
+                &asset.symbol,
+                &amount.to_string(),
+                &request.idempotency_key,
+                now,
+            )
+            .await?;
+        if !created {
+            return Ok(record);
+        }
+        self.settle_transfer(record).await
+    }
+
+    async fn settle_transfer(&self, record: TransferRecord) -> Result<TransferRecord, WalletError> {
+        let inner = &self.inner;
+        let asset = inner
+            .config
+            .asset(&record.asset)
+            .ok_or_else(|| WalletError::UnknownAsset(record.asset.clone()))?;
+        let outcome = inner
+            .engine
+            .submit_async(Command::Transfer {
+                request: transfer_request(record.id),
+                from: account_of(record.from_user)?,
+                to: account_of(record.to_user)?,
+                asset: asset.asset,
+                amount: Amount(crate::parse_amount(&record.amount)?),
+            })
+            .await?
+            .outcome;
+        let status = match outcome {
+            Ok(()) | Err(RejectReason::DuplicateRequest) => "settled",
+            Err(_) => "rejected",
+        };
+        inner.store.set_transfer_status(record.id, status).await?;
+        match outcome {
+            Ok(()) | Err(RejectReason::DuplicateRequest) => Ok(TransferRecord {
+                status: status.into(),
+                ..record
+            }),
+            Err(RejectReason::InsufficientBalance) => Err(WalletError::InsufficientBalance),
+            Err(other) => Err(WalletError::Rejected(other)),
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! The deposit watcher. It records the canonical chain block by block from where it stopped,
+//! checking that each new block's parent is the block it recorded below it, and that its own
+//! tip is still the node's block at that height; on a mismatch it unwinds its tip (deposits
+//! in unwound blocks turn `orphaned`) until the chains agree again. It keeps the last
+//! `reorg_bound` blocks: a reorg that reaches below them, or removes a credited deposit,
+//! halts crediting with an error-level alert until an operator looks. In each block it finds
+//! ETH sent to a deposit address — every value-carrying call frame that did not revert when
+//! the node offers `trace_block` (so ETH forwarded by contracts counts), else the
+//! transactions' own values — and the `Transfer` logs of listed tokens to a deposit address,
+//! ignoring what the hot wallet itself sends (gas top-ups). Addresses are matched in memory
+//! (a hash map: a million addresses cost one lookup per transfer, never a filter on the node).
+//! A deposit is credited in the exchange core once its block has the asset's confirmations,
+//! with the reference `eth:{chain}:{tx}:{position}`, which the core refuses twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use alloy::consensus::Transaction as _;
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::network::TransactionResponse as _;
+use alloy::primitives::{Address, B256, U256, b256};
+use alloy::providers::Provider;
+use alloy::rpc::types::Block;
+use coss_core::{Command, RejectReason};
+use coss_store::{BlockRef, NewDeposit, Store};
+use coss_types::Amount;
+use serde::Deserialize;
+
+use crate::chain::timed;
+use crate::{Wallet, WalletError, account_of, deposit_reference, hex_of, parse_amount, rpc_error};
+
+/// `keccak256("Transfer(address,address,uint256)")`.
+pub const TRANSFER_TOPIC: B256 =
+    b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
+
+/// The watched deposit addresses and their users, in memory.
+#[derive(Debug, Default)]
+pub struct AddressBook {
+    map: RwLock<HashMap<Address, i64>>,
+    /// Creation time of the newest address loaded from the database.
+    loaded_until: AtomicI64,
+}
+
+/// How far back a refresh re-reads, so an address committed late by another process (its
+/// creation time earlier than one already loaded) is still picked up.
+const REFRESH_OVERLAP_MS: i64 = 60_000;
+
+impl AddressBook {
+    /// Watches an address.
+    pub fn insert(&self, address: Address, user_id: i64) {
+        if let Ok(mut map) = self.map.write() {
+            map.insert(address, user_id);
+        }
+    }
+
+    /// The user an address belongs to.
+    #[must_use]
+    pub fn user(&self, address: &Address) -> Option<i64> {
+        self.map.read().ok().and_then(|m| m.get(address).copied())
+    }
+
+    /// How many addresses are watched.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
+
+    /// Whether none is.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Watches many addresses at once (start-up, benchmarks).
+    pub fn extend(&self, entries: impl IntoIterator<Item = (Address, i64)>) {
+        if let Ok(mut map) = self.map.write() {
+            map.extend(entries);
+        }
+    }
+
+    /// Loads addresses made since the last refresh (by this or another process).
+    pub async fn refresh(&self, store: &Store, chain_id: i64) -> Result<(), WalletError> {
+        let since = self
+            .loaded_until
+            .load(Ordering::Relaxed)
+            .saturating_sub(REFRESH_OVERLAP_MS);
+        let rows = store.deposit_addresses_since(chain_id, since).await?;
+        let mut newest = self.loaded_until.load(Ordering::Relaxed);
+        let mut entries = Vec::with_capacity(rows.len());
+        for (address, user, created) in rows {
+            if let Ok(address) = address.parse::<Address>() {
+                entries.push((address, user));
+            }
+            newest = newest.max(created);
+        }
+        self.extend(entries);
+        self.loaded_until.store(newest, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// What one [`Wallet::sync`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The node's head.
+    pub head: u64,
+    /// Blocks scanned and recorded.
+    pub scanned: u64,
+    /// Blocks unwound by reorgs.
+    pub unwound: u64,
+    /// Deposits found.
+    pub found: u64,
+    /// Deposits credited.
+    pub credited: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceFrame {
+    action: TraceAction,
+    #[serde(default)]
+    block_hash: Option<B256>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    trace_address: Vec<u64>,
+    #[serde(default)]
+    transaction_hash: Option<B256>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TraceAction {
+    #[serde(default)]
+    from: Option<Address>,
+    #[serde(default)]
+    to: Option<Address>,
+    #[serde(default)]
+    value: Option<U256>,
+    #[serde(default)]
+    call_type: Option<String>,
+    // selfdestruct
+    #[serde(default)]
+    address: Option<Address>,
+    #[serde(default)]
+    refund_address: Option<Address>,
+    #[serde(default)]
+    balance: Option<U256>,
+}
+
+impl Wallet {
+    /// Follows the chain from the last recorded block to the node's head, then credits every
+    /// deposit that has its confirmations.
+    pub async fn sync(&self) -> Result<SyncReport, WalletError> {
+        let inner = &self.inner;
+        let chain = self.chain_key();
+        let mut report = SyncReport::default();
+        if self.halted().is_some() {
+            return Ok(report);
+        }
+        inner.book.refresh(&inner.store, chain).await?;
+        let head = timed(inner.provider.get_block_number())
+            .await?
+            .map_err(rpc_error)?;
+        report.head = head;
+        inner.head.store(head, Ordering::Relaxed);
+        // Is the recorded tip still canonical? (A reorg at the same height or a shorter
+        // chain shows here, before any new block does.)
+        while let Some((height, hash)) = inner.store.chain_tip(chain).await? {
+            let at = u64::try_from(height).unwrap_or_default();
+            let canonical = if at <= head {
+                self.block_hash(at).await?
+            } else {
+                None
+            };
+            if canonical.is_some_and(|h| hex_of(h) == hash) {
+                break;
+            }
+            if !self.unwind(height, &mut report).await? {
+                return Ok(report);
+            }
+        }
+        loop {
+            let tip = inner.store.chain_tip(chain).await?;
+            let next = match &tip {
+                Some((height, _)) => u64::try_from(*height).unwrap_or_default() + 1,
+                None => inner.config.start_block.unwrap_or(head),
+            };
+            if next > head {
+                break;
+            }
+            let block = timed(
+                inner
+                    .provider
+                    .get_block_by_number(BlockNumberOrTag::Number(next))
+                    .full(),
+            )
+            .await?
+            .map_err(rpc_error)?
+            .ok_or_else(|| WalletError::Chain(format!("block {next} is missing")))?;
+            if let Some((height, hash)) = &tip
+                && hex_of(block.header.parent_hash) != *hash
+            {
+                if !self.unwind(*height, &mut report).await? {
+                    return Ok(report);
+                }
+                continue;
+            }
+            let deposits = self.scan(&block).await?;
+            report.found += deposits.len() as u64;
+            inner
+                .store
+                .record_block(
+                    chain,
+                    &BlockRef {
+                        height: i64::try_from(next).unwrap_or(i64::MAX),
+                        hash: hex_of(block.header.hash),
+                        parent_hash: hex_of(block.header.parent_hash),
+                    },
+                    &deposits,
+                    i64::try_from(inner.config.reorg_bound).unwrap_or(i64::MAX),
+                    coss_identity::now_ms(),
+                )
+                .await?;
+            report.scanned += 1;
+        }
+        report.credited = self.credit(head).await?;
+        Ok(report)
+    }
+
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, WalletError> {
+        let block = timed(
+            self.inner
+                .provider
+                .get_block_by_number(BlockNumberOrTag::Number(number)),
+        )
+        .await?
+        .map_err(rpc_error)?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
+    /// Unwinds the recorded block at `height`; false if crediting had to halt.
+    async fn unwind(&self, height: i64, report: &mut SyncReport) -> Result<bool, WalletError> {
+        let inner = &self.inner;
+        let chain = self.chain_key();
+        let now = coss_identity::now_ms();
+        let credited = inner.store.unwind_block(chain, height, now).await?;
+        report.unwound += 1;
+        tracing::warn!(chain, height, "reorg: unwound a block");
+        let reason = if !credited.is_empty() {
+            Some(format!(
+                "a reorg at height {height} removed {} credited deposit(s) (first: {} {}); \
+                 confirmations are too few for this chain",
+                credited.len(),
+                credited[0].tx_hash,
+                credited[0].position
+            ))
+        } else if inner.store.chain_blocks_kept(chain).await? == 0 {
+            Some(format!(
+                "a reorg reached below the {} recorded blocks (at height {height})",
+                inner.config.reorg_bound
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                tracing::error!(chain, %reason, "ALERT: deposit crediting halted");
+                inner
+                    .store
+                    .set_chain_halt(chain, Some(&reason), now)
+                    .await?;
+                if let Ok(mut halted) = inner.halted.write() {
+                    *halted = Some(reason);
+                }
+                Ok(false)
+            }
+            None => Ok(true),
+        }
+    }
+
+    /// Lets crediting resume after an operator has looked at a halt.
+    pub async fn clear_halt(&self) -> Result<(), WalletError> {
+        self.inner
+            .store
+            .set_chain_halt(self.chain_key(), None, coss_identity::now_ms())
+            .await?;
+        if let Ok(mut halted) = self.inner.halted.write() {
+            *halted = None;
+        }
+        Ok(())
+    }
+
+    /// The deposits in one block.
+    async fn scan(&self, block: &Block) -> Result<Vec<NewDeposit>, WalletError> {
+        let inner = &self.inner;
+        if block.transactions.is_empty() || inner.book.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hot = inner.hot.address();
+        let receipts = timed(
+            inner
+                .provider
+                .get_block_receipts(BlockId::hash(block.header.hash)),
+        )
+        .await?
+        .map_err(rpc_error)?
+        .ok_or_else(|| WalletError::Chain("block receipts are missing".into()))?;
+        let succeeded: HashSet<B256> = receipts
+            .iter()
+            .filter(|r| r.status())
+            .map(|r| r.transaction_hash)
+            .collect();
+        let mut found = Vec::new();
+        let mut native = |tx: B256, position: String, from: Address, to: Address, value: U256| {
+            if value.is_zero() || from == hot || !succeeded.contains(&tx) {
+                return;
+            }
+            let (Some(user), Some(asset)) = (inner.book.user(&to), inner.config.native()) else {
+                return;
+            };
+            found.push(NewDeposit {
+                tx_hash: hex_of(tx),
+                position,
+                user_id: user,
+                asset: asset.symbol.clone(),
+                amount: value.to_string(),
+                address: hex_of(to),
+                sender: hex_of(from),
+            });
+        };
+        if inner.traces {
+            for frame in self.traces(block).await? {
+                let (Some(tx), None) = (frame.transaction_hash, &frame.error) else {
+                    continue;
+                };
+                let position = format!(
+                    "call:{}",
+                    frame
+                        .trace_address
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(".")
+                );
+                let a = &frame.action;
+                match (frame.kind.as_str(), a.call_type.as_deref()) {
+                    ("call", Some("call")) => {
+                        if let (Some(from), Some(to), Some(value)) = (a.from, a.to, a.value) {
+                            native(tx, position, from, to, value);
+                        }
+                    }
+                    ("suicide" | "selfdestruct", _) => {
+                        if let (Some(from), Some(to), Some(value)) =
+                            (a.address, a.refund_address, a.balance)
+                        {
+                            native(tx, position, from, to, value);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            for tx in block.transactions.txns() {
+                if let Some(to) = tx.to() {
+                    native(tx.tx_hash(), "call:".into(), tx.from(), to, tx.value());
+                }
+            }
+        }
+        for receipt in &receipts {
+            if !receipt.status() {
+                continue;
+            }
+            for (i, log) in receipt.inner.logs().iter().enumerate() {
+                let Some(&index) = inner.tokens.get(&log.address()) else {
+                    continue;
+                };
+                let topics = log.topics();
+                let data = &log.data().data;
+                if topics.len() != 3 || topics[0] != TRANSFER_TOPIC || data.len() != 32 {
+                    continue;
+                }
+                let from = Address::from_word(topics[1]);
+                let to = Address::from_word(topics[2]);
+                let value = U256::from_be_slice(data);
+                let Some(user) = inner.book.user(&to) else {
+                    continue;
+                };
+                if value.is_zero() || from == hot {
+                    continue;
+                }
+                found.push(NewDeposit {
+                    tx_hash: hex_of(receipt.transaction_hash),
+                    position: format!("log:{i}"),
+                    user_id: user,
+                    asset: inner.config.assets[index].symbol.clone(),
+                    amount: value.to_string(),
+                    address: hex_of(to),
+                    sender: hex_of(from),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// The block's call frames that did not revert (nor sit under a reverted frame).
+    async fn traces(&self, block: &Block) -> Result<Vec<TraceFrame>, WalletError> {
+        let number = format!("0x{:x}", block.header.number);
+        let frames: Vec<TraceFrame> = timed(
+            self.inner
+                .provider
+                .raw_request("trace_block".into(), (number,)),
+        )
+        .await?
+        .map_err(rpc_error)?;
+        if frames
+            .iter()
+            .any(|f| f.block_hash.is_some_and(|h| h != block.header.hash))
+        {
+            return Err(WalletError::Chain(
+                "the block changed while it was traced".into(),
+            ));
+        }
+        let failed: HashSet<(B256, Vec<u64>)> = frames
+            .iter()
+            .filter(|f| f.error.is_some())
+            .filter_map(|f| Some((f.transaction_hash?, f.trace_address.clone())))
+            .collect();
+        Ok(frames
+            .into_iter()
+            .filter(|f| {
+                let Some(tx) = f.transaction_hash else {
+                    return false;
+                };
+                !(0..=f.trace_address.len())
+                    .any(|n| failed.contains(&(tx, f.trace_address[..n].to_vec())))
+            })
+            .collect())
+    }
+
+    /// Credits every pending deposit that has its asset's confirmations at `head`.
+    async fn credit(&self, head: u64) -> Result<u64, WalletError> {
+        let inner = &self.inner;
+        let chain = self.chain_key();
+        let mut credited = 0;
+        for deposit in inner.store.deposits_in(chain, "pending").await? {
+            let Some(asset) = inner.config.asset(&deposit.asset) else {
+                continue;
+            };
+            let height = u64::try_from(deposit.block_height).unwrap_or(u64::MAX);
+            if head.saturating_add(1).saturating_sub(height) < asset.confirmations {
+                continue;
+            }
+            let reference = deposit_reference(chain, &deposit.tx_hash, &deposit.position);
+            let receipt = inner
+                .engine
+                .submit_async(Command::Deposit {
+                    account: account_of(deposit.user_id)?,
+                    asset: asset.asset,
+                    amount: Amount(parse_amount(&deposit.amount)?),
+                    reference: reference.clone(),
+                })
+                .await?;
+            match receipt.outcome {
+                // Credited before a crash kept the record from saying so: the core's
+                // reference check makes the retry harmless.
+                Ok(()) | Err(RejectReason::DuplicateReference) => {}
+                Err(reason) => {
+                    tracing::error!(%reason, %reference, "the exchange core refused a deposit");
+                    continue;
+                }
+            }
+            if inner
+                .store
+                .mark_deposit_credited(deposit.id, &reference, coss_identity::now_ms())
+                .await?
+            {
+                credited += 1;
+                tracing::info!(
+                    user = deposit.user_id,
+                    asset = %deposit.asset,
+                    amount = %deposit.amount,
+                    tx = %deposit.tx_hash,
+                    "deposit credited"
+                );
+            }
+        }
+        Ok(credited)
+    }
+}

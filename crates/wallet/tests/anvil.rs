@@ -1,0 +1,771 @@
+//! The wallets against a real Ethereum node (anvil), a real SQLite database and the real
+//! engine: deposits credited after their confirmations and not before, over IPC and
+//! WebSocket; a reorg that orphans an unconfirmed deposit; a reorg deeper than the bound
+//! halting crediting; withdrawals that go out and settle, a crash between signing and
+//! broadcast that sends nothing twice, a stuck withdrawal replaced with a higher fee; bad
+//! requests that move nothing; internal transfers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use alloy::network::TransactionBuilder;
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, U256};
+use alloy::providers::{DynProvider, Provider};
+use alloy::rpc::types::TransactionRequest;
+use coss_contracts::{Chain, TestUsd};
+use coss_core::Command;
+use coss_engine::{Engine, EngineConfig, EngineHandle};
+use coss_identity::{Accounts, Authenticated, Vault, totp_code};
+use coss_store::{SessionKind, Store};
+use coss_types::Amount;
+use coss_wallet::{
+    ChainConfig, DEV_ETH, DEV_TUSD, TransferRequest, Wallet, WalletError, WithdrawalRequest,
+};
+
+const PASSWORD: &str = "correct horse battery";
+const ETH: u128 = 1_000_000_000_000_000_000;
+const USD: u128 = 1_000_000;
+/// The second factor is checked at synthetic times, one TOTP step apart, so every code is new.
+const T0: i64 = 1_700_000_000_000;
+const STEP: i64 = 30_000;
+
+struct World {
+    wallet: Wallet,
+    accounts: Accounts,
+    _engine: Engine,
+    handle: EngineHandle,
+    funder: Chain,
+    usd: Address,
+    config: ChainConfig,
+    _anvil: AnvilInstance,
+    _dir: tempfile::TempDir,
+}
+
+enum Transport {
+    Http,
+    Ws,
+    Ipc,
+}
+
+fn anvil(dir: &Path, transport: &Transport) -> AnvilInstance {
+    let mut builder = Anvil::at(coss_contracts::anvil_binary().unwrap()).keep_stdout();
+    if matches!(transport, Transport::Ipc) {
+        builder = builder.arg("--ipc").arg(dir.join("anvil.ipc"));
+    }
+    let mut anvil = builder.try_spawn().unwrap();
+    if let Some(mut stdout) = anvil.child_mut().stdout.take() {
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    }
+    anvil
+}
+
+async fn deploy_token(funder: &Chain) -> Address {
+    let pending = TestUsd::deploy_builder(&funder.provider)
+        .from(funder.sender)
+        .send()
+        .await
+        .unwrap();
+    coss_contracts::receipt(pending)
+        .await
+        .unwrap()
+        .contract_address
+        .unwrap()
+}
+
+async fn world(transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = anvil(dir.path(), &transport);
+    let funder = coss_contracts::connect(&anvil.endpoint(), None)
+        .await
+        .unwrap();
+    let usd = deploy_token(&funder).await;
+    let coss = deploy_token(&funder).await;
+    let url = match transport {
+        Transport::Http => anvil.endpoint(),
+        Transport::Ws => anvil.ws_endpoint(),
+        Transport::Ipc => {
+            let path = dir.path().join("anvil.ipc");
+            for _ in 0..100 {
+                if path.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            path.display().to_string()
+        }
+    };
+    let mut config = ChainConfig::development(anvil.chain_id(), &url, coss, usd);
+    config.start_block = Some(0);
+    tweak(&mut config);
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let accounts = Accounts::new(store, Vault::random().unwrap()).unwrap();
+    let (engine, _) = Engine::start(EngineConfig::new(dir.path().join("engine"))).unwrap();
+    let handle = engine.handle();
+    let wallet = Wallet::open(config.clone(), accounts.clone(), handle.clone())
+        .await
+        .unwrap();
+    World {
+        wallet,
+        accounts,
+        _engine: engine,
+        handle,
+        funder,
+        usd,
+        config,
+        _anvil: anvil,
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// A verified user; with `totp`, second factor enabled and its seed returned.
+    async fn user(&self, email: &str, totp: bool) -> (i64, Option<String>) {
+        let a = &self.accounts;
+        let id = a.signup(email, PASSWORD, T0).await.unwrap();
+        let mail = a.store().due_mail(i64::MAX, 1000).await.unwrap();
+        let payload = &mail
+            .iter()
+            .rev()
+            .find(|m| m.mail.recipient == email)
+            .unwrap()
+            .mail
+            .payload;
+        let token: serde_json::Value = serde_json::from_str(payload).unwrap();
+        a.verify_email(token["token"].as_str().unwrap(), T0)
+            .await
+            .unwrap();
+        if !totp {
+            return (id, None);
+        }
+        let who = Authenticated {
+            user_id: id,
+            session_id: 0,
+            kind: SessionKind::App,
+        };
+        let enrolment = a.begin_totp_enrolment(&who, T0).await.unwrap();
+        let seed = enrolment.secret.expose().to_owned();
+        a.confirm_totp(&who, &totp_code(&seed, T0).unwrap(), T0)
+            .await
+            .unwrap();
+        (id, Some(seed))
+    }
+
+    fn provider(&self) -> &DynProvider {
+        &self.funder.provider
+    }
+
+    async fn send_eth(&self, to: Address, wei: u128) {
+        let tx = TransactionRequest::default()
+            .with_from(self.funder.sender)
+            .with_to(to)
+            .with_value(U256::from(wei));
+        let pending = self.provider().send_transaction(tx).await.unwrap();
+        assert!(coss_contracts::receipt(pending).await.unwrap().status());
+    }
+
+    async fn mint_usd(&self, to: Address, units: u128) {
+        let usd = TestUsd::new(self.usd, self.provider());
+        let pending = usd
+            .mint(to, U256::from(units))
+            .from(self.funder.sender)
+            .send()
+            .await
+            .unwrap();
+        assert!(coss_contracts::receipt(pending).await.unwrap().status());
+    }
+
+    async fn mine(&self, blocks: u64) {
+        let _: serde_json::Value = self
+            .provider()
+            .raw_request("anvil_mine".into(), (format!("0x{blocks:x}"),))
+            .await
+            .unwrap();
+    }
+
+    async fn eth_of(&self, who: Address) -> U256 {
+        self.provider().get_balance(who).await.unwrap()
+    }
+
+    async fn usd_of(&self, who: Address) -> U256 {
+        TestUsd::new(self.usd, self.provider())
+            .balanceOf(who)
+            .call()
+            .await
+            .unwrap()
+    }
+
+    async fn balance(&self, user: i64, asset: coss_types::AssetId) -> coss_core::Balance {
+        let account = coss_core::user_account(user).unwrap();
+        self.handle
+            .read_async(move |e| e.balance(account, asset))
+            .await
+            .unwrap()
+    }
+
+    async fn credit(&self, user: i64, asset: coss_types::AssetId, amount: u128, reference: &str) {
+        let receipt = self
+            .handle
+            .submit_async(Command::Deposit {
+                account: coss_core::user_account(user).unwrap(),
+                asset,
+                amount: Amount(amount),
+                reference: reference.into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(receipt.outcome, Ok(()));
+    }
+
+    /// Reopens the wallet over the same database, engine and node, as after a restart.
+    async fn reopen(&mut self) {
+        self.wallet = Wallet::open(
+            self.config.clone(),
+            self.accounts.clone(),
+            self.handle.clone(),
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn status(&self, kind: &str, id: i64) -> Vec<String> {
+        self.accounts
+            .store()
+            .wallet_events(kind, id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.status)
+            .collect()
+    }
+}
+
+fn withdrawal(
+    user: i64,
+    asset: &str,
+    address: &str,
+    amount: &str,
+    code: Option<String>,
+    key: &str,
+    step: i64,
+) -> WithdrawalRequest {
+    WithdrawalRequest {
+        user_id: user,
+        asset: asset.into(),
+        address: address.into(),
+        amount: amount.into(),
+        code,
+        idempotency_key: key.into(),
+        now: T0 + step * STEP,
+    }
+}
+
+fn code(seed: &str, step: i64) -> Option<String> {
+    Some(totp_code(seed, T0 + step * STEP).unwrap())
+}
+
+async fn deposits_credited_after_confirmations(transport: Transport) {
+    let mut w = world(transport, |_| {}).await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let address = w.wallet.deposit_address(alice).await.unwrap();
+    assert_eq!(w.wallet.deposit_address(alice).await.unwrap(), address);
+
+    // ETH: 3 confirmations needed; the deposit's own block is the first.
+    w.send_eth(address, 3 * ETH / 2).await;
+    let report = w.wallet.sync().await.unwrap();
+    assert_eq!((report.found, report.credited), (1, 0));
+    w.mine(1).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 0);
+    assert_eq!(w.balance(alice, DEV_ETH).await.available, Amount(0));
+    w.mine(1).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 1);
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(3 * ETH / 2)
+    );
+
+    // An ERC-20 deposit (tUSD, 6 decimals).
+    w.mint_usd(address, 250 * USD).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 0);
+    w.mine(2).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 1);
+    assert_eq!(
+        w.balance(alice, DEV_TUSD).await.available,
+        Amount(250 * USD)
+    );
+
+    // A restart resumes where it stopped and credits nothing twice.
+    w.reopen().await;
+    w.mine(5).await;
+    let report = w.wallet.sync().await.unwrap();
+    assert_eq!((report.scanned, report.found, report.credited), (5, 0, 0));
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(3 * ETH / 2)
+    );
+    assert_eq!(
+        w.balance(alice, DEV_TUSD).await.available,
+        Amount(250 * USD)
+    );
+
+    let history = w.accounts.store().deposits_of(alice, 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|d| d.status == "credited"));
+    assert_eq!(
+        w.status("deposit", history[0].id).await,
+        ["pending", "credited"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_are_credited_after_their_confirmations_and_not_before_over_ipc() {
+    deposits_credited_after_confirmations(Transport::Ipc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_are_credited_after_their_confirmations_and_not_before_over_websocket() {
+    deposits_credited_after_confirmations(Transport::Ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_orphans_an_unconfirmed_deposit_which_is_never_credited() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let address = w.wallet.deposit_address(alice).await.unwrap();
+    w.mine(3).await;
+    w.wallet.sync().await.unwrap();
+    w.send_eth(address, ETH).await;
+    let report = w.wallet.sync().await.unwrap();
+    assert_eq!(report.found, 1);
+
+    // The deposit's block and the one before are replaced by empty ones: the transaction
+    // is gone from the chain.
+    let _: serde_json::Value = w
+        .provider()
+        .raw_request("anvil_reorg".into(), (2, serde_json::json!([])))
+        .await
+        .unwrap();
+    let report = w.wallet.sync().await.unwrap();
+    assert_eq!(report.unwound, 2, "{report:?}");
+    let deposit = &w.accounts.store().deposits_of(alice, 10).await.unwrap()[0];
+    assert_eq!(deposit.status, "orphaned");
+    w.mine(5).await;
+    let report = w.wallet.sync().await.unwrap();
+    assert_eq!(report.credited, 0);
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await,
+        coss_core::Balance::default()
+    );
+    assert_eq!(
+        w.status("deposit", deposit.id).await,
+        ["pending", "orphaned"]
+    );
+    assert!(w.wallet.halted().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_deeper_than_the_bound_halts_crediting_with_an_alert() {
+    let w = world(Transport::Http, |c| {
+        c.reorg_bound = 3;
+        for a in &mut c.assets {
+            a.confirmations = 2;
+        }
+    })
+    .await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let address = w.wallet.deposit_address(alice).await.unwrap();
+    w.mine(6).await;
+    w.wallet.sync().await.unwrap();
+    let _: serde_json::Value = w
+        .provider()
+        .raw_request("anvil_reorg".into(), (5, serde_json::json!([])))
+        .await
+        .unwrap();
+    w.wallet.sync().await.unwrap();
+    let halted = w.wallet.halted().expect("crediting halts");
+    assert!(halted.contains("below the 3 recorded blocks"), "{halted}");
+    // While halted nothing is credited, and the halt survives a restart.
+    w.send_eth(address, ETH).await;
+    w.mine(3).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 0);
+    let reopened = Wallet::open(w.config.clone(), w.accounts.clone(), w.handle.clone())
+        .await
+        .unwrap();
+    assert!(reopened.halted().is_some());
+    assert_eq!(w.balance(alice, DEV_ETH).await.available, Amount(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_is_held_sent_confirmed_and_settled_and_bad_requests_move_nothing() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice-eth").await;
+    w.credit(alice, DEV_TUSD, 100 * USD, "test:alice-usd").await;
+    w.send_eth(w.wallet.hot_address(), 50 * ETH).await;
+    w.mint_usd(w.wallet.hot_address(), 1_000 * USD).await;
+    let before = w.balance(alice, DEV_ETH).await;
+    let to: Address = "0x00000000000000000000000000000000000000b0"
+        .parse()
+        .unwrap();
+    let good = to.to_checksum(None);
+    // EIP-55 example address with the case of its last letter flipped.
+    let bad_checksum = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD";
+    let checks: Vec<(WithdrawalRequest, &str)> = vec![
+        (
+            withdrawal(alice, "ETH", bad_checksum, "0.5", code(&seed, 10), "k1", 10),
+            "bad_address_checksum",
+        ),
+        (
+            withdrawal(alice, "ETH", "0x1234", "0.5", code(&seed, 11), "k2", 11),
+            "invalid_address",
+        ),
+        (
+            withdrawal(alice, "ETH", &good, "0.0001", code(&seed, 12), "k3", 12),
+            "below_minimum",
+        ),
+        (
+            withdrawal(alice, "ETH", &good, "11", code(&seed, 13), "k4", 13),
+            "limit_exceeded",
+        ),
+        (
+            withdrawal(alice, "ETH", &good, "0.5", Some("000000".into()), "k5", 14),
+            "invalid_two_factor_code",
+        ),
+        (
+            withdrawal(alice, "ETH", &good, "0.5", None, "k6", 15),
+            "two_factor_required",
+        ),
+        (
+            withdrawal(alice, "ETH", &good, "5", code(&seed, 16), "k7", 16),
+            "insufficient_balance",
+        ),
+        (
+            withdrawal(alice, "DOGE", &good, "5", code(&seed, 17), "k8", 17),
+            "unknown_asset",
+        ),
+        (
+            withdrawal(
+                alice,
+                "ETH",
+                &good,
+                "0.1234567890123456789",
+                code(&seed, 18),
+                "k9",
+                18,
+            ),
+            "invalid_amount",
+        ),
+    ];
+    for (request, expected) in checks {
+        let error = w.wallet.request_withdrawal(&request).await.unwrap_err();
+        assert_eq!(error.code(), expected, "{error}");
+    }
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await,
+        before,
+        "bad requests move nothing"
+    );
+    assert!(
+        w.accounts
+            .store()
+            .withdrawals_of(alice, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.status == "rejected")
+    );
+
+    // A good one: held at once (amount + fee), sent, confirmed, settled.
+    let request = withdrawal(alice, "ETH", &good, "0.5", code(&seed, 20), "w1", 20);
+    let held = w.wallet.request_withdrawal(&request).await.unwrap();
+    assert_eq!(held.status, "held");
+    // The same key again returns the same withdrawal (the used code is not checked again).
+    assert_eq!(
+        w.wallet.request_withdrawal(&request).await.unwrap().id,
+        held.id
+    );
+    let fee = w.config.asset("ETH").unwrap().withdrawal_fee;
+    let locked = ETH / 2 + fee;
+    assert_eq!(w.balance(alice, DEV_ETH).await.locked, Amount(locked));
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(2 * ETH - locked)
+    );
+
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!((report.signed, report.broadcast), (1, 1));
+    assert_eq!(w.eth_of(to).await, U256::from(ETH / 2));
+    let record = w
+        .accounts
+        .store()
+        .withdrawal(held.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, "broadcast");
+    w.mine(2).await;
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!(report.settled, 1);
+    let record = w
+        .accounts
+        .store()
+        .withdrawal(held.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, "settled");
+    assert!(record.tx_hash.is_some() && record.block_height.is_some());
+    assert_eq!(
+        w.status("withdrawal", held.id).await,
+        ["requested", "held", "signed", "broadcast", "settled"]
+    );
+    let after = w.balance(alice, DEV_ETH).await;
+    assert_eq!(
+        (after.available, after.locked),
+        (Amount(2 * ETH - locked), Amount(0))
+    );
+    let fees = w
+        .handle
+        .read_async(|e| e.balance(coss_core::WITHDRAWAL_FEES, DEV_ETH))
+        .await
+        .unwrap();
+    assert_eq!(fees.available, Amount(fee));
+
+    // A token withdrawal.
+    let request = withdrawal(alice, "TUSD", &good, "40", code(&seed, 21), "w2", 21);
+    let usd = w.wallet.request_withdrawal(&request).await.unwrap();
+    w.wallet.process_withdrawals().await.unwrap();
+    w.mine(2).await;
+    w.wallet.process_withdrawals().await.unwrap();
+    let record = w
+        .accounts
+        .store()
+        .withdrawal(usd.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, "settled");
+    assert_eq!(w.usd_of(to).await, U256::from(40 * USD));
+    assert_eq!(w.balance(alice, DEV_TUSD).await.available, Amount(59 * USD));
+
+    // Cancelled before it is signed: the hold returns.
+    let request = withdrawal(alice, "ETH", &good, "0.25", code(&seed, 22), "w3", 22);
+    let pending = w.wallet.request_withdrawal(&request).await.unwrap();
+    let cancelled = w.wallet.cancel_withdrawal(alice, pending.id).await.unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(w.balance(alice, DEV_ETH).await, after);
+    let error = w
+        .wallet
+        .cancel_withdrawal(alice, held.id)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "not_cancellable");
+    assert_eq!(w.wallet.process_withdrawals().await.unwrap().signed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_signing_and_broadcast_sends_the_withdrawal_exactly_once() {
+    let mut w = world(Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    w.send_eth(w.wallet.hot_address(), 10 * ETH).await;
+    let to: Address = "0x00000000000000000000000000000000000000c1"
+        .parse()
+        .unwrap();
+    let request = withdrawal(
+        alice,
+        "ETH",
+        &to.to_checksum(None),
+        "1",
+        code(&seed, 1),
+        "crash",
+        1,
+    );
+    let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
+
+    // Signed and stored, then the process dies before broadcasting.
+    assert_eq!(w.wallet.sign_held().await.unwrap(), 1);
+    let signed = w.accounts.store().withdrawal(id).await.unwrap().unwrap();
+    assert_eq!(signed.status, "signed");
+    assert_eq!(w.eth_of(to).await, U256::ZERO);
+    let hot = w.wallet.hot_address();
+    w.reopen().await;
+
+    // The restarted sender broadcasts the stored transaction, byte for byte.
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!((report.signed, report.broadcast), (0, 1));
+    w.mine(2).await;
+    for _ in 0..3 {
+        w.wallet.process_withdrawals().await.unwrap();
+    }
+    let record = w.accounts.store().withdrawal(id).await.unwrap().unwrap();
+    assert_eq!(record.status, "settled");
+    assert_eq!(record.tx_hash, signed.tx_hash);
+    assert_eq!(w.eth_of(to).await, U256::from(ETH), "sent once");
+    assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 1);
+    assert_eq!(w.balance(alice, DEV_ETH).await.locked, Amount(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_withdrawal_is_replaced_with_a_higher_fee_and_settles_once() {
+    let w = world(Transport::Http, |c| c.stuck_after_ms = 300).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    w.send_eth(w.wallet.hot_address(), 10 * ETH).await;
+    let _: serde_json::Value = w
+        .provider()
+        .raw_request("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+    let to: Address = "0x00000000000000000000000000000000000000d2"
+        .parse()
+        .unwrap();
+    let request = withdrawal(
+        alice,
+        "ETH",
+        &to.to_checksum(None),
+        "1",
+        code(&seed, 1),
+        "stuck",
+        1,
+    );
+    let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
+    assert_eq!(w.wallet.process_withdrawals().await.unwrap().broadcast, 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!(report.replaced, 1);
+    let txs = w.accounts.store().withdrawal_txs(id).await.unwrap();
+    assert_eq!(txs.len(), 2);
+    assert_eq!(txs[0].nonce, txs[1].nonce);
+    assert!(
+        txs[1].max_fee_per_gas.parse::<u128>().unwrap()
+            > txs[0].max_fee_per_gas.parse::<u128>().unwrap()
+    );
+    w.mine(3).await;
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!(report.settled, 1, "{report:?}");
+    assert_eq!(w.eth_of(to).await, U256::from(ETH));
+    let record = w.accounts.store().withdrawal(id).await.unwrap().unwrap();
+    assert_eq!(record.tx_hash.as_deref(), Some(txs[1].tx_hash.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_transfers_settle_at_once_without_fee_and_only_once() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let (bob, _) = w.user("bob@example.com", false).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    let request = |amount: &str, to: &str, key: &str, step: i64| TransferRequest {
+        user_id: alice,
+        to_email: to.into(),
+        asset: "ETH".into(),
+        amount: amount.into(),
+        code: code(&seed, step),
+        idempotency_key: key.into(),
+        now: T0 + step * STEP,
+    };
+    let sent = w
+        .wallet
+        .transfer(&request("0.75", "Bob@Example.com", "t1", 1))
+        .await
+        .unwrap();
+    assert_eq!(sent.status, "settled");
+    assert_eq!(
+        w.wallet
+            .transfer(&request("0.75", "bob@example.com", "t1", 1))
+            .await
+            .unwrap()
+            .id,
+        sent.id
+    );
+    assert_eq!(w.balance(bob, DEV_ETH).await.available, Amount(3 * ETH / 4));
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(5 * ETH / 4)
+    );
+    for (req, expected) in [
+        (
+            request("5", "bob@example.com", "t2", 2),
+            "insufficient_balance",
+        ),
+        (
+            request("1", "nobody@example.com", "t3", 3),
+            "unknown_recipient",
+        ),
+        (request("1", "alice@example.com", "t4", 4), "same_account"),
+        (request("-1", "bob@example.com", "t5", 5), "invalid_amount"),
+    ] {
+        let error: WalletError = w.wallet.transfer(&req).await.unwrap_err();
+        assert_eq!(error.code(), expected);
+    }
+    assert_eq!(w.balance(bob, DEV_ETH).await.available, Amount(3 * ETH / 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposits_are_swept_to_the_hot_wallet_and_its_excess_to_the_cold_wallet() {
+    let cold: Address = "0x00000000000000000000000000000000000c01d0"
+        .parse()
+        .unwrap();
+    let w = world(Transport::Http, |c| {
+        c.cold_address = Some(cold);
+        let eth = c.assets.iter_mut().find(|a| a.symbol == "ETH").unwrap();
+        eth.hot_max = Some(3 * ETH);
+        eth.hot_keep = ETH;
+    })
+    .await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let address = w.wallet.deposit_address(alice).await.unwrap();
+    let (bob, _) = w.user("bob@example.com", false).await;
+    let bobs = w.wallet.deposit_address(bob).await.unwrap();
+    w.send_eth(address, 5 * ETH).await;
+    w.mint_usd(address, 100 * USD).await;
+    w.mint_usd(bobs, 30 * USD).await;
+    w.mine(3).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 3);
+    let hot = w.wallet.hot_address();
+
+    // Alice's address pays its own gas: tokens, then ETH. Bob's holds only tokens: the hot
+    // wallet tops it up with gas first.
+    let mut total = coss_wallet::SweepReport::default();
+    for _ in 0..6 {
+        let report = w.wallet.sweep().await.unwrap();
+        total.swept += report.swept;
+        total.topped_up += report.topped_up;
+        total.finished += report.finished;
+        total.to_cold += report.to_cold;
+        w.mine(1).await;
+    }
+    assert_eq!(
+        (total.topped_up, total.swept, total.finished),
+        (1, 3, 2),
+        "{total:?}"
+    );
+    assert_eq!(w.usd_of(address).await, U256::ZERO);
+    assert_eq!(w.usd_of(bobs).await, U256::ZERO);
+    assert_eq!(w.usd_of(hot).await, U256::from(130 * USD));
+    assert_eq!(
+        w.eth_of(address).await,
+        U256::ZERO,
+        "legacy sweeps leave no dust"
+    );
+    assert_eq!(total.to_cold, 1);
+    assert!(w.eth_of(cold).await > U256::from(39 * ETH / 10));
+    assert!(w.eth_of(hot).await <= U256::from(ETH));
+
+    // Sweeps are not deposits, and nothing is swept twice.
+    assert_eq!(w.wallet.sync().await.unwrap().found, 0);
+    assert_eq!(
+        w.wallet.sweep().await.unwrap(),
+        coss_wallet::SweepReport::default()
+    );
+    assert_eq!(w.balance(alice, DEV_ETH).await.available, Amount(5 * ETH));
+    assert_eq!(
+        w.balance(alice, DEV_TUSD).await.available,
+        Amount(100 * USD)
+    );
+}
