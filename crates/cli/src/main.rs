@@ -8,6 +8,7 @@
 
 mod bench_auth;
 mod chain;
+mod node;
 mod server;
 mod sso;
 

@@ -1,5 +1,6 @@
-//! `coss up`: the engine service, the database (SQLite in the data dir) and the HTTP API
-//! (engine status, accounts), until Ctrl-C or SIGTERM.
+//! `coss up`: the engine service, the database (SQLite in the data dir), the chain (a local
+//! anvil unless configured) with the wallets' watcher and sender, and the HTTP API (engine
+//! status, accounts, single sign-on, wallets), until Ctrl-C or SIGTERM.
 
 use anyhow::{Context, Result};
 use axum::extract::State;
@@ -85,10 +86,24 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         .build()
         .context("cannot start the async runtime")?;
     let handle = engine.handle();
-    runtime.block_on(async move {
+    let local_node = runtime.block_on(async move {
         let accounts = open_accounts(&data_dir, database_url).await?;
         let mailer = mailer(accounts.store().clone(), &data_dir)?;
         tokio::spawn(deliver_mail(mailer));
+        let (chain, local_node) = crate::node::chain(&data_dir).await?;
+        let wallet = match coss_wallet::Wallet::open(chain, accounts.clone(), handle.clone()).await {
+            Ok(wallet) => wallet,
+            Err(error) => {
+                if let Some(node) = local_node {
+                    node.stop();
+                }
+                return Err(error).context("cannot open the wallets");
+            }
+        };
+        if let Some(node) = &local_node {
+            crate::node::fund_hot_wallet(node, &data_dir, wallet.hot_address()).await?;
+        }
+        wallet.spawn();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -100,17 +115,23 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         let router = coss_api::with_json_fallbacks(
             app(handle)
                 .merge(coss_api::accounts_router(accounts))
-                .merge(coss_sso::router(provider)),
+                .merge(coss_sso::router(provider))
+                .merge(coss_wallet::api::router(wallet)),
         );
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("HTTP server failed")
+        .await
+        .context("HTTP server failed")?;
+        anyhow::Ok(local_node)
     })?;
+    // Ends the wallet's tasks (each step is safe to cut short) and their engine handles.
     drop(runtime);
+    if let Some(node) = local_node {
+        node.stop();
+    }
     engine
         .shutdown()
         .context("engine did not shut down cleanly")?;

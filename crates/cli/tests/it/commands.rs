@@ -162,8 +162,17 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let json: serde_json::Value =
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert_eq!(json["commands"], 0);
-    assert_eq!(json["last_seq"], 0);
+    // The wallets listed the local chain's assets (ETH, COSS, tUSD) in the engine.
+    assert_eq!(json["commands"], 3);
+    assert_eq!(json["last_seq"], 3);
+    let assets = http(
+        port,
+        "GET /api/v1/wallet/assets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        assets.starts_with("HTTP/1.1 200") && assets.contains("\"symbol\":\"TUSD\""),
+        "{assets}"
+    );
     // The accounts API is served from the embedded SQLite database.
     let response = sign_up_alice(port);
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
