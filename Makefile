@@ -5,7 +5,7 @@ DATA_DIR ?= $(HOME)/.local/share/coss
 .PHONY: run test lint unit contracts artifacts bench fmt
 
 ## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)).
-run:
+run: contracts/node_modules/.package-lock.json
 	$(CARGO) run --release -p coss -- up --data-dir $(DATA_DIR)
 
 ## Runs every check CI runs: formatting, lints, then every test (Rust and Solidity).

@@ -7,6 +7,7 @@
 //! otherwise. This file parses arguments and calls into the library crates; nothing more.
 
 mod bench_auth;
+mod bench_wallet;
 mod chain;
 mod node;
 mod server;
@@ -115,6 +116,22 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The deposit watcher: blocks scanned per second with a million watched addresses
+    /// against the node's own block delivery, and deposit-to-credit latency.
+    Wallet {
+        /// Watched deposit addresses (besides ten real users').
+        #[arg(long, default_value_t = 1_000_000)]
+        addresses: usize,
+        /// Blocks of four transfers each to scan.
+        #[arg(long, default_value_t = 200)]
+        blocks: u64,
+        /// Deposits timed from sending to credit.
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measures the order book, the exchange core and the durable engine service.
     Engine {
         /// Measured commands.
@@ -196,6 +213,15 @@ fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => bench_auth::run(signatures, logins, json),
+        Top::Bench {
+            command:
+                BenchCommand::Wallet {
+                    addresses,
+                    blocks,
+                    samples,
+                    json,
+                },
+        } => bench_wallet::run(addresses, blocks, samples, json),
         Top::Bench {
             command:
                 BenchCommand::Engine {

@@ -89,7 +89,8 @@ impl HeadSignal {
                     Ok(mut subscription) => {
                         pause = Duration::from_millis(500);
                         while subscription.recv().await.is_ok() {
-                            notify.notify_waiters();
+                            // A permit is kept if the loop is busy, so no head is missed.
+                            notify.notify_one();
                         }
                         tracing::warn!("new-head subscription ended; resubscribing");
                     }

@@ -21,7 +21,7 @@ use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::network::TransactionResponse as _;
 use alloy::primitives::{Address, B256, U256, b256};
 use alloy::providers::Provider;
-use alloy::rpc::types::Block;
+use alloy::rpc::types::{Block, TransactionReceipt};
 use coss_core::{Command, RejectReason};
 use coss_store::{BlockRef, NewDeposit, Store};
 use coss_types::Amount;
@@ -192,15 +192,23 @@ impl Wallet {
             if next > head {
                 break;
             }
-            let block = timed(
-                inner
-                    .provider
-                    .get_block_by_number(BlockNumberOrTag::Number(next))
-                    .full(),
-            )
-            .await?
-            .map_err(rpc_error)?
-            .ok_or_else(|| WalletError::Chain(format!("block {next} is missing")))?;
+            // The block, its receipts and its traces, asked of the node at once; the scan
+            // checks they all belong to the same block.
+            let (block, receipts, frames) = tokio::join!(
+                timed(
+                    inner
+                        .provider
+                        .get_block_by_number(BlockNumberOrTag::Number(next))
+                        .full(),
+                ),
+                timed(inner.provider.get_block_receipts(BlockId::number(next))),
+                self.fetch_traces(next),
+            );
+            let block = block?
+                .map_err(rpc_error)?
+                .ok_or_else(|| WalletError::Chain(format!("block {next} is missing")))?;
+            let receipts = receipts?.map_err(rpc_error)?.unwrap_or_default();
+            let frames = frames?;
             if let Some((height, hash)) = &tip
                 && hex_of(block.header.parent_hash) != *hash
             {
@@ -209,7 +217,7 @@ impl Wallet {
                 }
                 continue;
             }
-            let deposits = self.scan(&block).await?;
+            let deposits = self.scan(&block, &receipts, frames)?;
             report.found += deposits.len() as u64;
             inner
                 .store
@@ -295,20 +303,26 @@ impl Wallet {
     }
 
     /// The deposits in one block.
-    async fn scan(&self, block: &Block) -> Result<Vec<NewDeposit>, WalletError> {
+    fn scan(
+        &self,
+        block: &Block,
+        receipts: &[TransactionReceipt],
+        frames: Vec<TraceFrame>,
+    ) -> Result<Vec<NewDeposit>, WalletError> {
         let inner = &self.inner;
         if block.transactions.is_empty() || inner.book.is_empty() {
             return Ok(Vec::new());
         }
+        if receipts.len() != block.transactions.len()
+            || receipts
+                .iter()
+                .any(|r| r.block_hash != Some(block.header.hash))
+        {
+            return Err(WalletError::Chain(
+                "the block changed while it was read".into(),
+            ));
+        }
         let hot = inner.hot.address();
-        let receipts = timed(
-            inner
-                .provider
-                .get_block_receipts(BlockId::hash(block.header.hash)),
-        )
-        .await?
-        .map_err(rpc_error)?
-        .ok_or_else(|| WalletError::Chain("block receipts are missing".into()))?;
         let succeeded: HashSet<B256> = receipts
             .iter()
             .filter(|r| r.status())
@@ -333,7 +347,7 @@ impl Wallet {
             });
         };
         if inner.traces {
-            for frame in self.traces(block).await? {
+            for frame in succeeded_frames(frames, block.header.hash)? {
                 let (Some(tx), None) = (frame.transaction_hash, &frame.error) else {
                     continue;
                 };
@@ -370,7 +384,7 @@ impl Wallet {
                 }
             }
         }
-        for receipt in &receipts {
+        for receipt in receipts {
             if !receipt.status() {
                 continue;
             }
@@ -406,39 +420,18 @@ impl Wallet {
         Ok(found)
     }
 
-    /// The block's call frames that did not revert (nor sit under a reverted frame).
-    async fn traces(&self, block: &Block) -> Result<Vec<TraceFrame>, WalletError> {
-        let number = format!("0x{:x}", block.header.number);
-        let frames: Vec<TraceFrame> = timed(
+    /// The block's call frames (`trace_block`), when the node offers traces.
+    async fn fetch_traces(&self, number: u64) -> Result<Vec<TraceFrame>, WalletError> {
+        if !self.inner.traces {
+            return Ok(Vec::new());
+        }
+        timed(
             self.inner
                 .provider
-                .raw_request("trace_block".into(), (number,)),
+                .raw_request("trace_block".into(), (format!("0x{number:x}"),)),
         )
         .await?
-        .map_err(rpc_error)?;
-        if frames
-            .iter()
-            .any(|f| f.block_hash.is_some_and(|h| h != block.header.hash))
-        {
-            return Err(WalletError::Chain(
-                "the block changed while it was traced".into(),
-            ));
-        }
-        let failed: HashSet<(B256, Vec<u64>)> = frames
-            .iter()
-            .filter(|f| f.error.is_some())
-            .filter_map(|f| Some((f.transaction_hash?, f.trace_address.clone())))
-            .collect();
-        Ok(frames
-            .into_iter()
-            .filter(|f| {
-                let Some(tx) = f.transaction_hash else {
-                    return false;
-                };
-                !(0..=f.trace_address.len())
-                    .any(|n| failed.contains(&(tx, f.trace_address[..n].to_vec())))
-            })
-            .collect())
+        .map_err(rpc_error)
     }
 
     /// Credits every pending deposit that has its asset's confirmations at `head`.
@@ -490,4 +483,31 @@ impl Wallet {
         }
         Ok(credited)
     }
+}
+
+/// The call frames of block `hash` that did not revert (nor sit under a reverted frame).
+fn succeeded_frames(frames: Vec<TraceFrame>, hash: B256) -> Result<Vec<TraceFrame>, WalletError> {
+    if frames
+        .iter()
+        .any(|f| f.block_hash.is_some_and(|h| h != hash))
+    {
+        return Err(WalletError::Chain(
+            "the block changed while it was traced".into(),
+        ));
+    }
+    let failed: HashSet<(B256, Vec<u64>)> = frames
+        .iter()
+        .filter(|f| f.error.is_some())
+        .filter_map(|f| Some((f.transaction_hash?, f.trace_address.clone())))
+        .collect();
+    Ok(frames
+        .into_iter()
+        .filter(|f| {
+            let Some(tx) = f.transaction_hash else {
+                return false;
+            };
+            !(0..=f.trace_address.len())
+                .any(|n| failed.contains(&(tx, f.trace_address[..n].to_vec())))
+        })
+        .collect())
 }

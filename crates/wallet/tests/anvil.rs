@@ -769,3 +769,160 @@ async fn deposits_are_swept_to_the_hot_wallet_and_its_excess_to_the_cold_wallet(
         Amount(100 * USD)
     );
 }
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = match body {
+        Some(json) => request
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(json.to_string())),
+        None => request.body(axum::body::Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallet_api_serves_addresses_history_and_clear_errors() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let grant = w
+        .accounts
+        .login(
+            &coss_identity::Login {
+                email: "alice@example.com",
+                password: PASSWORD,
+                second_factor: None,
+                kind: SessionKind::App,
+                client: coss_identity::Client::default(),
+            },
+            coss_identity::now_ms(),
+        )
+        .await
+        .unwrap();
+    let token = grant.token.expose().to_owned();
+    let api = coss_wallet::api::router(w.wallet.clone());
+
+    let (status, body) = call(&api, "GET", "/api/v1/wallet/deposit-address", None, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let (status, body) = call(
+        &api,
+        "GET",
+        "/api/v1/wallet/deposit-address",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let address = body["address"].as_str().unwrap().to_owned();
+    assert_eq!(
+        address,
+        w.wallet
+            .deposit_address(alice)
+            .await
+            .unwrap()
+            .to_checksum(None)
+    );
+    assert_eq!(body["assets"], serde_json::json!(["ETH", "COSS", "TUSD"]));
+
+    let (status, body) = call(&api, "GET", "/api/v1/wallet/assets", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body[0]["withdrawal_fee"], "0.000500000000000000");
+
+    // A deposit shows as pending with its confirmations, then credited.
+    w.send_eth(address.parse().unwrap(), ETH / 4).await;
+    w.wallet.sync().await.unwrap();
+    let (_, list) = call(&api, "GET", "/api/v1/wallet/deposits", Some(&token), None).await;
+    assert_eq!(list[0]["status"], "pending");
+    assert_eq!(list[0]["amount"], "0.250000000000000000");
+    assert_eq!(
+        (
+            list[0]["confirmations"].as_u64(),
+            list[0]["required_confirmations"].as_u64()
+        ),
+        (Some(1), Some(3))
+    );
+    w.mine(2).await;
+    w.wallet.sync().await.unwrap();
+    let (_, list) = call(&api, "GET", "/api/v1/wallet/deposits", Some(&token), None).await;
+    assert_eq!(list[0]["status"], "credited");
+    let (_, balances) = call(&api, "GET", "/api/v1/wallet/balances", Some(&token), None).await;
+    assert_eq!(balances[0]["available"], "0.250000000000000000");
+
+    // Withdrawals: a bad address answers with its code; without a second factor, none goes.
+    let withdraw = |address: &str| serde_json::json!({"asset": "ETH", "address": address, "amount": "0.1", "code": "123456"});
+    let (status, body) = call(
+        &api,
+        "POST",
+        "/api/v1/wallet/withdrawals",
+        Some(&token),
+        Some(withdraw("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad_address_checksum"))
+    );
+    let (status, body) = call(
+        &api,
+        "POST",
+        "/api/v1/wallet/withdrawals",
+        Some(&token),
+        Some(withdraw(&address)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("internal_address"))
+    );
+    let (status, body) = call(
+        &api,
+        "POST",
+        "/api/v1/wallet/withdrawals",
+        Some(&token),
+        Some(withdraw("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("two_factor_setup_required"))
+    );
+    let (status, body) = call(
+        &api,
+        "POST",
+        "/api/v1/wallet/withdrawals/99/cancel",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let (_, list) = call(
+        &api,
+        "GET",
+        "/api/v1/wallet/withdrawals",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(list, serde_json::json!([]));
+    let (_, balances) = call(&api, "GET", "/api/v1/wallet/balances", Some(&token), None).await;
+    assert_eq!(balances[0]["available"], "0.250000000000000000");
+}
