@@ -4,7 +4,10 @@
 //! `state.json` every few seconds and on exit so a restart continues the same chain. On its
 //! first start the COSS contracts and the test stablecoin tUSD are deployed, and the hot
 //! wallet is funded with 100 ETH and 1,000,000 tUSD from anvil's development account; the
-//! addresses are kept in `deployment.json`.
+//! addresses are kept in `deployment.json`. If `coss up` itself was killed, its anvil keeps
+//! running (with the newest chain, some seconds past its last saved state): the next start
+//! finds it through `anvil.json` (pid and HTTP endpoint) and its IPC socket, and adopts it
+//! rather than starting a second node on an older state.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,26 +33,64 @@ struct LocalDeployment {
     hot_funded: Vec<Address>,
 }
 
-/// A running local anvil; stopped (state saved) by [`LocalNode::stop`].
+/// Where a running local anvil is (`anvil.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Running {
+    pid: u32,
+    http: String,
+}
+
+/// A running local anvil, started here or adopted; stopped (state saved) by
+/// [`LocalNode::stop`].
 #[derive(Debug)]
 pub struct LocalNode {
-    anvil: AnvilInstance,
+    /// Present when this process started it.
+    anvil: Option<AnvilInstance>,
+    pid: u32,
+    http: String,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl LocalNode {
+    /// Its HTTP endpoint.
+    fn endpoint(&self) -> &str {
+        &self.http
+    }
+
     /// Asks anvil to stop (SIGTERM: it saves its state) and waits for it.
     pub fn stop(mut self) {
-        let pid = self.anvil.child().id();
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args(["-TERM", &self.pid.to_string()])
             .status();
         for _ in 0..50 {
-            if matches!(self.anvil.child_mut().try_wait(), Ok(Some(_))) {
+            let exited = match self.anvil.as_mut() {
+                Some(anvil) => matches!(anvil.child_mut().try_wait(), Ok(Some(_))),
+                None => !alive(self.pid),
+            };
+            if exited {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The anvil a killed `coss up` left running on this data dir, if it still answers.
+async fn adopt(dir: &Path, ipc: &Path) -> Option<LocalNode> {
+    let text = std::fs::read_to_string(dir.join("anvil.json")).ok()?;
+    let running: Running = serde_json::from_str(&text).ok()?;
+    if !alive(running.pid) || !ipc.exists() {
+        return None;
+    }
+    let chain = coss_contracts::connect(&running.http, None).await.ok()?;
+    (chain.chain_id == LOCAL_CHAIN_ID).then_some(LocalNode {
+        anvil: None,
+        pid: running.pid,
+        http: running.http,
+    })
 }
 
 /// The chain configuration from `COSS_CHAIN_CONFIG`, or a local anvil (started here).
@@ -73,13 +114,49 @@ pub async fn chain(data_dir: &Path) -> Result<(ChainConfig, Option<LocalNode>)> 
     let dir = data_dir.join("chain");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let ipc = dir.join("anvil.ipc");
-    let _ = std::fs::remove_file(&ipc);
+    let node = match adopt(&dir, &ipc).await {
+        Some(node) => {
+            tracing::warn!(
+                pid = node.pid,
+                "chain: adopted the local anvil a previous run left running"
+            );
+            node
+        }
+        None => start(&dir, &ipc).await?,
+    };
+    let deployment = match local_deployment(&node, &dir).await {
+        Ok(d) => d,
+        Err(e) => {
+            node.stop();
+            return Err(e);
+        }
+    };
+    let config = ChainConfig::development(
+        LOCAL_CHAIN_ID,
+        &ipc.display().to_string(),
+        deployment.coss,
+        deployment.tusd,
+    );
+    tracing::info!(
+        ipc = %ipc.display(),
+        http = %node.endpoint(),
+        coss = %deployment.coss,
+        sale = %deployment.sale,
+        tusd = %deployment.tusd,
+        "chain: a local anvil in the data dir (set COSS_CHAIN_CONFIG for a real node)"
+    );
+    Ok((config, Some(node)))
+}
+
+/// Starts anvil on the data dir's chain state and records where it runs.
+async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode> {
+    let _ = std::fs::remove_file(ipc);
     let state = dir.join("state.json");
     let mut anvil = Anvil::at(coss_contracts::anvil_binary()?)
         .chain_id(LOCAL_CHAIN_ID)
         .block_time(2)
         .arg("--ipc")
-        .arg(&ipc)
+        .arg(ipc)
         .arg("--state")
         .arg(&state)
         .arg("--state-interval")
@@ -96,35 +173,24 @@ pub async fn chain(data_dir: &Path) -> Result<(ChainConfig, Option<LocalNode>)> 
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let node = LocalNode { anvil };
-    let deployment = match local_deployment(&node, &dir).await {
-        Ok(d) => d,
-        Err(e) => {
-            node.stop();
-            return Err(e);
-        }
+    let node = LocalNode {
+        pid: anvil.child().id(),
+        http: anvil.endpoint(),
+        anvil: Some(anvil),
     };
-    let config = ChainConfig::development(
-        LOCAL_CHAIN_ID,
-        &ipc.display().to_string(),
-        deployment.coss,
-        deployment.tusd,
-    );
-    tracing::info!(
-        ipc = %ipc.display(),
-        http = %node.anvil.endpoint(),
-        coss = %deployment.coss,
-        sale = %deployment.sale,
-        tusd = %deployment.tusd,
-        "chain: a local anvil in the data dir (set COSS_CHAIN_CONFIG for a real node)"
-    );
-    Ok((config, Some(node)))
+    let running = Running {
+        pid: node.pid,
+        http: node.http.clone(),
+    };
+    std::fs::write(dir.join("anvil.json"), serde_json::to_vec(&running)?)
+        .with_context(|| format!("cannot write {}", dir.join("anvil.json").display()))?;
+    Ok(node)
 }
 
 /// The contracts of the local chain, deployed on first start (or after its state was lost).
 async fn local_deployment(node: &LocalNode, dir: &Path) -> Result<LocalDeployment> {
     let file = dir.join("deployment.json");
-    let dev = coss_contracts::connect(&node.anvil.endpoint(), None).await?;
+    let dev = coss_contracts::connect(node.endpoint(), None).await?;
     if let Ok(text) = std::fs::read_to_string(&file)
         && let Ok(known) = serde_json::from_str::<LocalDeployment>(&text)
         && !dev.provider.get_code_at(known.coss).await?.is_empty()
@@ -159,7 +225,7 @@ pub async fn fund_hot_wallet(node: &LocalNode, data_dir: &Path, hot: Address) ->
     if deployment.hot_funded.contains(&hot) {
         return Ok(());
     }
-    let dev = coss_contracts::connect(&node.anvil.endpoint(), None).await?;
+    let dev = coss_contracts::connect(node.endpoint(), None).await?;
     let eth = TransactionRequest::default()
         .with_from(dev.sender)
         .with_to(hot)

@@ -272,7 +272,7 @@ fn psql(sql: &str) {
 }
 
 /// One HTTP/1.1 request to `coss up`, retried until it listens; the whole response.
-fn http(port: u16, request: &str) -> String {
+pub(crate) fn http(port: u16, request: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {

@@ -4,6 +4,7 @@
 mod chain;
 mod commands;
 mod crash;
+mod wallet;
 
 use std::path::Path;
 use std::process::{Command, Output};
