@@ -35,6 +35,8 @@ struct World {
     wallet: Wallet,
     accounts: Accounts,
     _engine: Engine,
+    /// The PostgreSQL admin URL and database to drop at the end.
+    pg: Option<(String, String)>,
     handle: EngineHandle,
     funder: Chain,
     usd: Address,
@@ -74,7 +76,41 @@ async fn deploy_token(funder: &Chain) -> Address {
         .unwrap()
 }
 
+/// Which database the world's store is.
+#[derive(Clone, Copy)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh PostgreSQL database (on `COSS_TEST_POSTGRES`, default the local server's `test`).
+async fn postgres_store() -> (Store, (String, String)) {
+    let admin = std::env::var("COSS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("coss_test_wallet_{}_{nanos}", std::process::id());
+    sqlx::any::install_default_drivers();
+    let mut admin_conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').unwrap().0;
+    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    assert_eq!(store.backend(), coss_store::Backend::Postgres);
+    (store, (admin, name))
+}
+
 async fn world(transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> World {
+    world_on(Db::Sqlite, transport, tweak).await
+}
+
+async fn world_on(db: Db, transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> World {
     let dir = tempfile::tempdir().unwrap();
     let anvil = anvil(dir.path(), &transport);
     let funder = coss_contracts::connect(&anvil.endpoint(), None)
@@ -99,7 +135,13 @@ async fn world(transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> Wo
     let mut config = ChainConfig::development(anvil.chain_id(), &url, coss, usd);
     config.start_block = Some(0);
     tweak(&mut config);
-    let store = Store::open_in(dir.path()).await.unwrap();
+    let (store, pg) = match db {
+        Db::Sqlite => (Store::open_in(dir.path()).await.unwrap(), None),
+        Db::Postgres => {
+            let (store, pg) = postgres_store().await;
+            (store, Some(pg))
+        }
+    };
     let accounts = Accounts::new(store, Vault::random().unwrap()).unwrap();
     let (engine, _) = Engine::start(EngineConfig::new(dir.path().join("engine"))).unwrap();
     let handle = engine.handle();
@@ -110,6 +152,7 @@ async fn world(transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> Wo
         wallet,
         accounts,
         _engine: engine,
+        pg,
         handle,
         funder,
         usd,
@@ -120,6 +163,22 @@ async fn world(transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> Wo
 }
 
 impl World {
+    /// Drops the test's PostgreSQL database, if it made one.
+    async fn finish(self) {
+        if let Some((admin, name)) = &self.pg {
+            self.accounts.store().close().await;
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+
     /// A verified user; with `totp`, second factor enabled and its seed returned.
     async fn user(&self, email: &str, totp: bool) -> (i64, Option<String>) {
         let a = &self.accounts;
@@ -265,8 +324,8 @@ fn code(seed: &str, step: i64) -> Option<String> {
     Some(totp_code(seed, T0 + step * STEP).unwrap())
 }
 
-async fn deposits_credited_after_confirmations(transport: Transport) {
-    let mut w = world(transport, |_| {}).await;
+async fn deposits_credited_after_confirmations(db: Db, transport: Transport) {
+    let mut w = world_on(db, transport, |_| {}).await;
     let (alice, _) = w.user("alice@example.com", false).await;
     let address = w.wallet.deposit_address(alice).await.unwrap();
     assert_eq!(w.wallet.deposit_address(alice).await.unwrap(), address);
@@ -316,16 +375,18 @@ async fn deposits_credited_after_confirmations(transport: Transport) {
         w.status("deposit", history[0].id).await,
         ["pending", "credited"]
     );
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_are_credited_after_their_confirmations_and_not_before_over_ipc() {
-    deposits_credited_after_confirmations(Transport::Ipc).await;
+    deposits_credited_after_confirmations(Db::Sqlite, Transport::Ipc).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deposits_are_credited_after_their_confirmations_and_not_before_over_websocket() {
-    deposits_credited_after_confirmations(Transport::Ws).await;
+async fn deposits_are_credited_after_their_confirmations_and_not_before_over_websocket_on_postgres()
+{
+    deposits_credited_after_confirmations(Db::Postgres, Transport::Ws).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,7 +459,16 @@ async fn a_reorg_deeper_than_the_bound_halts_crediting_with_an_alert() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_is_held_sent_confirmed_and_settled_and_bad_requests_move_nothing() {
-    let w = world(Transport::Http, |_| {}).await;
+    withdrawal_flow(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_is_held_sent_confirmed_and_settled_on_postgres_too() {
+    withdrawal_flow(Db::Postgres).await;
+}
+
+async fn withdrawal_flow(db: Db) {
+    let w = world_on(db, Transport::Http, |_| {}).await;
     let (alice, seed) = w.user("alice@example.com", true).await;
     let seed = seed.unwrap();
     w.credit(alice, DEV_ETH, 2 * ETH, "test:alice-eth").await;
@@ -563,6 +633,7 @@ async fn a_withdrawal_is_held_sent_confirmed_and_settled_and_bad_requests_move_n
         .unwrap_err();
     assert_eq!(error.code(), "not_cancellable");
     assert_eq!(w.wallet.process_withdrawals().await.unwrap().signed, 0);
+    w.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
