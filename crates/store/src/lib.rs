@@ -555,3 +555,54 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
         .as_database_error()
         .is_some_and(|e| e.is_unique_violation())
 }
+
+/// A throwaway PostgreSQL database (tests, trials): created empty on the server of an admin
+/// URL, reachable at [`ScratchDatabase::url`], dropped by [`ScratchDatabase::drop_now`].
+#[derive(Debug, Clone)]
+pub struct ScratchDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates database `name` (ASCII letters, digits, `_`) on the server of `admin`
+    /// (`postgres://…/somedb`).
+    pub async fn create(admin: &str, name: &str) -> Result<Self, StoreError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::UnsupportedUrl);
+        }
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .ok_or(StoreError::UnsupportedUrl)?;
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        Ok(Self {
+            admin: admin.to_owned(),
+            name: name.to_owned(),
+            url: format!("{base}/{name}"),
+        })
+    }
+
+    /// Its URL.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops it, closing any connections still open to it.
+    pub async fn drop_now(self) -> Result<(), StoreError> {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await?;
+        Ok(())
+    }
+}

@@ -5,15 +5,15 @@
 
 use coss_store::{
     Backend, CodeOutcome, EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken,
-    OidcClient, OidcCode, OidcKey, ProfileRecord, Purpose, RefreshOutcome, SessionKind, Store,
-    StoreError, TokenKind,
+    OidcClient, OidcCode, OidcKey, ProfileRecord, Purpose, RefreshOutcome, ScratchDatabase,
+    SessionKind, Store, StoreError, TokenKind,
 };
 
 struct Db {
     store: Store,
     url: String,
     _dir: Option<tempfile::TempDir>,
-    drop_pg: Option<(String, String)>,
+    drop_pg: Option<ScratchDatabase>,
 }
 
 impl Db {
@@ -37,38 +37,22 @@ impl Db {
             "coss_test_{:016x}",
             rand::TryRngCore::try_next_u64(&mut rand::rngs::OsRng).unwrap()
         );
-        sqlx::any::install_default_drivers();
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').unwrap().0;
-        let url = format!("{base}/{name}");
+        let scratch = ScratchDatabase::create(&admin, &name).await.unwrap();
+        let url = scratch.url().to_owned();
         let store = Store::open(&url).await.unwrap();
         assert_eq!(store.backend(), Backend::Postgres);
         Self {
             store,
             url,
             _dir: None,
-            drop_pg: Some((admin, name)),
+            drop_pg: Some(scratch),
         }
     }
 
     async fn finish(self) {
         self.store.close().await;
-        if let Some((admin, name)) = self.drop_pg {
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        if let Some(scratch) = self.drop_pg {
+            scratch.drop_now().await.unwrap();
         }
     }
 }

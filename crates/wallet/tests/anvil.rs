@@ -18,7 +18,7 @@ use coss_contracts::{Chain, TestUsd};
 use coss_core::Command;
 use coss_engine::{Engine, EngineConfig, EngineHandle};
 use coss_identity::{Accounts, Authenticated, Vault, totp_code};
-use coss_store::{SessionKind, Store};
+use coss_store::{ScratchDatabase, SessionKind, Store};
 use coss_types::Amount;
 use coss_wallet::{
     ChainConfig, DEV_ETH, DEV_TUSD, TransferRequest, Wallet, WalletError, WithdrawalRequest,
@@ -35,8 +35,8 @@ struct World {
     wallet: Wallet,
     accounts: Accounts,
     _engine: Engine,
-    /// The PostgreSQL admin URL and database to drop at the end.
-    pg: Option<(String, String)>,
+    /// The PostgreSQL database to drop at the end.
+    pg: Option<ScratchDatabase>,
     handle: EngineHandle,
     funder: Chain,
     usd: Address,
@@ -84,7 +84,7 @@ enum Db {
 }
 
 /// A fresh PostgreSQL database (on `COSS_TEST_POSTGRES`, default the local server's `test`).
-async fn postgres_store() -> (Store, (String, String)) {
+async fn postgres_store() -> (Store, ScratchDatabase) {
     let admin = std::env::var("COSS_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let nanos = std::time::SystemTime::now()
@@ -92,18 +92,10 @@ async fn postgres_store() -> (Store, (String, String)) {
         .unwrap()
         .as_nanos();
     let name = format!("coss_test_wallet_{}_{nanos}", std::process::id());
-    sqlx::any::install_default_drivers();
-    let mut admin_conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
-    let base = admin.rsplit_once('/').unwrap().0;
-    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    let scratch = ScratchDatabase::create(&admin, &name).await.unwrap();
+    let store = Store::open(scratch.url()).await.unwrap();
     assert_eq!(store.backend(), coss_store::Backend::Postgres);
-    (store, (admin, name))
+    (store, scratch)
 }
 
 async fn world(transport: Transport, tweak: impl FnOnce(&mut ChainConfig)) -> World {
@@ -165,17 +157,9 @@ async fn world_on(db: Db, transport: Transport, tweak: impl FnOnce(&mut ChainCon
 impl World {
     /// Drops the test's PostgreSQL database, if it made one.
     async fn finish(self) {
-        if let Some((admin, name)) = &self.pg {
+        if let Some(scratch) = self.pg {
             self.accounts.store().close().await;
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(admin)
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+            scratch.drop_now().await.unwrap();
         }
     }
 
