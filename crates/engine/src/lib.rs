@@ -359,12 +359,9 @@ impl EngineHandle {
         &self,
         query: impl FnOnce(&Exchange) -> T + Send + 'static,
     ) -> Result<T> {
-        let (reply, rx) = oneshot::channel();
-        let read = Box::new(move |exchange: &Exchange| {
-            let _ = reply.send(query(exchange));
-        });
+        let (read, rx) = read_request(query);
         self.tx
-            .blocking_send(Request::Read { read })
+            .blocking_send(read)
             .map_err(|_| EngineError::Stopped)?;
         rx.blocking_recv().map_err(|_| EngineError::Stopped)
     }
@@ -374,16 +371,21 @@ impl EngineHandle {
         &self,
         query: impl FnOnce(&Exchange) -> T + Send + 'static,
     ) -> Result<T> {
-        let (reply, rx) = oneshot::channel();
-        let read = Box::new(move |exchange: &Exchange| {
-            let _ = reply.send(query(exchange));
-        });
-        self.tx
-            .send(Request::Read { read })
-            .await
-            .map_err(|_| EngineError::Stopped)?;
+        let (read, rx) = read_request(query);
+        self.tx.send(read).await.map_err(|_| EngineError::Stopped)?;
         rx.await.map_err(|_| EngineError::Stopped)
     }
+}
+
+/// A read request for the engine thread and where its answer arrives.
+fn read_request<T: Send + 'static>(
+    query: impl FnOnce(&Exchange) -> T + Send + 'static,
+) -> (Request, oneshot::Receiver<T>) {
+    let (reply, rx) = oneshot::channel();
+    let read = Box::new(move |exchange: &Exchange| {
+        let _ = reply.send(query(exchange));
+    });
+    (Request::Read { read }, rx)
 }
 
 /// The running service. Dropping every [`EngineHandle`] and calling [`Engine::shutdown`] stops

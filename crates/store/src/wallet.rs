@@ -740,14 +740,10 @@ impl Store {
             }
             Err(e) if is_unique_violation(&e) => {
                 drop(tx);
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2"
-                )))
-                .bind(new.user_id)
-                .bind(new.idempotency_key.as_str())
-                .fetch_one(&self.pool)
-                .await?;
-                Ok((withdrawal(&row)?, false))
+                let existing = self
+                    .withdrawal_by_key(new.user_id, &new.idempotency_key)
+                    .await?;
+                Ok((existing.ok_or(StoreError::NotFound)?, false))
             }
             Err(e) => Err(e.into()),
         }
@@ -1138,14 +1134,8 @@ impl Store {
         match inserted {
             Ok(row) => Ok((transfer(&row)?, true)),
             Err(e) if is_unique_violation(&e) => {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TRANSFER_COLUMNS} FROM internal_transfers WHERE from_user = $1 AND idempotency_key = $2"
-                )))
-                .bind(from_user)
-                .bind(idempotency_key)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok((transfer(&row)?, false))
+                let existing = self.transfer_by_key(from_user, idempotency_key).await?;
+                Ok((existing.ok_or(StoreError::NotFound)?, false))
             }
             Err(e) => Err(e.into()),
         }

@@ -155,6 +155,16 @@ impl WalletError {
     }
 }
 
+/// A refusal of a user's request by the exchange core: a short balance has its own code.
+impl From<RejectReason> for WalletError {
+    fn from(reason: RejectReason) -> Self {
+        match reason {
+            RejectReason::InsufficientBalance => Self::InsufficientBalance,
+            other => Self::Rejected(other),
+        }
+    }
+}
+
 pub(crate) fn rpc_error(error: impl std::fmt::Display) -> WalletError {
     WalletError::Chain(error.to_string())
 }

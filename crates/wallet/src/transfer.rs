@@ -108,8 +108,7 @@ impl Wallet {
                 status: status.into(),
                 ..record
             }),
-            Err(RejectReason::InsufficientBalance) => Err(WalletError::InsufficientBalance),
-            Err(other) => Err(WalletError::Rejected(other)),
+            Err(reason) => Err(reason.into()),
         }
     }
 }

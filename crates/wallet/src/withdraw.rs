@@ -258,10 +258,7 @@ impl Wallet {
                         now,
                     )
                     .await?;
-                Err(match reason {
-                    RejectReason::InsufficientBalance => WalletError::InsufficientBalance,
-                    other => WalletError::Rejected(other),
-                })
+                Err(reason.into())
             }
         }
     }
