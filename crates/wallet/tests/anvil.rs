@@ -617,6 +617,25 @@ async fn withdrawal_flow(db: Db) {
         .unwrap_err();
     assert_eq!(error.code(), "not_cancellable");
     assert_eq!(w.wallet.process_withdrawals().await.unwrap().signed, 0);
+
+    // With allow-list-only withdrawals on, only listed addresses are accepted.
+    let store = w.accounts.store();
+    store.set_allow_list_only(alice, true, T0).await.unwrap();
+    let request = withdrawal(alice, "ETH", &good, "0.25", code(&seed, 23), "w4", 23);
+    let error = w.wallet.request_withdrawal(&request).await.unwrap_err();
+    assert_eq!(error.code(), "address_not_allowed");
+    assert_eq!(w.balance(alice, DEV_ETH).await, after, "nothing held");
+    let chain = i64::try_from(w.config.chain_id).unwrap();
+    let listed = format!("{to:#x}");
+    store
+        .allow_withdrawal_address(alice, chain, &listed, "cold storage", T0)
+        .await
+        .unwrap();
+    let request = withdrawal(alice, "ETH", &good, "0.25", code(&seed, 24), "w5", 24);
+    assert_eq!(
+        w.wallet.request_withdrawal(&request).await.unwrap().status,
+        "held"
+    );
     w.finish().await;
 }
 
