@@ -111,6 +111,23 @@ pub struct EngineConfig {
     pub snapshot_every: u64,
     /// Journal segment size.
     pub segment_bytes: u64,
+    /// Where every event goes once durable, in sequence order (see [`EventFeed`]).
+    pub feed: Option<EventFeed>,
+}
+
+/// A subscription to the engine's events: the projections' source. At start the engine replays
+/// the journal and sends every event after `after_seq` (a full replay when that lies before the
+/// newest snapshot), then sends the events of each batch once it is durable, before its caller
+/// hears back. So the feed has no gaps and no duplicates, and a caller that saw its receipt can
+/// wait for a projection to reach the receipt's sequence number. The channel is bounded: a
+/// consumer that falls behind slows the engine rather than growing memory. If the receiver is
+/// dropped the engine goes on without a feed.
+#[derive(Debug, Clone)]
+pub struct EventFeed {
+    /// Events up to and including this sequence number are not sent.
+    pub after_seq: u64,
+    /// Where the events go, in chunks.
+    pub sender: std_mpsc::SyncSender<Vec<Event>>,
 }
 
 impl EngineConfig {
@@ -123,6 +140,7 @@ impl EngineConfig {
             max_batch: 8192,
             snapshot_every: 1_000_000,
             segment_bytes: JournalOptions::default().segment_bytes,
+            feed: None,
         }
     }
 }
@@ -407,13 +425,15 @@ impl Engine {
                 source,
             })
         })?;
-        let (exchange, journal, recovery) = recover(&dir, config.segment_bytes)?;
+        let (exchange, journal, recovery) =
+            recover(&dir, config.segment_bytes, config.feed.as_ref())?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (to_writer, writer_rx) = std_mpsc::sync_channel(8);
         let writer_dir = dir.clone();
+        let feed = config.feed.map(|feed| feed.sender);
         let writer_thread = std::thread::Builder::new()
             .name("coss-journal".into())
-            .spawn(move || write_loop(journal, &writer_dir, writer_rx))
+            .spawn(move || write_loop(journal, &writer_dir, writer_rx, feed))
             .map_err(EngineError::Spawn)?;
         let max_batch = config.max_batch.max(1);
         let snapshot_every = config.snapshot_every;
@@ -566,7 +586,12 @@ fn engine_loop(
     }
 }
 
-fn write_loop(mut journal: Journal, dir: &Path, rx: std_mpsc::Receiver<ToWriter>) -> Result<()> {
+fn write_loop(
+    mut journal: Journal,
+    dir: &Path,
+    rx: std_mpsc::Receiver<ToWriter>,
+    mut feed: Option<std_mpsc::SyncSender<Vec<Event>>>,
+) -> Result<()> {
     let mut replies: Vec<(BatchReceipt, BatchReply)> = Vec::new();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -608,6 +633,16 @@ fn write_loop(mut journal: Journal, dir: &Path, rx: std_mpsc::Receiver<ToWriter>
             fail_all(replies);
             return Err(error.into());
         }
+        if let Some(sender) = &feed {
+            let events: Vec<Event> = replies
+                .iter()
+                .flat_map(|(receipt, _)| receipt.events.iter().cloned())
+                .collect();
+            if !events.is_empty() && sender.send(events).is_err() {
+                tracing::warn!("the event feed's receiver is gone; going on without it");
+                feed = None;
+            }
+        }
         for (receipt, reply) in replies.drain(..) {
             let _ = reply.send(Ok(receipt));
         }
@@ -635,12 +670,25 @@ fn decode(index: u64, payload: &[u8]) -> Result<Envelope> {
     })
 }
 
-/// Loads the newest valid snapshot, opens the journal (truncating a torn tail) and replays it.
-fn recover(dir: &Path, segment_bytes: u64) -> Result<(Exchange, Journal, Recovery)> {
+/// Most events per chunk sent to a feed during recovery.
+const FEED_CHUNK: usize = 4096;
+
+/// Loads the newest valid snapshot, opens the journal (truncating a torn tail) and replays it,
+/// sending the replayed events after `feed.after_seq` to the feed.
+fn recover(
+    dir: &Path,
+    segment_bytes: u64,
+    feed: Option<&EventFeed>,
+) -> Result<(Exchange, Journal, Recovery)> {
     let (journal, report) = Journal::open(dir, JournalOptions { segment_bytes })?;
     let latest = coss_journal::latest_snapshot(dir)?;
     let skipped_snapshots = latest.skipped.iter().map(ToString::to_string).collect();
-    let (snapshot_index, mut exchange) = match latest.snapshot {
+    let snapshot = match latest.snapshot {
+        // A feed that needs events from before the snapshot gets them from a full replay.
+        Some(_) if feed.is_some_and(|f| f.after_seq == 0) => None,
+        other => other,
+    };
+    let (snapshot_index, mut exchange) = match snapshot {
         Some((index, bytes)) => {
             if index > report.last_index {
                 return Err(EngineError::SnapshotAhead {
@@ -660,13 +708,28 @@ fn recover(dir: &Path, segment_bytes: u64) -> Result<(Exchange, Journal, Recover
         }
         None => (0, Exchange::new()),
     };
+    let (snapshot_index, mut exchange) = match feed {
+        Some(f) if exchange.last_seq() > f.after_seq => (0, Exchange::new()),
+        _ => (snapshot_index, exchange),
+    };
     let mut events = Vec::new();
+    let mut chunk: Vec<Event> = Vec::new();
+    let mut feed_open = feed.is_some();
     let scan = coss_journal::for_each_record(dir, snapshot_index + 1, |index, payload| {
         let envelope = decode(index, payload)?;
         events.clear();
         let _ = exchange.apply(&envelope, &mut events);
+        if let (Some(f), true) = (feed, feed_open) {
+            chunk.extend(events.drain(..).filter(|e| e.seq > f.after_seq));
+            if chunk.len() >= FEED_CHUNK {
+                feed_open = f.sender.send(std::mem::take(&mut chunk)).is_ok();
+            }
+        }
         Ok::<(), EngineError>(())
     })?;
+    if let (Some(f), true) = (feed, feed_open && !chunk.is_empty()) {
+        let _ = f.sender.send(chunk);
+    }
     if exchange.commands() != report.last_index {
         return Err(EngineError::CountMismatch {
             state: exchange.commands(),

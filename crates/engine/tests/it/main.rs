@@ -1,6 +1,7 @@
 //! The engine service through its public API, on real files.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod feed;
 mod recovery;
 mod service;
 
