@@ -60,7 +60,11 @@ fn a_restarted_feed_replays_the_journal_after_its_position_even_past_a_snapshot(
     engine.handle().submit(deposit(10)).unwrap();
     let replayed = drain(&feed);
     assert_eq!(replayed[..all.len()], all[..]);
-    assert_eq!(replayed.len(), all.len() + 2, "then the new deposit's events");
+    assert_eq!(
+        replayed.len(),
+        all.len() + 2,
+        "then the new deposit's events"
+    );
     engine.shutdown().unwrap();
 
     // From a position: only what follows it.
