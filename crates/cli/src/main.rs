@@ -9,6 +9,7 @@
 mod bench_auth;
 mod bench_wallet;
 mod chain;
+mod config;
 mod node;
 mod server;
 mod sso;
@@ -60,6 +61,9 @@ enum Top {
         /// The database: `postgres://…` for PostgreSQL; default SQLite `coss.db` in the data dir.
         #[arg(long, env = "COSS_DATABASE_URL")]
         database_url: Option<String>,
+        /// The configuration file (TOML); default `coss.toml` in the data dir, else built in.
+        #[arg(long, env = "COSS_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Journal tools.
     Journal {
@@ -196,9 +200,12 @@ fn run(cli: Cli) -> Result<()> {
             data,
             listen,
             database_url,
+            config,
         } => {
             init_tracing();
-            server::up(data.resolve()?, &listen, database_url.as_deref())
+            let data_dir = data.resolve()?;
+            let config = config::Config::load(config.as_deref(), &data_dir)?;
+            server::up(data_dir, &listen, database_url.as_deref(), &config)
         }
         Top::Journal {
             command: JournalCommand::Verify { data, json },

@@ -2,6 +2,7 @@
 //! anvil unless configured) with the wallets' watcher and sender, and the HTTP API (engine
 //! status, accounts, single sign-on, wallets), until Ctrl-C or SIGTERM.
 
+use crate::config::{Config, MarketConfig};
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -57,10 +58,21 @@ async fn engine_status(
     }
 }
 
-pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result<()> {
+pub fn up(
+    data_dir: PathBuf,
+    listen: &str,
+    database_url: Option<&str>,
+    config: &Config,
+) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let (engine, recovery) = Engine::start(EngineConfig::new(&data_dir))
+    // The market projection is rebuilt from the journal at every start: the engine replays
+    // the whole journal into its feed before taking new commands.
+    let (market, feed) =
+        coss_market::MarketService::start().context("cannot start the market projection")?;
+    let mut engine_config = EngineConfig::new(&data_dir);
+    engine_config.feed = Some(feed);
+    let (engine, recovery) = Engine::start(engine_config)
         .with_context(|| format!("cannot recover the engine from {}", data_dir.display()))?;
     if let Some(torn) = &recovery.torn_tail {
         tracing::warn!(
@@ -104,6 +116,9 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
             crate::node::fund_hot_wallet(node, &data_dir, wallet.hot_address()).await?;
         }
         wallet.spawn();
+        list_markets(&handle, &market, &config.markets).await?;
+        let binance =
+            coss_binance::Binance::new(accounts.clone(), handle.clone(), market, config.limits.into());
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -116,7 +131,8 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
             app(handle)
                 .merge(coss_api::accounts_router(accounts))
                 .merge(coss_sso::router(provider))
-                .merge(coss_wallet::api::router(wallet)),
+                .merge(coss_wallet::api::router(wallet))
+                .merge(coss_binance::router(binance)),
         );
         axum::serve(
             listener,
@@ -136,6 +152,58 @@ pub fn up(data_dir: PathBuf, listen: &str, database_url: Option<&str>) -> Result
         .shutdown()
         .context("engine did not shut down cleanly")?;
     tracing::info!("COSS stopped");
+    Ok(())
+}
+
+/// Lists the configured markets the engine does not have yet (once the projection has caught
+/// up with the journal, so it knows what is listed).
+async fn list_markets(
+    engine: &EngineHandle,
+    market: &coss_market::MarketService,
+    markets: &[MarketConfig],
+) -> Result<()> {
+    let status = engine.status_async().await.context("the engine stopped")?;
+    market.caught_up(status.last_seq).await;
+    for wanted in markets {
+        let command = {
+            let projection = market.read();
+            if let Some(listed) = projection.market(coss_types::MarketId(wanted.id)) {
+                tracing::info!(symbol = %listed.market.symbol, id = wanted.id, "market listed");
+                continue;
+            }
+            let asset = |symbol: &str| {
+                projection
+                    .assets()
+                    .find(|a| a.symbol == symbol)
+                    .cloned()
+                    .with_context(|| format!("market {}: no listed asset {symbol}", wanted.id))
+            };
+            let (base, quote) = (asset(&wanted.base)?, asset(&wanted.quote)?);
+            let amount = |text: &str, decimals: u8, what: &str| {
+                coss_types::Amount::parse_decimal(text, decimals)
+                    .with_context(|| format!("market {}: {what} {text:?}", wanted.id))
+            };
+            coss_core::Command::ListMarket {
+                market: coss_types::MarketId(wanted.id),
+                base: base.id,
+                quote: quote.id,
+                lot_size: amount(&wanted.lot_size, base.decimals, "lot_size")?,
+                tick_size: amount(&wanted.tick_size, quote.decimals, "tick_size")?,
+                min_notional: amount(&wanted.min_notional, quote.decimals, "min_notional")?,
+            }
+        };
+        let receipt = engine
+            .submit_async(command)
+            .await
+            .context("the engine stopped")?;
+        if let Err(reason) = receipt.outcome {
+            anyhow::bail!("market {} could not be listed: {reason}", wanted.id);
+        }
+        if let Some(last) = receipt.events.last() {
+            market.caught_up(last.seq).await;
+        }
+        tracing::info!(base = %wanted.base, quote = %wanted.quote, id = wanted.id, "market listed now");
+    }
     Ok(())
 }
 

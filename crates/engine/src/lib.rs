@@ -688,7 +688,7 @@ fn recover(
         Some(_) if feed.is_some_and(|f| f.after_seq == 0) => None,
         other => other,
     };
-    let (snapshot_index, mut exchange) = match snapshot {
+    let (snapshot_index, exchange) = match snapshot {
         Some((index, bytes)) => {
             if index > report.last_index {
                 return Err(EngineError::SnapshotAhead {

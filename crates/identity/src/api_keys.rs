@@ -250,22 +250,31 @@ impl Accounts {
         }
     }
 
-    /// Verifies a signed request (see the module documentation for the rules and their order).
-    pub async fn verify_signed(
+    /// The owner of a live key presented from an allowed address, for the few endpoints that
+    /// take the key without a signature (Binance's user data stream keys).
+    pub async fn key_owner(
         &self,
-        request: &SignedRequest<'_>,
-        now: i64,
-    ) -> Result<KeyAuth, IdentityError> {
+        api_key: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<i64, IdentityError> {
+        Ok(self.key_record(api_key, client_ip).await?.user_id)
+    }
+
+    async fn key_record(
+        &self,
+        api_key: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<coss_store::ApiKeyRecord, IdentityError> {
         let record = self
             .store
-            .api_key(request.api_key)
+            .api_key(api_key)
             .await?
             .ok_or(IdentityError::ApiKeyInvalid)?;
         if record.revoked_at.is_some() {
             return Err(IdentityError::ApiKeyRevoked);
         }
         if !record.ip_allow_list.is_empty() {
-            let allowed = request.client_ip.is_some_and(|ip| {
+            let allowed = client_ip.is_some_and(|ip| {
                 split(&record.ip_allow_list)
                     .filter_map(|n| parse_network(n).ok())
                     .any(|n| n.contains(ip))
@@ -274,6 +283,16 @@ impl Accounts {
                 return Err(IdentityError::IpNotAllowed);
             }
         }
+        Ok(record)
+    }
+
+    /// Verifies a signed request (see the module documentation for the rules and their order).
+    pub async fn verify_signed(
+        &self,
+        request: &SignedRequest<'_>,
+        now: i64,
+    ) -> Result<KeyAuth, IdentityError> {
+        let record = self.key_record(request.api_key, request.client_ip).await?;
         let (payload, params) = signed_payload(request.query, request.body);
         let timestamp: i64 = params
             .timestamp

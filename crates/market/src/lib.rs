@@ -474,13 +474,32 @@ pub struct Projection {
     balances: FxHashMap<AccountId, BTreeMap<AssetId, (u128, u128)>>,
     changed_balances: BTreeMap<AccountId, BTreeSet<AssetId>>,
     updates: Vec<Update>,
+    fee_tiers: Vec<coss_core::FeeTier>,
+    account_tiers: FxHashMap<AccountId, u8>,
 }
 
 impl Projection {
     /// An empty projection (before the first event).
     #[must_use]
     pub fn new() -> Projection {
-        Projection::default()
+        Projection {
+            fee_tiers: coss_core::default_fee_schedule(),
+            ..Projection::default()
+        }
+    }
+
+    /// An account's maker and taker fee rates (parts per million).
+    #[must_use]
+    pub fn fee_rates(&self, account: AccountId) -> coss_core::FeeTier {
+        let tier = self.account_tiers.get(&account).copied().unwrap_or(0);
+        self.fee_tiers
+            .get(usize::from(tier))
+            .or_else(|| self.fee_tiers.first())
+            .copied()
+            .unwrap_or(coss_core::FeeTier {
+                maker_ppm: 0,
+                taker_ppm: 0,
+            })
     }
 
     /// The last event applied.
@@ -712,10 +731,12 @@ impl Projection {
                 self.delta(*from, *asset, -to_signed(amount.0), time);
                 self.delta(*to, *asset, to_signed(amount.0), time);
             }
+            EventKind::FeeScheduleSet { tiers } => self.fee_tiers.clone_from(tiers),
+            EventKind::AccountFeeTierSet { account, tier } => {
+                self.account_tiers.insert(*account, *tier);
+            }
             EventKind::Rejected { .. }
             | EventKind::WithdrawalFeeSet { .. }
-            | EventKind::FeeScheduleSet { .. }
-            | EventKind::AccountFeeTierSet { .. }
             | EventKind::HoldersShareSet { .. }
             | EventKind::OpenOrderLimitSet { .. }
             | EventKind::WithdrawalConfirmed { .. }

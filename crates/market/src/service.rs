@@ -61,7 +61,6 @@ impl MarketService {
     ///
     /// # Panics
     /// Never: a poisoned lock (a panic while applying) is read through.
-    #[must_use]
     pub fn read(&self) -> RwLockReadGuard<'_, Projection> {
         self.state
             .read()
@@ -69,7 +68,6 @@ impl MarketService {
     }
 
     /// Writes to the projection: only for taking changed depth levels.
-    #[must_use]
     pub fn write(&self) -> RwLockWriteGuard<'_, Projection> {
         self.state
             .write()

@@ -146,16 +146,16 @@ fn check(exchange: &Exchange, projection: &Projection) -> Result<(), TestCaseErr
         }
         for order in projection.open_orders(account) {
             prop_assert!(order.status.is_open());
-            if let (Some(qty), true) = (order.qty, order.working_ms.is_some()) {
-                if let Some(resting) = exchange.resting_order(MARKET, order.id) {
-                    prop_assert_eq!(
-                        qty.0 - order.executed,
-                        resting.qty.0,
-                        "open qty of {}",
-                        order.id
-                    );
-                    prop_assert_eq!(Some(resting.price), order.price);
-                }
+            if let (Some(qty), true) = (order.qty, order.working_ms.is_some())
+                && let Some(resting) = exchange.resting_order(MARKET, order.id)
+            {
+                prop_assert_eq!(
+                    qty.0 - order.executed,
+                    resting.qty.0,
+                    "open qty of {}",
+                    order.id
+                );
+                prop_assert_eq!(Some(resting.price), order.price);
             }
         }
     }

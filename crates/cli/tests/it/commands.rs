@@ -162,9 +162,17 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let json: serde_json::Value =
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    // The wallets listed the local chain's assets (ETH, COSS, tUSD) in the engine.
-    assert_eq!(json["commands"], 3);
-    assert_eq!(json["last_seq"], 3);
+    // The wallets listed the local chain's assets (ETH, COSS, tUSD) in the engine, then the
+    // default configuration's three markets were listed.
+    assert_eq!(json["commands"], 6);
+    assert_eq!(json["last_seq"], 6);
+    let info = http(
+        port,
+        "GET /api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    for symbol in ["ETHTUSD", "COSSETH", "COSSTUSD"] {
+        assert!(info.contains(&format!("\"symbol\":\"{symbol}\"")), "{info}");
+    }
     let assets = http(
         port,
         "GET /api/v1/wallet/assets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -1,0 +1,75 @@
+//! The Binance-compatible spot API, so that existing trading clients and bots work against
+//! COSS by changing only the base URL: `/api/v3/…` REST (market data; signed orders, account
+//! and trades with Binance's HMAC-SHA256 scheme) and the WebSocket streams. Same JSON shapes
+//! and field names, same `{"code": -NNNN, "msg": "…"}` errors for the same mistakes, same
+//! request weights and 429/418 answers. Orders go to the engine and are acknowledged only once
+//! durable; what the API reads (books, trades, candles, orders, balances) comes from the
+//! `coss-market` projection, which a handler waits on until it has seen its own command, so a
+//! client always reads its own writes. Prices and quantities are decimal strings converted
+//! exactly to the market's ticks and lots: a value off the grid is a filter failure, never a
+//! rounding.
+
+mod error;
+mod limits;
+mod params;
+mod rest;
+mod units;
+
+pub use error::BinanceError;
+pub use limits::{Limiter, RateLimits};
+pub use params::Params;
+pub use rest::router;
+
+use coss_engine::EngineHandle;
+use coss_identity::Accounts;
+use coss_market::MarketService;
+use std::sync::{Arc, Mutex};
+
+/// Everything the API needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Binance {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    accounts: Accounts,
+    engine: EngineHandle,
+    market: MarketService,
+    limiter: Limiter,
+    listen_keys: Mutex<rustc_hash::FxHashMap<String, ListenKey>>,
+}
+
+/// A user data stream's key.
+#[derive(Debug, Clone, Copy)]
+struct ListenKey {
+    user_id: i64,
+    expires_ms: u64,
+}
+
+impl Binance {
+    /// The API over the accounts (API keys), the engine (orders) and the projection (reads).
+    #[must_use]
+    pub fn new(
+        accounts: Accounts,
+        engine: EngineHandle,
+        market: MarketService,
+        limits: RateLimits,
+    ) -> Binance {
+        Binance {
+            inner: Arc::new(Inner {
+                accounts,
+                engine,
+                market,
+                limiter: Limiter::new(limits),
+                listen_keys: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The projection this API reads.
+    #[must_use]
+    pub fn market(&self) -> &MarketService {
+        &self.inner.market
+    }
+}

@@ -1,0 +1,146 @@
+//! Request parameters as Binance takes them: from the query string and a form body together,
+//! each name once, every parameter sent must be one the endpoint reads.
+
+use crate::error::BinanceError;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// Names every signed request may carry besides the endpoint's own.
+const SIGNING: [&str; 3] = ["timestamp", "recvWindow", "signature"];
+
+/// The parameters of one request.
+#[derive(Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    read: Mutex<BTreeSet<String>>,
+}
+
+impl Params {
+    /// Parses the query string and the form body.
+    ///
+    /// # Errors
+    /// -1101 when a name appears twice.
+    pub fn parse(query: &str, body: &str) -> Result<Params, BinanceError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for part in [query, body] {
+            for (name, value) in url::form_urlencoded::parse(part.as_bytes()) {
+                if pairs.iter().any(|(n, _)| *n == name) {
+                    return Err(BinanceError::new(
+                        -1101,
+                        format!("Duplicate values for parameter '{name}'."),
+                    ));
+                }
+                pairs.push((name.into_owned(), value.into_owned()));
+            }
+        }
+        Ok(Params {
+            pairs,
+            read: Mutex::default(),
+        })
+    }
+
+    /// A parameter's value; empty counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned());
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A mandatory parameter.
+    ///
+    /// # Errors
+    /// -1102 when missing or empty.
+    pub fn require(&self, name: &str) -> Result<&str, BinanceError> {
+        self.get(name).ok_or_else(|| BinanceError::mandatory(name))
+    }
+
+    /// An optional integer parameter.
+    ///
+    /// # Errors
+    /// -1100 when not an integer.
+    pub fn integer(&self, name: &str) -> Result<Option<u64>, BinanceError> {
+        self.get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| BinanceError::illegal(name, "^[0-9]{1,20}$"))
+            })
+            .transpose()
+    }
+
+    /// A `limit` parameter: `default` when absent, at most `max`.
+    ///
+    /// # Errors
+    /// -1100 when not an integer, -1130 when out of range.
+    pub fn limit(&self, default: usize, max: usize) -> Result<usize, BinanceError> {
+        match self.integer("limit")? {
+            None => Ok(default),
+            Some(n) if n >= 1 && n <= max as u64 => Ok(usize::try_from(n).unwrap_or(max)),
+            Some(_) => Err(BinanceError::new(
+                -1130,
+                format!("Invalid data sent for a parameter: limit must be 1 to {max}."),
+            )),
+        }
+    }
+
+    /// Whether a parameter was sent (without marking it read).
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(n, v)| n == name && !v.is_empty())
+    }
+
+    /// Checks that every parameter sent was read.
+    ///
+    /// # Errors
+    /// -1104 naming the counts, as Binance does.
+    pub fn all_read(&self) -> Result<(), BinanceError> {
+        let read = self
+            .read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unread = self
+            .pairs
+            .iter()
+            .filter(|(n, _)| !read.contains(n) && !SIGNING.contains(&n.as_str()))
+            .count();
+        if unread == 0 {
+            return Ok(());
+        }
+        let sent = self.pairs.len();
+        Err(BinanceError::new(
+            -1104,
+            format!(
+                "Not all sent parameters were read; read '{}' parameter(s) but was sent '{}'.",
+                sent - unread,
+                sent
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_body_together_each_name_once() {
+        let params = Params::parse("symbol=ETHTUSD&side=BUY", "quantity=1.5&price=10%2E5").unwrap();
+        assert_eq!(params.get("symbol"), Some("ETHTUSD"));
+        assert_eq!(params.get("price"), Some("10.5"));
+        assert_eq!(Params::parse("a=1", "a=2").unwrap_err().code, -1101);
+    }
+
+    #[test]
+    fn unread_parameters_are_refused() {
+        let params = Params::parse("symbol=X&foo=1&timestamp=1&signature=ab", "").unwrap();
+        params.get("symbol");
+        assert_eq!(params.all_read().unwrap_err().code, -1104);
+        params.get("foo");
+        params.all_read().unwrap();
+    }
+}

@@ -1,0 +1,842 @@
+//! The `/api/v3` endpoints through the real router, engine, projection and accounts database,
+//! as a Binance client would call them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use coss_binance::{Binance, RateLimits};
+use coss_core::Command;
+use coss_engine::{Engine, EngineConfig, EngineHandle};
+use coss_identity::{Accounts, Authenticated, Permission, Vault, sign, totp_code};
+use coss_market::MarketService;
+use coss_store::{SessionKind, Store};
+use coss_types::{AccountId, Amount, AssetId, MarketId};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::net::SocketAddr;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+const ETH: AssetId = AssetId(1);
+const TUSD: AssetId = AssetId(2);
+
+struct Key {
+    key: String,
+    secret: String,
+    account: AccountId,
+}
+
+struct Fixture {
+    router: Router,
+    engine: Option<Engine>,
+    handle: EngineHandle,
+    accounts: Accounts,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // The router and handles go first; the engine then stops cleanly.
+        self.router = Router::new();
+        if let Some(engine) = self.engine.take() {
+            std::thread::spawn(move || {
+                let _ = engine.shutdown();
+            });
+        }
+    }
+}
+
+fn now() -> i64 {
+    coss_identity::now_ms()
+}
+
+async fn fixture(limits: RateLimits) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let (market, feed) = MarketService::start().unwrap();
+    let mut config = EngineConfig::new(dir.path().join("engine"));
+    config.feed = Some(feed);
+    let (engine, _) = Engine::start(config).unwrap();
+    let handle = engine.handle();
+    for command in [
+        Command::ListAsset {
+            asset: ETH,
+            symbol: "ETH".into(),
+            decimals: 18,
+            fees_shared: true,
+            withdrawal_fee: Amount(0),
+        },
+        Command::ListAsset {
+            asset: TUSD,
+            symbol: "TUSD".into(),
+            decimals: 6,
+            fees_shared: true,
+            withdrawal_fee: Amount(0),
+        },
+        Command::ListMarket {
+            market: MarketId(1),
+            base: ETH,
+            quote: TUSD,
+            lot_size: Amount(100_000_000_000_000), // 0.0001 ETH
+            tick_size: Amount(10_000),             // 0.01 TUSD
+            min_notional: Amount(1_000_000),       // 1 TUSD
+        },
+    ] {
+        handle.submit_async(command).await.unwrap().outcome.unwrap();
+    }
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let vault = Vault::open_or_create(&dir.path().join("secret.key")).unwrap();
+    let accounts = Accounts::new(store, vault).unwrap();
+    let binance = Binance::new(accounts.clone(), handle.clone(), market, limits);
+    Fixture {
+        router: coss_binance::router(binance),
+        engine: Some(engine),
+        handle,
+        accounts,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    /// A verified user with 2FA, an API key with `permissions`, and deposits.
+    async fn trader(&self, email: &str, permissions: &[Permission], eth: u128, tusd: u128) -> Key {
+        let a = &self.accounts;
+        let t = now();
+        let id = a.signup(email, PASSWORD, t).await.unwrap();
+        let mail = a.store().due_mail(i64::MAX, 1000).await.unwrap();
+        let payload = &mail
+            .iter()
+            .rev()
+            .find(|m| m.mail.recipient == email)
+            .unwrap()
+            .mail
+            .payload;
+        let token: Value = serde_json::from_str(payload).unwrap();
+        a.verify_email(token["token"].as_str().unwrap(), t)
+            .await
+            .unwrap();
+        let who = Authenticated {
+            user_id: id,
+            session_id: 0,
+            kind: SessionKind::App,
+        };
+        let enrolment = a.begin_totp_enrolment(&who, t).await.unwrap();
+        let seed = enrolment.secret.expose().to_owned();
+        a.confirm_totp(&who, &totp_code(&seed, t - 30_000).unwrap(), t)
+            .await
+            .unwrap();
+        let key = a
+            .create_api_key(
+                &who,
+                "bot",
+                permissions,
+                &[],
+                totp_code(&seed, t).as_deref(),
+                t,
+            )
+            .await
+            .unwrap();
+        let account = coss_core::user_account(id).unwrap();
+        for (asset, amount) in [(ETH, eth), (TUSD, tusd)] {
+            if amount > 0 {
+                self.handle
+                    .submit_async(Command::Deposit {
+                        account,
+                        asset,
+                        amount: Amount(amount),
+                        reference: format!("{email}-{}", asset.0),
+                    })
+                    .await
+                    .unwrap()
+                    .outcome
+                    .unwrap();
+            }
+        }
+        Key {
+            key: key.key.api_key,
+            secret: key.secret.expose().to_owned(),
+            account,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(key) = key {
+            request = request.header("X-MBX-APIKEY", key);
+        }
+        if !body.is_empty() {
+            request = request.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let mut request = request.body(Body::from(body.to_owned())).unwrap();
+        request.extensions_mut().insert(ConnectInfo(
+            "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+        ));
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json, headers)
+    }
+
+    async fn public(&self, path: &str) -> (StatusCode, Value) {
+        let (status, json, _) = self.send("GET", path, None, "").await;
+        (status, json)
+    }
+
+    /// A signed request with the parameters in the query string.
+    async fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        key: &Key,
+        params: &str,
+    ) -> (StatusCode, Value) {
+        let query = if params.is_empty() {
+            format!("timestamp={}", now())
+        } else {
+            format!("{params}&timestamp={}", now())
+        };
+        let signature = sign(&key.secret, &query);
+        let uri = format!("{path}?{query}&signature={signature}");
+        let (status, json, _) = self.send(method, &uri, Some(&key.key), "").await;
+        (status, json)
+    }
+
+    /// A signed POST with the parameters in a form body, as most clients send orders.
+    async fn post_form(&self, path: &str, key: &Key, params: &str) -> (StatusCode, Value) {
+        let body = format!("{params}&timestamp={}", now());
+        let signature = sign(&key.secret, &body);
+        let (status, json, _) = self
+            .send(
+                "POST",
+                path,
+                Some(&key.key),
+                &format!("{body}&signature={signature}"),
+            )
+            .await;
+        (status, json)
+    }
+}
+
+fn code(json: &Value) -> i64 {
+    json["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {json}"))
+}
+
+const ETH_1: u128 = 1_000_000_000_000_000_000;
+const TUSD_1: u128 = 1_000_000;
+
+#[tokio::test]
+async fn general_endpoints_and_exchange_info_describe_the_markets_with_binance_filters() {
+    let f = fixture(RateLimits::default()).await;
+    assert_eq!(
+        f.public("/api/v3/ping").await,
+        (StatusCode::OK, serde_json::json!({}))
+    );
+    let (status, time) = f.public("/api/v3/time").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!((time["serverTime"].as_i64().unwrap() - now()).abs() < 5_000);
+
+    let (_, info) = f.public("/api/v3/exchangeInfo").await;
+    assert_eq!(info["timezone"], "UTC");
+    let symbol = &info["symbols"][0];
+    assert_eq!(symbol["symbol"], "ETHTUSD");
+    assert_eq!(symbol["status"], "TRADING");
+    assert_eq!(symbol["baseAsset"], "ETH");
+    assert_eq!(symbol["quoteAsset"], "TUSD");
+    let filter = |name: &str| {
+        symbol["filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["filterType"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(filter("PRICE_FILTER")["tickSize"], "0.01000000");
+    assert_eq!(filter("LOT_SIZE")["stepSize"], "0.00010000");
+    assert_eq!(filter("MIN_NOTIONAL")["minNotional"], "1.00000000");
+    assert_eq!(info["rateLimits"][0]["limit"], 6000);
+
+    let (_, one) = f.public("/api/v3/exchangeInfo?symbol=ETHTUSD").await;
+    assert_eq!(one["symbols"].as_array().unwrap().len(), 1);
+    let (status, error) = f.public("/api/v3/exchangeInfo?symbol=NOPE").await;
+    assert_eq!((status, code(&error)), (StatusCode::BAD_REQUEST, -1121));
+    let (_, error) = f.public("/api/v3/ping?surprise=1").await;
+    assert_eq!(
+        code(&error),
+        -1104,
+        "every parameter sent must be one the endpoint reads"
+    );
+}
+
+#[tokio::test]
+async fn a_limit_order_rests_is_filled_by_a_crossing_order_and_shows_everywhere() {
+    let f = fixture(RateLimits::default()).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Trade], 2 * ETH_1, 0)
+        .await;
+    let bob = f
+        .trader("bob@example.com", &[Permission::Trade], 0, 10_000 * TUSD_1)
+        .await;
+
+    // Alice offers 0.5 ETH at 2000.
+    let (status, placed) = f
+        .post_form(
+            "/api/v3/order",
+            &alice,
+            "symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.5&price=2000&newClientOrderId=alice-1",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{placed}");
+    assert_eq!(placed["status"], "NEW");
+    assert_eq!(placed["clientOrderId"], "alice-1");
+    assert_eq!(placed["origQty"], "0.50000000");
+    assert_eq!(placed["price"], "2000.00000000");
+    assert_eq!(placed["fills"], serde_json::json!([]));
+    let alice_order = placed["orderId"].as_u64().unwrap();
+
+    let (_, depth) = f.public("/api/v3/depth?symbol=ETHTUSD&limit=5").await;
+    assert_eq!(
+        depth["asks"],
+        serde_json::json!([["2000.00000000", "0.50000000"]])
+    );
+    assert_eq!(depth["bids"], serde_json::json!([]));
+    let first_update = depth["lastUpdateId"].as_u64().unwrap();
+
+    let (_, open) = f
+        .signed("GET", "/api/v3/openOrders", &alice, "symbol=ETHTUSD")
+        .await;
+    assert_eq!(open.as_array().unwrap().len(), 1);
+    let (_, account) = f.signed("GET", "/api/v3/account", &alice, "").await;
+    let eth = account["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "ETH")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (eth["free"].as_str(), eth["locked"].as_str()),
+        (Some("1.50000000"), Some("0.50000000"))
+    );
+
+    // Bob buys 0.8 ETH up to 2001: 0.5 fills at 2000 (the maker's price), 0.3 rests at 2001.
+    let (status, bought) = f
+        .post_form(
+            "/api/v3/order",
+            &bob,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.8&price=2001",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bought}");
+    assert_eq!(bought["status"], "PARTIALLY_FILLED");
+    assert_eq!(bought["executedQty"], "0.50000000");
+    assert_eq!(bought["cummulativeQuoteQty"], "1000.00000000");
+    assert_eq!(bought["fills"][0]["price"], "2000.00000000");
+    assert_eq!(bought["fills"][0]["qty"], "0.50000000");
+    assert_eq!(bought["fills"][0]["commissionAsset"], "ETH");
+    assert_eq!(
+        bought["clientOrderId"].as_str().unwrap().len(),
+        22,
+        "a generated client order id"
+    );
+
+    let (_, order) = f
+        .signed(
+            "GET",
+            "/api/v3/order",
+            &alice,
+            "symbol=ETHTUSD&origClientOrderId=alice-1",
+        )
+        .await;
+    assert_eq!(order["orderId"].as_u64(), Some(alice_order));
+    assert_eq!(order["status"], "FILLED");
+    assert_eq!(order["executedQty"], "0.50000000");
+
+    let (_, depth) = f.public("/api/v3/depth?symbol=ETHTUSD").await;
+    assert_eq!(depth["asks"], serde_json::json!([]));
+    assert_eq!(
+        depth["bids"],
+        serde_json::json!([["2001.00000000", "0.30000000"]])
+    );
+    assert!(depth["lastUpdateId"].as_u64().unwrap() > first_update);
+
+    let (_, trades) = f.public("/api/v3/trades?symbol=ETHTUSD").await;
+    assert_eq!(trades.as_array().unwrap().len(), 1);
+    assert_eq!(trades[0]["price"], "2000.00000000");
+    assert_eq!(trades[0]["quoteQty"], "1000.00000000");
+    assert_eq!(trades[0]["isBuyerMaker"], false);
+    let (_, agg) = f.public("/api/v3/aggTrades?symbol=ETHTUSD").await;
+    assert_eq!(agg[0]["p"], "2000.00000000");
+
+    let (_, mine) = f
+        .signed("GET", "/api/v3/myTrades", &alice, "symbol=ETHTUSD")
+        .await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    assert_eq!(mine[0]["isBuyer"], false);
+    assert_eq!(mine[0]["isMaker"], true);
+    assert_eq!(mine[0]["commissionAsset"], "TUSD");
+    let (_, theirs) = f
+        .signed("GET", "/api/v3/myTrades", &bob, "symbol=ETHTUSD")
+        .await;
+    assert_eq!(theirs[0]["isBuyer"], true);
+
+    // Balances are exact: alice received 1000 TUSD less her maker fee.
+    let (_, account) = f.signed("GET", "/api/v3/account", &alice, "").await;
+    let fee: u128 = coss_core::fee_for(
+        1_000 * TUSD_1,
+        coss_core::default_fee_schedule()[0].maker_ppm,
+    );
+    let tusd = account["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "TUSD")
+        .unwrap()
+        .clone();
+    let expected = coss_types::Amount(1_000 * TUSD_1 - fee).to_decimal_string(6);
+    assert_eq!(
+        tusd["free"].as_str().unwrap().trim_end_matches('0'),
+        expected.trim_end_matches('0')
+    );
+    assert_eq!(
+        account["commissionRates"]["maker"].as_str().unwrap().len(),
+        10
+    );
+
+    // Candles and tickers see the trade.
+    let (_, klines) = f.public("/api/v3/klines?symbol=ETHTUSD&interval=1m").await;
+    assert_eq!(klines.as_array().unwrap().len(), 1);
+    assert_eq!(klines[0][1], "2000.00000000");
+    assert_eq!(klines[0][5], "0.50000000");
+    assert_eq!(klines[0][8], 1);
+    let (_, ticker) = f.public("/api/v3/ticker/24hr?symbol=ETHTUSD").await;
+    assert_eq!(ticker["lastPrice"], "2000.00000000");
+    assert_eq!(ticker["volume"], "0.50000000");
+    assert_eq!(ticker["bidPrice"], "2001.00000000");
+    assert_eq!(ticker["count"], 1);
+    let (_, price) = f.public("/api/v3/ticker/price?symbol=ETHTUSD").await;
+    assert_eq!(price["price"], "2000.00000000");
+    let (_, all) = f.public("/api/v3/ticker/price").await;
+    assert!(all.is_array());
+    let (_, book) = f.public("/api/v3/ticker/bookTicker?symbol=ETHTUSD").await;
+    assert_eq!(
+        (book["bidPrice"].as_str(), book["askQty"].as_str()),
+        (Some("2001.00000000"), Some("0.00000000"))
+    );
+
+    // Bob cancels the rest; a second cancel names no open order.
+    let bob_order = bought["orderId"].as_u64().unwrap();
+    let (status, cancelled) = f
+        .signed(
+            "DELETE",
+            "/api/v3/order",
+            &bob,
+            &format!("symbol=ETHTUSD&orderId={bob_order}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "CANCELED");
+    assert_eq!(cancelled["executedQty"], "0.50000000");
+    let (_, again) = f
+        .signed(
+            "DELETE",
+            "/api/v3/order",
+            &bob,
+            &format!("symbol=ETHTUSD&orderId={bob_order}"),
+        )
+        .await;
+    assert_eq!(code(&again), -2011);
+    let (_, all_orders) = f
+        .signed("GET", "/api/v3/allOrders", &bob, "symbol=ETHTUSD")
+        .await;
+    assert_eq!(all_orders.as_array().unwrap().len(), 1);
+    assert_eq!(all_orders[0]["status"], "CANCELED");
+    let (_, missing) = f
+        .signed("GET", "/api/v3/order", &bob, "symbol=ETHTUSD&orderId=999")
+        .await;
+    assert_eq!(code(&missing), -2013);
+    let (_, none_open) = f
+        .signed("DELETE", "/api/v3/openOrders", &bob, "symbol=ETHTUSD")
+        .await;
+    assert_eq!(code(&none_open), -2011);
+}
+
+#[tokio::test]
+async fn market_orders_by_quantity_or_quote_amount_and_time_in_force_behave_like_binance() {
+    let f = fixture(RateLimits::default()).await;
+    let maker = f
+        .trader("maker@example.com", &[Permission::Trade], 10 * ETH_1, 0)
+        .await;
+    let taker = f
+        .trader(
+            "taker@example.com",
+            &[Permission::Trade],
+            0,
+            100_000 * TUSD_1,
+        )
+        .await;
+    for (price, qty) in [("100", "1"), ("101", "1"), ("102", "1")] {
+        let (status, answer) = f
+            .post_form("/api/v3/order", &maker, &format!("symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity={qty}&price={price}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (_, market) = f
+        .post_form(
+            "/api/v3/order",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=MARKET&quantity=1.5",
+        )
+        .await;
+    assert_eq!(market["status"], "FILLED");
+    assert_eq!(market["type"], "MARKET");
+    assert_eq!(market["cummulativeQuoteQty"], "150.50000000");
+    assert_eq!(market["fills"].as_array().unwrap().len(), 2);
+
+    let (_, by_quote) = f
+        .post_form(
+            "/api/v3/order",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=MARKET&quoteOrderQty=50.5",
+        )
+        .await;
+    assert_eq!(by_quote["executedQty"], "0.50000000", "{by_quote}");
+    assert_eq!(by_quote["origQuoteOrderQty"], "50.50000000");
+
+    // IOC: what does not fill at once expires. FOK: all or nothing.
+    let (_, ioc) = f
+        .post_form(
+            "/api/v3/order",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=IOC&quantity=2&price=102",
+        )
+        .await;
+    assert_eq!(
+        (ioc["status"].as_str(), ioc["executedQty"].as_str()),
+        (Some("EXPIRED"), Some("1.00000000"))
+    );
+    let (_, fok) = f
+        .post_form(
+            "/api/v3/order",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=FOK&quantity=1&price=200",
+        )
+        .await;
+    assert_eq!(
+        (fok["status"].as_str(), fok["executedQty"].as_str()),
+        (Some("EXPIRED"), Some("0.00000000"))
+    );
+
+    // LIMIT_MAKER that would take is refused; one that rests is accepted.
+    f.post_form(
+        "/api/v3/order",
+        &maker,
+        "symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity=1&price=110",
+    )
+    .await;
+    let (_, taking) = f
+        .post_form(
+            "/api/v3/order",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT_MAKER&quantity=1&price=110",
+        )
+        .await;
+    assert_eq!(
+        (code(&taking), taking["msg"].as_str()),
+        (-2010, Some("Order would immediately match and take."))
+    );
+    let (_, resting) = f
+        .post_form(
+            "/api/v3/order",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT_MAKER&quantity=1&price=109",
+        )
+        .await;
+    assert_eq!(resting["type"], "LIMIT_MAKER");
+    assert_eq!(resting["status"], "NEW");
+
+    // order/test validates without placing anything.
+    let (status, tested) = f
+        .post_form(
+            "/api/v3/order/test",
+            &taker,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1",
+        )
+        .await;
+    assert_eq!((status, tested), (StatusCode::OK, serde_json::json!({})));
+    let (_, open) = f.signed("GET", "/api/v3/openOrders", &taker, "").await;
+    assert_eq!(open.as_array().unwrap().len(), 1);
+
+    // DELETE openOrders cancels every open order of the symbol.
+    let (_, cancelled) = f
+        .signed("DELETE", "/api/v3/openOrders", &maker, "symbol=ETHTUSD")
+        .await;
+    assert_eq!(cancelled.as_array().unwrap().len(), 1, "{cancelled}");
+    assert_eq!(cancelled[0]["status"], "CANCELED");
+}
+
+#[tokio::test]
+async fn mistakes_get_binance_codes_and_move_nothing() {
+    let f = fixture(RateLimits::default()).await;
+    let alice = f
+        .trader(
+            "alice@example.com",
+            &[Permission::Trade],
+            ETH_1,
+            1_000 * TUSD_1,
+        )
+        .await;
+    let reader = f
+        .trader("reader@example.com", &[Permission::Read], 0, 0)
+        .await;
+    let order = |params: &'static str| {
+        let f = &f;
+        let alice = &alice;
+        async move { f.post_form("/api/v3/order", alice, params).await }
+    };
+    let cases: [(&str, i64, &str); 15] = [
+        (
+            "symbol=NOPE&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1",
+            -1121,
+            "Invalid symbol.",
+        ),
+        (
+            "symbol=ETHTUSD&side=UP&type=LIMIT&timeInForce=GTC&quantity=1&price=1",
+            -1117,
+            "Invalid side.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=ICEBERG&quantity=1",
+            -1116,
+            "Invalid orderType.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTD&quantity=1&price=1",
+            -1115,
+            "Invalid timeInForce.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&price=1",
+            -1102,
+            "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1.005",
+            -1013,
+            "Filter failure: PRICE_FILTER",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1.00001&price=1",
+            -1013,
+            "Filter failure: LOT_SIZE",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.0001&price=1",
+            -1013,
+            "Filter failure: MIN_NOTIONAL",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1.0000001",
+            -1111,
+            "Precision is over the maximum defined for this asset.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=abc",
+            -1100,
+            "Illegal characters found in parameter 'price'; legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=5000",
+            -2010,
+            "Account has insufficient balance for requested action.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=MARKET",
+            -1102,
+            "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=MARKET&quantity=1&price=5",
+            -1106,
+            "Parameter 'price' sent when not required.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&colour=red",
+            -1104,
+            "Not all sent parameters were read; read '8' parameter(s) but was sent '9'.",
+        ),
+        (
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&newClientOrderId=bad%20id",
+            -1100,
+            "Illegal characters found in parameter 'newClientOrderId'; legal range is '^[a-zA-Z0-9-_.:/]{1,36}$'.",
+        ),
+    ];
+    for (params, expected, message) in cases {
+        let (status, answer) = order(params).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{params}: {answer}");
+        assert_eq!(
+            (code(&answer), answer["msg"].as_str().unwrap()),
+            (expected, message),
+            "{params}"
+        );
+    }
+    // A repeated client order id is a duplicate.
+    let place = "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&newClientOrderId=once";
+    assert_eq!(order(place).await.0, StatusCode::OK);
+    let (_, duplicate) = order(place).await;
+    assert_eq!(
+        (code(&duplicate), duplicate["msg"].as_str()),
+        (-2010, Some("Duplicate order sent."))
+    );
+
+    // Signature, timestamp and key mistakes.
+    let query = format!("symbol=ETHTUSD&timestamp={}", now());
+    let uri = format!("/api/v3/openOrders?{query}&signature={}", "0".repeat(64));
+    let (status, bad_signature, _) = f.send("GET", &uri, Some(&alice.key), "").await;
+    assert_eq!(
+        (status, code(&bad_signature)),
+        (StatusCode::BAD_REQUEST, -1022)
+    );
+    let stale = format!("symbol=ETHTUSD&timestamp={}", now() - 60_000);
+    let uri = format!(
+        "/api/v3/openOrders?{stale}&signature={}",
+        sign(&alice.secret, &stale)
+    );
+    let (_, old, _) = f.send("GET", &uri, Some(&alice.key), "").await;
+    assert_eq!(code(&old), -1021);
+    let uri = format!(
+        "/api/v3/openOrders?{query}&signature={}",
+        sign(&alice.secret, &query)
+    );
+    let (status, no_key, _) = f.send("GET", &uri, None, "").await;
+    assert_eq!((status, code(&no_key)), (StatusCode::UNAUTHORIZED, -2014));
+    let (status, unknown_key, _) = f.send("GET", &uri, Some("nobody"), "").await;
+    assert_eq!(
+        (status, code(&unknown_key)),
+        (StatusCode::UNAUTHORIZED, -2015)
+    );
+    let unsigned = format!("/api/v3/openOrders?{query}");
+    let (_, unsigned, _) = f.send("GET", &unsigned, Some(&alice.key), "").await;
+    assert_eq!(code(&unsigned), -1102);
+    // A read-only key cannot trade.
+    let (status, denied) = f
+        .post_form(
+            "/api/v3/order",
+            &reader,
+            "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1",
+        )
+        .await;
+    assert_eq!((status, code(&denied)), (StatusCode::UNAUTHORIZED, -2015));
+    let (status, _) = f.signed("GET", "/api/v3/account", &reader, "").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Nothing but the one accepted order moved alice's money.
+    let (_, account) = f.signed("GET", "/api/v3/account", &alice, "").await;
+    let tusd = account["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "TUSD")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (tusd["free"].as_str(), tusd["locked"].as_str()),
+        (Some("999.00000000"), Some("1.00000000"))
+    );
+    let (_, klines) = f.public("/api/v3/klines?symbol=ETHTUSD&interval=2m").await;
+    assert_eq!(code(&klines), -1120);
+    assert_eq!(f.accounts.store().due_mail(0, 1).await.unwrap().len(), 0);
+    let _ = alice.account;
+}
+
+#[tokio::test]
+async fn request_weight_over_the_limit_gets_429_with_retry_after_then_418() {
+    let f = fixture(RateLimits {
+        weight_per_minute: 30,
+        ..RateLimits::default()
+    })
+    .await;
+    // exchangeInfo weighs 20: the first passes, the second is over 30.
+    let (status, _, headers) = f.send("GET", "/api/v3/exchangeInfo", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-mbx-used-weight-1m"], "20");
+    let (status, error, headers) = f.send("GET", "/api/v3/exchangeInfo", None, "").await;
+    assert_eq!(
+        (status, code(&error)),
+        (StatusCode::TOO_MANY_REQUESTS, -1003)
+    );
+    assert!(headers.contains_key("retry-after"));
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        last = f.send("GET", "/api/v3/ping", None, "").await.0;
+    }
+    assert_eq!(
+        last,
+        StatusCode::IM_A_TEAPOT,
+        "an address that ignores 429s is banned"
+    );
+}
+
+#[tokio::test]
+async fn order_rate_limits_count_per_account() {
+    let f = fixture(RateLimits {
+        orders_per_10s: 2,
+        ..RateLimits::default()
+    })
+    .await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Trade], 0, 1_000 * TUSD_1)
+        .await;
+    let place = "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1";
+    assert_eq!(
+        f.post_form("/api/v3/order", &alice, place).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        f.post_form("/api/v3/order", &alice, place).await.0,
+        StatusCode::OK
+    );
+    let (status, error) = f.post_form("/api/v3/order", &alice, place).await;
+    assert_eq!(
+        (status, code(&error)),
+        (StatusCode::TOO_MANY_REQUESTS, -1015)
+    );
+}
+
+#[tokio::test]
+async fn listen_keys_are_created_kept_alive_and_closed_with_the_api_key() {
+    let f = fixture(RateLimits::default()).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Read], 0, 0)
+        .await;
+    let (status, created, _) = f
+        .send("POST", "/api/v3/userDataStream", Some(&alice.key), "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let key = created["listenKey"].as_str().unwrap().to_owned();
+    assert_eq!(key.len(), 60);
+    let uri = format!("/api/v3/userDataStream?listenKey={key}");
+    assert_eq!(
+        f.send("PUT", &uri, Some(&alice.key), "").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        f.send("DELETE", &uri, Some(&alice.key), "").await.0,
+        StatusCode::OK
+    );
+    let (_, gone, _) = f.send("PUT", &uri, Some(&alice.key), "").await;
+    assert_eq!(code(&gone), -1125);
+    let (status, _, _) = f.send("POST", "/api/v3/userDataStream", None, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
