@@ -14,11 +14,13 @@ mod limits;
 mod params;
 mod rest;
 mod units;
+mod ws;
 
 pub use error::BinanceError;
 pub use limits::{Limiter, RateLimits};
 pub use params::Params;
 pub use rest::router;
+pub use ws::{Hub, StreamMessage};
 
 use coss_engine::EngineHandle;
 use coss_identity::Accounts;
@@ -38,6 +40,7 @@ struct Inner {
     market: MarketService,
     limiter: Limiter,
     listen_keys: Mutex<rustc_hash::FxHashMap<String, ListenKey>>,
+    hub: Hub,
 }
 
 /// A user data stream's key.
@@ -49,6 +52,7 @@ struct ListenKey {
 
 impl Binance {
     /// The API over the accounts (API keys), the engine (orders) and the projection (reads).
+    /// Starts the stream hub on the current tokio runtime.
     #[must_use]
     pub fn new(
         accounts: Accounts,
@@ -60,6 +64,7 @@ impl Binance {
             inner: Arc::new(Inner {
                 accounts,
                 engine,
+                hub: Hub::start(market.clone()),
                 market,
                 limiter: Limiter::new(limits),
                 listen_keys: Mutex::default(),

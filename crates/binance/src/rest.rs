@@ -19,8 +19,12 @@ use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 
-/// The `/api/v3` routes.
+/// The `/api/v3` routes and the WebSocket streams.
 pub fn router(binance: Binance) -> Router {
+    crate::ws::routes(binance.clone()).merge(rest_routes(binance))
+}
+
+fn rest_routes(binance: Binance) -> Router {
     Router::new()
         .route("/api/v3/ping", get(ping))
         .route("/api/v3/time", get(time))
@@ -578,6 +582,21 @@ fn ticker(view: &MarketView, now: u64) -> Value {
     })
 }
 
+/// The 24-hour ticker in the `@ticker` stream's shape.
+pub(crate) fn stream_ticker(view: &MarketView, now: u64) -> Value {
+    let t = ticker(view, now);
+    let f = |name: &str| t.get(name).cloned().unwrap_or(Value::Null);
+    json!({
+        "e": "24hrTicker", "E": now, "s": f("symbol"),
+        "p": f("priceChange"), "P": f("priceChangePercent"), "w": f("weightedAvgPrice"),
+        "x": f("prevClosePrice"), "c": f("lastPrice"), "Q": f("lastQty"),
+        "b": f("bidPrice"), "B": f("bidQty"), "a": f("askPrice"), "A": f("askQty"),
+        "o": f("openPrice"), "h": f("highPrice"), "l": f("lowPrice"),
+        "v": f("volume"), "q": f("quoteVolume"), "O": f("openTime"), "C": f("closeTime"),
+        "F": f("firstId"), "L": f("lastId"), "n": f("count"),
+    })
+}
+
 endpoint!(
     ticker_24hr,
     Security::None,
@@ -614,7 +633,7 @@ endpoint!(
     }
 );
 
-fn book_ticker_json(v: &MarketView) -> Value {
+pub(crate) fn book_ticker_json(v: &MarketView) -> Value {
     let m = &v.market;
     let level = |side| {
         v.book.best(side).map_or(
@@ -693,7 +712,7 @@ fn client_id(order: &Order) -> String {
 }
 
 /// An order as `GET /api/v3/order` shows it.
-fn order_json(m: &Market, o: &Order) -> Value {
+pub(crate) fn order_json(m: &Market, o: &Order) -> Value {
     json!({
         "symbol": m.symbol,
         "orderId": o.id.0,

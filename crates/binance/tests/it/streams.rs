@@ -1,0 +1,412 @@
+use crate::{ETH, ETH_1, Fixture, TUSD_1, fixture};
+use coss_binance::RateLimits;
+use coss_core::{Command, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce};
+use coss_identity::Permission;
+use coss_types::{AccountId, MarketId, OrderId, Price, Qty, Side};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Serves the fixture's router on a loopback port.
+async fn serve(f: &Fixture) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = f.router.clone();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    address
+}
+
+async fn connect(address: SocketAddr, path: &str) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}{path}"))
+        .await
+        .unwrap();
+    socket
+}
+
+/// The next JSON text message, within 5 seconds.
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("no message within 5 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// Reads until a message matches, within 5 seconds.
+async fn until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no matching message"
+        );
+        let message = next(socket).await;
+        if wanted(&message) {
+            return message;
+        }
+    }
+}
+
+fn order(account: AccountId, side: Side, price: u64, qty: u64) -> Command {
+    Command::PlaceOrder(NewOrder {
+        account,
+        market: MarketId(1),
+        side,
+        kind: OrderKind::Limit {
+            price: Price(price),
+            qty: Qty(qty),
+            tif: TimeInForce::Gtc,
+        },
+        client_id: None,
+        stp: SelfTradePrevention::None,
+    })
+}
+
+type Book = BTreeMap<String, String>;
+
+fn apply_levels(book: &mut Book, levels: &Value) {
+    for level in levels.as_array().unwrap() {
+        let (price, qty) = (level[0].as_str().unwrap(), level[1].as_str().unwrap());
+        if qty.trim_start_matches(['0', '.']).is_empty() {
+            book.remove(price);
+        } else {
+            book.insert(price.to_owned(), qty.to_owned());
+        }
+    }
+}
+
+fn book_of(levels: &Value) -> Book {
+    let mut book = Book::new();
+    apply_levels(&mut book, levels);
+    book
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_syncing_the_depth_stream_with_the_snapshot_keeps_the_exchanges_book() {
+    let f = fixture(RateLimits {
+        weight_per_minute: 0,
+        ..RateLimits::default()
+    })
+    .await;
+    let address = serve(&f).await;
+    let seller = f
+        .trader("seller@example.com", &[Permission::Trade], 1_000 * ETH_1, 0)
+        .await;
+    let buyer = f
+        .trader(
+            "buyer@example.com",
+            &[Permission::Trade],
+            0,
+            10_000_000 * TUSD_1,
+        )
+        .await;
+    let mut socket = connect(address, "/ws/ethtusd@depth@100ms").await;
+
+    // Orders arrive while the client syncs: some rest, some cross and trade, some are cancelled.
+    let handle = f.handle.clone();
+    let (seller_account, buyer_account) = (seller.account, buyer.account);
+    let producer = tokio::spawn(async move {
+        for i in 0..400u64 {
+            let command = if i % 10 == 9 {
+                Command::Cancel {
+                    account: if (i - 5) % 2 == 0 {
+                        seller_account
+                    } else {
+                        buyer_account
+                    },
+                    market: MarketId(1),
+                    order: OrderRef::Id(OrderId(i - 5)),
+                }
+            } else if i % 2 == 0 {
+                order(
+                    seller_account,
+                    Side::Sell,
+                    200_000 + (i * 7) % 23,
+                    100 + i % 5,
+                )
+            } else {
+                order(
+                    buyer_account,
+                    Side::Buy,
+                    199_990 + (i * 5) % 19,
+                    100 + i % 4,
+                )
+            };
+            let receipt = handle.submit_async(command).await.unwrap();
+            if i % 10 != 9 {
+                receipt.outcome.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+
+    // Binance's documented procedure: buffer the stream, take a snapshot, drop what it already
+    // holds, check the first event straddles it, then apply each event in order.
+    let mut buffered = vec![next(&mut socket).await];
+    let snapshot = loop {
+        let (_, snapshot) = f.public("/api/v3/depth?symbol=ETHTUSD&limit=5000").await;
+        if snapshot["lastUpdateId"].as_u64().unwrap() >= buffered[0]["U"].as_u64().unwrap() {
+            break snapshot;
+        }
+        buffered.push(next(&mut socket).await);
+    };
+    let last_update = snapshot["lastUpdateId"].as_u64().unwrap();
+    let mut bids = book_of(&snapshot["bids"]);
+    let mut asks = book_of(&snapshot["asks"]);
+    let mut previous_u = None;
+    let mut pending: std::collections::VecDeque<Value> = buffered.into();
+    let mut applied = 0;
+    loop {
+        let event = match pending.pop_front() {
+            Some(event) => event,
+            None if producer.is_finished() && previous_u.is_some() => {
+                let (_, now) = f.public("/api/v3/depth?symbol=ETHTUSD&limit=5000").await;
+                if now["lastUpdateId"].as_u64() == previous_u {
+                    break;
+                }
+                next(&mut socket).await
+            }
+            None => next(&mut socket).await,
+        };
+        let (first, last) = (event["U"].as_u64().unwrap(), event["u"].as_u64().unwrap());
+        if last <= last_update {
+            continue;
+        }
+        match previous_u {
+            None => assert!(
+                first <= last_update + 1 && last_update < last,
+                "the first event must straddle the snapshot: U={first} u={last} lastUpdateId={last_update}"
+            ),
+            Some(previous) => assert_eq!(first, previous + 1, "a gap in the stream"),
+        }
+        apply_levels(&mut bids, &event["b"]);
+        apply_levels(&mut asks, &event["a"]);
+        previous_u = Some(last);
+        applied += 1;
+    }
+    producer.await.unwrap();
+    assert!(
+        applied >= 3,
+        "the test should apply several diffs, applied {applied}"
+    );
+    let (_, truth) = f.public("/api/v3/depth?symbol=ETHTUSD&limit=5000").await;
+    assert_eq!(bids, book_of(&truth["bids"]));
+    assert_eq!(asks, book_of(&truth["asks"]));
+    // And the projection's book is the core's.
+    let core = f
+        .handle
+        .read_async(|e| {
+            e.depth(MarketId(1), Side::Buy, 5000).len()
+                + e.depth(MarketId(1), Side::Sell, 5000).len()
+        })
+        .await
+        .unwrap();
+    assert_eq!(core, bids.len() + asks.len());
+    assert!(!bids.is_empty() && !asks.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_streams_by_subscribe_message_on_a_combined_connection() {
+    let f = fixture(RateLimits::default()).await;
+    let address = serve(&f).await;
+    let seller = f
+        .trader("seller@example.com", &[Permission::Trade], 10 * ETH_1, 0)
+        .await;
+    let buyer = f
+        .trader(
+            "buyer@example.com",
+            &[Permission::Trade],
+            0,
+            100_000 * TUSD_1,
+        )
+        .await;
+    let mut socket = connect(address, "/stream?streams=ethtusd@trade").await;
+    let subscribe = json!({
+        "method": "SUBSCRIBE",
+        "params": ["ethtusd@bookTicker", "ethtusd@kline_1m", "ethtusd@ticker", "ethtusd@depth5"],
+        "id": 1,
+    });
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut socket).await, json!({"result": null, "id": 1}));
+    socket
+        .send(Message::Text(
+            json!({"method": "LIST_SUBSCRIPTIONS", "id": 2})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let listed = next(&mut socket).await;
+    assert_eq!(listed["id"], 2);
+    assert_eq!(listed["result"].as_array().unwrap().len(), 5);
+
+    // 0.1 ETH offered at 2000; 0.04 ETH bought.
+    f.handle
+        .submit_async(order(seller.account, Side::Sell, 200_000, 1000))
+        .await
+        .unwrap()
+        .outcome
+        .unwrap();
+    f.handle
+        .submit_async(order(buyer.account, Side::Buy, 200_000, 400))
+        .await
+        .unwrap()
+        .outcome
+        .unwrap();
+
+    // Each stream delivers its view of the trade, in whatever order the streams interleave.
+    type Check = fn(&Value) -> bool;
+    let expectations: [(&str, Check); 5] = [
+        ("ethtusd@trade", |d| {
+            d["e"] == "trade"
+                && d["p"] == "2000.00000000"
+                && d["q"] == "0.04000000"
+                && d["m"] == false
+        }),
+        ("ethtusd@bookTicker", |d| {
+            d["a"] == "2000.00000000" && d["A"] == "0.06000000"
+        }),
+        ("ethtusd@kline_1m", |d| {
+            d["k"]["c"] == "2000.00000000" && d["k"]["n"] == 1
+        }),
+        ("ethtusd@ticker", |d| {
+            d["c"] == "2000.00000000" && d["v"] == "0.04000000"
+        }),
+        ("ethtusd@depth5", |d| {
+            d["asks"] == json!([["2000.00000000", "0.06000000"]])
+        }),
+    ];
+    let mut seen = [false; 5];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while seen.contains(&false) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "streams not seen: {seen:?}"
+        );
+        let message = next(&mut socket).await;
+        for (n, (stream, check)) in expectations.iter().enumerate() {
+            if message["stream"] == *stream && check(&message["data"]) {
+                seen[n] = true;
+            }
+        }
+    }
+
+    // Unsubscribed streams stop.
+    socket
+        .send(Message::Text(json!({"method": "UNSUBSCRIBE", "params": ["ethtusd@depth5", "ethtusd@ticker", "ethtusd@kline_1m"], "id": 3}).to_string().into()))
+        .await
+        .unwrap();
+    until(&mut socket, |m| m["id"] == 3).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(50), socket.next()).await
+    {
+        if let Message::Text(text) = message {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                value["stream"] != "ethtusd@depth5" || value.is_null(),
+                "{value}"
+            );
+        }
+    }
+    let _ = ETH;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_data_stream_reports_orders_fills_and_balances() {
+    let f = fixture(RateLimits::default()).await;
+    let address = serve(&f).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Trade], ETH_1, 0)
+        .await;
+    let bob = f
+        .trader("bob@example.com", &[Permission::Trade], 0, 10_000 * TUSD_1)
+        .await;
+    let (_, created, _) = f
+        .send("POST", "/api/v3/userDataStream", Some(&alice.key), "")
+        .await;
+    let key = created["listenKey"].as_str().unwrap().to_owned();
+    let mut socket = connect(address, &format!("/ws/{key}")).await;
+
+    let (_, placed) = f
+        .post_form("/api/v3/order", &alice, "symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.5&price=2000&newClientOrderId=a1")
+        .await;
+    let id = placed["orderId"].as_u64().unwrap();
+    let new = until(&mut socket, |m| m["e"] == "executionReport").await;
+    assert_eq!(
+        (new["x"].as_str(), new["X"].as_str(), new["c"].as_str()),
+        (Some("NEW"), Some("NEW"), Some("a1"))
+    );
+    assert_eq!(new["i"].as_u64(), Some(id));
+    let position = until(&mut socket, |m| m["e"] == "outboundAccountPosition").await;
+    let eth = position["B"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["a"] == "ETH")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (eth["f"].as_str(), eth["l"].as_str()),
+        (Some("0.50000000"), Some("0.50000000"))
+    );
+
+    f.post_form(
+        "/api/v3/order",
+        &bob,
+        "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.5&price=2000",
+    )
+    .await;
+    let fill = until(&mut socket, |m| {
+        m["e"] == "executionReport" && m["x"] == "TRADE"
+    })
+    .await;
+    assert_eq!(fill["X"], "FILLED");
+    assert_eq!(fill["l"], "0.50000000");
+    assert_eq!(fill["L"], "2000.00000000");
+    assert_eq!(fill["m"], true);
+    assert_eq!(fill["N"], "TUSD");
+    // Nobody else's events reach alice's stream.
+    let (_, bob_orders) = f
+        .signed("GET", "/api/v3/allOrders", &bob, "symbol=ETHTUSD")
+        .await;
+    let bob_id = bob_orders[0]["orderId"].as_u64().unwrap();
+    assert_ne!(fill["i"].as_u64(), Some(bob_id));
+
+    // A deposit arrives as a balance update.
+    f.handle
+        .submit_async(Command::Deposit {
+            account: alice.account,
+            asset: ETH,
+            amount: coss_types::Amount(ETH_1),
+            reference: "more".into(),
+        })
+        .await
+        .unwrap();
+    let update = until(&mut socket, |m| m["e"] == "balanceUpdate").await;
+    assert_eq!(
+        (update["a"].as_str(), update["d"].as_str()),
+        (Some("ETH"), Some("1.00000000"))
+    );
+}
