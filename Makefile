@@ -15,8 +15,14 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: contracts/node_modules/.package-lock.json
+unit: contracts/node_modules/.package-lock.json tests/e2e/.venv/ok
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+## The end-to-end test's Python side: an unmodified CCXT (pinned with its dependencies).
+tests/e2e/.venv/ok: tests/e2e/requirements.txt
+	python3 -m venv tests/e2e/.venv
+	tests/e2e/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+	touch $@
 
 ## The Solidity contracts: the offline toolchain comes from pinned npm packages.
 contracts/node_modules/.package-lock.json: contracts/package-lock.json

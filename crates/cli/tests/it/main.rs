@@ -4,6 +4,7 @@
 mod chain;
 mod commands;
 mod crash;
+mod e2e;
 mod wallet;
 
 use std::path::Path;
