@@ -128,7 +128,7 @@ async fn measure(signatures: usize, logins: usize) -> Result<serde_json::Value> 
 }
 
 /// Signs `email` up and verifies it with the token from its queued email.
-async fn verified(accounts: &Accounts, email: &str, now: i64) -> Result<i64> {
+pub(crate) async fn verified(accounts: &Accounts, email: &str, now: i64) -> Result<i64> {
     let id = accounts.signup(email, PASSWORD, now).await?;
     let mail = accounts.store().due_mail(i64::MAX, 100).await?;
     let sent = mail

@@ -6,6 +6,7 @@
 //! for machine-readable output, exit code 0 only on success and a one-line error on stderr
 //! otherwise. This file parses arguments and calls into the library crates; nothing more.
 
+mod bench_api;
 mod bench_auth;
 mod bench_wallet;
 mod chain;
@@ -120,6 +121,22 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The trading API on loopback: signed orders per second with p50/p99 latency against
+    /// the same server's ping, and depth-stream fan-out to WebSocket subscribers.
+    Api {
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// WebSocket subscribers.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// The deposit watcher: blocks scanned per second with a million watched addresses
     /// against the node's own block delivery, and deposit-to-credit latency.
     Wallet {
@@ -220,6 +237,22 @@ fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         } => bench_auth::run(signatures, logins, json),
+        Top::Bench {
+            command:
+                BenchCommand::Api {
+                    connections,
+                    seconds,
+                    subscribers,
+                    json,
+                },
+        } => bench_api::run(
+            bench_api::Options {
+                connections,
+                seconds,
+                subscribers,
+            },
+            json,
+        ),
         Top::Bench {
             command:
                 BenchCommand::Wallet {

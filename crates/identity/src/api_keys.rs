@@ -9,6 +9,7 @@
 //! secret is shown once and sealed at rest; revocation takes effect on the next request.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use coss_store::NewApiKey;
 use ring::hmac;
@@ -95,6 +96,37 @@ pub struct NewKey {
     /// The HMAC secret.
     pub secret: Secret,
 }
+
+/// How long a checked key is trusted without asking the store again. A key revoked through
+/// this process stops working on its next request; one revoked by another process sharing
+/// the database, within this long.
+pub const KEY_CACHE_MS: u64 = 2_000;
+/// Most keys cached at once (the cache is emptied when full).
+const KEY_CACHE_MAX: usize = 100_000;
+
+/// A live key as requests are checked against it: the secret already unsealed into an HMAC
+/// key, never printed.
+pub(crate) struct LiveKey {
+    id: i64,
+    user_id: i64,
+    permissions: Vec<Permission>,
+    networks: Vec<Network>,
+    restricted: bool,
+    hmac: hmac::Key,
+}
+
+impl std::fmt::Debug for LiveKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKey")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Recently checked keys by their public key string.
+pub(crate) type KeyCache =
+    std::sync::Mutex<std::collections::HashMap<String, (Arc<LiveKey>, std::time::Instant)>>;
 
 /// A signed request as it arrived.
 #[derive(Debug, Clone, Copy)]
@@ -244,6 +276,11 @@ impl Accounts {
         now: i64,
     ) -> Result<(), IdentityError> {
         if self.store.revoke_api_key(user_id, id, now).await? {
+            // Effective on the next request in this process (others within KEY_CACHE_MS).
+            self.key_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .retain(|_, (key, _)| key.id != id);
             Ok(())
         } else {
             Err(IdentityError::ApiKeyNotFound)
@@ -257,33 +294,67 @@ impl Accounts {
         api_key: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<i64, IdentityError> {
-        Ok(self.key_record(api_key, client_ip).await?.user_id)
+        Ok(self.live_key(api_key, client_ip).await?.user_id)
     }
 
-    async fn key_record(
+    /// A live key allowed from `client_ip`: from the cache of recently checked keys, else
+    /// from the store (then cached for [`KEY_CACHE_MS`]).
+    async fn live_key(
         &self,
         api_key: &str,
         client_ip: Option<IpAddr>,
-    ) -> Result<coss_store::ApiKeyRecord, IdentityError> {
-        let record = self
-            .store
-            .api_key(api_key)
-            .await?
-            .ok_or(IdentityError::ApiKeyInvalid)?;
-        if record.revoked_at.is_some() {
-            return Err(IdentityError::ApiKeyRevoked);
-        }
-        if !record.ip_allow_list.is_empty() {
-            let allowed = client_ip.is_some_and(|ip| {
-                split(&record.ip_allow_list)
-                    .filter_map(|n| parse_network(n).ok())
-                    .any(|n| n.contains(ip))
-            });
-            if !allowed {
-                return Err(IdentityError::IpNotAllowed);
+    ) -> Result<Arc<LiveKey>, IdentityError> {
+        let fresh = std::time::Instant::now();
+        let cached = self
+            .key_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(api_key)
+            .filter(|(_, at)| fresh.duration_since(*at).as_millis() < u128::from(KEY_CACHE_MS))
+            .map(|(key, _)| Arc::clone(key));
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let record = self
+                    .store
+                    .api_key(api_key)
+                    .await?
+                    .ok_or(IdentityError::ApiKeyInvalid)?;
+                if record.revoked_at.is_some() {
+                    return Err(IdentityError::ApiKeyRevoked);
+                }
+                let secret = self
+                    .vault
+                    .open(&record.sealed_secret, &purpose(&record.api_key))?;
+                let key = Arc::new(LiveKey {
+                    id: record.id,
+                    user_id: record.user_id,
+                    permissions: split(&record.permissions)
+                        .map(Permission::parse)
+                        .collect::<Result<_, _>>()?,
+                    networks: split(&record.ip_allow_list)
+                        .filter_map(|n| parse_network(n).ok())
+                        .collect(),
+                    restricted: !record.ip_allow_list.is_empty(),
+                    hmac: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+                });
+                let mut cache = self
+                    .key_cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.len() >= KEY_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(api_key.to_owned(), (Arc::clone(&key), fresh));
+                key
             }
+        };
+        if key.restricted
+            && !client_ip.is_some_and(|ip| key.networks.iter().any(|n| n.contains(ip)))
+        {
+            return Err(IdentityError::IpNotAllowed);
         }
-        Ok(record)
+        Ok(key)
     }
 
     /// Verifies a signed request (see the module documentation for the rules and their order).
@@ -292,7 +363,7 @@ impl Accounts {
         request: &SignedRequest<'_>,
         now: i64,
     ) -> Result<KeyAuth, IdentityError> {
-        let record = self.key_record(request.api_key, request.client_ip).await?;
+        let key = self.live_key(request.api_key, request.client_ip).await?;
         let (payload, params) = signed_payload(request.query, request.body);
         let timestamp: i64 = params
             .timestamp
@@ -320,22 +391,15 @@ impl Accounts {
             .signature
             .ok_or(IdentityError::MissingParameter("signature"))?;
         let signature = hex::decode(signature).map_err(|_| IdentityError::InvalidSignature)?;
-        let secret = self
-            .vault
-            .open(&record.sealed_secret, &purpose(&record.api_key))?;
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &secret);
-        hmac::verify(&key, payload.as_bytes(), &signature)
+        hmac::verify(&key.hmac, payload.as_bytes(), &signature)
             .map_err(|_| IdentityError::InvalidSignature)?;
-        let permissions: Vec<Permission> = split(&record.permissions)
-            .map(Permission::parse)
-            .collect::<Result<_, _>>()?;
-        if !permissions.contains(&request.needs) {
+        if !key.permissions.contains(&request.needs) {
             return Err(IdentityError::PermissionDenied(request.needs.as_str()));
         }
         Ok(KeyAuth {
-            user_id: record.user_id,
-            key_id: record.id,
-            permissions,
+            user_id: key.user_id,
+            key_id: key.id,
+            permissions: key.permissions.clone(),
         })
     }
 }

@@ -18,7 +18,7 @@ mod second_factor;
 mod time;
 mod vault;
 
-pub use api_keys::{ApiKey, KeyAuth, NewKey, Permission, SignedRequest, sign};
+pub use api_keys::{ApiKey, KEY_CACHE_MS, KeyAuth, NewKey, Permission, SignedRequest, sign};
 pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
 pub use second_factor::{Enrolment, SecondFactor, totp_code};
 pub use time::{format_utc, now_ms};
@@ -338,6 +338,8 @@ pub struct Accounts {
     /// A hash of no password, verified against when the account does not exist so that the
     /// answer takes as long as for a wrong password.
     dummy_hash: String,
+    /// API keys checked recently (shared by the clones of these accounts).
+    key_cache: std::sync::Arc<api_keys::KeyCache>,
 }
 
 impl Accounts {
@@ -363,6 +365,7 @@ impl Accounts {
             vault,
             hasher,
             dummy_hash,
+            key_cache: std::sync::Arc::default(),
         })
     }
 

@@ -1,0 +1,437 @@
+//! `coss bench api`: the trading API under load on loopback. A server with the same stack as
+//! `coss up` (durable engine with its journal, the market projection, SQLite accounts, the
+//! Binance-compatible router on axum) runs on its own runtime; a load generator on another
+//! runtime keeps `connections` HTTP/1.1 keep-alive connections busy with signed
+//! `POST /api/v3/order` requests (each acknowledged only once journaled) and reports orders
+//! per second with p50/p99 latency. The peer, measured the same way in the same run, is
+//! `GET /api/v3/ping` on the same server: the HTTP floor of this stack on this machine. Then
+//! `subscribers` WebSocket clients follow `ethtusd@depth@100ms` while orders flow, and the
+//! messages per second delivered and the delivery lag (receive time minus the event time `E`
+//! the hub stamps) are reported.
+
+use anyhow::{Context, Result, bail};
+use coss_core::Command;
+use coss_engine::{Engine, EngineConfig};
+use coss_identity::{Accounts, Authenticated, Permission, Vault, totp_code};
+use coss_store::{SessionKind, Store};
+use coss_types::{Amount, AssetId, MarketId};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// The knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Concurrent keep-alive connections of the load generator.
+    pub connections: usize,
+    /// Seconds per measured phase.
+    pub seconds: u64,
+    /// WebSocket subscribers for the fan-out phase.
+    pub subscribers: usize,
+}
+
+const TRADERS: usize = 8;
+
+pub fn run(options: Options, json_out: bool) -> Result<()> {
+    let dir = tempfile::tempdir().context("no temporary directory")?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (market, feed) = coss_market::MarketService::start()?;
+    let mut config = EngineConfig::new(dir.path().join("engine"));
+    config.feed = Some(feed);
+    let (engine, _) = Engine::start(config)?;
+    let handle = engine.handle();
+    let (address, keys) = server_rt.block_on(async {
+        let store = Store::open_in(dir.path()).await?;
+        let accounts = Accounts::new(store, Vault::random()?)?;
+        setup_markets(&handle).await?;
+        let keys = traders(&accounts, &handle).await?;
+        let binance = coss_binance::Binance::new(
+            accounts,
+            handle.clone(),
+            market.clone(),
+            coss_binance::RateLimits {
+                weight_per_minute: 0,
+                orders_per_10s: 0,
+                orders_per_day: 0,
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let router = coss_binance::router(binance);
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        anyhow::Ok((address, keys))
+    })?;
+    let keys = Arc::new(keys);
+    let seconds = Duration::from_secs(options.seconds.max(1));
+    let report = client_rt.block_on(async {
+        let ping = load(
+            address,
+            options.connections,
+            seconds,
+            Arc::clone(&keys),
+            Kind::Ping,
+        )
+        .await?;
+        let orders = load(
+            address,
+            options.connections,
+            seconds,
+            Arc::clone(&keys),
+            Kind::Order,
+        )
+        .await?;
+        let fanout = fan_out(address, options, Arc::clone(&keys)).await?;
+        anyhow::Ok(json!({
+            "connections": options.connections,
+            "seconds_per_phase": seconds.as_secs(),
+            "signed_orders": orders.to_json(),
+            "peer_ping": ping.to_json(),
+            "orders_vs_ping": ratio(orders.per_second(), ping.per_second()),
+            "target_orders_per_second": 50_000,
+            "depth_fan_out": fanout,
+        }))
+    })?;
+    let status = server_rt.block_on(handle.status_async())?;
+    drop(client_rt);
+    drop(server_rt);
+    drop(handle);
+    engine.shutdown()?;
+    let report = {
+        let mut report = report;
+        report["engine_commands"] = json!(status.commands);
+        report
+    };
+    if json_out {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+async fn setup_markets(handle: &coss_engine::EngineHandle) -> Result<()> {
+    for command in [
+        Command::ListAsset {
+            asset: AssetId(1),
+            symbol: "ETH".into(),
+            decimals: 18,
+            fees_shared: true,
+            withdrawal_fee: Amount(0),
+        },
+        Command::ListAsset {
+            asset: AssetId(2),
+            symbol: "TUSD".into(),
+            decimals: 6,
+            fees_shared: true,
+            withdrawal_fee: Amount(0),
+        },
+        Command::ListMarket {
+            market: MarketId(1),
+            base: AssetId(1),
+            quote: AssetId(2),
+            lot_size: Amount(100_000_000_000_000),
+            tick_size: Amount(10_000),
+            min_notional: Amount(1_000_000),
+        },
+    ] {
+        if let Err(reason) = handle.submit_async(command).await?.outcome {
+            bail!("setting up the market: {reason}");
+        }
+    }
+    Ok(())
+}
+
+/// A trader's API key and secret.
+struct Key {
+    api_key: String,
+    secret: String,
+}
+
+async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Result<Vec<Key>> {
+    let now = coss_identity::now_ms();
+    let mut keys = Vec::new();
+    for n in 0..TRADERS {
+        let id =
+            crate::bench_auth::verified(accounts, &format!("trader{n}@example.com"), now).await?;
+        let who = Authenticated {
+            user_id: id,
+            session_id: 0,
+            kind: SessionKind::App,
+        };
+        let enrolment = accounts.begin_totp_enrolment(&who, now).await?;
+        let seed = enrolment.secret.expose().to_owned();
+        accounts
+            .confirm_totp(
+                &who,
+                &totp_code(&seed, now - 30_000).unwrap_or_default(),
+                now,
+            )
+            .await?;
+        let key = accounts
+            .create_api_key(
+                &who,
+                "bench",
+                &[Permission::Trade],
+                &[],
+                totp_code(&seed, now).as_deref(),
+                now,
+            )
+            .await?;
+        let account = coss_core::user_account(id).context("user id")?;
+        for (asset, amount) in [(1, 10u128.pow(24)), (2, 10u128.pow(15))] {
+            handle
+                .submit_async(Command::Deposit {
+                    account,
+                    asset: AssetId(asset),
+                    amount: Amount(amount),
+                    reference: format!("bench-{n}-{asset}"),
+                })
+                .await?;
+        }
+        keys.push(Key {
+            api_key: key.key.api_key,
+            secret: key.secret.expose().to_owned(),
+        });
+    }
+    Ok(keys)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ping,
+    Order,
+}
+
+/// Latencies (µs) and the wall time of one phase.
+struct Phase {
+    latencies: Vec<u32>,
+    seconds: f64,
+    errors: u64,
+}
+
+impl Phase {
+    fn per_second(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)]
+        let n = self.latencies.len() as f64;
+        n / self.seconds.max(1e-9)
+    }
+
+    fn percentile_ms(&self, p: usize) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let index = (self.latencies.len() * p / 100).min(self.latencies.len() - 1);
+        f64::from(self.latencies[index]) / 1000.0
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "requests": self.latencies.len(),
+            "per_second": self.per_second().round(),
+            "p50_ms": round3(self.percentile_ms(50)),
+            "p99_ms": round3(self.percentile_ms(99)),
+            "errors": self.errors,
+        })
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    (a / b.max(1e-9) * 100.0).round() / 100.0
+}
+
+async fn load(
+    address: SocketAddr,
+    connections: usize,
+    length: Duration,
+    keys: Arc<Vec<Key>>,
+    kind: Kind,
+) -> Result<Phase> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for c in 0..connections.max(1) {
+        let (stop, errors, keys) = (Arc::clone(&stop), Arc::clone(&errors), Arc::clone(&keys));
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let Ok(stream) = TcpStream::connect(address).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return latencies;
+            };
+            let _ = stream.set_nodelay(true);
+            let mut stream = BufReader::new(stream);
+            let key = &keys[c % keys.len()];
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let request = match kind {
+                    Kind::Ping => b"GET /api/v3/ping HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
+                    Kind::Order => order_request(key, c, n),
+                };
+                n += 1;
+                let sent = Instant::now();
+                match exchange(&mut stream, &request).await {
+                    Ok(200) => latencies
+                        .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
+                    Ok(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(length).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await?);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Ok(Phase {
+        latencies,
+        seconds,
+        errors: errors.load(Ordering::Relaxed),
+    })
+}
+
+/// A signed limit order: each connection alternately sells and buys 0.01 ETH at one price
+/// with self-trade prevention off, so every buy trades with a resting sell and the book
+/// stays small.
+fn order_request(key: &Key, connection: usize, n: u64) -> Vec<u8> {
+    let side = if n.is_multiple_of(2) { "SELL" } else { "BUY" };
+    let _ = connection;
+    let price = 2000;
+    let body = format!(
+        "symbol=ETHTUSD&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.0100&price={price}&selfTradePreventionMode=NONE&newOrderRespType=ACK&timestamp={}",
+        coss_identity::now_ms()
+    );
+    let signature = coss_identity::sign(&key.secret, &body);
+    let body = format!("{body}&signature={signature}");
+    format!(
+        "POST /api/v3/order HTTP/1.1\r\nHost: bench\r\nX-MBX-APIKEY: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        key.api_key,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Writes one request and reads one response; returns its status.
+async fn exchange(stream: &mut BufReader<TcpStream>, request: &[u8]) -> std::io::Result<u16> {
+    stream.get_mut().write_all(request).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status: u16 = line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await?;
+    if status != 200 {
+        tracing::debug!(status, body = %String::from_utf8_lossy(&body), "refused");
+    }
+    Ok(status)
+}
+
+async fn fan_out(
+    address: SocketAddr,
+    options: Options,
+    keys: Arc<Vec<Key>>,
+) -> Result<serde_json::Value> {
+    use futures_util::StreamExt;
+    let mut readers = Vec::new();
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    for _ in 0..options.subscribers {
+        let (socket, _) =
+            tokio_tungstenite::connect_async(format!("ws://{address}/ws/ethtusd@depth@100ms"))
+                .await
+                .context("WebSocket connect")?;
+        let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
+        readers.push(tokio::spawn(async move {
+            let mut socket = socket;
+            let mut lags = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(Ok(message))) =
+                    tokio::time::timeout(Duration::from_millis(200), socket.next()).await
+                else {
+                    continue;
+                };
+                if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+                    let now = coss_identity::now_ms();
+                    if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+                        && let Some(sent) = value["E"].as_i64()
+                    {
+                        lags.push(u32::try_from(now - sent).unwrap_or(u32::MAX));
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lags
+        }));
+    }
+    // A moderate order flow keeps the book changing: every 100 ms window has a diff.
+    let length = Duration::from_secs(options.seconds.max(1));
+    let start = Instant::now();
+    let flow = load(address, 4, length, keys, Kind::Order).await?;
+    stop.store(true, Ordering::Relaxed);
+    let mut lags = Vec::new();
+    for reader in readers {
+        lags.extend(reader.await?);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    lags.sort_unstable();
+    let pick = |p: usize| {
+        lags.get((lags.len() * p / 100).min(lags.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let per_second = received.load(Ordering::Relaxed) as f64 / seconds.max(1e-9);
+    Ok(json!({
+        "subscribers": options.subscribers,
+        "stream": "ethtusd@depth@100ms",
+        "messages": lags.len(),
+        "messages_per_second": per_second.round(),
+        "lag_p50_ms": pick(50),
+        "lag_p99_ms": pick(99),
+        "orders_per_second_meanwhile": flow.per_second().round(),
+    }))
+}
