@@ -25,6 +25,7 @@ use utoipa::OpenApi;
 
 mod auth;
 mod keys;
+pub mod metrics;
 mod profile;
 
 /// Largest accepted request body.

@@ -41,6 +41,7 @@ struct Inner {
     limiter: Limiter,
     listen_keys: Mutex<rustc_hash::FxHashMap<String, ListenKey>>,
     hub: Hub,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// A user data stream's key.
@@ -68,8 +69,21 @@ impl Binance {
                 market,
                 limiter: Limiter::new(limits),
                 listen_keys: Mutex::default(),
+                closing: tokio::sync::watch::Sender::new(false),
             }),
         }
+    }
+
+    /// Closes every WebSocket stream connection (code 1001, going away) and refuses new
+    /// ones: the first step of a graceful shutdown.
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// Open WebSocket stream connections.
+    #[must_use]
+    pub fn stream_connections(&self) -> usize {
+        self.inner.hub.connections()
     }
 
     /// The projection this API reads.

@@ -59,6 +59,12 @@ impl Hub {
         hub
     }
 
+    /// Connections listening now.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Subscribes to every stream message.
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StreamMessage>> {
@@ -452,15 +458,20 @@ fn open(
         }
     }
     let hub = binance.inner.hub.subscribe();
+    let closing = binance.inner.closing.subscribe();
+    if *closing.borrow() {
+        return crate::BinanceError::unavailable().into_response();
+    }
     upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(socket, hub, subscription))
+        .on_upgrade(move |socket| serve(socket, hub, subscription, closing))
 }
 
 async fn serve(
     mut socket: WebSocket,
     mut hub: broadcast::Receiver<Arc<StreamMessage>>,
     mut sub: Subscription,
+    mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ping = tokio::time::interval(Duration::from_secs(20));
     ping.tick().await;
@@ -507,6 +518,15 @@ async fn serve(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
                 Some(Ok(_)) => {}
             },
+            _ = closing.changed() => {
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 1001,
+                        reason: Utf8Bytes::from_static("server shutting down"),
+                    })))
+                    .await;
+                return;
+            }
             _ = ping.tick() => {
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;

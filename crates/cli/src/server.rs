@@ -32,6 +32,53 @@ fn app(engine: EngineHandle) -> Router {
         .with_state(engine)
 }
 
+/// How long a graceful shutdown waits for open connections.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What `/metrics` shows: the HTTP counters and the platform's gauges.
+#[derive(Clone)]
+struct Exposition {
+    metrics: coss_api::metrics::Metrics,
+    engine: EngineHandle,
+    binance: coss_binance::Binance,
+}
+
+async fn render_metrics(
+    State(e): State<Exposition>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    use std::fmt::Write;
+    let mut text = e.metrics.render();
+    if let Ok(status) = e.engine.status_async().await {
+        let _ = writeln!(
+            text,
+            "# HELP coss_engine_commands Commands applied by the engine.\n# TYPE coss_engine_commands counter\ncoss_engine_commands {}",
+            status.commands
+        );
+        let _ = writeln!(
+            text,
+            "# HELP coss_engine_last_seq Last event sequence number.\n# TYPE coss_engine_last_seq gauge\ncoss_engine_last_seq {}",
+            status.last_seq
+        );
+        let lag = status.last_seq.saturating_sub(e.binance.market().applied());
+        let _ = writeln!(
+            text,
+            "# HELP coss_market_lag_events Events the market projection has yet to apply.\n# TYPE coss_market_lag_events gauge\ncoss_market_lag_events {lag}"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP coss_stream_connections Open WebSocket stream connections.\n# TYPE coss_stream_connections gauge\ncoss_stream_connections {}",
+        e.binance.stream_connections()
+    );
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+}
+
 /// Healthy while the engine answers (it stops answering once halted, e.g. by a journal failure).
 async fn health(State(engine): State<EngineHandle>) -> (StatusCode, &'static str) {
     match engine.status_async().await {
@@ -127,20 +174,46 @@ pub fn up(
         let issuer = std::env::var("COSS_PUBLIC_URL").unwrap_or_else(|_| format!("http://{local}"));
         let provider = coss_sso::Provider::new(accounts.clone(), &issuer);
         tracing::info!(%issuer, "single sign-on: OpenID Connect provider (register apps with `coss sso add-client`)");
+        let metrics = coss_api::metrics::Metrics::new();
+        let exposition = Exposition {
+            metrics: metrics.clone(),
+            engine: handle.clone(),
+            binance: binance.clone(),
+        };
+        let streams = binance.clone();
         let router = coss_api::with_json_fallbacks(
             app(handle)
                 .merge(coss_api::accounts_router(accounts))
                 .merge(coss_sso::router(provider))
                 .merge(coss_wallet::api::router(wallet))
-                .merge(coss_binance::router(binance)),
+                .merge(coss_binance::router(binance))
+                .merge(Router::new().route("/metrics", get(render_metrics)).with_state(exposition))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    metrics,
+                    coss_api::metrics::track,
+                )),
         );
-        axum::serve(
+        // Graceful shutdown: stop accepting, close the streams, let requests in flight finish
+        // (an order is answered once durable), and give stragglers at most DRAIN.
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+        let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new connections, closing streams, draining");
+            streams.close_streams();
+            stopping_tx.send_replace(true);
+        });
+        let mut stopping = stopping;
+        tokio::select! {
+            served = server => served.context("HTTP server failed")?,
+            () = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(DRAIN).await;
+            } => tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them"),
+        }
         anyhow::Ok(local_node)
     })?;
     // Ends the wallet's tasks (each step is safe to cut short) and their engine handles.

@@ -233,6 +233,34 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
         std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
         0o600
     );
+    // Prometheus metrics: the request counters by route, and the engine's gauges.
+    let metrics = http(
+        port,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(metrics.contains("coss_engine_commands 6"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "coss_http_requests_total{method=\"GET\",route=\"/api/v3/exchangeInfo\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    // HTTP/2 without TLS (prior knowledge) on the same listener: the server answers the
+    // connection preface with its SETTINGS frame.
+    let mut h2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    let mut frame = [0u8; 9];
+    h2.read_exact(&mut frame).unwrap();
+    assert_eq!(frame[3], 0x04, "a SETTINGS frame: {frame:?}");
+    drop(h2);
+    // A WebSocket stream stays open across the shutdown request: it must not hold it up.
+    let mut ws = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    ws.write_all(b"GET /ws/ethtusd@trade HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    let mut upgrade = [0u8; 12];
+    ws.read_exact(&mut upgrade).unwrap();
+    assert_eq!(&upgrade, b"HTTP/1.1 101");
     // SIGTERM, as a service manager would send.
     let pid = child.id().to_string();
     assert!(
@@ -242,7 +270,18 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
             .unwrap()
             .success()
     );
-    let status = child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coss up did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(ws);
     let mut stderr = String::new();
     BufReader::new(child.stderr.take().unwrap())
         .lines()
