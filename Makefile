@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= $(HOME)/.local/share/coss
 
-.PHONY: run test lint unit contracts artifacts bench fmt
+.PHONY: run test lint unit contracts artifacts bench fmt openapi
 
 ## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)).
 run: contracts/node_modules/.package-lock.json
@@ -46,3 +46,7 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Rewrites docs/openapi/*.json from the code (a test fails when they drift).
+openapi:
+	COSS_WRITE_OPENAPI=1 $(CARGO) nextest run -p coss the_committed_openapi_documents_match_the_code

@@ -122,13 +122,26 @@ impl From<IdentityError> for ApiError {
 
 /// The accounts, API-key and profile API, and its OpenAPI document at `/openapi.json`.
 pub fn accounts_router(accounts: Accounts) -> Router {
+    accounts_router_with_doc(accounts, openapi())
+}
+
+/// The accounts API serving `doc` at `/openapi.json` (the server's whole `/api/v1`
+/// description, when other crates add routes under it).
+pub fn accounts_router_with_doc(accounts: Accounts, doc: utoipa::openapi::OpenApi) -> Router {
+    let doc = std::sync::Arc::new(doc);
     Router::new()
         .merge(auth::routes())
         .merge(keys::routes())
         .merge(profile::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(accounts)
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = std::sync::Arc::clone(&doc);
+                async move { Json(doc.as_ref().clone()) }
+            }),
+        )
 }
 
 /// Gives a fully assembled router JSON answers for unknown paths (404 `not_found`) and

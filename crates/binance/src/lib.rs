@@ -11,6 +11,7 @@
 
 mod error;
 mod limits;
+mod openapi;
 mod params;
 mod rest;
 mod units;
@@ -18,6 +19,7 @@ mod ws;
 
 pub use error::BinanceError;
 pub use limits::{Limiter, RateLimits};
+pub use openapi::openapi;
 pub use params::Params;
 pub use rest::router;
 pub use ws::{Hub, StreamMessage};

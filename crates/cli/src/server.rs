@@ -32,6 +32,16 @@ fn app(engine: EngineHandle) -> Router {
         .with_state(engine)
 }
 
+/// The OpenAPI documents the server serves: COSS's own `/api/v1` (accounts and wallets) at
+/// `/openapi.json`, and the Binance-compatible API at `/api/v3/openapi.json`. Both are also
+/// committed under `docs/openapi/`, and a test fails when the code drifts from them.
+pub fn documents() -> (utoipa::openapi::OpenApi, utoipa::openapi::OpenApi) {
+    (
+        coss_api::openapi().merge_from(coss_wallet::api::openapi()),
+        coss_binance::openapi(),
+    )
+}
+
 /// How long a graceful shutdown waits for open connections.
 const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -183,10 +193,14 @@ pub fn up(
         let streams = binance.clone();
         let router = coss_api::with_json_fallbacks(
             app(handle)
-                .merge(coss_api::accounts_router(accounts))
+                .merge(coss_api::accounts_router_with_doc(accounts, documents().0))
                 .merge(coss_sso::router(provider))
                 .merge(coss_wallet::api::router(wallet))
                 .merge(coss_binance::router(binance))
+                .route(
+                    "/api/v3/openapi.json",
+                    get(|| async { Json(coss_binance::openapi()) }),
+                )
                 .merge(Router::new().route("/metrics", get(render_metrics)).with_state(exposition))
                 .route_layer(axum::middleware::from_fn_with_state(
                     metrics,
@@ -363,5 +377,32 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    /// The committed OpenAPI documents equal what the code generates. After an API change,
+    /// `make openapi` rewrites them (and the diff shows the change for review).
+    #[test]
+    fn the_committed_openapi_documents_match_the_code() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi");
+        let (own, binance) = super::documents();
+        for (name, doc) in [("coss-v1.json", own), ("binance-v3.json", binance)] {
+            let generated = format!("{}\n", serde_json::to_string_pretty(&doc).unwrap());
+            let path = dir.join(name);
+            if std::env::var_os("COSS_WRITE_OPENAPI").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &generated).unwrap();
+                continue;
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "{} drifted from the code: run `make openapi` and commit the result",
+                path.display()
+            );
+        }
     }
 }

@@ -22,6 +22,35 @@ use crate::{
 /// How many records a history lists.
 pub const HISTORY_LIMIT: i64 = 200;
 
+/// The OpenAPI description of the wallet routes (merged into `/openapi.json`).
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    WalletDoc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        assets,
+        balances,
+        deposit_address,
+        deposits,
+        withdrawals,
+        one_withdrawal,
+        withdraw,
+        cancel,
+        transfer,
+        transfers,
+        allow_list,
+        allow_address,
+        disallow_address,
+        allow_list_mode,
+    ),
+    components(schemas(ApiError))
+)]
+struct WalletDoc;
+
 /// The wallet API.
 pub fn router(wallet: Wallet) -> Router {
     Router::new()
@@ -89,7 +118,7 @@ impl From<WalletError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AssetView {
     symbol: String,
     /// `null` for the chain's own coin.
@@ -101,6 +130,8 @@ struct AssetView {
     chain_id: u64,
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/assets", tag = "wallet",
+    responses((status = 200, body = Vec<AssetView>)))]
 async fn assets(State(wallet): State<Wallet>) -> Json<Vec<AssetView>> {
     let config = wallet.config();
     Json(
@@ -124,6 +155,8 @@ async fn user(wallet: &Wallet, method: &Method, headers: &HeaderMap) -> Result<i
     Ok(caller(wallet.accounts(), method, headers).await?.user_id)
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/balances", tag = "wallet",
+    responses((status = 200, body = Vec<BalanceView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn balances(
     State(wallet): State<Wallet>,
     method: Method,
@@ -133,7 +166,7 @@ async fn balances(
     Ok(Json(wallet.balances(user).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AddressView {
     chain_id: u64,
     /// EIP-55 checksummed.
@@ -142,6 +175,8 @@ struct AddressView {
     assets: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/deposit-address", tag = "wallet",
+    responses((status = 200, body = AddressView), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn deposit_address(
     State(wallet): State<Wallet>,
     method: Method,
@@ -161,7 +196,7 @@ async fn deposit_address(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EventView {
     status: String,
     detail: Option<String>,
@@ -186,7 +221,7 @@ fn whole(wallet: &Wallet, asset: &str, amount: &str) -> String {
     )
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DepositView {
     id: i64,
     asset: String,
@@ -243,6 +278,8 @@ async fn deposit_view(wallet: &Wallet, d: DepositRecord) -> Result<DepositView, 
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/deposits", tag = "wallet",
+    responses((status = 200, body = Vec<DepositView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn deposits(
     State(wallet): State<Wallet>,
     method: Method,
@@ -262,7 +299,7 @@ async fn deposits(
     Ok(Json(views))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WithdrawalView {
     id: i64,
     asset: String,
@@ -310,6 +347,8 @@ async fn withdrawal_view(wallet: &Wallet, w: WithdrawalRecord) -> Result<Withdra
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/withdrawals", tag = "wallet",
+    responses((status = 200, body = Vec<WithdrawalView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn withdrawals(
     State(wallet): State<Wallet>,
     method: Method,
@@ -329,6 +368,9 @@ async fn withdrawals(
     Ok(Json(views))
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/withdrawals/{id}", tag = "wallet",
+    params(("id" = i64, Path, description = "the withdrawal's id")),
+    responses((status = 200, body = WithdrawalView), (status = 401, body = ApiError), (status = 404, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn one_withdrawal(
     State(wallet): State<Wallet>,
     Path(id): Path<i64>,
@@ -367,7 +409,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithdrawBody {
     asset: String,
@@ -376,6 +418,9 @@ struct WithdrawBody {
     code: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/wallet/withdrawals", tag = "wallet", request_body = WithdrawBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
+    responses((status = 201, body = WithdrawalView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn withdraw(
     State(wallet): State<Wallet>,
     method: Method,
@@ -401,6 +446,9 @@ async fn withdraw(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/wallet/withdrawals/{id}/cancel", tag = "wallet",
+    params(("id" = i64, Path, description = "the withdrawal's id")),
+    responses((status = 200, body = WithdrawalView), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn cancel(
     State(wallet): State<Wallet>,
     Path(id): Path<i64>,
@@ -412,7 +460,7 @@ async fn cancel(
     Ok(Json(withdrawal_view(&wallet, record).await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TransferView {
     id: i64,
     /// `sent` or `received`, from the caller's side.
@@ -423,7 +471,7 @@ struct TransferView {
     created_at: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     to_email: String,
@@ -432,6 +480,9 @@ struct TransferBody {
     code: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/wallet/transfers", tag = "wallet", request_body = TransferBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
+    responses((status = 201, body = TransferView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn transfer(
     State(wallet): State<Wallet>,
     method: Method,
@@ -464,6 +515,8 @@ async fn transfer(
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/transfers", tag = "wallet",
+    responses((status = 200, body = Vec<TransferView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn transfers(
     State(wallet): State<Wallet>,
     method: Method,
@@ -494,14 +547,14 @@ async fn transfers(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AllowListView {
     /// Withdrawals go only to these addresses.
     allow_list_only: bool,
     addresses: Vec<AllowedView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AllowedView {
     address: String,
     label: String,
@@ -531,6 +584,8 @@ async fn allow_list_view(wallet: &Wallet, user: i64) -> Result<AllowListView, Ap
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/wallet/withdrawal-addresses", tag = "wallet",
+    responses((status = 200, body = AllowListView), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn allow_list(
     State(wallet): State<Wallet>,
     method: Method,
@@ -540,7 +595,7 @@ async fn allow_list(
     Ok(Json(allow_list_view(&wallet, user).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AllowBody {
     address: String,
@@ -549,6 +604,8 @@ struct AllowBody {
     code: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/wallet/withdrawal-addresses", tag = "wallet", request_body = AllowBody,
+    responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn allow_address(
     State(wallet): State<Wallet>,
     method: Method,
@@ -588,6 +645,9 @@ async fn allow_address(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/wallet/withdrawal-addresses/{address}", tag = "wallet",
+    params(("address" = String, Path, description = "the address to remove")),
+    responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn disallow_address(
     State(wallet): State<Wallet>,
     Path(address): Path<String>,
@@ -608,13 +668,15 @@ async fn disallow_address(
     Ok(Json(allow_list_view(&wallet, user).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ModeBody {
     allow_list_only: bool,
     code: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/wallet/withdrawal-addresses/mode", tag = "wallet", request_body = ModeBody,
+    responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn allow_list_mode(
     State(wallet): State<Wallet>,
     method: Method,
