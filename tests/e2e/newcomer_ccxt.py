@@ -284,6 +284,17 @@ def main():
     assert ab["ETH"]["free"] == 1.5 and ab["ETH"]["used"] == 0.2, ab["ETH"]
     assert ab["TUSD"]["free"] == 600.0 - mine[0]["fee"]["cost"], (ab["TUSD"], mine[0]["fee"])
 
+    step("the statement (the history in the database) shows every change")
+
+    def statement_settled():
+        _, lines = call(base, "GET", "/api/v1/wallet/statement?asset=TUSD", bob.access)
+        return lines if lines and lines[-1]["available"] == "9400.000000" else None
+
+    lines = wait_for("bob's TUSD statement", statement_settled, timeout=20)
+    assert lines[0]["available"] == "10000.000000", lines
+    status, bad = call(base, "GET", "/api/v1/wallet/statement?asset=NOPE", bob.access)
+    assert status == 400 and bad["code"] == "unknown_asset", (status, bad)
+
     step("candles and tickers")
     candles = a.fetch_ohlcv("ETH/TUSD", "1m")
     assert len(candles) == 1 and candles[0][4] == 2000.0 and candles[0][5] == 0.3, candles

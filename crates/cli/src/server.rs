@@ -123,10 +123,22 @@ pub fn up(
 ) -> Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let accounts = runtime.block_on(open_accounts(&data_dir, database_url))?;
     // The market projection is rebuilt from the journal at every start: the engine replays
-    // the whole journal into its feed before taking new commands.
-    let (market, feed) =
-        coss_market::MarketService::start().context("cannot start the market projection")?;
+    // the whole journal into its feed before taking new commands. The history writer puts
+    // what the projection applies into the database after its own position, so it runs
+    // before the engine starts replaying.
+    let (history_tx, history_rx) = tokio::sync::mpsc::channel(1024);
+    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx))
+        .context("cannot start the market projection")?;
+    {
+        let _inside = runtime.enter();
+        coss_market::spawn_history(accounts.store().clone(), market.clone(), history_rx);
+    }
     let mut engine_config = EngineConfig::new(&data_dir);
     engine_config.feed = Some(feed);
     let (engine, recovery) = Engine::start(engine_config)
@@ -150,13 +162,8 @@ pub fn up(
         state_hash = %recovery.state_hash,
         "engine recovered"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let handle = engine.handle();
     let local_node = runtime.block_on(async move {
-        let accounts = open_accounts(&data_dir, database_url).await?;
         let mailer = mailer(accounts.store().clone(), &data_dir)?;
         tokio::spawn(deliver_mail(mailer));
         let (chain, local_node) = crate::node::chain(&data_dir).await?;

@@ -10,9 +10,11 @@
 //! the journal whenever the process starts; it never holds a balance of record.
 
 mod candles;
+mod history;
 mod service;
 
 pub use candles::Interval;
+pub use history::spawn_history;
 pub use service::{MarketService, Published};
 
 use coss_core::{

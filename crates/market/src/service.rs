@@ -36,6 +36,18 @@ impl MarketService {
     /// # Errors
     /// The thread could not be started.
     pub fn start() -> std::io::Result<(MarketService, EventFeed)> {
+        Self::start_with_history(None)
+    }
+
+    /// As [`MarketService::start`], and every applied chunk of events then goes to `history`
+    /// (the history writer, [`crate::spawn_history`]); a full channel makes the projection,
+    /// and so the engine, wait rather than lose a chunk.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start_with_history(
+        history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
+    ) -> std::io::Result<(MarketService, EventFeed)> {
         let (sender, receiver) = mpsc::sync_channel::<Vec<Event>>(FEED_CAPACITY);
         let state = Arc::new(RwLock::new(Projection::new()));
         let (applied_tx, applied) = watch::channel(0u64);
@@ -47,7 +59,7 @@ impl MarketService {
         };
         std::thread::Builder::new()
             .name("coss-market".into())
-            .spawn(move || run(&state, &receiver, &applied_tx, &published))?;
+            .spawn(move || run(&state, &receiver, &applied_tx, &published, history))?;
         Ok((
             service,
             EventFeed {
@@ -99,7 +111,9 @@ fn run(
     receiver: &mpsc::Receiver<Vec<Event>>,
     applied: &watch::Sender<u64>,
     published: &broadcast::Sender<Published>,
+    mut history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
 ) {
+    let mut applied_chunks: Vec<Vec<Event>> = Vec::new();
     while let Ok(first) = receiver.recv() {
         let (seq, updates) = {
             let mut projection = state
@@ -114,6 +128,9 @@ fn run(
                         projection.apply(event);
                     }
                 }
+                if history.is_some() {
+                    applied_chunks.push(events);
+                }
                 chunks += 1;
                 if chunks < 64 {
                     next = receiver.try_recv().ok();
@@ -122,6 +139,15 @@ fn run(
             (projection.seq(), projection.finish_batch())
         };
         applied.send_replace(seq);
+        if let Some(sender) = &history {
+            for events in applied_chunks.drain(..) {
+                if sender.blocking_send(Arc::new(events)).is_err() {
+                    tracing::warn!("the history writer stopped; the projection goes on without it");
+                    history = None;
+                    break;
+                }
+            }
+        }
         if !updates.is_empty() {
             // No subscriber is fine.
             let _ = published.send(Published {

@@ -16,6 +16,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+mod history;
 mod keys;
 mod profiles;
 mod security;
@@ -23,6 +24,7 @@ mod sessions;
 mod sso;
 mod wallet;
 
+pub use history::{BalanceRow, CandleRow, HistoryBatch, OrderRow, TradeRow};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use profiles::{MerchantRecord, ProfileRecord};
 pub use security::TotpRecord;

@@ -34,6 +34,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     paths(
         assets,
         balances,
+        statement,
         deposit_address,
         deposits,
         withdrawals,
@@ -56,6 +57,7 @@ pub fn router(wallet: Wallet) -> Router {
     Router::new()
         .route("/api/v1/wallet/assets", get(assets))
         .route("/api/v1/wallet/balances", get(balances))
+        .route("/api/v1/wallet/statement", get(statement))
         .route("/api/v1/wallet/deposit-address", get(deposit_address))
         .route("/api/v1/wallet/deposits", get(deposits))
         .route(
@@ -164,6 +166,78 @@ async fn balances(
 ) -> Result<Json<Vec<BalanceView>>, ApiError> {
     let user = user(&wallet, &method, &headers).await?;
     Ok(Json(wallet.balances(user).await?))
+}
+
+/// One line of a statement: the balance after a change.
+#[derive(Serialize, utoipa::ToSchema)]
+struct StatementLine {
+    /// The event's sequence number (pass it as `after` for the next page).
+    seq: i64,
+    /// Spendable after the change, whole units.
+    available: String,
+    /// Held after the change, whole units.
+    locked: String,
+    /// When (Unix ms).
+    time: i64,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct StatementQuery {
+    /// The asset's symbol.
+    asset: String,
+    /// Lines after this sequence number (default: from the start).
+    after: Option<i64>,
+    /// At most this many lines (1–1000, default 500).
+    limit: Option<i64>,
+}
+
+/// The caller's statement in one asset: the balance after every change (deposits, trades,
+/// fees, withdrawals, transfers), oldest first, from the history the engine's events fill.
+#[utoipa::path(get, path = "/api/v1/wallet/statement", tag = "wallet", params(StatementQuery),
+    responses((status = 200, body = Vec<StatementLine>), (status = 400, body = ApiError), (status = 401, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+async fn statement(
+    State(wallet): State<Wallet>,
+    method: Method,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<StatementQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<StatementLine>>, ApiError> {
+    let user = user(&wallet, &method, &headers).await?;
+    let axum::extract::Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.body_text()))?;
+    let asset = wallet
+        .config()
+        .asset(&query.asset)
+        .ok_or_else(|| WalletError::UnknownAsset(query.asset.clone()))?;
+    let limit = query.limit.unwrap_or(500).clamp(1, 1000);
+    let account = coss_core::user_account(user).ok_or(WalletError::NotFound)?;
+    let account = i64::try_from(account.0).map_err(|_| WalletError::NotFound)?;
+    let rows = wallet
+        .store()
+        .statement(
+            account,
+            i64::from(asset.asset.0),
+            query.after.unwrap_or(0),
+            limit,
+        )
+        .await
+        .map_err(WalletError::from)?;
+    let whole = |text: &str| {
+        text.parse::<u128>()
+            .map(|units| Amount(units).to_decimal_string(asset.decimals))
+            .unwrap_or_default()
+    };
+    Ok(Json(
+        rows.iter()
+            .map(|r| StatementLine {
+                seq: r.seq,
+                available: whole(&r.available),
+                locked: whole(&r.locked),
+                time: r.time_ms,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

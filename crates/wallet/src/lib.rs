@@ -338,7 +338,13 @@ impl Wallet {
         })
     }
 
-    /// The configuration.
+    /// The database (chain records and the history).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The chain configuration.
     #[must_use]
     pub fn config(&self) -> &ChainConfig {
         &self.inner.config

@@ -1,0 +1,158 @@
+//! The history tables against the engine that feeds them, on SQLite and PostgreSQL: every
+//! trade, order, balance change and candle lands once; a restart writes nothing twice; an
+//! emptied database is rebuilt from the journal.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
+use coss_engine::{Engine, EngineConfig};
+use coss_market::{MarketService, spawn_history};
+use coss_store::{ScratchDatabase, Store};
+use coss_types::{AccountId, Amount, AssetId, MarketId, Price, Qty, Side};
+use std::path::Path;
+use std::time::Duration;
+
+fn setup() -> Vec<Command> {
+    let mut commands = vec![
+        Command::ListAsset {
+            asset: AssetId(1),
+            symbol: "ETH".into(),
+            decimals: 18,
+            fees_shared: true,
+            withdrawal_fee: Amount(0),
+        },
+        Command::ListAsset {
+            asset: AssetId(2),
+            symbol: "TUSD".into(),
+            decimals: 6,
+            fees_shared: true,
+            withdrawal_fee: Amount(0),
+        },
+        Command::ListMarket {
+            market: MarketId(1),
+            base: AssetId(1),
+            quote: AssetId(2),
+            lot_size: Amount(100_000_000_000_000),
+            tick_size: Amount(10_000),
+            min_notional: Amount(1),
+        },
+    ];
+    for (account, asset, amount) in [(1000, 1, 10u128.pow(19)), (1001, 2, 10u128.pow(10))] {
+        commands.push(Command::Deposit {
+            account: AccountId(account),
+            asset: AssetId(asset),
+            amount: Amount(amount),
+            reference: format!("seed-{account}"),
+        });
+    }
+    for (account, side, qty) in [
+        (1000, Side::Sell, 50),
+        (1001, Side::Buy, 20),
+        (1001, Side::Buy, 10),
+    ] {
+        commands.push(Command::PlaceOrder(NewOrder {
+            account: AccountId(account),
+            market: MarketId(1),
+            side,
+            kind: OrderKind::Limit {
+                price: Price(200_000),
+                qty: Qty(qty),
+                tif: TimeInForce::Gtc,
+            },
+            client_id: None,
+            stp: SelfTradePrevention::None,
+        }));
+    }
+    commands
+}
+
+/// Runs an engine on `dir` with the projection and the history writer on `store`, submits
+/// `commands`, waits until the history holds every event, and stops.
+async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> u64 {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (market, feed) = MarketService::start_with_history(Some(tx)).unwrap();
+    let writer = spawn_history(store.clone(), market.clone(), rx);
+    let mut config = EngineConfig::new(dir);
+    config.feed = Some(feed);
+    let (engine, _) = Engine::start(config).unwrap();
+    let handle = engine.handle();
+    for command in commands {
+        handle.submit_async(command).await.unwrap();
+    }
+    let last = handle.status_async().await.unwrap().last_seq;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while u64::try_from(store.history_position().await.unwrap()).unwrap() < last {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the history never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(handle);
+    tokio::task::spawn_blocking(move || engine.shutdown().unwrap())
+        .await
+        .unwrap();
+    writer.abort();
+    last
+}
+
+async fn the_history_holds_everything_once_and_is_rebuilt_from_the_journal(
+    store: Store,
+    fresh: Store,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let last = run(dir.path(), &store, setup()).await;
+    // Two trades (20 and 10 lots), three orders, one candle; a balance row per change.
+    let counts = store.history_counts().await.unwrap();
+    assert_eq!(counts[0], 2, "trades");
+    assert_eq!(counts[1], 3, "orders");
+    assert_eq!(counts[3], 1, "candles");
+    let seller = store.statement(1000, 2, 0, 100).await.unwrap();
+    let last_tusd = seller.last().unwrap();
+    // 30 lots of 0.0001 ETH at 2000.00 = 6 TUSD, less the maker fee.
+    let fee = coss_core::fee_for(6_000_000, coss_core::default_fee_schedule()[0].maker_ppm);
+    assert_eq!(last_tusd.available, (6_000_000 - fee).to_string());
+    // A restart replays the journal; nothing is written twice.
+    let again = run(dir.path(), &store, Vec::new()).await;
+    assert_eq!(again, last);
+    assert_eq!(store.history_counts().await.unwrap(), counts);
+    assert_eq!(
+        u64::try_from(store.history_position().await.unwrap()).unwrap(),
+        last
+    );
+    // An empty database is rebuilt from the journal to the same history.
+    run(dir.path(), &fresh, Vec::new()).await;
+    assert_eq!(fresh.history_counts().await.unwrap(), counts);
+    assert_eq!(fresh.statement(1000, 2, 0, 100).await.unwrap(), seller);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let store = Store::open_in(a.path()).await.unwrap();
+    let fresh = Store::open_in(b.path()).await.unwrap();
+    the_history_holds_everything_once_and_is_rebuilt_from_the_journal(store, fresh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres() {
+    let admin = std::env::var("COSS_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let one = ScratchDatabase::create(&admin, &format!("coss_test_history_a_{nanos}"))
+        .await
+        .unwrap();
+    let two = ScratchDatabase::create(&admin, &format!("coss_test_history_b_{nanos}"))
+        .await
+        .unwrap();
+    let store = Store::open(one.url()).await.unwrap();
+    let fresh = Store::open(two.url()).await.unwrap();
+    the_history_holds_everything_once_and_is_rebuilt_from_the_journal(store.clone(), fresh.clone())
+        .await;
+    drop((store, fresh));
+    one.drop_now().await.unwrap();
+    two.drop_now().await.unwrap();
+}
