@@ -46,14 +46,20 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (market, feed) = coss_market::MarketService::start()?;
+    // As `coss up`: the projection, and the history writer filling the SQLite database.
+    let store = server_rt.block_on(Store::open_in(dir.path()))?;
+    let (history_tx, history_rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
+    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx))?;
+    {
+        let _inside = server_rt.enter();
+        coss_market::spawn_history(store.clone(), market.clone(), history_rx);
+    }
     let mut config = EngineConfig::new(dir.path().join("engine"));
     config.feed = Some(feed);
     let (engine, _) = Engine::start(config)?;
     let handle = engine.handle();
     let (address, keys) = server_rt.block_on(async {
-        let store = Store::open_in(dir.path()).await?;
-        let accounts = Accounts::new(store, Vault::random()?)?;
+        let accounts = Accounts::new(store.clone(), Vault::random()?)?;
         setup_markets(&handle).await?;
         let keys = traders(&accounts, &handle).await?;
         let binance = coss_binance::Binance::new(
@@ -109,6 +115,20 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
         }))
     })?;
     let status = server_rt.block_on(handle.status_async())?;
+    let history = server_rt.block_on(async {
+        // How far behind the history writer is once the load stops.
+        let start = Instant::now();
+        while store.history_position().await.unwrap_or(0)
+            < i64::try_from(status.last_seq).unwrap_or(i64::MAX)
+            && start.elapsed() < Duration::from_secs(60)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (
+            start.elapsed().as_secs_f64(),
+            store.history_counts().await.unwrap_or_default(),
+        )
+    });
     drop(client_rt);
     drop(server_rt);
     drop(handle);
@@ -116,6 +136,12 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
     let report = {
         let mut report = report;
         report["engine_commands"] = json!(status.commands);
+        report["history"] = json!({
+            "caught_up_after_load_s": round3(history.0),
+            "trades": history.1[0],
+            "orders": history.1[1],
+            "balance_changes": history.1[2],
+        });
         report
     };
     if json_out {

@@ -132,7 +132,7 @@ pub fn up(
     // the whole journal into its feed before taking new commands. The history writer puts
     // what the projection applies into the database after its own position, so it runs
     // before the engine starts replaying.
-    let (history_tx, history_rx) = tokio::sync::mpsc::channel(1024);
+    let (history_tx, history_rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
     let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx))
         .context("cannot start the market projection")?;
     {

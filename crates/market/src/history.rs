@@ -15,6 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Event chunks the history may fall behind the projection before the projection (and so
+/// the engine) waits for it: enough to absorb minutes of peak load, so trading never waits
+/// for the database, while memory stays bounded. Behind is safe: a restart replays the
+/// journal after the history's position.
+pub const HISTORY_BACKLOG: usize = 16_384;
+
 /// Most event chunks written in one transaction.
 const CHUNKS_PER_WRITE: usize = 256;
 

@@ -14,7 +14,7 @@ mod history;
 mod service;
 
 pub use candles::Interval;
-pub use history::spawn_history;
+pub use history::{HISTORY_BACKLOG, spawn_history};
 pub use service::{MarketService, Published};
 
 use coss_core::{

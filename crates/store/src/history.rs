@@ -7,6 +7,33 @@ use sqlx::Row;
 
 use crate::{Store, StoreError};
 
+/// Rows per multi-row statement (13 columns × 200 stays far below both backends' limits on
+/// bound parameters).
+pub const ROWS_PER_STATEMENT: usize = 200;
+
+/// `head` followed by `rows` groups of `columns` numbered placeholders, then `tail`. Only
+/// placeholders are generated: every value is bound.
+fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
 /// A trade row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TradeRow {
@@ -136,91 +163,110 @@ impl Store {
         })
     }
 
-    /// Writes a batch and the new position in one transaction.
+    /// Writes a batch and the new position in one transaction (rows go in multi-row
+    /// statements of at most [`ROWS_PER_STATEMENT`]).
     pub async fn write_history(&self, batch: &HistoryBatch) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for t in &batch.trades {
-            sqlx::query(
+        for rows in batch.trades.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row(
                 "INSERT INTO trades (id, market, price, qty, quote, taker_side, maker_order, \
-                 taker_order, maker_account, taker_account, maker_fee, taker_fee, time_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(t.id)
-            .bind(t.market)
-            .bind(t.price)
-            .bind(t.qty)
-            .bind(t.quote.as_str())
-            .bind(t.taker_side)
-            .bind(t.maker_order)
-            .bind(t.taker_order)
-            .bind(t.maker_account)
-            .bind(t.taker_account)
-            .bind(t.maker_fee.as_str())
-            .bind(t.taker_fee.as_str())
-            .bind(t.time_ms)
-            .execute(&mut *tx)
-            .await?;
+                 taker_order, maker_account, taker_account, maker_fee, taker_fee, time_ms) VALUES ",
+                13,
+                rows.len(),
+                " ON CONFLICT (id) DO NOTHING",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for t in rows {
+                query = query
+                    .bind(t.id)
+                    .bind(t.market)
+                    .bind(t.price)
+                    .bind(t.qty)
+                    .bind(t.quote.as_str())
+                    .bind(t.taker_side)
+                    .bind(t.maker_order)
+                    .bind(t.taker_order)
+                    .bind(t.maker_account)
+                    .bind(t.taker_account)
+                    .bind(t.maker_fee.as_str())
+                    .bind(t.taker_fee.as_str())
+                    .bind(t.time_ms);
+            }
+            query.execute(&mut *tx).await?;
         }
-        for o in &batch.orders {
-            sqlx::query(
+        for rows in batch.orders.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row(
                 "INSERT INTO orders (id, account, market, side, kind, price, qty, client_id, \
-                 executed, cum_quote, status, time_ms, update_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO UPDATE SET price = excluded.price, qty = excluded.qty, \
+                 executed, cum_quote, status, time_ms, update_ms) VALUES ",
+                13,
+                rows.len(),
+                " ON CONFLICT (id) DO UPDATE SET price = excluded.price, qty = excluded.qty, \
                  executed = excluded.executed, cum_quote = excluded.cum_quote, \
                  status = excluded.status, update_ms = excluded.update_ms",
-            )
-            .bind(o.id)
-            .bind(o.account)
-            .bind(o.market)
-            .bind(o.side)
-            .bind(o.kind)
-            .bind(o.price)
-            .bind(o.qty)
-            .bind(o.client_id.as_deref())
-            .bind(o.executed)
-            .bind(o.cum_quote.as_str())
-            .bind(o.status)
-            .bind(o.time_ms)
-            .bind(o.update_ms)
-            .execute(&mut *tx)
-            .await?;
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for o in rows {
+                query = query
+                    .bind(o.id)
+                    .bind(o.account)
+                    .bind(o.market)
+                    .bind(o.side)
+                    .bind(o.kind)
+                    .bind(o.price)
+                    .bind(o.qty)
+                    .bind(o.client_id.as_deref())
+                    .bind(o.executed)
+                    .bind(o.cum_quote.as_str())
+                    .bind(o.status)
+                    .bind(o.time_ms)
+                    .bind(o.update_ms);
+            }
+            query.execute(&mut *tx).await?;
         }
-        for b in &batch.balances {
-            sqlx::query(
-                "INSERT INTO balance_changes (seq, account, asset, available, locked, time_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
-            )
-            .bind(b.seq)
-            .bind(b.account)
-            .bind(b.asset)
-            .bind(b.available.as_str())
-            .bind(b.locked.as_str())
-            .bind(b.time_ms)
-            .execute(&mut *tx)
-            .await?;
+        for rows in batch.balances.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row(
+                "INSERT INTO balance_changes (seq, account, asset, available, locked, time_ms) VALUES ",
+                6,
+                rows.len(),
+                " ON CONFLICT (seq) DO NOTHING",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in rows {
+                query = query
+                    .bind(b.seq)
+                    .bind(b.account)
+                    .bind(b.asset)
+                    .bind(b.available.as_str())
+                    .bind(b.locked.as_str())
+                    .bind(b.time_ms);
+            }
+            query.execute(&mut *tx).await?;
         }
-        for c in &batch.candles {
-            sqlx::query(
+        for rows in batch.candles.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row(
                 "INSERT INTO candles (market, open_time, open, high, low, close, volume, \
-                 quote_volume, trades) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (market, open_time) DO UPDATE SET open = excluded.open, \
+                 quote_volume, trades) VALUES ",
+                9,
+                rows.len(),
+                " ON CONFLICT (market, open_time) DO UPDATE SET open = excluded.open, \
                  high = excluded.high, low = excluded.low, close = excluded.close, \
                  volume = excluded.volume, quote_volume = excluded.quote_volume, \
                  trades = excluded.trades",
-            )
-            .bind(c.market)
-            .bind(c.open_time)
-            .bind(c.open)
-            .bind(c.high)
-            .bind(c.low)
-            .bind(c.close)
-            .bind(c.volume.as_str())
-            .bind(c.quote_volume.as_str())
-            .bind(c.trades)
-            .execute(&mut *tx)
-            .await?;
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for c in rows {
+                query = query
+                    .bind(c.market)
+                    .bind(c.open_time)
+                    .bind(c.open)
+                    .bind(c.high)
+                    .bind(c.low)
+                    .bind(c.close)
+                    .bind(c.volume.as_str())
+                    .bind(c.quote_volume.as_str())
+                    .bind(c.trades);
+            }
+            query.execute(&mut *tx).await?;
         }
         sqlx::query(
             "INSERT INTO history_cursor (id, seq) VALUES (1, $1) \
