@@ -63,11 +63,24 @@ impl Binance {
         market: MarketService,
         limits: RateLimits,
     ) -> Binance {
+        Binance::with_stream_backlog(accounts, engine, market, limits, ws::HUB_CAPACITY)
+    }
+
+    /// As [`Binance::new`], with how many stream messages a connection may fall behind
+    /// before it is closed.
+    #[must_use]
+    pub fn with_stream_backlog(
+        accounts: Accounts,
+        engine: EngineHandle,
+        market: MarketService,
+        limits: RateLimits,
+        backlog: usize,
+    ) -> Binance {
         Binance {
             inner: Arc::new(Inner {
                 accounts,
                 engine,
-                hub: Hub::start(market.clone()),
+                hub: Hub::start(market.clone(), backlog),
                 market,
                 limiter: Limiter::new(limits),
                 listen_keys: Mutex::default(),

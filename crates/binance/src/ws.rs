@@ -37,8 +37,8 @@ pub struct StreamMessage {
     pub json: String,
 }
 
-/// How many messages a connection may fall behind before it is disconnected.
-const HUB_CAPACITY: usize = 65_536;
+/// How many messages a connection may fall behind before it is disconnected (default).
+pub(crate) const HUB_CAPACITY: usize = 65_536;
 /// Partial book depths.
 const PARTIAL_LEVELS: [usize; 3] = [5, 10, 20];
 /// Most streams per connection (Binance: 1024).
@@ -52,8 +52,8 @@ pub struct Hub {
 
 impl Hub {
     /// Starts the hub task on the current runtime.
-    pub(crate) fn start(market: MarketService) -> Hub {
-        let (tx, _) = broadcast::channel(HUB_CAPACITY);
+    pub(crate) fn start(market: MarketService, backlog: usize) -> Hub {
+        let (tx, _) = broadcast::channel(backlog.max(1));
         let hub = Hub { tx: tx.clone() };
         tokio::spawn(run(market, tx));
         hub
@@ -96,6 +96,10 @@ async fn run(market: MarketService, tx: broadcast::Sender<Arc<StreamMessage>>) {
         tokio::select! {
             published = updates.recv() => match published {
                 Ok(published) => {
+                    // Nobody listens: build nothing.
+                    if tx.receiver_count() == 0 {
+                        continue;
+                    }
                     for update in published.updates.iter() {
                         realtime(&market, &tx, &mut state, update);
                     }
@@ -325,6 +329,9 @@ fn periodic(
                     );
                 }
             }
+        }
+        if tx.receiver_count() == 0 {
+            continue;
         }
         let projection = market.read();
         let Some(view) = projection.market(id) else {

@@ -58,6 +58,11 @@ pub fn now() -> i64 {
 }
 
 pub async fn fixture(limits: RateLimits) -> Fixture {
+    fixture_with_backlog(limits, 65_536).await
+}
+
+/// A fixture whose stream connections are closed once `backlog` messages behind.
+pub async fn fixture_with_backlog(limits: RateLimits, backlog: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (market, feed) = MarketService::start().unwrap();
     let mut config = EngineConfig::new(dir.path().join("engine"));
@@ -93,7 +98,8 @@ pub async fn fixture(limits: RateLimits) -> Fixture {
     let store = Store::open_in(dir.path()).await.unwrap();
     let vault = Vault::open_or_create(&dir.path().join("secret.key")).unwrap();
     let accounts = Accounts::new(store, vault).unwrap();
-    let binance = Binance::new(accounts.clone(), handle.clone(), market, limits);
+    let binance =
+        Binance::with_stream_backlog(accounts.clone(), handle.clone(), market, limits, backlog);
     Fixture {
         router: coss_binance::router(binance),
         engine: Some(engine),

@@ -197,6 +197,44 @@ async fn a_limit_order_rests_is_filled_by_a_crossing_order_and_shows_everywhere(
     assert_eq!(price["price"], "2000.00000000");
     let (_, all) = f.public("/api/v3/ticker/price").await;
     assert!(all.is_array());
+    let (_, listed) = f
+        .public("/api/v3/ticker/24hr?symbols=%5B%22ETHTUSD%22%5D")
+        .await;
+    assert_eq!(listed[0]["symbol"], "ETHTUSD", "symbols=[…] answers a list");
+    let (_, both) = f
+        .public("/api/v3/ticker/price?symbol=ETHTUSD&symbols=%5B%22ETHTUSD%22%5D")
+        .await;
+    assert_eq!(code(&both), -1128);
+    let (_, average) = f.public("/api/v3/avgPrice?symbol=ETHTUSD").await;
+    assert_eq!(
+        (average["mins"].as_i64(), average["price"].as_str()),
+        (Some(5), Some("2000.00000000"))
+    );
+    let (_, ui) = f
+        .public("/api/v3/uiKlines?symbol=ETHTUSD&interval=1h")
+        .await;
+    assert_eq!(ui[0][4], "2000.00000000");
+    let (_, from_start) = f
+        .public(&format!(
+            "/api/v3/klines?symbol=ETHTUSD&interval=1d&startTime={}",
+            now() - 86_400_000
+        ))
+        .await;
+    assert_eq!(from_start.as_array().unwrap().len(), 1);
+    let trade_id = trades[0]["id"].as_u64().unwrap();
+    let (_, historical) = f
+        .public(&format!(
+            "/api/v3/historicalTrades?symbol=ETHTUSD&fromId={trade_id}"
+        ))
+        .await;
+    assert_eq!(historical[0]["id"].as_u64(), Some(trade_id));
+    let (_, later) = f
+        .public(&format!(
+            "/api/v3/historicalTrades?symbol=ETHTUSD&fromId={}",
+            trade_id + 1
+        ))
+        .await;
+    assert_eq!(later, serde_json::json!([]));
     let (_, book) = f.public("/api/v3/ticker/bookTicker?symbol=ETHTUSD").await;
     assert_eq!(
         (book["bidPrice"].as_str(), book["askQty"].as_str()),

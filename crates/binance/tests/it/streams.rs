@@ -1,4 +1,4 @@
-use crate::{ETH, ETH_1, Fixture, TUSD_1, fixture};
+use crate::{ETH, ETH_1, Fixture, TUSD_1, fixture, fixture_with_backlog};
 use coss_binance::RateLimits;
 use coss_core::{Command, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce};
 use coss_identity::Permission;
@@ -409,4 +409,79 @@ async fn a_user_data_stream_reports_orders_fills_and_balances() {
         (update["a"].as_str(), update["d"].as_str()),
         (Some("ETH"), Some("1.00000000"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_stops_reading_is_disconnected_instead_of_buffered() {
+    let f = fixture_with_backlog(RateLimits::default(), 256).await;
+    let address = serve(&f).await;
+    let seller = f
+        .trader("seller@example.com", &[Permission::Trade], 1_000 * ETH_1, 0)
+        .await;
+    let buyer = f
+        .trader(
+            "buyer@example.com",
+            &[Permission::Trade],
+            0,
+            10_000_000 * TUSD_1,
+        )
+        .await;
+    // A client with a tiny receive window that never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(
+        format!("ws://{address}/ws/ethtusd@trade/ethtusd@bookTicker"),
+        stream,
+    )
+    .await
+    .unwrap();
+    // 20,000 trades' worth of messages.
+    let handle = f.handle.clone();
+    tokio::task::spawn_blocking(move || {
+        for round in 0..40u64 {
+            let batch: Vec<Command> = (0..1000u64)
+                .map(|i| {
+                    let (account, side) = if i % 2 == 0 {
+                        (seller.account, Side::Sell)
+                    } else {
+                        (buyer.account, Side::Buy)
+                    };
+                    let _ = round;
+                    order(account, side, 200_000, 100)
+                })
+                .collect();
+            handle.submit_batch(batch).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    // Now read: what was buffered, then the server's close with 1008 (policy violation).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let close = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slow consumer was never closed"
+        );
+        match tokio::time::timeout(Duration::from_secs(10), slow.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let frame = close.expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1008);
+    assert_eq!(frame.reason.as_str(), "slow consumer");
+    // The server is fine, and a new connection works.
+    let mut fresh = connect(address, "/ws/ethtusd@trade").await;
+    f.handle
+        .submit_async(order(seller.account, Side::Sell, 200_000, 100))
+        .await
+        .unwrap();
+    f.handle
+        .submit_async(order(buyer.account, Side::Buy, 200_000, 100))
+        .await
+        .unwrap();
+    let trade = until(&mut fresh, |m| m["e"] == "trade").await;
+    assert_eq!(trade["p"], "2000.00000000");
 }
