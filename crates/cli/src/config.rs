@@ -18,6 +18,19 @@ pub struct Config {
     /// Markets listed at start.
     #[serde(default)]
     pub markets: Vec<MarketConfig>,
+    /// HTTPS on the same listener (off when absent).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain.
+    pub cert_file: std::path::PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
 }
 
 /// Rate limits.
@@ -107,6 +120,16 @@ impl Config {
                     .parse()
                     .with_context(|| format!("{name} must be a whole number"))?;
             }
+        }
+        match (var("COSS_TLS_CERT"), var("COSS_TLS_KEY")) {
+            (Some(cert), Some(key)) => {
+                self.tls = Some(TlsConfig {
+                    cert_file: cert.into(),
+                    key_file: key.into(),
+                });
+            }
+            (None, None) => {}
+            _ => bail!("COSS_TLS_CERT and COSS_TLS_KEY go together"),
         }
         let mut ids = std::collections::BTreeSet::new();
         for market in &self.markets {

@@ -14,6 +14,7 @@ mod config;
 mod node;
 mod server;
 mod sso;
+mod tls;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};

@@ -216,24 +216,32 @@ pub fn up(
         );
         // Graceful shutdown: stop accepting, close the streams, let requests in flight finish
         // (an order is answered once durable), and give stragglers at most DRAIN.
-        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let stop = async move {
             shutdown_signal().await;
             tracing::info!("shutting down: no new connections, closing streams, draining");
             streams.close_streams();
-            stopping_tx.send_replace(true);
-        });
-        let mut stopping = stopping;
-        tokio::select! {
-            served = server => served.context("HTTP server failed")?,
-            () = async {
-                let _ = stopping.wait_for(|s| *s).await;
-                tokio::time::sleep(DRAIN).await;
-            } => tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them"),
+        };
+        if let Some(tls) = &config.tls {
+            let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file)?;
+            tracing::info!(cert = %tls.cert_file.display(), "HTTPS and HTTP on the same listener");
+            crate::tls::serve(listener, router, acceptor, stop, DRAIN).await;
+        } else {
+            let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+            let server = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                stop.await;
+                stopping_tx.send_replace(true);
+            });
+            tokio::select! {
+                served = server => served.context("HTTP server failed")?,
+                () = async {
+                    let _ = stopping.wait_for(|s| *s).await;
+                    tokio::time::sleep(DRAIN).await;
+                } => tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them"),
+            }
         }
         anyhow::Ok(local_node)
     })?;

@@ -5,6 +5,7 @@ mod chain;
 mod commands;
 mod crash;
 mod e2e;
+mod tls;
 mod wallet;
 
 use std::path::Path;
