@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::coss;
+use crate::{Running, coss};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -28,13 +28,15 @@ fn a_newcomer_and_an_unmodified_ccxt_client_trade_on_a_running_coss() {
         .unwrap()
         .port();
     let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut server = coss()
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-        .env("COSS_DATA_DIR", dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let mut server = Running(
+        coss()
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .env("COSS_DATA_DIR", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "coss up did not start");
@@ -49,9 +51,9 @@ fn a_newcomer_and_an_unmodified_ccxt_client_trade_on_a_running_coss() {
         .unwrap();
     // SIGTERM: a clean stop, which also stops the embedded anvil.
     let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status();
-    let stopped = server.wait().unwrap();
+    let stopped = server.0.wait().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {

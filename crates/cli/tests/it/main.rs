@@ -18,8 +18,39 @@ pub fn coss() -> Command {
         .env_remove("COSS_LISTEN")
         .env_remove("COSS_DATABASE_URL")
         .env_remove("COSS_SMTP_URL")
-        .env_remove("COSS_SECRET_KEY_FILE");
+        .env_remove("COSS_SECRET_KEY_FILE")
+        .env_remove("COSS_CONFIG")
+        .env_remove("COSS_TLS_CERT")
+        .env_remove("COSS_TLS_KEY")
+        .env_remove("COSS_WEIGHT_PER_MINUTE")
+        .env_remove("COSS_ORDERS_PER_10S")
+        .env_remove("COSS_ORDERS_PER_DAY");
     command
+}
+
+/// A server process that is stopped when the test ends, even by a panic: SIGTERM (so it stops
+/// its anvil too), then SIGKILL if it has not exited within 10 s.
+#[derive(Debug)]
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 pub fn verify_json(dir: &Path) -> serde_json::Value {

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::commands::http;
-use crate::coss;
+use crate::{Running, coss};
 
 async fn tls_client(
     port: u16,
@@ -68,17 +68,19 @@ async fn https_and_http_share_the_listener_with_alpn() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = coss()
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-        .env("COSS_DATA_DIR", dir.path().join("data"))
-        .env("COSS_TLS_CERT", &cert)
-        .env("COSS_TLS_KEY", &key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.path().join("up.log")).unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let mut server = Running(
+        coss()
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .env("COSS_DATA_DIR", dir.path().join("data"))
+            .env("COSS_TLS_CERT", &cert)
+            .env("COSS_TLS_KEY", &key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("up.log")).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
     // Plain HTTP on the port.
     let plain = tokio::task::spawn_blocking(move || {
         http(
@@ -110,14 +112,14 @@ async fn https_and_http_share_the_listener_with_alpn() {
     // A clean stop.
     assert!(
         Command::new("kill")
-            .args(["-TERM", &server.id().to_string()])
+            .args(["-TERM", &server.0.id().to_string()])
             .status()
             .unwrap()
             .success()
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
+        if let Some(status) = server.0.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "coss up did not stop");
