@@ -14,7 +14,9 @@ use coss_core::{
     Command, EventKind, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
 };
 use coss_identity::{Permission, SignedRequest};
-use coss_market::{Interval, Market, MarketView, Order, Projection, Trade};
+use coss_market::{
+    Interval, Market, MarketView, Order, Projection, Trade, order_type_name, side_name,
+};
 use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side};
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -668,26 +670,6 @@ endpoint!(
 
 // ---- orders ----
 
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "BUY",
-        Side::Sell => "SELL",
-    }
-}
-
-fn type_name(kind: &OrderKind) -> &'static str {
-    match kind {
-        OrderKind::Limit {
-            tif: TimeInForce::PostOnly,
-            ..
-        } => "LIMIT_MAKER",
-        OrderKind::Limit { .. } => "LIMIT",
-        OrderKind::Market { .. } | OrderKind::MarketQuote { .. } => "MARKET",
-        OrderKind::StopLimit { .. } => "STOP_LOSS_LIMIT",
-        OrderKind::TakeProfitLimit { .. } => "TAKE_PROFIT_LIMIT",
-    }
-}
-
 fn tif_name(order: &Order) -> &'static str {
     match order.time_in_force() {
         Some(TimeInForce::Ioc) => "IOC",
@@ -724,7 +706,7 @@ pub(crate) fn order_json(m: &Market, o: &Order) -> Value {
         "cummulativeQuoteQty": units::quote(m, o.cum_quote),
         "status": o.status.name(),
         "timeInForce": tif_name(o),
-        "type": type_name(&o.new.kind),
+        "type": order_type_name(&o.new.kind),
         "side": side_name(o.new.side),
         "stopPrice": o.stop_price().map_or_else(|| "0.00000000".to_owned(), |p| units::price(m, p)),
         "icebergQty": "0.00000000",
@@ -735,6 +717,17 @@ pub(crate) fn order_json(m: &Market, o: &Order) -> Value {
         "origQuoteOrderQty": units::quote(m, o.quote_order_qty().map_or(0, |a| a.0)),
         "selfTradePreventionMode": stp_name(o.stp()),
     })
+}
+
+/// A cancelled order as `DELETE /api/v3/order` and `DELETE /api/v3/openOrders` answer it:
+/// the order, the client order id the request named it by, and when it was cancelled.
+fn cancelled_json(m: &Market, o: &Order, orig_client_id: String) -> Value {
+    let mut answer = order_json(m, o);
+    if let Value::Object(fields) = &mut answer {
+        fields.insert("origClientOrderId".into(), Value::String(orig_client_id));
+        fields.insert("transactTime".into(), json!(o.update_ms));
+    }
+    answer
 }
 
 /// The parsed `POST /api/v3/order`.
@@ -899,19 +892,23 @@ fn parse_order(
     })
 }
 
-/// 22 random characters, like Binance's generated ids.
-fn generated_client_id() -> Result<ClientOrderId, BinanceError> {
+/// `n` random characters of `A-Z a-z 0-9` from the OS's generator.
+fn random_text(n: usize) -> Result<String, BinanceError> {
     use ring::rand::SecureRandom;
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 22];
+    let mut bytes = vec![0u8; n];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| BinanceError::internal("no randomness"))?;
-    let text: String = bytes
+    Ok(bytes
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect();
-    ClientOrderId::new(&text).map_err(BinanceError::internal)
+        .collect())
+}
+
+/// 22 random characters, like Binance's generated ids.
+fn generated_client_id() -> Result<ClientOrderId, BinanceError> {
+    ClientOrderId::new(&random_text(22)?).map_err(BinanceError::internal)
 }
 
 fn signed_account(c: &Call) -> Result<AccountId, BinanceError> {
@@ -936,15 +933,25 @@ endpoint!(
     }
 );
 
-/// Places an order; returns its id and the fills (trades where it was the taker).
-async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), BinanceError> {
+/// Submits a command, waits until it is durable and the projection has applied its events
+/// (so the answer reads the caller's own write), and returns its receipt.
+async fn submit(c: &Call, command: Command) -> Result<coss_engine::Receipt, BinanceError> {
     let receipt = c
         .binance
         .inner
         .engine
-        .submit_async(Command::PlaceOrder(new))
+        .submit_async(command)
         .await
         .map_err(|_| BinanceError::unavailable())?;
+    if let Some(last) = receipt.events.last() {
+        c.binance.inner.market.caught_up(last.seq).await;
+    }
+    Ok(receipt)
+}
+
+/// Places an order; returns its id and the fills (trades where it was the taker).
+async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), BinanceError> {
+    let receipt = submit(c, Command::PlaceOrder(new)).await?;
     if let Err(reason) = receipt.outcome {
         return Err(BinanceError::order_rejected(reason));
     }
@@ -956,9 +963,6 @@ async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), 
         }
     }
     let id = id.ok_or_else(|| BinanceError::internal("accepted order without its event"))?;
-    if let Some(last) = receipt.events.last() {
-        c.binance.inner.market.caught_up(last.seq).await;
-    }
     let traded: Vec<u64> = receipt
         .events
         .iter()
@@ -1116,22 +1120,17 @@ endpoint!(
         };
         c.params.all_read()?;
         let (id, client) = order.ok_or_else(BinanceError::unknown_order)?;
-        let receipt = c
-            .binance
-            .inner
-            .engine
-            .submit_async(Command::Cancel {
+        let receipt = submit(
+            &c,
+            Command::Cancel {
                 account,
                 market,
                 order: OrderRef::Id(id),
-            })
-            .await
-            .map_err(|_| BinanceError::unavailable())?;
+            },
+        )
+        .await?;
         if receipt.outcome.is_err() {
             return Err(BinanceError::unknown_order());
-        }
-        if let Some(last) = receipt.events.last() {
-            c.binance.inner.market.caught_up(last.seq).await;
         }
         let projection = c.binance.inner.market.read();
         let view = projection
@@ -1140,15 +1139,11 @@ endpoint!(
         let order = projection
             .order(id)
             .ok_or_else(BinanceError::unknown_order)?;
-        let mut answer = order_json(&view.market, order);
-        if let Value::Object(fields) = &mut answer {
-            fields.insert(
-                "origClientOrderId".into(),
-                Value::String(orig_client.unwrap_or(client)),
-            );
-            fields.insert("transactTime".into(), json!(order.update_ms));
-        }
-        Ok(answer)
+        Ok(cancelled_json(
+            &view.market,
+            order,
+            orig_client.unwrap_or(client),
+        ))
     }
 );
 
@@ -1206,16 +1201,7 @@ endpoint!(
         if open.is_empty() {
             return Err(BinanceError::unknown_order());
         }
-        let receipt = c
-            .binance
-            .inner
-            .engine
-            .submit_async(Command::CancelAll { account, market })
-            .await
-            .map_err(|_| BinanceError::unavailable())?;
-        if let Some(last) = receipt.events.last() {
-            c.binance.inner.market.caught_up(last.seq).await;
-        }
+        let receipt = submit(&c, Command::CancelAll { account, market }).await?;
         let cancelled: Vec<OrderId> = receipt
             .events
             .iter()
@@ -1232,14 +1218,7 @@ endpoint!(
             cancelled
                 .into_iter()
                 .filter_map(|id| projection.order(id))
-                .map(|o| {
-                    let mut v = order_json(&view.market, o);
-                    if let Value::Object(fields) = &mut v {
-                        fields.insert("origClientOrderId".into(), Value::String(client_id(o)));
-                        fields.insert("transactTime".into(), json!(o.update_ms));
-                    }
-                    v
-                })
+                .map(|o| cancelled_json(&view.market, o, client_id(o)))
                 .collect(),
         ))
     }
@@ -1414,7 +1393,7 @@ endpoint!(
     |c: Call| async move {
         c.params.all_read()?;
         let user_id = c.user_id.ok_or_else(|| BinanceError::internal("no user"))?;
-        let key = random_key()?;
+        let key = random_text(60)?;
         let mut keys = c
             .binance
             .inner
@@ -1483,19 +1462,6 @@ endpoint!(
         Ok(json!({}))
     }
 );
-
-fn random_key() -> Result<String, BinanceError> {
-    use ring::rand::SecureRandom;
-    const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 60];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| BinanceError::internal("no randomness"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect())
-}
 
 impl Binance {
     /// The user a live listen key belongs to.

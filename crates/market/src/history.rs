@@ -6,10 +6,10 @@
 //! (which has applied at least the batch being written), so a row always holds the newest
 //! state; writes are idempotent.
 
-use crate::{Interval, MarketService, OrderStatus};
-use coss_core::{Event, EventKind, OrderKind, TimeInForce};
+use crate::{Interval, MarketService, OrderStatus, order_type_name, side_name};
+use coss_core::{Event, EventKind};
 use coss_store::{BalanceRow, CandleRow, HistoryBatch, OrderRow, Store, TradeRow};
-use coss_types::{MarketId, OrderId, Side};
+use coss_types::{MarketId, OrderId};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,13 +68,6 @@ async fn run(store: Store, market: MarketService, mut events: mpsc::Receiver<Arc
 
 fn i64_of(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "BUY",
-        Side::Sell => "SELL",
-    }
 }
 
 /// The rows of the events after `position`.
@@ -155,22 +148,12 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
         let Some(o) = projection.order(id) else {
             continue;
         };
-        let kind = match o.new.kind {
-            OrderKind::Limit {
-                tif: TimeInForce::PostOnly,
-                ..
-            } => "LIMIT_MAKER",
-            OrderKind::Limit { .. } => "LIMIT",
-            OrderKind::Market { .. } | OrderKind::MarketQuote { .. } => "MARKET",
-            OrderKind::StopLimit { .. } => "STOP_LOSS_LIMIT",
-            OrderKind::TakeProfitLimit { .. } => "TAKE_PROFIT_LIMIT",
-        };
         batch.orders.push(OrderRow {
             id: i64_of(o.id.0),
             account: i64_of(o.new.account.0),
             market: i64::from(o.new.market.0),
             side: side_name(o.new.side),
-            kind,
+            kind: order_type_name(&o.new.kind),
             price: o.price.map(|p| i64_of(p.0)),
             qty: o.qty.map(|q| i64_of(q.0)),
             client_id: o.new.client_id.map(|c| c.as_str().to_owned()),

@@ -239,6 +239,30 @@ impl Order {
     }
 }
 
+/// Binance's name of a side: `BUY` or `SELL`.
+#[must_use]
+pub fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "BUY",
+        Side::Sell => "SELL",
+    }
+}
+
+/// Binance's name of an order type (`LIMIT_MAKER` for post-only limits).
+#[must_use]
+pub fn order_type_name(kind: &OrderKind) -> &'static str {
+    match kind {
+        OrderKind::Limit {
+            tif: TimeInForce::PostOnly,
+            ..
+        } => "LIMIT_MAKER",
+        OrderKind::Limit { .. } => "LIMIT",
+        OrderKind::Market { .. } | OrderKind::MarketQuote { .. } => "MARKET",
+        OrderKind::StopLimit { .. } => "STOP_LOSS_LIMIT",
+        OrderKind::TakeProfitLimit { .. } => "TAKE_PROFIT_LIMIT",
+    }
+}
+
 /// What happened to an order in an [`Update::Order`] (Binance's execution types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Execution {
