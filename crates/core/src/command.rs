@@ -5,6 +5,8 @@ use coss_types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::dao::DaoSchedule;
+
 /// A command with the time it was accepted by the engine service (milliseconds since the Unix
 /// epoch). The state machine never reads a clock: this is its only notion of time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,5 +282,41 @@ pub enum Command {
         qty: Qty,
         /// The new limit price in ticks.
         price: Price,
+    },
+    /// Sets when DAO weeks close, which asset is COSS and the minimum holding. The next
+    /// close must lie in the future.
+    SetDaoSchedule(DaoSchedule),
+    /// Closes the week ending at `close_ms` (the schedule's next close, at or after it):
+    /// records every account's COSS holding and moves the holders' fee balances into the
+    /// week's pools. The engine injects it before the first command at or after the close.
+    CloseWeek {
+        /// The close being made.
+        close_ms: u64,
+    },
+    /// Adds COSS held in users' own addresses at the close to the oldest open week, part
+    /// `part` (0, 1, …: a part twice is refused).
+    AddChainHoldings {
+        /// The week.
+        close_ms: u64,
+        /// This part's number.
+        part: u32,
+        /// Accounts and the COSS their addresses held (at most
+        /// [`crate::MAX_CHAIN_HOLDINGS`]).
+        holdings: Vec<(AccountId, Amount)>,
+    },
+    /// Fixes the oldest open week's holders (the minimum applied) and total, after exactly
+    /// `chain_parts` chain-holding parts.
+    SealWeek {
+        /// The week.
+        close_ms: u64,
+        /// How many chain-holding parts were sent.
+        chain_parts: u32,
+    },
+    /// Pays up to `max_holders` more holders of the oldest sealed week's current pool asset.
+    PayWeek {
+        /// The week.
+        close_ms: u64,
+        /// Most holders to pay in this command.
+        max_holders: u32,
     },
 }

@@ -249,6 +249,68 @@ pub enum EventKind {
         /// the unspent part is reported in the balance changes.
         unfilled: Qty,
     },
+    /// The DAO schedule was set.
+    DaoScheduleSet {
+        /// The COSS asset.
+        coss: AssetId,
+        /// Next close.
+        next_close_ms: u64,
+        /// Time between closes.
+        period_ms: u64,
+        /// Minimum holding.
+        min_holding: Amount,
+    },
+    /// A DAO week closed: platform holdings recorded, the holders' fee balances moved into
+    /// the week's pools (reported as balance changes of `FEES_HOLDERS` and `DAO_PAYOUTS`).
+    WeekClosed {
+        /// The close.
+        close_ms: u64,
+        /// Accounts holding COSS on the platform.
+        holders: u32,
+        /// The following close.
+        next_close_ms: u64,
+    },
+    /// COSS held in users' own addresses was added to a week.
+    ChainHoldingsAdded {
+        /// The week.
+        close_ms: u64,
+        /// The part.
+        part: u32,
+        /// Entries in it.
+        entries: u32,
+        /// Their sum.
+        amount: Amount,
+    },
+    /// A week's holders and total were fixed.
+    WeekSealed {
+        /// The week.
+        close_ms: u64,
+        /// Holders at or above the minimum.
+        holders: u32,
+        /// Their total holding.
+        total: Amount,
+    },
+    /// One asset of a week was paid out; the credits are the `BalanceChanged` events of the
+    /// `PayWeek` commands, the remainder went back to `FEES_HOLDERS`.
+    DaoAssetPaid {
+        /// The week.
+        close_ms: u64,
+        /// The asset.
+        asset: AssetId,
+        /// The pool.
+        pool: Amount,
+        /// Paid to holders.
+        paid: Amount,
+        /// Carried over to next week.
+        carried: Amount,
+        /// Holders credited a non-zero amount.
+        holders: u32,
+    },
+    /// Every pool of a week was paid out.
+    WeekPaid {
+        /// The week.
+        close_ms: u64,
+    },
     /// Fees credited to the fee accounts by one command, per asset: what the platform keeps
     /// (`FEES_PLATFORM`) and what goes to COSS holders (`FEES_HOLDERS`). These credits are not
     /// repeated as `BalanceChanged` events.
@@ -327,8 +389,10 @@ reject_reasons! {
     UnknownFeeTier = 1202, "UNKNOWN_FEE_TIER", "unknown fee tier";
     /// A share is at most 1,000,000 ppm.
     InvalidShare = 1203, "INVALID_SHARE", "invalid holders share";
-    /// An open-order bound must be 1 to 1,000,000.
+    /// An open-order bound must be 1 to 1,000,000 (a payout chunk 1 to 1,000,000 holders).
     InvalidLimit = 1204, "INVALID_LIMIT", "invalid limit";
+    /// A DAO schedule needs a positive period and a next close in the future.
+    InvalidSchedule = 1205, "INVALID_SCHEDULE", "invalid DAO schedule";
     /// Amounts must be positive.
     InvalidAmount = 2001, "INVALID_AMOUNT", "invalid amount";
     /// References are 1–128 bytes.
@@ -367,6 +431,20 @@ reject_reasons! {
     InvalidTimeInForce = 3009, "INVALID_TIME_IN_FORCE", "invalid time in force for this order type";
     /// The amendment changes nothing.
     NothingToAmend = 3010, "NOTHING_TO_AMEND", "nothing to amend";
+    /// No DAO schedule is set.
+    DaoNotConfigured = 4001, "DAO_NOT_CONFIGURED", "DAO schedule not set";
+    /// No such week (not the next close, or not open).
+    UnknownWeek = 4002, "UNKNOWN_WEEK", "unknown week";
+    /// The week's close has not come yet.
+    WeekNotDue = 4003, "WEEK_NOT_DUE", "week has not closed yet";
+    /// An earlier week must be finished first.
+    EarlierWeekOpen = 4004, "EARLIER_WEEK_OPEN", "an earlier week is still open";
+    /// The week is already sealed.
+    WeekSealed = 4005, "WEEK_SEALED", "week already sealed";
+    /// The week is not sealed yet.
+    WeekNotSealed = 4006, "WEEK_NOT_SEALED", "week not sealed yet";
+    /// A chain-holding part out of order, or a seal with another number of parts.
+    PartOutOfOrder = 4007, "PART_OUT_OF_ORDER", "chain holdings part out of order";
     /// An amount would exceed what the ledger can hold.
     Overflow = 9001, "OVERFLOW", "amount overflow";
 }

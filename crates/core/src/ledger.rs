@@ -5,9 +5,9 @@ use crate::command::{FeeTier, MarketStatus};
 use crate::event::{Event, EventKind, RejectReason};
 use crate::fees::{PPM, holders_part};
 use crate::{
-    Asset, Exchange, FEES_HOLDERS_INDEX, FEES_PLATFORM_INDEX, FIRST_USER_ACCOUNT, MAX_ASSETS,
-    MAX_MARKETS, Market, Outcome, WITHDRAWAL_FEES_INDEX, Withdrawal, WithdrawalState,
-    invariant_broken,
+    Asset, DAO_PAYOUTS, Exchange, FEES_HOLDERS, FEES_HOLDERS_INDEX, FEES_PLATFORM_INDEX,
+    FIRST_USER_ACCOUNT, MAX_ASSETS, MAX_MARKETS, Market, Outcome, WITHDRAWAL_FEES_INDEX,
+    Withdrawal, WithdrawalState, invariant_broken,
 };
 use coss_book::OrderBook;
 use coss_types::{AccountId, Amount, AssetId, MarketId, RequestId};
@@ -347,6 +347,11 @@ impl Exchange {
         }
         if from == to {
             return Err(RejectReason::SameAccount);
+        }
+        // The holders' fees leave only through the weekly payout, and the payout account
+        // holds exactly what open weeks owe: no transfer touches either.
+        if from == FEES_HOLDERS || from == DAO_PAYOUTS || to == DAO_PAYOUTS {
+            return Err(RejectReason::SystemAccount);
         }
         if self.withdrawals.contains_key(&request) || self.transfers.contains(&request) {
             return Err(RejectReason::DuplicateRequest);

@@ -16,6 +16,7 @@
 )]
 
 mod command;
+mod dao;
 mod event;
 mod fees;
 mod ledger;
@@ -25,6 +26,9 @@ mod snapshot;
 pub use command::{
     Command, Envelope, FeeTier, MarketStatus, NewOrder, OrderKind, OrderRef, SelfTradePrevention,
     TimeInForce,
+};
+pub use dao::{
+    DaoSchedule, MAX_CHAIN_HOLDINGS, MAX_PAY_CHUNK, Pool, WeekStage, WeekView, share as dao_share,
 };
 pub use event::{DoneReason, Event, EventKind, RejectReason};
 pub use fees::{PPM, default_fee_schedule, fee_for, holders_part};
@@ -249,6 +253,8 @@ pub struct Exchange {
     deposit_refs: FxHashSet<String>,
     withdrawals: FxHashMap<RequestId, Withdrawal>,
     transfers: FxHashSet<RequestId>,
+    /// The weekly revenue share: schedule and the weeks not yet paid out.
+    dao: dao::Dao,
     next_order_id: u64,
     next_trade_id: u64,
     next_seq: u64,
@@ -289,6 +295,7 @@ impl Exchange {
             deposit_refs: FxHashSet::default(),
             withdrawals: FxHashMap::default(),
             transfers: FxHashSet::default(),
+            dao: dao::Dao::default(),
             next_order_id: 1,
             next_trade_id: 1,
             next_seq: 1,
@@ -412,6 +419,21 @@ impl Exchange {
             Command::SetOpenOrderLimit { max_open_orders } => {
                 self.set_open_order_limit(*max_open_orders, events)
             }
+            Command::SetDaoSchedule(schedule) => self.set_dao_schedule(*schedule, events),
+            Command::CloseWeek { close_ms } => self.close_week(*close_ms, events),
+            Command::AddChainHoldings {
+                close_ms,
+                part,
+                holdings,
+            } => self.add_chain_holdings(*close_ms, *part, holdings, events),
+            Command::SealWeek {
+                close_ms,
+                chain_parts,
+            } => self.seal_week(*close_ms, *chain_parts, events),
+            Command::PayWeek {
+                close_ms,
+                max_holders,
+            } => self.pay_week(*close_ms, *max_holders, events),
         }
     }
 

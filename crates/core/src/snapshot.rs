@@ -6,6 +6,7 @@
 //! behave identically, and `state_hash` = SHA-256 of its bytes.
 
 use crate::command::{FeeTier, MarketStatus, SelfTradePrevention, TimeInForce};
+use crate::dao::{DaoSchedule, Pool, Week, WeekStage};
 use crate::fees::{PPM, holders_part};
 use crate::ledger::{MAX_DECIMALS, MAX_OPEN_ORDER_LIMIT, notional_unit, valid_fee_schedule};
 use crate::{
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
-const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// SHA-256 of the canonical state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,6 +83,21 @@ struct Canonical {
     deposit_refs: Vec<String>,
     withdrawals: Vec<(RequestId, WithdrawalRecord)>,
     transfers: Vec<RequestId>,
+    dao_schedule: Option<DaoSchedule>,
+    dao_weeks: Vec<WeekState>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WeekState {
+    close_ms: u64,
+    stage: WeekStage,
+    holders: Vec<(AccountId, u128)>,
+    chain: Vec<(AccountId, u128)>,
+    chain_parts: u32,
+    total: u128,
+    pools: Vec<Pool>,
+    pool_at: u32,
+    holder_at: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -318,6 +334,23 @@ impl Exchange {
             deposit_refs,
             withdrawals,
             transfers,
+            dao_schedule: self.dao.schedule,
+            dao_weeks: self
+                .dao
+                .weeks
+                .iter()
+                .map(|w| WeekState {
+                    close_ms: w.close_ms,
+                    stage: w.stage,
+                    holders: w.holders.clone(),
+                    chain: w.chain.iter().map(|(&a, &h)| (a, h)).collect(),
+                    chain_parts: w.chain_parts,
+                    total: w.total,
+                    pools: w.pools.clone(),
+                    pool_at: w.pool_at,
+                    holder_at: w.holder_at,
+                })
+                .collect(),
         }
     }
 
@@ -534,6 +567,24 @@ impl Exchange {
             );
         }
         ex.transfers = c.transfers.into_iter().collect();
+        ex.dao.schedule = c.dao_schedule;
+        for w in c.dao_weeks {
+            let ascending = |list: &[(AccountId, u128)]| list.windows(2).all(|p| p[0].0 < p[1].0);
+            if !ascending(&w.holders) || !ascending(&w.chain) {
+                return Err(bad("DAO holders out of order"));
+            }
+            ex.dao.weeks.push_back(Week {
+                close_ms: w.close_ms,
+                stage: w.stage,
+                holders: w.holders,
+                chain: w.chain.into_iter().collect(),
+                chain_parts: w.chain_parts,
+                total: w.total,
+                pools: w.pools,
+                pool_at: w.pool_at,
+                holder_at: w.holder_at,
+            });
+        }
         ex.check_invariants()
             .map_err(|v| SnapshotError::Inconsistent(v.0))?;
         Ok(ex)
@@ -686,6 +737,32 @@ impl Exchange {
             .all(|(i, id)| self.accounts.get(i).is_some_and(|a| a.id == *id));
         if !system_in_place {
             return fail("system accounts are not at their fixed indexes".into());
+        }
+        // The payout account holds exactly what the open weeks have yet to pay.
+        let mut unpaid: BTreeMap<u32, u128> = BTreeMap::new();
+        for week in &self.dao.weeks {
+            for pool in week.pools.iter().skip(week.pool_at as usize) {
+                let Some(left) = pool.pool.0.checked_sub(pool.paid.0) else {
+                    return fail(format!("week {} paid more than its pool", week.close_ms));
+                };
+                *unpaid.entry(pool.asset.0).or_default() += left;
+            }
+            if week.pool_at as usize > week.pools.len()
+                || week.holder_at as usize > week.holders.len()
+            {
+                return fail(format!("week {} cursor out of range", week.close_ms));
+            }
+        }
+        if let Some(&payouts) = self.account_index.get(&crate::DAO_PAYOUTS) {
+            for (asset, cell) in self.account_cells(payouts) {
+                let want = unpaid.get(&asset.0).copied().unwrap_or(0);
+                if cell.available != want {
+                    return fail(format!(
+                        "DAO payouts hold {} of asset {} but open weeks owe {want}",
+                        cell.available, asset.0
+                    ));
+                }
+            }
         }
         if !self.touched.is_empty() || !self.fees_collected.is_empty() {
             return fail("per-command scratch not empty between commands".into());

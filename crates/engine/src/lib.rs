@@ -297,6 +297,11 @@ fn check_size(command: &Command) -> Result<()> {
         Command::SetFeeSchedule { tiers } if tiers.len() > MAX_LIST_LEN => {
             too_large("tiers", MAX_LIST_LEN)
         }
+        Command::AddChainHoldings { holdings, .. }
+            if holdings.len() > coss_core::MAX_CHAIN_HOLDINGS =>
+        {
+            too_large("holdings", coss_core::MAX_CHAIN_HOLDINGS)
+        }
         _ => Ok(()),
     }
 }
@@ -534,42 +539,24 @@ fn engine_loop(
             next = rx.try_recv().ok();
         }
         let time_ms = now_ms();
-        for (commands, reply) in group {
-            let first_index = exchange.commands() + 1;
-            let mut receipt = BatchReceipt {
-                first_index,
-                outcomes: Vec::with_capacity(commands.len()),
-                events: Vec::with_capacity(commands.len() * 4),
-                event_ends: Vec::with_capacity(commands.len()),
-            };
-            let mut payload = Vec::with_capacity(commands.len() * 48);
-            let mut ends = Vec::with_capacity(commands.len());
-            for command in commands {
-                let envelope = Envelope { time_ms, command };
-                let before = payload.len();
-                payload = match postcard::to_extend(&envelope, payload) {
-                    Ok(bytes) => bytes,
-                    // Encoding plain data into a Vec cannot fail; halt rather than journal a gap.
-                    Err(_) => return,
-                };
-                debug_assert!(payload.len() > before);
-                ends.push(payload.len());
-                let outcome = exchange.apply(&envelope, &mut receipt.events);
-                receipt.outcomes.push(outcome);
-                receipt
-                    .event_ends
-                    .push(u32::try_from(receipt.events.len()).unwrap_or(u32::MAX));
+        // A DAO week closes at its exact instant: before anything stamped at or after the
+        // close, the engine applies (and journals) the close itself, once per due week, in
+        // order. Nobody waits for its result; the events tell.
+        while let Some(close_ms) = exchange.week_close_due(time_ms) {
+            let (reply, _) = oneshot::channel();
+            let close = vec![Command::CloseWeek { close_ms }];
+            if !apply_batch(&mut exchange, close, reply, time_ms, &to_writer) {
+                return;
             }
-            since_snapshot += receipt.outcomes.len() as u64;
-            let message = ToWriter::Batch {
-                payload,
-                ends,
-                first_index,
-                receipt,
-                reply,
-            };
-            if to_writer.send(message).is_err() {
-                // The writer failed: the state is ahead of the journal; stop here.
+            since_snapshot += 1;
+            if exchange.week_close_due(time_ms) == Some(close_ms) {
+                // Refused (it cannot be, as the core said it was due): never loop on it.
+                break;
+            }
+        }
+        for (commands, reply) in group {
+            since_snapshot += commands.len() as u64;
+            if !apply_batch(&mut exchange, commands, reply, time_ms, &to_writer) {
                 return;
             }
         }
@@ -584,6 +571,50 @@ fn engine_loop(
             }
         }
     }
+}
+
+/// Applies one caller's batch at `time_ms` and hands it to the writer; `false` when the
+/// engine must stop (the writer failed, so the state is ahead of the journal).
+fn apply_batch(
+    exchange: &mut Exchange,
+    commands: Vec<Command>,
+    reply: BatchReply,
+    time_ms: u64,
+    to_writer: &std_mpsc::SyncSender<ToWriter>,
+) -> bool {
+    let first_index = exchange.commands() + 1;
+    let mut receipt = BatchReceipt {
+        first_index,
+        outcomes: Vec::with_capacity(commands.len()),
+        events: Vec::with_capacity(commands.len() * 4),
+        event_ends: Vec::with_capacity(commands.len()),
+    };
+    let mut payload = Vec::with_capacity(commands.len() * 48);
+    let mut ends = Vec::with_capacity(commands.len());
+    for command in commands {
+        let envelope = Envelope { time_ms, command };
+        let before = payload.len();
+        payload = match postcard::to_extend(&envelope, payload) {
+            Ok(bytes) => bytes,
+            // Encoding plain data into a Vec cannot fail; halt rather than journal a gap.
+            Err(_) => return false,
+        };
+        debug_assert!(payload.len() > before);
+        ends.push(payload.len());
+        let outcome = exchange.apply(&envelope, &mut receipt.events);
+        receipt.outcomes.push(outcome);
+        receipt
+            .event_ends
+            .push(u32::try_from(receipt.events.len()).unwrap_or(u32::MAX));
+    }
+    let message = ToWriter::Batch {
+        payload,
+        ends,
+        first_index,
+        receipt,
+        reply,
+    };
+    to_writer.send(message).is_ok()
 }
 
 fn write_loop(

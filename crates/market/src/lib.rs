@@ -764,6 +764,12 @@ impl Projection {
             EventKind::Rejected { .. }
             | EventKind::WithdrawalFeeSet { .. }
             | EventKind::HoldersShareSet { .. }
+            | EventKind::DaoScheduleSet { .. }
+            | EventKind::WeekClosed { .. }
+            | EventKind::ChainHoldingsAdded { .. }
+            | EventKind::WeekSealed { .. }
+            | EventKind::DaoAssetPaid { .. }
+            | EventKind::WeekPaid { .. }
             | EventKind::OpenOrderLimitSet { .. }
             | EventKind::WithdrawalConfirmed { .. }
             | EventKind::FeesCollected { .. } => {}

@@ -14,9 +14,9 @@
 //!   prevention is off, skips them under expire-maker, and stops at them otherwise.
 
 use coss_core::{
-    CLIENT_ID_MEMORY, Command, DEFAULT_HOLDERS_SHARE_PPM, DEFAULT_MAX_OPEN_ORDERS, DoneReason,
-    Envelope, Event, EventKind, FEES_HOLDERS, FEES_PLATFORM, FIRST_USER_ACCOUNT, FeeTier,
-    MAX_ASSETS, MAX_MARKETS, MarketStatus, NewOrder, OrderKind, OrderRef, Outcome, PPM,
+    CLIENT_ID_MEMORY, Command, DAO_PAYOUTS, DEFAULT_HOLDERS_SHARE_PPM, DEFAULT_MAX_OPEN_ORDERS,
+    DoneReason, Envelope, Event, EventKind, FEES_HOLDERS, FEES_PLATFORM, FIRST_USER_ACCOUNT,
+    FeeTier, MAX_ASSETS, MAX_MARKETS, MarketStatus, NewOrder, OrderKind, OrderRef, Outcome, PPM,
     RejectReason, SelfTradePrevention, TimeInForce, WITHDRAWAL_FEES, default_fee_schedule, fee_for,
     holders_part,
 };
@@ -526,6 +526,13 @@ impl Model {
                 });
                 Ok(())
             }
+            Command::SetDaoSchedule(_)
+            | Command::CloseWeek { .. }
+            | Command::AddChainHoldings { .. }
+            | Command::SealWeek { .. }
+            | Command::PayWeek { .. } => {
+                panic!("the universe generates no DAO commands; tests/spec/dao.rs covers them")
+            }
             Command::SetOpenOrderLimit { max_open_orders } => {
                 if *max_open_orders == 0 || *max_open_orders > MAX_OPEN_ORDER_LIMIT {
                     return Err(RejectReason::InvalidLimit);
@@ -764,6 +771,9 @@ impl Model {
         }
         if from == to {
             return Err(RejectReason::SameAccount);
+        }
+        if from == FEES_HOLDERS || from == DAO_PAYOUTS || to == DAO_PAYOUTS {
+            return Err(RejectReason::SystemAccount);
         }
         if self.request_used(request) {
             return Err(RejectReason::DuplicateRequest);

@@ -4,9 +4,10 @@
 
 use crate::support::*;
 use coss_core::{
-    Command, DAO_PAYOUTS, FEES_HOLDERS, FEES_PLATFORM, FeeTier, PPM, default_fee_schedule, fee_for,
+    Command, DAO_PAYOUTS, DaoSchedule, EventKind, FEES_HOLDERS, FEES_PLATFORM, FeeTier, PPM,
+    RejectReason, default_fee_schedule, fee_for,
 };
-use coss_types::{AccountId, AssetId, MarketId, Side};
+use coss_types::{AccountId, Amount, AssetId, MarketId, Side};
 
 fn funded() -> World {
     let mut w = World::new();
@@ -213,13 +214,23 @@ fn a_new_holders_share_applies_to_later_fees() {
 }
 
 #[test]
-fn the_holders_fee_account_pays_out_through_a_transfer() {
+fn the_holders_fee_account_pays_out_only_through_the_dao() {
     let mut w = funded();
     alice_takes_from_bob(&mut w, 100, 10);
     let request = w.request();
-    w.ok(transfer(request, FEES_HOLDERS, DAO_PAYOUTS, BTC, 100));
-    assert_eq!(w.total(FEES_HOLDERS, BTC), 0);
-    assert_eq!(w.total(DAO_PAYOUTS, BTC), 100);
+    w.rejects(
+        transfer(request, FEES_HOLDERS, DAO_PAYOUTS, BTC, 100),
+        RejectReason::SystemAccount,
+    );
+    w.rejects(
+        transfer(request, FEES_HOLDERS, ALICE, BTC, 100),
+        RejectReason::SystemAccount,
+    );
+    w.rejects(
+        transfer(request, ALICE, DAO_PAYOUTS, BTC, 100),
+        RejectReason::SystemAccount,
+    );
+    assert_eq!(w.total(DAO_PAYOUTS, BTC), 0);
 }
 
 #[test]
@@ -240,14 +251,41 @@ fn fees_near_the_128_bit_limit_never_overflow_the_holders_running_total() {
     let supply = u128::from(lots) << 120;
     w.deposit(BOB, big, supply);
     w.deposit(ALICE, cash, supply);
+    let coss = AssetId(12);
+    w.ok(list_asset(coss, "COSS", 0, true, 0));
+    w.deposit(BOB, coss, 1);
+    let mut close = 1_800_000_000_000;
+    w.ok(Command::SetDaoSchedule(DaoSchedule {
+        coss,
+        next_close_ms: close + 1_000_000,
+        period_ms: 1_000_000,
+        min_holding: Amount(0),
+    }));
     // Each round trades the whole supply at 10% and hands everything back, so the shareable
     // fees collected in BIG add up to more than 2^128 after 11 rounds.
     for _ in 0..12 {
         w.place(limit(BOB, Side::Sell, 1, lots).in_market(big_cash));
         w.place(limit(ALICE, Side::Buy, 1, lots).in_market(big_cash));
         assert_eq!(w.trades()[0].taker_fee, supply / 10);
+        // The holders' part comes back through a DAO week whose only COSS holder is BOB.
+        close += 1_000_000;
+        w.apply_at(close, Command::CloseWeek { close_ms: close })
+            .expect("the week is due");
+        w.ok(Command::SealWeek {
+            close_ms: close,
+            chain_parts: 0,
+        });
+        while !w
+            .last_kinds()
+            .contains(&EventKind::WeekPaid { close_ms: close })
+        {
+            w.ok(Command::PayWeek {
+                close_ms: close,
+                max_holders: 10,
+            });
+        }
         for (asset, owner) in [(big, BOB), (cash, ALICE)] {
-            for holder in [ALICE, BOB, FEES_PLATFORM, FEES_HOLDERS] {
+            for holder in [ALICE, BOB, FEES_PLATFORM] {
                 let amount = w.available(holder, asset);
                 if holder != owner && amount > 0 {
                     let request = w.request();

@@ -4,6 +4,7 @@
 //! and snapshot round trips at the end of each test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod dao;
 mod fees;
 mod ledger;
 mod orders;

@@ -131,3 +131,41 @@ fn a_command_too_large_to_journal_is_refused_and_the_engine_keeps_working() {
     drop(handle);
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_due_week_closes_before_the_first_command_after_it_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let handle = engine.handle();
+    handle.submit(list_btc()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let close_ms = now + 300;
+    let set = handle
+        .submit(coss_core::Command::SetDaoSchedule(coss_core::DaoSchedule {
+            coss: AssetId(1),
+            next_close_ms: close_ms,
+            period_ms: 604_800_000,
+            min_holding: coss_types::Amount(1),
+        }))
+        .unwrap();
+    assert_eq!(set.outcome, Ok(()));
+    handle.submit(deposit(1)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // The deposit after the close is journaled after the close the engine made for it.
+    let after = handle.submit(deposit(2)).unwrap();
+    assert_eq!(after.index, 5, "the close took index 4");
+    let weeks = handle.read(|exchange| exchange.dao_weeks()).unwrap();
+    assert_eq!(weeks.len(), 1);
+    assert_eq!(weeks[0].close_ms, close_ms);
+    assert_eq!(weeks[0].holders, 1, "the deposit before the close counts");
+    let hash = handle.state_hash().unwrap();
+    drop(handle);
+    engine.shutdown().unwrap();
+    let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    assert_eq!(recovery.commands, 5);
+    assert_eq!(recovery.state_hash, hash);
+    engine.shutdown().unwrap();
+}
