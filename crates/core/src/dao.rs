@@ -161,6 +161,12 @@ fn mul_div_wide(a: u128, b: u128, c: u128) -> u128 {
 }
 
 impl Exchange {
+    /// The holders' share of shareable fees (parts per million).
+    #[must_use]
+    pub fn holders_share_ppm(&self) -> u32 {
+        self.params.holders_share_ppm
+    }
+
     /// The DAO schedule, if set.
     #[must_use]
     pub fn dao_schedule(&self) -> Option<DaoSchedule> {

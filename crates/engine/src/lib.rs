@@ -539,9 +539,10 @@ fn engine_loop(
             next = rx.try_recv().ok();
         }
         let time_ms = now_ms();
-        // A DAO week closes at its exact instant: before anything stamped at or after the
-        // close, the engine applies (and journals) the close itself, once per due week, in
-        // order. Nobody waits for its result; the events tell.
+        // A DAO week closes at its exact instant: at its first activity at or after the
+        // close (a command, a read, a status), before applying anything stamped later, the
+        // engine applies (and journals) the close itself, once per due week, in order. Nobody
+        // waits for its result; the events tell.
         while let Some(close_ms) = exchange.week_close_due(time_ms) {
             let (reply, _) = oneshot::channel();
             let close = vec![Command::CloseWeek { close_ms }];

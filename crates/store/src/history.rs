@@ -13,7 +13,7 @@ pub const ROWS_PER_STATEMENT: usize = 200;
 
 /// `head` followed by `rows` groups of `columns` numbered placeholders, then `tail`. Only
 /// placeholders are generated: every value is bound.
-fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+pub(crate) fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
     sql.push_str(head);
     for row in 0..rows {

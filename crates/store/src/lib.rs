@@ -16,6 +16,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+mod dao;
 mod history;
 mod keys;
 mod profiles;
@@ -24,6 +25,7 @@ mod sessions;
 mod sso;
 mod wallet;
 
+pub use dao::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, UsernameClaim};
 pub use history::{BalanceRow, CandleRow, HistoryBatch, OrderRow, TradeRow};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use profiles::{MerchantRecord, ProfileRecord};

@@ -1,0 +1,825 @@
+//! The DAO revenue share: every week (Sunday 05:00 UTC by default) the holders' half of the
+//! fees goes to COSS holders, pro rata, automatically, fee-free and verifiably. The money moves
+//! only in the exchange core (`coss-core`'s `CloseWeek`, `AddChainHoldings`, `SealWeek`,
+//! `PayWeek`); this crate runs the week around it:
+//! - [`Dao::configure`] keeps the core's schedule, minimum holding and share in line with the
+//!   configuration;
+//! - [`Dao::run_due`] takes the oldest closed week through its steps: the chain holdings read
+//!   at the first block at or after the close ([`chain`]) are added in numbered parts, the
+//!   week is sealed, its report — per asset pool, total holding, holders, paid, carried over,
+//!   and the Merkle root of every payout ([`merkle`]) — is written to the database, and then it
+//!   is paid in chunks. Each step is a journaled command of the core, and the core's cursor
+//!   only moves forward, so a run killed at any point and started again pays everyone exactly
+//!   once. Missed weeks are caught up in order.
+//! - [`Dao::holder_week`] gives a holder their leaf and proof; [`merkle::verify`] checks it
+//!   offline (`coss dao verify`).
+//! - [`api`] serves `/api/v1/dao/…`.
+
+pub mod api;
+pub mod chain;
+pub mod merkle;
+pub mod week;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::Address;
+use coss_core::{Command, EventKind, Exchange, RejectReason, WeekStage, WeekView, dao_share};
+use coss_engine::EngineHandle;
+use coss_store::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, Store};
+use coss_types::{AccountId, Amount, AssetId};
+use serde::Serialize;
+
+pub use chain::{ChainReader, ChainSnapshot, Rule};
+pub use merkle::{Hash, MerkleTree, ProofStep, leaf_hash, verify};
+pub use week::{WEEK_MS, WeeklyClose, parse_week, week_name};
+
+/// Why a DAO step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaoError {
+    /// Not a week name (`YYYY-Www`).
+    #[error("not a week: {0} (expected YYYY-Www)")]
+    InvalidWeek(String),
+    /// Not a schedule (`SUN 05:00`).
+    #[error("not a weekly close: {0} (expected e.g. SUN 05:00)")]
+    InvalidSchedule(String),
+    /// No report for that week.
+    #[error("no such week")]
+    UnknownWeek,
+    /// A username must be 1–32 of a-z 0-9 . _ -.
+    #[error("a username is 1 to 32 characters: a-z, 0-9, '.', '_' or '-'")]
+    InvalidUsername,
+    /// Another account has this username.
+    #[error("this username belongs to another account")]
+    UsernameTaken,
+    /// Usernames are permanent.
+    #[error("this account's username is already {0}")]
+    HasUsername(String),
+    /// The core refused a step.
+    #[error("the exchange core refused: {0}")]
+    Rejected(RejectReason),
+    /// The chain could not be read.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// What the core paid differs from the report: a bug; the week stops here.
+    #[error("week {week}: the core paid {paid} of asset {asset} but the report says {expected}")]
+    Mismatch {
+        /// The week.
+        week: String,
+        /// The asset.
+        asset: u32,
+        /// Paid by the core.
+        paid: u128,
+        /// In the report.
+        expected: u128,
+    },
+    /// The engine.
+    #[error("engine: {0}")]
+    Engine(#[from] coss_engine::EngineError),
+    /// The database.
+    #[error("database: {0}")]
+    Store(#[from] coss_store::StoreError),
+}
+
+impl DaoError {
+    /// A stable, machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidWeek(_) => "dao.invalid_week",
+            Self::InvalidSchedule(_) => "dao.invalid_schedule",
+            Self::UnknownWeek => "dao.unknown_week",
+            Self::InvalidUsername => "dao.invalid_username",
+            Self::UsernameTaken => "dao.username_taken",
+            Self::HasUsername(_) => "dao.has_username",
+            Self::Rejected(_) => "dao.rejected",
+            Self::Chain(_) => "dao.chain",
+            Self::Mismatch { .. } => "dao.mismatch",
+            Self::Engine(_) => "dao.engine",
+            Self::Store(_) => "dao.store",
+        }
+    }
+}
+
+/// How the revenue share runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaoConfig {
+    /// The COSS asset in the core.
+    pub coss: AssetId,
+    /// When weeks close.
+    pub close: WeeklyClose,
+    /// The holders' share of shareable fees (parts per million; 500,000 = 50%).
+    pub share_ppm: u32,
+    /// Accounts holding less (platform plus chain) get nothing that week (COSS units).
+    pub min_holding: u128,
+    /// Holders per payout command.
+    pub pay_chunk: u32,
+}
+
+impl DaoConfig {
+    /// Sunday 05:00 UTC, 50%, at least 1 COSS (8 decimals), 50,000 holders per command.
+    #[must_use]
+    pub fn new(coss: AssetId) -> Self {
+        Self {
+            coss,
+            close: WeeklyClose::default(),
+            share_ppm: coss_core::DEFAULT_HOLDERS_SHARE_PPM,
+            min_holding: 100_000_000,
+            pay_chunk: 50_000,
+        }
+    }
+}
+
+/// Where on-chain holdings come from, and which addresses are the platform's own.
+#[derive(Debug, Clone)]
+pub struct ChainSource {
+    /// The reader.
+    pub reader: ChainReader,
+    /// The chain id (deposit addresses are per chain).
+    pub chain_id: i64,
+    /// Hot and cold wallets (deposit addresses are read from the database each week).
+    pub platform: Vec<Address>,
+}
+
+/// One step the runner made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// The week.
+    pub week: String,
+    /// What happened: `sealed`, `reported`, `paid`, `waiting_for_chain`.
+    pub step: &'static str,
+}
+
+/// A holder's view of one week, with what they need to check it offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HolderWeek {
+    /// The week, e.g. `2026-W48`.
+    pub week: String,
+    /// Its close (Unix ms).
+    pub close_ms: u64,
+    /// The account (exchange account number).
+    pub account: u64,
+    /// The holding counted (COSS smallest units, decimal digits).
+    pub holding: String,
+    /// Payouts: asset id and amount (smallest units), ascending by asset.
+    pub payouts: Vec<HolderPayout>,
+    /// Position of the leaf.
+    pub leaf_index: u64,
+    /// The leaf (hex).
+    pub leaf: String,
+    /// Partner hashes from the leaf up.
+    #[schema(value_type = Vec<Object>)]
+    pub proof: Vec<ProofStep>,
+    /// The week's root (hex).
+    pub root: String,
+}
+
+/// One payout of a holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HolderPayout {
+    /// Asset id.
+    pub asset: u32,
+    /// Asset symbol.
+    pub symbol: String,
+    /// Amount, smallest units.
+    pub amount: String,
+    /// Amount in whole units.
+    pub value: String,
+}
+
+impl HolderWeek {
+    /// Recomputes the leaf from the holder's data and checks it against the proof and root.
+    #[must_use]
+    pub fn verify(&self) -> bool {
+        let Ok(holding) = self.holding.parse::<u128>() else {
+            return false;
+        };
+        let mut payouts = Vec::with_capacity(self.payouts.len());
+        for p in &self.payouts {
+            let Ok(amount) = p.amount.parse::<u128>() else {
+                return false;
+            };
+            payouts.push((AssetId(p.asset), amount));
+        }
+        let leaf = leaf_hash(self.close_ms, self.account, holding, &payouts);
+        let mut root = [0u8; 32];
+        if hex::decode_to_slice(self.root.trim_start_matches("0x"), &mut root).is_err() {
+            return false;
+        }
+        hex::encode(leaf) == self.leaf && verify(leaf, &self.proof, &root)
+    }
+}
+
+/// A week's computed payouts: per holder the nonzero amounts, per asset the totals.
+struct Computed {
+    leaves: Vec<Hash>,
+    assets: Vec<DaoAssetRecord>,
+}
+
+/// The payouts of one holder of a week.
+fn payouts_of(pools: &[(AssetId, u128)], holding: u128, total: u128) -> Vec<(AssetId, u128)> {
+    pools
+        .iter()
+        .map(|&(asset, pool)| (asset, dao_share(pool, holding, total)))
+        .filter(|&(_, amount)| amount > 0)
+        .collect()
+}
+
+fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128)]) -> Computed {
+    let total: u128 = holders.iter().map(|&(_, h)| h).sum();
+    let mut paid = vec![(0u128, 0i64); pools.len()];
+    let mut leaves = Vec::with_capacity(holders.len());
+    let mut payouts = Vec::with_capacity(pools.len());
+    for &(account, holding) in holders {
+        payouts.clear();
+        for (i, &(asset, pool)) in pools.iter().enumerate() {
+            let amount = dao_share(pool, holding, total);
+            if amount > 0 {
+                payouts.push((asset, amount));
+                paid[i].0 += amount;
+                paid[i].1 += 1;
+            }
+        }
+        leaves.push(leaf_hash(close_ms, account.0, holding, &payouts));
+    }
+    let assets = pools
+        .iter()
+        .zip(paid)
+        .map(|(&(asset, pool), (paid, credited))| DaoAssetRecord {
+            asset: i64::from(asset.0),
+            pool: pool.to_string(),
+            total: total.to_string(),
+            holders: credited,
+            paid: paid.to_string(),
+            carried: (pool - paid).to_string(),
+        })
+        .collect();
+    Computed { leaves, assets }
+}
+
+/// The tree of a week, kept for proofs.
+#[derive(Debug)]
+struct WeekTree {
+    close_ms: u64,
+    tree: MerkleTree,
+    /// Leaf index by account.
+    index: HashMap<u64, usize>,
+    holders: Vec<(AccountId, u128)>,
+    pools: Vec<(AssetId, u128)>,
+    /// The report's per-asset lines.
+    assets: Vec<DaoAssetRecord>,
+}
+
+struct Inner {
+    engine: EngineHandle,
+    store: Store,
+    chain: Option<ChainSource>,
+    config: DaoConfig,
+    /// The most recently used week trees (at most two).
+    trees: Mutex<Vec<Arc<WeekTree>>>,
+    /// Chain holdings read for the week being collected, kept for its report.
+    chain_read: Mutex<Option<(u64, u64, Vec<DaoChainRecord>)>>,
+}
+
+/// The DAO runner and query service (cheap to clone).
+#[derive(Clone)]
+pub struct Dao {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Dao {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dao")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A username as holders give it to the contract: 1–32 of `a-z 0-9 . _ -`.
+#[must_use]
+pub fn valid_username(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+impl Dao {
+    /// The runner over the engine and the database; `chain` is where on-chain holdings come
+    /// from (`None`: platform holdings only).
+    #[must_use]
+    pub fn new(
+        engine: EngineHandle,
+        store: Store,
+        chain: Option<ChainSource>,
+        config: DaoConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                store,
+                chain,
+                config,
+                trees: Mutex::new(Vec::new()),
+                chain_read: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &DaoConfig {
+        &self.inner.config
+    }
+
+    /// The database.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The engine.
+    #[must_use]
+    pub fn engine(&self) -> &EngineHandle {
+        &self.inner.engine
+    }
+
+    async fn submit(&self, command: Command) -> Result<Vec<EventKind>, DaoError> {
+        let receipt = self.inner.engine.submit_async(command).await?;
+        receipt.outcome.map_err(DaoError::Rejected)?;
+        Ok(receipt.events.into_iter().map(|e| e.kind).collect())
+    }
+
+    /// Brings the core in line with the configuration: the holders' share, and the schedule
+    /// (a changed close time, minimum or COSS asset takes effect from the next close).
+    pub async fn configure(&self, now_ms: u64) -> Result<(), DaoError> {
+        let config = self.inner.config.clone();
+        let (share, schedule, last_close) = self
+            .inner
+            .engine
+            .read_async(|ex: &Exchange| {
+                (
+                    ex.holders_share_ppm(),
+                    ex.dao_schedule(),
+                    ex.dao_weeks().last().map(|w| w.close_ms),
+                )
+            })
+            .await?;
+        if share != config.share_ppm {
+            self.submit(Command::SetHoldersShare {
+                share_ppm: config.share_ppm,
+            })
+            .await?;
+        }
+        let in_line = schedule.is_some_and(|s| {
+            s.coss == config.coss
+                && s.min_holding.0 == config.min_holding
+                && s.period_ms == WEEK_MS
+                && config.close.next_after(s.next_close_ms - 1) == s.next_close_ms
+        });
+        if !in_line {
+            let after = now_ms.max(last_close.unwrap_or(0));
+            self.submit(Command::SetDaoSchedule(coss_core::DaoSchedule {
+                coss: config.coss,
+                next_close_ms: config.close.next_after(after),
+                period_ms: WEEK_MS,
+                min_holding: Amount(config.min_holding),
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes a due week even when nothing else reaches the engine (the engine closes it
+    /// before any later command on its own).
+    async fn close_if_due(&self, now_ms: u64) -> Result<(), DaoError> {
+        let due = self
+            .inner
+            .engine
+            .read_async(move |ex: &Exchange| ex.week_close_due(now_ms))
+            .await?;
+        if let Some(close_ms) = due {
+            // The engine applies the due close itself first, so this one is refused as
+            // already made; either way the week is closed.
+            match self.submit(Command::CloseWeek { close_ms }).await {
+                Ok(_) | Err(DaoError::Rejected(RejectReason::UnknownWeek)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every step that is due: closes, chain holdings, seals, reports and payouts, oldest
+    /// week first, until nothing is left or the chain has not reached a close yet.
+    pub async fn run_due(&self, now_ms: u64) -> Result<Vec<Progress>, DaoError> {
+        self.close_if_due(now_ms).await?;
+        let mut progress = Vec::new();
+        loop {
+            let weeks = self
+                .inner
+                .engine
+                .read_async(|ex: &Exchange| ex.dao_weeks())
+                .await?;
+            let Some(week) = weeks.into_iter().next() else {
+                break;
+            };
+            let name = week_name(week.close_ms);
+            match week.stage {
+                WeekStage::Collecting => {
+                    if !self.collect(&week).await? {
+                        progress.push(Progress {
+                            week: name,
+                            step: "waiting_for_chain",
+                        });
+                        break;
+                    }
+                    progress.push(Progress {
+                        week: name,
+                        step: "sealed",
+                    });
+                }
+                WeekStage::Sealed => {
+                    if self.report(&week).await? {
+                        progress.push(Progress {
+                            week: name.clone(),
+                            step: "reported",
+                        });
+                    }
+                    self.pay(&week, None).await?;
+                    progress.push(Progress {
+                        week: name,
+                        step: "paid",
+                    });
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Reads the chain holdings of a week: `None` while the chain has not reached the close.
+    async fn read_chain(
+        &self,
+        close_ms: u64,
+    ) -> Result<Option<(u64, Vec<(AccountId, u128)>, Vec<DaoChainRecord>)>, DaoError> {
+        let Some(source) = &self.inner.chain else {
+            return Ok(Some((0, Vec::new(), Vec::new())));
+        };
+        let Some(block) = source.reader.block_at_or_after(close_ms).await? else {
+            return Ok(None);
+        };
+        let snapshot = source.reader.snapshot(block).await?;
+        let mut excluded: HashSet<Address> = source.platform.iter().copied().collect();
+        for (address, _, _) in self
+            .inner
+            .store
+            .deposit_addresses_since(source.chain_id, 0)
+            .await?
+        {
+            if let Ok(address) = address.parse::<Address>() {
+                excluded.insert(address);
+            }
+        }
+        let accounts: HashMap<String, u64> = self
+            .inner
+            .store
+            .usernames()
+            .await?
+            .into_iter()
+            .filter_map(|(name, user)| coss_core::user_account(user).map(|a| (name, a.0)))
+            .collect();
+        let mut per_account: std::collections::BTreeMap<u64, u128> =
+            std::collections::BTreeMap::new();
+        let mut records = Vec::new();
+        for (holding, account, rule) in chain::attribute(&snapshot, &excluded, &accounts) {
+            if let Some(account) = account {
+                *per_account.entry(account).or_default() += holding.amount;
+            }
+            records.push(DaoChainRecord {
+                address: holding.address.to_checksum(None),
+                amount: holding.amount.to_string(),
+                account: account.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
+                rule: rule.name().to_owned(),
+            });
+        }
+        let holdings = per_account
+            .into_iter()
+            .map(|(a, h)| (AccountId(a), h))
+            .collect();
+        Ok(Some((block, holdings, records)))
+    }
+
+    /// Adds the chain holdings (the parts not yet accepted) and seals; `false` while the
+    /// chain has not reached the close.
+    async fn collect(&self, week: &WeekView) -> Result<bool, DaoError> {
+        let Some((block, holdings, records)) = self.read_chain(week.close_ms).await? else {
+            return Ok(false);
+        };
+        let parts: Vec<&[(AccountId, u128)]> =
+            holdings.chunks(coss_core::MAX_CHAIN_HOLDINGS).collect();
+        for (number, part) in parts.iter().enumerate().skip(week.chain_parts as usize) {
+            self.submit(Command::AddChainHoldings {
+                close_ms: week.close_ms,
+                part: u32::try_from(number).unwrap_or(u32::MAX),
+                holdings: part.iter().map(|&(a, h)| (a, Amount(h))).collect(),
+            })
+            .await?;
+        }
+        self.submit(Command::SealWeek {
+            close_ms: week.close_ms,
+            chain_parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+        })
+        .await?;
+        if let Ok(mut read) = self.inner.chain_read.lock() {
+            *read = Some((week.close_ms, block, records));
+        }
+        Ok(true)
+    }
+
+    async fn sealed_week(&self, close_ms: u64) -> Result<Arc<WeekTree>, DaoError> {
+        let (holders, pools) = self
+            .inner
+            .engine
+            .read_async(move |ex: &Exchange| {
+                let pools = ex
+                    .dao_weeks()
+                    .into_iter()
+                    .find(|w| w.close_ms == close_ms)
+                    .map(|w| w.pools);
+                (ex.dao_holders(close_ms), pools)
+            })
+            .await?;
+        let (Some(holders), Some(pools)) = (holders, pools) else {
+            return Err(DaoError::UnknownWeek);
+        };
+        let holders: Vec<(AccountId, u128)> = holders.into_iter().map(|(a, h)| (a, h.0)).collect();
+        let pools: Vec<(AssetId, u128)> = pools.into_iter().map(|p| (p.asset, p.pool.0)).collect();
+        Ok(Arc::new(build_tree(close_ms, holders, pools).await))
+    }
+
+    /// Writes a sealed week's report if it is not there yet; `true` if written now.
+    async fn report(&self, week: &WeekView) -> Result<bool, DaoError> {
+        if self
+            .inner
+            .store
+            .dao_week_at(ms_i64(week.close_ms))
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let close_ms = week.close_ms;
+        let tree = self.sealed_week(close_ms).await?;
+        // The chain holdings read for this week, or read again (the same block gives the
+        // same answer) after a restart.
+        let kept = self
+            .inner
+            .chain_read
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .filter(|(close, _, _)| *close == close_ms);
+        let (block, records) = match kept {
+            Some((_, block, records)) => (block, records),
+            None => match self.read_chain(close_ms).await? {
+                Some((block, _, records)) => (block, records),
+                None => (0, Vec::new()),
+            },
+        };
+        let total: u128 = tree.holders.iter().map(|&(_, h)| h).sum();
+        let record = DaoReportRecord {
+            week: DaoWeekRecord {
+                close_ms: ms_i64(close_ms),
+                week: week_name(close_ms),
+                block_number: self
+                    .inner
+                    .chain
+                    .as_ref()
+                    .map(|_| i64::try_from(block).unwrap_or(i64::MAX)),
+                holders: i64::try_from(tree.holders.len()).unwrap_or(i64::MAX),
+                total: total.to_string(),
+                root: hex::encode(tree.tree.root()),
+                created_at: ms_i64(now_ms()),
+                paid_at: None,
+            },
+            assets: tree.assets.clone(),
+            holders: tree
+                .holders
+                .iter()
+                .map(|&(a, h)| (i64::try_from(a.0).unwrap_or(i64::MAX), h.to_string()))
+                .collect(),
+            chain: records,
+        };
+        let written = self.inner.store.save_dao_report(&record).await?;
+        self.remember(tree);
+        Ok(written)
+    }
+
+    /// Writes a sealed week's report (if not yet written) and pays it, to the end or (for
+    /// tests and operators' drills) for at most `max_commands` payout commands; `true` once the
+    /// week is paid out.
+    pub async fn report_and_pay(
+        &self,
+        week: &WeekView,
+        max_commands: Option<u32>,
+    ) -> Result<bool, DaoError> {
+        self.report(week).await?;
+        self.pay(week, max_commands).await
+    }
+
+    /// Pays the sealed oldest week to the end (or stops after `max_commands` payout
+    /// commands).
+    async fn pay(&self, week: &WeekView, max_commands: Option<u32>) -> Result<bool, DaoError> {
+        let name = week_name(week.close_ms);
+        let report = self
+            .inner
+            .store
+            .dao_week_assets(ms_i64(week.close_ms))
+            .await?;
+        let mut sent = 0u32;
+        loop {
+            if max_commands.is_some_and(|max| sent >= max) {
+                return Ok(false);
+            }
+            let events = self
+                .submit(Command::PayWeek {
+                    close_ms: week.close_ms,
+                    max_holders: self.inner.config.pay_chunk,
+                })
+                .await?;
+            sent += 1;
+            let mut done = false;
+            for event in events {
+                match event {
+                    EventKind::DaoAssetPaid { asset, paid, .. } => {
+                        let expected = report
+                            .iter()
+                            .find(|r| r.asset == i64::from(asset.0))
+                            .and_then(|r| r.paid.parse::<u128>().ok())
+                            .unwrap_or(0);
+                        if expected != paid.0 {
+                            tracing::error!(week = %name, asset = asset.0, "DAO payout differs from its report");
+                            return Err(DaoError::Mismatch {
+                                week: name,
+                                asset: asset.0,
+                                paid: paid.0,
+                                expected,
+                            });
+                        }
+                    }
+                    EventKind::WeekPaid { .. } => done = true,
+                    _ => {}
+                }
+            }
+            if done {
+                self.inner
+                    .store
+                    .mark_dao_paid(ms_i64(week.close_ms), ms_i64(now_ms()))
+                    .await?;
+                tracing::info!(week = %name, "DAO week paid out");
+                return Ok(true);
+            }
+        }
+    }
+
+    fn remember(&self, tree: Arc<WeekTree>) {
+        if let Ok(mut trees) = self.inner.trees.lock() {
+            trees.retain(|t| t.close_ms != tree.close_ms);
+            trees.insert(0, tree);
+            trees.truncate(2);
+        }
+    }
+
+    /// The tree of a reported week (rebuilt from the database when not cached), checked
+    /// against the stored root.
+    async fn tree(&self, record: &DaoWeekRecord) -> Result<Arc<WeekTree>, DaoError> {
+        let close_ms = u64::try_from(record.close_ms).unwrap_or(0);
+        if let Some(tree) = self
+            .inner
+            .trees
+            .lock()
+            .ok()
+            .and_then(|t| t.iter().find(|t| t.close_ms == close_ms).cloned())
+        {
+            return Ok(tree);
+        }
+        let holders = self
+            .inner
+            .store
+            .dao_holdings(record.close_ms)
+            .await?
+            .into_iter()
+            .map(|(a, h)| {
+                (
+                    AccountId(u64::try_from(a).unwrap_or(0)),
+                    h.parse().unwrap_or(0),
+                )
+            })
+            .collect();
+        let pools = self
+            .inner
+            .store
+            .dao_week_assets(record.close_ms)
+            .await?
+            .into_iter()
+            .map(|a| {
+                (
+                    AssetId(u32::try_from(a.asset).unwrap_or(0)),
+                    a.pool.parse().unwrap_or(0),
+                )
+            })
+            .collect();
+        let tree = Arc::new(build_tree(close_ms, holders, pools).await);
+        if hex::encode(tree.tree.root()) != record.root {
+            return Err(DaoError::Chain(format!(
+                "week {}: the stored holdings do not give the stored root",
+                record.week
+            )));
+        }
+        self.remember(tree.clone());
+        Ok(tree)
+    }
+
+    /// A holder's leaf, payouts and proof for a reported week (`None`: not a holder then).
+    pub async fn holder_week(
+        &self,
+        account: AccountId,
+        week: &str,
+        symbols: &HashMap<u32, (String, u8)>,
+    ) -> Result<Option<HolderWeek>, DaoError> {
+        let week = parse_week(week)?;
+        let record = self
+            .inner
+            .store
+            .dao_week(&week)
+            .await?
+            .ok_or(DaoError::UnknownWeek)?;
+        let tree = self.tree(&record).await?;
+        let Some(&index) = tree.index.get(&account.0) else {
+            return Ok(None);
+        };
+        let (_, holding) = tree.holders[index];
+        let total: u128 = tree.holders.iter().map(|&(_, h)| h).sum();
+        let payouts = payouts_of(&tree.pools, holding, total)
+            .into_iter()
+            .map(|(asset, amount)| {
+                let (symbol, decimals) = symbols.get(&asset.0).cloned().unwrap_or_default();
+                HolderPayout {
+                    asset: asset.0,
+                    symbol,
+                    amount: amount.to_string(),
+                    value: Amount(amount).to_decimal_string(decimals),
+                }
+            })
+            .collect();
+        Ok(Some(HolderWeek {
+            week: record.week.clone(),
+            close_ms: tree.close_ms,
+            account: account.0,
+            holding: holding.to_string(),
+            payouts,
+            leaf_index: index as u64,
+            leaf: hex::encode(tree.tree.leaf(index).unwrap_or([0; 32])),
+            proof: tree.tree.proof(index).unwrap_or_default(),
+            root: record.root,
+        }))
+    }
+}
+
+async fn build_tree(
+    close_ms: u64,
+    holders: Vec<(AccountId, u128)>,
+    pools: Vec<(AssetId, u128)>,
+) -> WeekTree {
+    let work = move || {
+        let computed = compute(close_ms, &holders, &pools);
+        let index = holders
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, _))| (a.0, i))
+            .collect();
+        WeekTree {
+            close_ms,
+            tree: MerkleTree::build(computed.leaves),
+            index,
+            holders,
+            pools,
+            assets: computed.assets,
+        }
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(tree) => tree,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

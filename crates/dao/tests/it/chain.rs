@@ -1,0 +1,214 @@
+//! Whom on-chain COSS counts for, on a real anvil with the real contracts: its own username,
+//! else the original buyer of its coins (inherited by an address the buyer sent coins to),
+//! else nobody; a cleared username falls back to the buyer; the platform's own addresses are
+//! left out. Then the week pays by those rules and a holder's proof checks out.
+
+use std::collections::HashMap;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use coss_contracts::{
+    COSS as COSS_UNIT, Chain, CossSale, CossToken, DeployParams, ETHER, chain_time, connect,
+    deploy, spawn_anvil, username_to_bytes32,
+};
+use coss_core::{dao_share, user_account};
+use coss_dao::{ChainReader, ChainSource};
+use coss_store::Store;
+
+use crate::*;
+
+fn signer(anvil: &alloy::node_bindings::AnvilInstance, index: usize) -> PrivateKeySigner {
+    PrivateKeySigner::from(anvil.keys()[index].clone())
+}
+
+async fn buy(chain: &Chain, sale: Address, name: Option<&str>) {
+    let word = name.map_or(B256::ZERO, |n| username_to_bytes32(n).unwrap());
+    let receipt = CossSale::new(sale, &chain.provider)
+        .buy(word)
+        .value(U256::from(50 * ETHER))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+}
+
+async fn set_username(chain: &Chain, token: Address, name: Option<&str>) {
+    let word = name.map_or(B256::ZERO, |n| username_to_bytes32(n).unwrap());
+    let receipt = CossToken::new(token, &chain.provider)
+        .setRevenueUsername(word)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+}
+
+async fn send(chain: &Chain, token: Address, to: Address, coss: u128) {
+    let receipt = CossToken::new(token, &chain.provider)
+        .transfer(to, U256::from(coss * COSS_UNIT))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_for() {
+    let anvil = spawn_anvil().unwrap();
+    let deployer = connect(&anvil.endpoint(), Some(signer(&anvil, 0)))
+        .await
+        .unwrap();
+    let now = chain_time(&deployer).await.unwrap();
+    let deployment = deploy(&deployer, &DeployParams::development(deployer.sender, now))
+        .await
+        .unwrap();
+    let (token, sale) = (deployment.token, deployment.sale);
+    let mut chains = Vec::new();
+    for index in 1..=7 {
+        chains.push(
+            connect(&anvil.endpoint(), Some(signer(&anvil, index)))
+                .await
+                .unwrap(),
+        );
+    }
+    let [a, b, c, d, e, hot, x] = [0, 1, 2, 3, 4, 5, 6].map(|i| &chains[i]);
+
+    // A buys naming alice and sets nothing; it sends coins to C (new, no username) and to
+    // the platform's hot wallet.
+    buy(a, sale, Some("alice")).await;
+    send(a, token, c.sender, 100_000).await;
+    send(a, token, hot.sender, 50_000).await;
+    // B buys naming bob but sets carol: carol.
+    buy(b, sale, Some("bob")).await;
+    set_username(b, token, Some("carol")).await;
+    // D buys naming nobody: nobody.
+    buy(d, sale, None).await;
+    // E buys naming bob, sets carol, then clears it: back to the buyer, bob.
+    buy(e, sale, Some("bob")).await;
+    set_username(e, token, Some("carol")).await;
+    set_username(e, token, None).await;
+    // X buys naming alice and sets a name no account has: the buyer, alice.
+    buy(x, sale, Some("alice")).await;
+    set_username(x, token, Some("nobody-here")).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let mut accounts = HashMap::new();
+    for name in ["alice", "bob", "carol"] {
+        let id = user(&store, &format!("{name}@example.com")).await;
+        store.claim_username(id, name, 0).await.unwrap();
+        accounts.insert(name, user_account(id).unwrap());
+    }
+    let (engine, handle) = engine(dir.path()).await;
+    // alice also holds 10 COSS on the platform.
+    deposit(&handle, accounts["alice"], COSS, 10 * UNIT).await;
+    let eth_pool = 1_000_000_000_000_000_007u128;
+    pool(&handle, ETH, eth_pool).await;
+
+    let provider = coss_wallet_free_provider(&anvil).await;
+    let source = ChainSource {
+        reader: ChainReader::new(provider.clone(), token, Some(sale), 0),
+        chain_id: 31337,
+        platform: vec![hot.sender],
+    };
+    // The close: a whole second, past both the clock and the chain's last block.
+    let chain_now = chain_time(&deployer).await.unwrap() * 1000;
+    let close_ms = (now_ms().max(chain_now) / 1000 + 2) * 1000;
+    let dao = dao_closing_at(&handle, &store, Some(source), close_ms, 2).await;
+    while now_ms() < close_ms + 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The close has passed but no block is at or after it yet: the week waits for the chain.
+    let steps = dao.run_due(now_ms()).await.unwrap();
+    assert_eq!(steps.last().unwrap().step, "waiting_for_chain", "{steps:?}");
+    // Coins that move after the close do not count: this block is the first at or after it.
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
+    let block = provider.get_block_number().await.unwrap();
+    send(a, token, d.sender, 1).await;
+    let steps = dao.run_due(now_ms()).await.unwrap();
+    assert_eq!(steps.last().unwrap().step, "paid", "{steps:?}");
+
+    let report = store.dao_week_at(close_ms as i64).await.unwrap().unwrap();
+    assert_eq!(report.block_number, Some(block as i64));
+    let rules: HashMap<Address, (Option<i64>, String, String)> = store
+        .dao_chain_holdings(close_ms as i64)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.address.parse().unwrap(), (r.account, r.rule, r.amount)))
+        .collect();
+    let id = |name: &str| Some(accounts[name].0 as i64);
+    let bought = 625_000 * COSS_UNIT;
+    let expect = [
+        (a.sender, id("alice"), "buyer", bought - 150_000 * COSS_UNIT),
+        (c.sender, id("alice"), "buyer", 100_000 * COSS_UNIT),
+        (b.sender, id("carol"), "username", bought),
+        (d.sender, None, "none", bought),
+        (e.sender, id("bob"), "buyer", bought),
+        (x.sender, id("alice"), "buyer", bought),
+    ];
+    for (address, account, rule, amount) in expect {
+        assert_eq!(
+            rules[&address],
+            (account, rule.to_owned(), amount.to_string()),
+            "{address}"
+        );
+    }
+    assert!(
+        !rules.contains_key(&hot.sender),
+        "platform addresses are left out"
+    );
+
+    // Holdings: alice 10 on the platform + A, C and X on chain; bob E; carol B.
+    let alice = 10 * UNIT + (bought - 150_000 * COSS_UNIT) + 100_000 * COSS_UNIT + bought;
+    let holdings = [("alice", alice), ("bob", bought), ("carol", bought)];
+    let total: u128 = holdings.iter().map(|&(_, h)| h).sum();
+    assert_eq!(report.total, total.to_string());
+    for (name, holding) in holdings {
+        assert_eq!(
+            available(&handle, accounts[name], ETH).await,
+            dao_share(eth_pool, holding, total),
+            "{name}"
+        );
+    }
+
+    // alice's proof checks out against the week's root, and a changed amount does not.
+    let symbols = HashMap::from([(ETH.0, ("ETH".to_owned(), 18u8))]);
+    let week = coss_dao::week_name(close_ms);
+    let mine = dao
+        .holder_week(accounts["alice"], &week, &symbols)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mine.root, report.root);
+    assert!(mine.verify());
+    let mut forged = mine.clone();
+    forged.payouts[0].amount = (dao_share(eth_pool, alice, total) + 1).to_string();
+    assert!(!forged.verify());
+    assert!(
+        dao.holder_week(user_account(424_242).unwrap(), &week, &symbols)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(handle);
+    drop(dao);
+    tokio::task::spawn_blocking(move || engine.shutdown().unwrap())
+        .await
+        .unwrap();
+}
+
+async fn coss_wallet_free_provider(
+    anvil: &alloy::node_bindings::AnvilInstance,
+) -> alloy::providers::DynProvider {
+    connect(&anvil.endpoint(), None).await.unwrap().provider
+}

@@ -1,0 +1,129 @@
+//! A run stopped in the middle of a payout (the engine shut down between two payout commands,
+//! as a killed process leaves it: every command journaled, nothing else) pays everyone exactly
+//! once when started again, with the same report.
+
+use std::collections::HashMap;
+
+use coss_core::{DAO_PAYOUTS, FEES_HOLDERS, dao_share, user_account};
+use coss_store::Store;
+use coss_types::AccountId;
+
+use crate::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let (engine, handle) = engine(dir.path()).await;
+    let holders: Vec<(AccountId, u128)> = (0..2_500u64)
+        .map(|i| {
+            (
+                user_account(i64::try_from(i).unwrap() + 1).unwrap(),
+                UNIT + u128::from(i) * 7_919,
+            )
+        })
+        .collect();
+    for &(account, holding) in &holders {
+        deposit(&handle, account, COSS, holding).await;
+    }
+    let (eth_pool, coss_pool) = (123_456_789_012_345_678u128, 98_765_432_101u128);
+    pool(&handle, ETH, eth_pool).await;
+    pool(&handle, COSS, coss_pool).await;
+    let close_ms = now_ms() + 500;
+    let dao = dao_closing_at(&handle, &store, None, close_ms, 300).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    // Close, seal and report, then two payout commands, then the process "dies".
+    let progress = {
+        // run_due would pay everything: drive the steps by hand instead. The first command
+        // after the close (here a deposit) finds the engine closing the week before it.
+        deposit(&handle, AccountId(5_000_000), COSS, 1).await;
+        let weeks = handle.read_async(|ex| ex.dao_weeks()).await.unwrap();
+        assert_eq!(
+            weeks.len(),
+            1,
+            "the engine closed the week before the deposit"
+        );
+        assert_eq!(
+            weeks[0].holders, 2_500,
+            "the deposit after the close does not count"
+        );
+        submit(
+            &handle,
+            coss_core::Command::SealWeek {
+                close_ms,
+                chain_parts: 0,
+            },
+        )
+        .await;
+        let weeks = handle.read_async(|ex| ex.dao_weeks()).await.unwrap();
+        // Report, then stop after two chunks of 300 holders.
+        let reported = dao.report_and_pay(&weeks[0], Some(2)).await.unwrap();
+        assert!(!reported);
+        weeks
+    };
+    let paid_before: HashMap<AccountId, u128> = {
+        let mut map = HashMap::new();
+        for &(account, _) in &holders {
+            map.insert(account, available(&handle, account, ETH).await);
+        }
+        map
+    };
+    assert_eq!(
+        paid_before.values().filter(|&&v| v > 0).count(),
+        600,
+        "two chunks of 300 were paid"
+    );
+    let report = store.dao_week_at(close_ms as i64).await.unwrap().unwrap();
+    drop(handle);
+    drop(dao);
+    tokio::task::spawn_blocking(move || engine.shutdown().unwrap())
+        .await
+        .unwrap();
+
+    // Started again: the runner continues where the core's cursor is.
+    let (engine, handle) = crate::engine(dir.path()).await;
+    let dao = dao_closing_at_existing(&handle, &store);
+    let steps = dao.run_due(now_ms()).await.unwrap();
+    assert_eq!(steps.last().unwrap().step, "paid", "{steps:?}");
+    let total: u128 = holders.iter().map(|&(_, h)| h).sum();
+    for &(account, holding) in &holders {
+        assert_eq!(
+            available(&handle, account, ETH).await,
+            dao_share(eth_pool, holding, total),
+            "{account} paid once"
+        );
+        assert_eq!(
+            available(&handle, account, COSS).await,
+            holding + dao_share(coss_pool, holding, total)
+        );
+    }
+    let paid: u128 = holders
+        .iter()
+        .map(|&(_, h)| dao_share(eth_pool, h, total))
+        .sum();
+    assert_eq!(available(&handle, FEES_HOLDERS, ETH).await, eth_pool - paid);
+    assert_eq!(available(&handle, DAO_PAYOUTS, ETH).await, 0);
+    let after = store.dao_week_at(close_ms as i64).await.unwrap().unwrap();
+    assert_eq!(after.root, report.root, "the report was written once");
+    assert!(after.paid_at.is_some());
+    let lines = store.dao_week_assets(close_ms as i64).await.unwrap();
+    assert_eq!(lines[0].paid, paid.to_string());
+    assert_eq!(
+        lines[0].carried,
+        (eth_pool - paid).to_string(),
+        "paid + carried = pool"
+    );
+    assert!(progress.len() == 1);
+    drop(handle);
+    drop(dao);
+    tokio::task::spawn_blocking(move || engine.shutdown().unwrap())
+        .await
+        .unwrap();
+}
+
+fn dao_closing_at_existing(handle: &coss_engine::EngineHandle, store: &Store) -> coss_dao::Dao {
+    let mut config = coss_dao::DaoConfig::new(COSS);
+    config.pay_chunk = 300;
+    coss_dao::Dao::new(handle.clone(), store.clone(), None, config)
+}

@@ -1,0 +1,130 @@
+//! The DAO runner against the real engine (journal on disk), a real SQLite database and, for
+//! the on-chain rules, a real anvil with the COSS contracts.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod chain;
+mod crash;
+
+use std::path::Path;
+
+use coss_core::{Command, FEES_HOLDERS};
+use coss_dao::{Dao, DaoConfig};
+use coss_engine::{Engine, EngineConfig, EngineHandle};
+use coss_store::{EmailToken, Mail, Purpose, Store};
+use coss_types::{AccountId, Amount, AssetId, RequestId};
+
+pub const ETH: AssetId = AssetId(1);
+pub const COSS: AssetId = AssetId(2);
+pub const UNIT: u128 = 100_000_000;
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// An engine on `dir` with ETH and COSS listed (once).
+pub async fn engine(dir: &Path) -> (Engine, EngineHandle) {
+    let (engine, recovery) = Engine::start(EngineConfig::new(dir)).unwrap();
+    let handle = engine.handle();
+    if recovery.commands == 0 {
+        for (asset, symbol, decimals) in [(ETH, "ETH", 18), (COSS, "COSS", 8)] {
+            let list = Command::ListAsset {
+                asset,
+                symbol: symbol.into(),
+                decimals,
+                fees_shared: true,
+                withdrawal_fee: Amount(0),
+            };
+            submit(&handle, list).await;
+        }
+    }
+    (engine, handle)
+}
+
+pub async fn submit(handle: &EngineHandle, command: Command) {
+    let receipt = handle.submit_async(command.clone()).await.unwrap();
+    assert_eq!(receipt.outcome, Ok(()), "{command:?}");
+}
+
+pub async fn deposit(handle: &EngineHandle, account: AccountId, asset: AssetId, amount: u128) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    submit(
+        handle,
+        Command::Deposit {
+            account,
+            asset,
+            amount: Amount(amount),
+            reference: format!("test-{}-{n}", now_ms()),
+        },
+    )
+    .await;
+}
+
+/// Fills the holders' fee account with `amount` of `asset` (a donation stands in for fees).
+pub async fn pool(handle: &EngineHandle, asset: AssetId, amount: u128) {
+    let donor = AccountId(999_999);
+    deposit(handle, donor, asset, amount).await;
+    submit(
+        handle,
+        Command::Transfer {
+            request: RequestId(u128::from(now_ms()) * 1000 + u128::from(asset.0)),
+            from: donor,
+            to: FEES_HOLDERS,
+            asset,
+            amount: Amount(amount),
+        },
+    )
+    .await;
+}
+
+pub async fn user(store: &Store, email: &str) -> i64 {
+    let token = EmailToken {
+        hash: email.as_bytes().to_vec(),
+        purpose: Purpose::VerifyEmail,
+        expires_at: i64::MAX,
+    };
+    let mail = Mail {
+        recipient: email.into(),
+        template: "verify".into(),
+        payload: "{}".into(),
+    };
+    store
+        .create_user(email, "x", 0, &token, &mail)
+        .await
+        .unwrap()
+        .id
+}
+
+/// A DAO whose next close is `close_ms` (set directly in the core, so a test need not wait
+/// for a Sunday), paying `chunk` holders per command.
+pub async fn dao_closing_at(
+    handle: &EngineHandle,
+    store: &Store,
+    chain: Option<coss_dao::ChainSource>,
+    close_ms: u64,
+    chunk: u32,
+) -> Dao {
+    submit(
+        handle,
+        Command::SetDaoSchedule(coss_core::DaoSchedule {
+            coss: COSS,
+            next_close_ms: close_ms,
+            period_ms: coss_dao::WEEK_MS,
+            min_holding: Amount(UNIT),
+        }),
+    )
+    .await;
+    let mut config = DaoConfig::new(COSS);
+    config.pay_chunk = chunk;
+    Dao::new(handle.clone(), store.clone(), chain, config)
+}
+
+pub async fn available(handle: &EngineHandle, account: AccountId, asset: AssetId) -> u128 {
+    handle
+        .read_async(move |ex| ex.balance(account, asset).available.0)
+        .await
+        .unwrap()
+}
