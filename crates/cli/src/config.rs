@@ -21,6 +21,54 @@ pub struct Config {
     /// HTTPS on the same listener (off when absent).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The DAO revenue share.
+    #[serde(default)]
+    pub dao: DaoSettings,
+}
+
+/// The DAO revenue share's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaoSettings {
+    /// When weeks close, in UTC: a weekday and a time (`SUN 05:00`).
+    pub close: String,
+    /// The holders' share of shareable fees, in parts per million (500000 = 50%).
+    pub share_ppm: u32,
+    /// The smallest holding that counts, in COSS.
+    pub min_holding: String,
+    /// Holders paid per core command.
+    pub pay_chunk: u32,
+}
+
+impl Default for DaoSettings {
+    fn default() -> Self {
+        DaoSettings {
+            close: "SUN 05:00".into(),
+            share_ppm: coss_core::DEFAULT_HOLDERS_SHARE_PPM,
+            min_holding: "1".into(),
+            pay_chunk: 50_000,
+        }
+    }
+}
+
+impl DaoSettings {
+    /// The runner's configuration, for the COSS asset `coss` with `decimals`.
+    pub fn to_config(&self, coss: coss_types::AssetId, decimals: u8) -> Result<coss_dao::DaoConfig> {
+        let mut config = coss_dao::DaoConfig::new(coss);
+        config.close = coss_dao::WeeklyClose::parse(&self.close)?;
+        if self.share_ppm > coss_core::PPM {
+            bail!("dao.share_ppm is at most 1000000 (100%)");
+        }
+        config.share_ppm = self.share_ppm;
+        config.min_holding = coss_types::Amount::parse_decimal(&self.min_holding, decimals)
+            .map_err(|e| anyhow::anyhow!("dao.min_holding: {e}"))?
+            .0;
+        if self.pay_chunk == 0 || self.pay_chunk > coss_core::MAX_PAY_CHUNK {
+            bail!("dao.pay_chunk is 1 to {}", coss_core::MAX_PAY_CHUNK);
+        }
+        config.pay_chunk = self.pay_chunk;
+        Ok(config)
+    }
 }
 
 /// A certificate chain and its private key, PEM files.

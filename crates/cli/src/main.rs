@@ -8,9 +8,11 @@
 
 mod bench_api;
 mod bench_auth;
+mod bench_dao;
 mod bench_wallet;
 mod chain;
 mod config;
+mod dao;
 mod node;
 mod server;
 mod sso;
@@ -82,6 +84,11 @@ enum Top {
         #[command(subcommand)]
         command: sso::SsoCommand,
     },
+    /// The DAO revenue share: snapshot, distribute, report, verify a holder's proof.
+    Dao {
+        #[command(subcommand)]
+        command: dao::DaoCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -134,6 +141,22 @@ enum BenchCommand {
         /// WebSocket subscribers.
         #[arg(long, default_value_t = 1000)]
         subscribers: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One DAO week end to end (close, seal, report with Merkle root, payout) for many
+    /// holders and assets on the durable engine, against one journaled transfer per credit.
+    Dao {
+        /// COSS holders.
+        #[arg(long, default_value_t = 1_000_000)]
+        holders: usize,
+        /// Assets in the pool.
+        #[arg(long, default_value_t = 50)]
+        assets: u32,
+        /// Transfers timed for the peer.
+        #[arg(long, default_value_t = 200_000)]
+        peer_sample: usize,
         /// One JSON object.
         #[arg(long)]
         json: bool,
@@ -230,6 +253,7 @@ fn run(cli: Cli) -> Result<()> {
         } => journal_verify(data.resolve()?, json),
         Top::Chain { command } => chain::run(command),
         Top::Sso { command } => sso::run(command),
+        Top::Dao { command } => dao::run(command),
         Top::Bench {
             command:
                 BenchCommand::Auth {
@@ -254,6 +278,15 @@ fn run(cli: Cli) -> Result<()> {
             },
             json,
         ),
+        Top::Bench {
+            command:
+                BenchCommand::Dao {
+                    holders,
+                    assets,
+                    peer_sample,
+                    json,
+                },
+        } => bench_dao::run(holders, assets, peer_sample, json),
         Top::Bench {
             command:
                 BenchCommand::Wallet {

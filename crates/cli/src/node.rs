@@ -131,12 +131,13 @@ pub async fn chain(data_dir: &Path) -> Result<(ChainConfig, Option<LocalNode>)> 
             return Err(e);
         }
     };
-    let config = ChainConfig::development(
+    let mut config = ChainConfig::development(
         LOCAL_CHAIN_ID,
         &ipc.display().to_string(),
         deployment.coss,
         deployment.tusd,
     );
+    config.sale = Some(deployment.sale);
     tracing::info!(
         ipc = %ipc.display(),
         http = %node.endpoint(),

@@ -37,7 +37,9 @@ fn app(engine: EngineHandle) -> Router {
 /// committed under `docs/openapi/`, and a test fails when the code drifts from them.
 pub fn documents() -> (utoipa::openapi::OpenApi, utoipa::openapi::OpenApi) {
     (
-        coss_api::openapi().merge_from(coss_wallet::api::openapi()),
+        coss_api::openapi()
+            .merge_from(coss_wallet::api::openapi())
+            .merge_from(coss_dao::api::openapi()),
         coss_binance::openapi(),
     )
 }
@@ -180,6 +182,8 @@ pub fn up(
             crate::node::fund_hot_wallet(node, &data_dir, wallet.hot_address()).await?;
         }
         wallet.spawn();
+        let dao = open_dao(&wallet, accounts.store(), &handle, &config.dao).await?;
+        spawn_dao_runner(dao.clone());
         list_markets(&handle, &market, &config.markets).await?;
         let binance =
             coss_binance::Binance::new(accounts.clone(), handle.clone(), market, config.limits.into());
@@ -200,9 +204,10 @@ pub fn up(
         let streams = binance.clone();
         let router = coss_api::with_json_fallbacks(
             app(handle)
-                .merge(coss_api::accounts_router_with_doc(accounts, documents().0))
+                .merge(coss_api::accounts_router_with_doc(accounts.clone(), documents().0))
                 .merge(coss_sso::router(provider))
                 .merge(coss_wallet::api::router(wallet))
+                .merge(coss_dao::api::router(dao, accounts.clone()))
                 .merge(coss_binance::router(binance))
                 .route(
                     "/api/v3/openapi.json",
@@ -255,6 +260,59 @@ pub fn up(
         .context("engine did not shut down cleanly")?;
     tracing::info!("COSS stopped");
     Ok(())
+}
+
+/// How often the DAO runner looks for due steps (a close, chain holdings, a payout).
+const DAO_TICK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The DAO revenue share over the wallet's chain: the core's schedule and share configured.
+pub async fn open_dao(
+    wallet: &coss_wallet::Wallet,
+    store: &coss_store::Store,
+    engine: &EngineHandle,
+    settings: &crate::config::DaoSettings,
+) -> Result<coss_dao::Dao> {
+    let chain = wallet.config();
+    let coss = chain
+        .asset("COSS")
+        .context("the chain configuration lists no COSS asset (the DAO needs it)")?;
+    let config = settings.to_config(coss.asset, coss.decimals)?;
+    let source = coss.token.map(|token| coss_dao::ChainSource {
+        reader: coss_dao::ChainReader::new(
+            wallet.provider().clone(),
+            token,
+            chain.sale,
+            chain.start_block.unwrap_or(0),
+        ),
+        chain_id: i64::try_from(chain.chain_id).unwrap_or(i64::MAX),
+        platform: std::iter::once(wallet.hot_address())
+            .chain(chain.cold_address)
+            .collect(),
+    });
+    let dao = coss_dao::Dao::new(engine.clone(), store.clone(), source, config);
+    dao.configure(coss_identity::now_ms().try_into().unwrap_or(0))
+        .await
+        .context("cannot configure the DAO revenue share")?;
+    Ok(dao)
+}
+
+/// Runs the DAO's due steps every [`DAO_TICK`] (missed weeks are caught up in order, a
+/// payout cut short goes on).
+fn spawn_dao_runner(runner: coss_dao::Dao) {
+    tokio::spawn(async move {
+        loop {
+            let now = u64::try_from(coss_identity::now_ms()).unwrap_or(0);
+            match runner.run_due(now).await {
+                Ok(steps) => {
+                    for step in steps.iter().filter(|s| s.step != "waiting_for_chain") {
+                        tracing::info!(week = %step.week, step = step.step, "DAO revenue share");
+                    }
+                }
+                Err(error) => tracing::error!(%error, code = error.code(), "DAO step failed; retrying"),
+            }
+            tokio::time::sleep(DAO_TICK).await;
+        }
+    });
 }
 
 /// Lists the configured markets the engine does not have yet (once the projection has caught

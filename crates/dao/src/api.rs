@@ -149,7 +149,11 @@ async fn config(State(api): State<DaoApi>) -> Result<Json<ConfigView>, ApiError>
         .collect();
     list.sort_by_key(|a| a.asset);
     Ok(Json(ConfigView {
-        share: Amount(u128::from(share_ppm)).to_decimal_string(6),
+        share: {
+            let text = Amount(u128::from(share_ppm)).to_decimal_string(6);
+            let text = text.trim_end_matches('0');
+            text.strip_suffix('.').unwrap_or(text).to_owned()
+        },
         share_ppm,
         close: config.close.to_string(),
         next_close_ms: schedule.map(|s| s.next_close_ms),

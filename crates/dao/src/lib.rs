@@ -468,6 +468,57 @@ impl Dao {
         Ok(progress)
     }
 
+    /// Closes due weeks and takes the oldest open week's snapshot if it has not been taken:
+    /// chain holdings added and sealed (`coss dao snapshot`). Returns the open weeks.
+    pub async fn snapshot(&self, now_ms: u64) -> Result<Vec<WeekView>, DaoError> {
+        self.close_if_due(now_ms).await?;
+        let weeks = self.open_weeks().await?;
+        if let Some(week) = weeks.first().filter(|w| w.stage == WeekStage::Collecting)
+            && !self.collect(week).await?
+        {
+            return Err(DaoError::Chain(format!(
+                "the chain has no block at or after the close of {} yet",
+                week_name(week.close_ms)
+            )));
+        }
+        self.open_weeks().await
+    }
+
+    /// Reports and pays `week` (`coss dao distribute`): it must be the oldest open week, and
+    /// sealed. `true` once paid out (also when it was paid before).
+    pub async fn distribute(&self, week: &str) -> Result<bool, DaoError> {
+        let week = parse_week(week)?;
+        if let Some(record) = self.inner.store.dao_week(&week).await?
+            && record.paid_at.is_some()
+        {
+            return Ok(true);
+        }
+        let weeks = self.open_weeks().await?;
+        let Some(oldest) = weeks.first() else {
+            return Err(DaoError::UnknownWeek);
+        };
+        if week_name(oldest.close_ms) != week {
+            return Err(if weeks.iter().any(|w| week_name(w.close_ms) == week) {
+                DaoError::Rejected(RejectReason::EarlierWeekOpen)
+            } else {
+                DaoError::UnknownWeek
+            });
+        }
+        if oldest.stage != WeekStage::Sealed {
+            return Err(DaoError::Rejected(RejectReason::WeekNotSealed));
+        }
+        self.report_and_pay(oldest, None).await
+    }
+
+    /// The weeks closed and not yet paid out, oldest first.
+    pub async fn open_weeks(&self) -> Result<Vec<WeekView>, DaoError> {
+        Ok(self
+            .inner
+            .engine
+            .read_async(|ex: &Exchange| ex.dao_weeks())
+            .await?)
+    }
+
     /// Reads the chain holdings of a week: `None` while the chain has not reached the close.
     async fn read_chain(
         &self,

@@ -61,6 +61,9 @@ pub enum EngineError {
     /// The replayed state breaks an invariant.
     #[error("replayed state is inconsistent: {0}")]
     Invariant(#[from] coss_core::InvariantViolation),
+    /// Another process runs an engine on this data dir (a journal has one writer).
+    #[error("another process is using the journal in {0} (is `coss up` running?)")]
+    Locked(PathBuf),
     /// A batch larger than the configured maximum.
     #[error("batch of {len} commands exceeds the maximum of {max}")]
     BatchTooLarge {
@@ -415,6 +418,8 @@ fn read_request<T: Send + 'static>(
 /// it after the queued work is durable.
 #[derive(Debug)]
 pub struct Engine {
+    /// The journal's exclusive lock.
+    _lock: std::fs::File,
     handle: EngineHandle,
     engine_thread: Option<JoinHandle<()>>,
     writer_thread: Option<JoinHandle<Result<()>>>,
@@ -430,6 +435,18 @@ impl Engine {
                 source,
             })
         })?;
+        // One writer per journal: an exclusive lock, released when the process ends (even
+        // by a crash), held for the engine's life.
+        let lock_path = dir.join("LOCK");
+        let lock = std::fs::File::create(&lock_path).map_err(|source| {
+            EngineError::Journal(coss_journal::Error::Io {
+                path: lock_path.clone(),
+                source,
+            })
+        })?;
+        if lock.try_lock().is_err() {
+            return Err(EngineError::Locked(dir));
+        }
         let (exchange, journal, recovery) =
             recover(&dir, config.segment_bytes, config.feed.as_ref())?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -447,6 +464,7 @@ impl Engine {
             .spawn(move || engine_loop(exchange, rx, to_writer, max_batch, snapshot_every))
             .map_err(EngineError::Spawn)?;
         let engine = Engine {
+            _lock: lock,
             handle: EngineHandle { tx, max_batch },
             engine_thread: Some(engine_thread),
             writer_thread: Some(writer_thread),
@@ -467,6 +485,7 @@ impl Engine {
             handle,
             engine_thread,
             writer_thread,
+            ..
         } = &mut self;
         let (tx, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut handle.tx, tx));

@@ -54,6 +54,10 @@ pub struct ChainConfig {
     pub cold_address: Option<Address>,
     /// The assets.
     pub assets: Vec<AssetConfig>,
+    /// The COSS token sale, whose purchases name each buyer's account (for the DAO revenue
+    /// share's original-buyer rule); `None` when unknown.
+    #[serde(default)]
+    pub sale: Option<Address>,
 }
 
 /// ETH's core asset id in the development configuration.
@@ -79,6 +83,7 @@ impl ChainConfig {
             poll_interval_ms: 500,
             stuck_after_ms: 60_000,
             cold_address: None,
+            sale: None,
             assets: vec![
                 AssetConfig {
                     symbol: "ETH".into(),

@@ -169,3 +169,16 @@ fn a_due_week_closes_before_the_first_command_after_it_and_survives_a_restart() 
     assert_eq!(recovery.state_hash, hash);
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_second_engine_on_the_same_journal_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    match Engine::start(EngineConfig::new(dir.path())) {
+        Err(EngineError::Locked(_)) => {}
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    engine.shutdown().unwrap();
+    let (again, _) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    again.shutdown().unwrap();
+}
