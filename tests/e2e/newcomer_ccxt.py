@@ -295,6 +295,26 @@ def main():
     status, bad = call(base, "GET", "/api/v1/wallet/statement?asset=NOPE", bob.access)
     assert status == 400 and bad["code"] == "unknown_asset", (status, bad)
 
+    step("the DAO revenue share: its settings, a username, the holder's weeks")
+    status, config = call(base, "GET", "/api/v1/dao/config")
+    assert status == 200 and config["share"] == "0.5" and config["close"] == "SUN 05:00", config
+    assert config["minHolding"] == "1.00000000" and config["nextWeek"], config
+    shared = {a["symbol"] for a in config["assets"] if a["feesShared"]}
+    assert {"ETH", "COSS", "TUSD"} <= shared, config
+    name = f"alice{args.tag}"
+    status, named = call(base, "PUT", "/api/v1/dao/username", alice.access, {"username": name})
+    assert status == 200 and named["username"] == name, (status, named)
+    status, taken = call(base, "PUT", "/api/v1/dao/username", bob.access, {"username": name})
+    assert status == 409 and taken["code"] == "dao.username_taken", (status, taken)
+    status, bad = call(base, "PUT", "/api/v1/dao/username", bob.access, {"username": "Bob!"})
+    assert status == 400 and bad["code"] == "dao.invalid_username", (status, bad)
+    status, me = call(base, "GET", "/api/v1/dao/me", alice.access)
+    assert status == 200 and me == {"username": name, "weeks": []}, me
+    status, _ = call(base, "GET", "/api/v1/dao/me")
+    assert status == 401
+    status, missing = call(base, "GET", "/api/v1/dao/weeks/2020-W01")
+    assert status == 404 and missing["code"] == "dao.unknown_week", (status, missing)
+
     step("candles and tickers")
     candles = a.fetch_ohlcv("ETH/TUSD", "1m")
     assert len(candles) == 1 and candles[0][4] == 2000.0 and candles[0][5] == 0.3, candles

@@ -53,7 +53,11 @@ impl Default for DaoSettings {
 
 impl DaoSettings {
     /// The runner's configuration, for the COSS asset `coss` with `decimals`.
-    pub fn to_config(&self, coss: coss_types::AssetId, decimals: u8) -> Result<coss_dao::DaoConfig> {
+    pub fn to_config(
+        &self,
+        coss: coss_types::AssetId,
+        decimals: u8,
+    ) -> Result<coss_dao::DaoConfig> {
         let mut config = coss_dao::DaoConfig::new(coss);
         config.close = coss_dao::WeeklyClose::parse(&self.close)?;
         if self.share_ppm > coss_core::PPM {

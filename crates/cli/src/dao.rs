@@ -164,7 +164,9 @@ where
     });
     drop(runtime);
     drop(handle);
-    engine.shutdown().context("engine did not shut down cleanly")?;
+    engine
+        .shutdown()
+        .context("engine did not shut down cleanly")?;
     outcome
 }
 

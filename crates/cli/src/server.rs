@@ -308,7 +308,9 @@ fn spawn_dao_runner(runner: coss_dao::Dao) {
                         tracing::info!(week = %step.week, step = step.step, "DAO revenue share");
                     }
                 }
-                Err(error) => tracing::error!(%error, code = error.code(), "DAO step failed; retrying"),
+                Err(error) => {
+                    tracing::error!(%error, code = error.code(), "DAO step failed; retrying")
+                }
             }
             tokio::time::sleep(DAO_TICK).await;
         }

@@ -75,6 +75,9 @@ pub(crate) struct Week {
     /// Collecting: platform holdings at the close, ascending by account. Sealed: every holder
     /// at or above the minimum, ascending by account, platform and chain together.
     pub(crate) holders: Vec<(AccountId, u128)>,
+    /// Sealed: each holder's dense account index (the accounts are opened at the seal), so a
+    /// payout credits without a lookup. Not part of the canonical form.
+    pub(crate) dense: Vec<u32>,
     /// Chain holdings added so far (collecting only).
     pub(crate) chain: BTreeMap<AccountId, u128>,
     /// Chain-holding parts accepted.
@@ -124,7 +127,14 @@ pub fn share(pool: u128, holding: u128, total: u128) -> u128 {
     }
     // pool = q × total + r: pool × holding / total = q × holding + r × holding / total, and
     // q × holding ≤ pool cannot overflow.
-    let (q, r) = (pool / total, pool % total);
+    share_of(pool / total, pool % total, holding, total)
+}
+
+/// [`share`] with `pool = q × total + r` already divided: `q × holding + r × holding / total`
+/// (`q × holding ≤ pool` cannot overflow).
+#[inline]
+#[must_use]
+pub fn share_of(q: u128, r: u128, holding: u128, total: u128) -> u128 {
     let whole = q * holding;
     match r.checked_mul(holding) {
         Some(rest) => whole + rest / total,
@@ -285,6 +295,7 @@ impl Exchange {
             close_ms,
             stage: WeekStage::Collecting,
             holders,
+            dense: Vec::new(),
             chain: BTreeMap::new(),
             chain_parts: 0,
             total,
@@ -408,6 +419,12 @@ impl Exchange {
         merged.retain(|&(_, holding)| holding >= min.max(1));
         // At most the collected total, which fits.
         let total = merged.iter().map(|&(_, h)| h).sum();
+        let dense = merged
+            .iter()
+            .map(|&(account, _)| self.account_or_open(account))
+            .collect();
+        let week = &mut self.dao.weeks[at];
+        week.dense = dense;
         week.holders = merged;
         week.total = total;
         week.stage = WeekStage::Sealed;
@@ -440,6 +457,7 @@ impl Exchange {
                 close_ms,
                 stage: WeekStage::Sealed,
                 holders: Vec::new(),
+                dense: Vec::new(),
                 chain: BTreeMap::new(),
                 chain_parts: 0,
                 total: 0,
@@ -452,12 +470,18 @@ impl Exchange {
             let start = week.holder_at as usize;
             let end = (start + max as usize).min(week.holders.len());
             let mut paid = 0u128;
-            for &(account, holding) in &week.holders[start..end] {
-                let amount = share(pool.pool.0, holding, week.total);
+            let total = week.total;
+            let (q, r) = match total {
+                0 => (0, 0),
+                _ => (pool.pool.0 / total, pool.pool.0 % total),
+            };
+            for (&(_, holding), &target) in
+                week.holders[start..end].iter().zip(&week.dense[start..end])
+            {
+                let amount = share_of(q, r, holding, total);
                 if amount == 0 {
                     continue;
                 }
-                let target = self.account_or_open(account);
                 self.credit(target, pool.asset, amount);
                 paid += amount;
                 pool.credited += 1;

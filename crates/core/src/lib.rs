@@ -29,6 +29,7 @@ pub use command::{
 };
 pub use dao::{
     DaoSchedule, MAX_CHAIN_HOLDINGS, MAX_PAY_CHUNK, Pool, WeekStage, WeekView, share as dao_share,
+    share_of as dao_share_of,
 };
 pub use event::{DoneReason, Event, EventKind, RejectReason};
 pub use fees::{PPM, default_fee_schedule, fee_for, holders_part};

@@ -573,9 +573,18 @@ impl Exchange {
             if !ascending(&w.holders) || !ascending(&w.chain) {
                 return Err(bad("DAO holders out of order"));
             }
+            let dense = match w.stage {
+                WeekStage::Sealed => w
+                    .holders
+                    .iter()
+                    .map(|&(account, _)| ex.account_or_open(account))
+                    .collect(),
+                WeekStage::Collecting => Vec::new(),
+            };
             ex.dao.weeks.push_back(Week {
                 close_ms: w.close_ms,
                 stage: w.stage,
+                dense,
                 holders: w.holders,
                 chain: w.chain.into_iter().collect(),
                 chain_parts: w.chain_parts,

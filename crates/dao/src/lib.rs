@@ -229,20 +229,46 @@ fn payouts_of(pools: &[(AssetId, u128)], holding: u128, total: u128) -> Vec<(Ass
 
 fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128)]) -> Computed {
     let total: u128 = holders.iter().map(|&(_, h)| h).sum();
-    let mut paid = vec![(0u128, 0i64); pools.len()];
-    let mut leaves = Vec::with_capacity(holders.len());
-    let mut payouts = Vec::with_capacity(pools.len());
-    for &(account, holding) in holders {
-        payouts.clear();
-        for (i, &(asset, pool)) in pools.iter().enumerate() {
-            let amount = dao_share(pool, holding, total);
-            if amount > 0 {
-                payouts.push((asset, amount));
-                paid[i].0 += amount;
-                paid[i].1 += 1;
+    let divided: Vec<(AssetId, u128, u128)> = pools
+        .iter()
+        .map(|&(asset, pool)| match total {
+            0 => (asset, 0, 0),
+            _ => (asset, pool / total, pool % total),
+        })
+        .collect();
+    // Leaves and sums for a run of holders; two runs in parallel (the machine has two cores
+    // and the engine is idle while the report is made).
+    let run = |part: &[(AccountId, u128)]| {
+        let mut paid = vec![(0u128, 0i64); pools.len()];
+        let mut leaves = Vec::with_capacity(part.len());
+        let mut payouts = Vec::with_capacity(pools.len());
+        for &(account, holding) in part {
+            payouts.clear();
+            for (i, &(asset, q, r)) in divided.iter().enumerate() {
+                let amount = coss_core::dao_share_of(q, r, holding, total);
+                if amount > 0 {
+                    payouts.push((asset, amount));
+                    paid[i].0 += amount;
+                    paid[i].1 += 1;
+                }
             }
+            leaves.push(leaf_hash(close_ms, account.0, holding, &payouts));
         }
-        leaves.push(leaf_hash(close_ms, account.0, holding, &payouts));
+        (leaves, paid)
+    };
+    let (first, second) = holders.split_at(holders.len() / 2);
+    let ((mut leaves, mut paid), (more, paid_more)) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| run(second));
+        let mine = run(first);
+        match other.join() {
+            Ok(theirs) => (mine, theirs),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    leaves.extend(more);
+    for (sum, extra) in paid.iter_mut().zip(paid_more) {
+        sum.0 += extra.0;
+        sum.1 += extra.1;
     }
     let assets = pools
         .iter()
@@ -703,16 +729,20 @@ impl Dao {
             if max_commands.is_some_and(|max| sent >= max) {
                 return Ok(false);
             }
-            let events = self
-                .submit(Command::PayWeek {
+            // The receipt holds a balance change per credit: look only for the DAO's events.
+            let receipt = self
+                .inner
+                .engine
+                .submit_async(Command::PayWeek {
                     close_ms: week.close_ms,
                     max_holders: self.inner.config.pay_chunk,
                 })
                 .await?;
+            receipt.outcome.map_err(DaoError::Rejected)?;
             sent += 1;
             let mut done = false;
-            for event in events {
-                match event {
+            for event in receipt.events.iter().map(|e| &e.kind) {
+                match *event {
                     EventKind::DaoAssetPaid { asset, paid, .. } => {
                         let expected = report
                             .iter()

@@ -8,8 +8,9 @@ use sqlx::Row;
 use crate::history::multi_row;
 use crate::{Store, StoreError, is_unique_violation};
 
-/// Holder rows per multi-row statement (4 columns: far below both backends' limits).
-const HOLDER_ROWS: usize = 2_000;
+/// Holder rows per multi-row statement. Small on purpose: binding is quadratic in the
+/// parameters of one statement with the SQLite driver (it looks each name up).
+const HOLDER_ROWS: usize = 32;
 
 /// Whether a username was given to the account.
 #[derive(Debug, Clone, PartialEq, Eq)]

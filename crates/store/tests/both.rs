@@ -4,9 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use coss_store::{
-    Backend, CodeOutcome, EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken,
-    OidcClient, OidcCode, OidcKey, ProfileRecord, Purpose, RefreshOutcome, ScratchDatabase,
-    SessionKind, Store, StoreError, TokenKind,
+    Backend, CodeOutcome, DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord,
+    EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken, OidcClient, OidcCode,
+    OidcKey, ProfileRecord, Purpose, RefreshOutcome, ScratchDatabase, SessionKind, Store,
+    StoreError, TokenKind, UsernameClaim,
 };
 
 struct Db {
@@ -80,6 +81,7 @@ on_both!(
     oidc_codes_work_once_and_a_replay_revokes_their_tokens,
     the_outbox_hands_out_due_mail_and_records_each_delivery_once,
     reopening_keeps_the_data_and_runs_no_migration_twice,
+    a_username_is_given_once_for_good_and_a_dao_report_is_written_once,
 );
 
 const T0: i64 = 1_700_000_000_000;
@@ -968,4 +970,104 @@ async fn oidc_codes_work_once_and_a_replay_revokes_their_tokens(db: &Db) {
         1
     );
     assert_eq!(store.oidc_keys().await.unwrap().len(), 1);
+}
+
+async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: &Db) {
+    let store = &db.store;
+    let alice = alice(store).await;
+    let bob = store
+        .create_user(
+            "bob@example.com",
+            "h",
+            T0,
+            &token(2, Purpose::VerifyEmail, T0 + 1000),
+            &mail("bob@example.com", "verify_email"),
+        )
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        store.claim_username(alice, "alice", T0).await.unwrap(),
+        UsernameClaim::Claimed
+    );
+    assert_eq!(
+        store.claim_username(alice, "alice", T0).await.unwrap(),
+        UsernameClaim::AlreadyYours
+    );
+    assert_eq!(
+        store.claim_username(alice, "alice2", T0).await.unwrap(),
+        UsernameClaim::HasAnother("alice".into())
+    );
+    assert_eq!(
+        store.claim_username(bob, "alice", T0).await.unwrap(),
+        UsernameClaim::Taken
+    );
+    assert_eq!(store.username_of(bob).await.unwrap(), None);
+    assert_eq!(
+        store.usernames().await.unwrap(),
+        vec![("alice".to_owned(), alice)]
+    );
+
+    // A report with more holders than one statement takes, written twice.
+    let holders: Vec<(i64, String)> = (0..4_500)
+        .map(|i| (1_000 + i, (i * 3).to_string()))
+        .collect();
+    let report = DaoReportRecord {
+        week: DaoWeekRecord {
+            close_ms: T0,
+            week: "2023-W46".into(),
+            block_number: None,
+            holders: 4_500,
+            total: "123".into(),
+            root: "ab".repeat(32),
+            created_at: T0,
+            paid_at: None,
+        },
+        assets: vec![DaoAssetRecord {
+            asset: 1,
+            pool: "100".into(),
+            total: "123".into(),
+            holders: 3,
+            paid: "99".into(),
+            carried: "1".into(),
+        }],
+        holders: holders.clone(),
+        chain: vec![DaoChainRecord {
+            address: "0x00000000000000000000000000000000000000aA".into(),
+            amount: "5".into(),
+            account: None,
+            rule: "none".into(),
+        }],
+    };
+    assert!(store.save_dao_report(&report).await.unwrap());
+    let mut again = report.clone();
+    again.week.root = "cd".repeat(32);
+    assert!(
+        !store.save_dao_report(&again).await.unwrap(),
+        "written once"
+    );
+    let week = store.dao_week("2023-W46").await.unwrap().unwrap();
+    assert_eq!(week, report.week);
+    assert_eq!(
+        store.dao_week_at(T0).await.unwrap(),
+        Some(report.week.clone())
+    );
+    assert_eq!(
+        store.dao_weeks(10).await.unwrap(),
+        vec![report.week.clone()]
+    );
+    assert_eq!(store.dao_week_assets(T0).await.unwrap(), report.assets);
+    assert_eq!(store.dao_holdings(T0).await.unwrap(), holders);
+    assert_eq!(
+        store.dao_holdings_of(1_002, 5).await.unwrap(),
+        vec![(T0, 2, "6".to_owned())]
+    );
+    assert_eq!(store.dao_chain_holdings(T0).await.unwrap(), report.chain);
+    store.mark_dao_paid(T0, T0 + 5).await.unwrap();
+    store.mark_dao_paid(T0, T0 + 9).await.unwrap();
+    assert_eq!(
+        store.dao_week_at(T0).await.unwrap().unwrap().paid_at,
+        Some(T0 + 5),
+        "paid once"
+    );
 }
