@@ -469,6 +469,9 @@ impl Exchange {
         if let Some(pool) = week.pools.get_mut(week.pool_at as usize) {
             let start = week.holder_at as usize;
             let end = (start + max as usize).min(week.holders.len());
+            // One balance change per credit (and this command's own events): room for all.
+            events.reserve(end - start + 3);
+            self.touched.reserve(end - start);
             let mut paid = 0u128;
             let total = week.total;
             let (q, r) = match total {

@@ -741,7 +741,13 @@ impl Dao {
             receipt.outcome.map_err(DaoError::Rejected)?;
             sent += 1;
             let mut done = false;
-            for event in receipt.events.iter().map(|e| &e.kind) {
+            // The DAO's own events come first, then one balance change per credit.
+            let own = receipt
+                .events
+                .iter()
+                .map(|e| &e.kind)
+                .take_while(|k| !matches!(k, EventKind::BalanceChanged { .. }));
+            for event in own {
                 match *event {
                     EventKind::DaoAssetPaid { asset, paid, .. } => {
                         let expected = report

@@ -33,6 +33,14 @@ pub struct AssetConfig {
     pub hot_max: Option<u128>,
     /// What the hot wallet keeps after a move to the cold wallet.
     pub hot_keep: u128,
+    /// Whether trading fees in this asset are shared with COSS holders (the DAO revenue
+    /// share; default yes, as for every crypto asset). Fixed when the asset is listed.
+    #[serde(default = "shared")]
+    pub fees_shared: bool,
+}
+
+fn shared() -> bool {
+    true
 }
 
 /// One chain.
@@ -96,6 +104,7 @@ impl ChainConfig {
                     daily_limits: vec![10 * eth, 1_000 * eth, 100_000 * eth],
                     hot_max: Some(100 * eth),
                     hot_keep: 20 * eth,
+                    fees_shared: true,
                 },
                 AssetConfig {
                     symbol: "COSS".into(),
@@ -108,6 +117,7 @@ impl ChainConfig {
                     daily_limits: vec![100_000 * coss_unit, 10_000_000 * coss_unit],
                     hot_max: None,
                     hot_keep: 0,
+                    fees_shared: true,
                 },
                 AssetConfig {
                     symbol: "TUSD".into(),
@@ -120,6 +130,7 @@ impl ChainConfig {
                     daily_limits: vec![10_000 * usd, 1_000_000 * usd],
                     hot_max: None,
                     hot_keep: 0,
+                    fees_shared: true,
                 },
             ],
         }

@@ -500,7 +500,7 @@ async fn list_assets(engine: &EngineHandle, config: &ChainConfig) -> Result<(), 
                 asset: id,
                 symbol: asset.symbol.clone(),
                 decimals: asset.decimals,
-                fees_shared: true,
+                fees_shared: asset.fees_shared,
                 withdrawal_fee: Amount(asset.withdrawal_fee),
             },
             Some(info) if info.symbol != asset.symbol || info.decimals != asset.decimals => {
