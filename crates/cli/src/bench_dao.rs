@@ -149,7 +149,7 @@ async fn measure(
 
     // The week, end to end, phase by phase.
     let mut dao_config = coss_dao::DaoConfig::new(COSS);
-    dao_config.pay_chunk = 50_000;
+    dao_config.pay_chunk = 2_000;
     let dao = coss_dao::Dao::new(handle.clone(), store.clone(), None, dao_config);
     let started = Instant::now();
     let weeks = dao.snapshot(now_ms()).await?;

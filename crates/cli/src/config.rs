@@ -46,7 +46,7 @@ impl Default for DaoSettings {
             close: "SUN 05:00".into(),
             share_ppm: coss_core::DEFAULT_HOLDERS_SHARE_PPM,
             min_holding: "1".into(),
-            pay_chunk: 50_000,
+            pay_chunk: 2_000,
         }
     }
 }

@@ -312,7 +312,8 @@ pub enum Command {
         /// How many chain-holding parts were sent.
         chain_parts: u32,
     },
-    /// Pays up to `max_holders` more holders of the oldest sealed week's current pool asset.
+    /// Pays up to `max_holders` more holders of the oldest sealed week, in every pool asset
+    /// (at most [`crate::MAX_PAY_CHUNK`]); after the last one the week ends.
     PayWeek {
         /// The week.
         close_ms: u64,

@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 /// Most chain-holding entries one command may carry.
 pub const MAX_CHAIN_HOLDINGS: usize = 10_000;
-/// Most holders one `PayWeek` command pays (per asset step).
-pub const MAX_PAY_CHUNK: u32 = 1_000_000;
+/// Most holders one `PayWeek` command pays (each in every pool asset).
+pub const MAX_PAY_CHUNK: u32 = 100_000;
 
 /// When weeks close and what counts as a holding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,8 +85,7 @@ pub(crate) struct Week {
     /// Collecting: platform and chain holdings so far. Sealed: the holders' total.
     pub(crate) total: u128,
     pub(crate) pools: Vec<Pool>,
-    /// Payment cursor: the pool being paid and the next holder in it.
-    pub(crate) pool_at: u32,
+    /// Payment cursor: the next holder to pay (every pool at once).
     pub(crate) holder_at: u32,
 }
 
@@ -300,7 +299,6 @@ impl Exchange {
             chain_parts: 0,
             total,
             pools,
-            pool_at: 0,
             holder_at: 0,
         });
         schedule.next_close_ms = close_ms.saturating_add(schedule.period_ms);
@@ -440,8 +438,9 @@ impl Exchange {
         Ok(())
     }
 
-    /// Pays up to `max` holders of the current pool asset, finishing it (and the week) when it
-    /// reaches the end.
+    /// Pays up to `max` more holders every pool of the week, holder by holder (each
+    /// holder's balances sit together, so this walks memory in order); after the last
+    /// holder, the rounding remainders return to `FEES_HOLDERS` and the week ends.
     pub(crate) fn pay_week(&mut self, close_ms: u64, max: u32, events: &mut Vec<Event>) -> Outcome {
         let at = self.oldest_week(close_ms)?;
         if self.dao.weeks[at].stage != WeekStage::Sealed {
@@ -462,71 +461,73 @@ impl Exchange {
                 chain_parts: 0,
                 total: 0,
                 pools: Vec::new(),
-                pool_at: 0,
                 holder_at: 0,
             },
         );
-        if let Some(pool) = week.pools.get_mut(week.pool_at as usize) {
-            let start = week.holder_at as usize;
-            let end = (start + max as usize).min(week.holders.len());
-            // One balance change per credit (and this command's own events): room for all.
-            events.reserve(end - start + 3);
-            self.touched.reserve(end - start);
-            let mut paid = 0u128;
-            let total = week.total;
-            let (q, r) = match total {
-                0 => (0, 0),
-                _ => (pool.pool.0 / total, pool.pool.0 % total),
-            };
-            for (&(_, holding), &target) in
-                week.holders[start..end].iter().zip(&week.dense[start..end])
-            {
+        let start = week.holder_at as usize;
+        let end = (start + max as usize).min(week.holders.len());
+        let total = week.total;
+        let divided: Vec<(AssetId, u128, u128)> = week
+            .pools
+            .iter()
+            .map(|p| match total {
+                0 => (p.asset, 0, 0),
+                _ => (p.asset, p.pool.0 / total, p.pool.0 % total),
+            })
+            .collect();
+        // One balance change per credit (and this command's own events): room for all.
+        let credits = (end - start) * divided.len();
+        events.reserve(credits + divided.len() + 2);
+        self.touched.reserve(credits);
+        let mut paid = vec![(0u128, 0u32); divided.len()];
+        for (&(_, holding), &target) in week.holders[start..end].iter().zip(&week.dense[start..end])
+        {
+            for (&(asset, q, r), sum) in divided.iter().zip(paid.iter_mut()) {
                 let amount = share_of(q, r, holding, total);
                 if amount == 0 {
                     continue;
                 }
-                self.credit(target, pool.asset, amount);
-                paid += amount;
-                pool.credited += 1;
+                self.credit(target, asset, amount);
+                sum.0 += amount;
+                sum.1 += 1;
             }
-            pool.paid = Amount(pool.paid.0 + paid);
+        }
+        for (pool, &(amount, credited)) in week.pools.iter_mut().zip(&paid) {
+            pool.paid = Amount(pool.paid.0 + amount);
+            pool.credited += credited;
             let cell = self.cell(payouts, pool.asset);
             cell.available = cell
                 .available
-                .checked_sub(paid)
+                .checked_sub(amount)
                 .unwrap_or_else(|| invariant_broken("payout exceeds the pool"));
-            week.holder_at = u32::try_from(end).unwrap_or(u32::MAX);
-            if end == week.holders.len() {
-                // The asset is done: the rounding remainder returns to the holders' account.
-                let carried = pool.pool.0 - pool.paid.0;
-                if carried > 0 {
-                    let source = self.cell(payouts, pool.asset);
-                    source.available -= carried;
-                    let holders_account = self.account_index_of(FEES_HOLDERS);
-                    self.credit(holders_account, pool.asset, carried);
-                }
-                let done = *pool;
-                week.pool_at += 1;
-                week.holder_at = 0;
-                self.emit(
-                    events,
-                    EventKind::DaoAssetPaid {
-                        close_ms,
-                        asset: done.asset,
-                        pool: done.pool,
-                        paid: done.paid,
-                        carried: Amount(carried),
-                        holders: done.credited,
-                    },
-                );
-            }
         }
-        if week.pool_at as usize >= week.pools.len() {
-            self.dao.weeks.remove(at);
-            self.emit(events, EventKind::WeekPaid { close_ms });
-        } else {
+        week.holder_at = u32::try_from(end).unwrap_or(u32::MAX);
+        if end < week.holders.len() {
             self.dao.weeks[at] = week;
+            return Ok(());
         }
+        // Every holder is paid: what rounding left returns to the holders' account.
+        let holders_account = self.account_index_of(FEES_HOLDERS);
+        for pool in &week.pools {
+            let carried = pool.pool.0 - pool.paid.0;
+            if carried > 0 {
+                self.cell(payouts, pool.asset).available -= carried;
+                self.credit(holders_account, pool.asset, carried);
+            }
+            self.emit(
+                events,
+                EventKind::DaoAssetPaid {
+                    close_ms,
+                    asset: pool.asset,
+                    pool: pool.pool,
+                    paid: pool.paid,
+                    carried: Amount(carried),
+                    holders: pool.credited,
+                },
+            );
+        }
+        self.dao.weeks.remove(at);
+        self.emit(events, EventKind::WeekPaid { close_ms });
         Ok(())
     }
 

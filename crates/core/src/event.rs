@@ -290,8 +290,9 @@ pub enum EventKind {
         /// Their total holding.
         total: Amount,
     },
-    /// One asset of a week was paid out; the credits are the `BalanceChanged` events of the
-    /// `PayWeek` commands, the remainder went back to `FEES_HOLDERS`.
+    /// One asset of a week was paid out (reported after the last holder); the credits are the
+    /// `BalanceChanged` events of the `PayWeek` commands, the remainder went back to
+    /// `FEES_HOLDERS`.
     DaoAssetPaid {
         /// The week.
         close_ms: u64,
@@ -389,7 +390,7 @@ reject_reasons! {
     UnknownFeeTier = 1202, "UNKNOWN_FEE_TIER", "unknown fee tier";
     /// A share is at most 1,000,000 ppm.
     InvalidShare = 1203, "INVALID_SHARE", "invalid holders share";
-    /// An open-order bound must be 1 to 1,000,000 (a payout chunk 1 to 1,000,000 holders).
+    /// An open-order bound must be 1 to 1,000,000 (a payout chunk 1 to 100,000 holders).
     InvalidLimit = 1204, "INVALID_LIMIT", "invalid limit";
     /// A DAO schedule needs a positive period and a next close in the future.
     InvalidSchedule = 1205, "INVALID_SCHEDULE", "invalid DAO schedule";

@@ -96,7 +96,6 @@ struct WeekState {
     chain_parts: u32,
     total: u128,
     pools: Vec<Pool>,
-    pool_at: u32,
     holder_at: u32,
 }
 
@@ -347,7 +346,6 @@ impl Exchange {
                     chain_parts: w.chain_parts,
                     total: w.total,
                     pools: w.pools.clone(),
-                    pool_at: w.pool_at,
                     holder_at: w.holder_at,
                 })
                 .collect(),
@@ -590,7 +588,6 @@ impl Exchange {
                 chain_parts: w.chain_parts,
                 total: w.total,
                 pools: w.pools,
-                pool_at: w.pool_at,
                 holder_at: w.holder_at,
             });
         }
@@ -750,15 +747,13 @@ impl Exchange {
         // The payout account holds exactly what the open weeks have yet to pay.
         let mut unpaid: BTreeMap<u32, u128> = BTreeMap::new();
         for week in &self.dao.weeks {
-            for pool in week.pools.iter().skip(week.pool_at as usize) {
+            for pool in &week.pools {
                 let Some(left) = pool.pool.0.checked_sub(pool.paid.0) else {
                     return fail(format!("week {} paid more than its pool", week.close_ms));
                 };
                 *unpaid.entry(pool.asset.0).or_default() += left;
             }
-            if week.pool_at as usize > week.pools.len()
-                || week.holder_at as usize > week.holders.len()
-            {
+            if week.holder_at as usize > week.holders.len() {
                 return fail(format!("week {} cursor out of range", week.close_ms));
             }
         }

@@ -117,7 +117,7 @@ pub struct DaoConfig {
 }
 
 impl DaoConfig {
-    /// Sunday 05:00 UTC, 50%, at least 1 COSS (8 decimals), 50,000 holders per command.
+    /// Sunday 05:00 UTC, 50%, at least 1 COSS (8 decimals), 2,000 holders per command.
     #[must_use]
     pub fn new(coss: AssetId) -> Self {
         Self {
@@ -125,7 +125,7 @@ impl DaoConfig {
             close: WeeklyClose::default(),
             share_ppm: coss_core::DEFAULT_HOLDERS_SHARE_PPM,
             min_holding: 100_000_000,
-            pay_chunk: 50_000,
+            pay_chunk: 2_000,
         }
     }
 }
