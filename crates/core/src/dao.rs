@@ -111,6 +111,8 @@ pub struct WeekView {
     pub total: Amount,
     /// The pools, ascending by asset.
     pub pools: Vec<Pool>,
+    /// Holders paid so far (sealed weeks).
+    pub paid_holders: u32,
 }
 
 /// `floor(pool × holding / total)`: a holder's exact share of a pool, rounded down. Requires
@@ -203,6 +205,7 @@ impl Exchange {
                 holders: u32::try_from(w.holders.len()).unwrap_or(u32::MAX),
                 total: Amount(w.total),
                 pools: w.pools.clone(),
+                paid_holders: w.holder_at,
             })
             .collect()
     }

@@ -212,6 +212,17 @@ impl HolderWeek {
     }
 }
 
+/// A report being written.
+type PendingReport = tokio::task::JoinHandle<Result<bool, coss_store::StoreError>>;
+
+/// Waits for a report's write; `true` if it was written now.
+async fn saved(pending: PendingReport) -> Result<bool, DaoError> {
+    match pending.await {
+        Ok(written) => Ok(written?),
+        Err(e) => Err(DaoError::Chain(format!("the report writer failed: {e}"))),
+    }
+}
+
 /// A week's computed payouts: per holder the nonzero amounts, per asset the totals.
 struct Computed {
     leaves: Vec<Hash>,
@@ -477,13 +488,15 @@ impl Dao {
                     });
                 }
                 WeekStage::Sealed => {
-                    if self.report(&week).await? {
+                    if let Some(pending) = self.report(&week).await? {
                         progress.push(Progress {
                             week: name.clone(),
                             step: "reported",
                         });
+                        self.pay(&week, None, Some(pending)).await?;
+                    } else {
+                        self.pay(&week, None, None).await?;
                     }
-                    self.pay(&week, None).await?;
                     progress.push(Progress {
                         week: name,
                         step: "paid",
@@ -645,8 +658,11 @@ impl Dao {
         Ok(Arc::new(build_tree(close_ms, holders, pools).await))
     }
 
-    /// Writes a sealed week's report if it is not there yet; `true` if written now.
-    async fn report(&self, week: &WeekView) -> Result<bool, DaoError> {
+    /// Starts writing a sealed week's report if it is not there yet (`None` if it is): the
+    /// payouts are computed and the tree built here; the database write (a million holder
+    /// rows take seconds) runs on while the payout starts, and the payout waits for it
+    /// before its last chunk, which ends the week in the core.
+    async fn report(&self, week: &WeekView) -> Result<Option<PendingReport>, DaoError> {
         if self
             .inner
             .store
@@ -654,7 +670,7 @@ impl Dao {
             .await?
             .is_some()
         {
-            return Ok(false);
+            return Ok(None);
         }
         let close_ms = week.close_ms;
         let tree = self.sealed_week(close_ms).await?;
@@ -698,9 +714,11 @@ impl Dao {
                 .collect(),
             chain: records,
         };
-        let written = self.inner.store.save_dao_report(&record).await?;
         self.remember(tree);
-        Ok(written)
+        let store = self.inner.store.clone();
+        Ok(Some(tokio::spawn(async move {
+            store.save_dao_report(&record).await
+        })))
     }
 
     /// Writes a sealed week's report (if not yet written) and pays it, to the end or (for
@@ -711,23 +729,43 @@ impl Dao {
         week: &WeekView,
         max_commands: Option<u32>,
     ) -> Result<bool, DaoError> {
-        self.report(week).await?;
-        self.pay(week, max_commands).await
+        let pending = self.report(week).await?;
+        self.pay(week, max_commands, pending).await
     }
 
     /// Pays the sealed oldest week to the end (or stops after `max_commands` payout
     /// commands).
-    async fn pay(&self, week: &WeekView, max_commands: Option<u32>) -> Result<bool, DaoError> {
+    async fn pay(
+        &self,
+        week: &WeekView,
+        max_commands: Option<u32>,
+        mut pending: Option<PendingReport>,
+    ) -> Result<bool, DaoError> {
         let name = week_name(week.close_ms);
-        let report = self
-            .inner
-            .store
-            .dao_week_assets(ms_i64(week.close_ms))
-            .await?;
+        let chunk = self.inner.config.pay_chunk;
+        let mut left = week.holders.saturating_sub(week.paid_holders);
         let mut sent = 0u32;
+        let mut report = Vec::new();
         loop {
             if max_commands.is_some_and(|max| sent >= max) {
+                if let Some(pending) = pending.take() {
+                    saved(pending).await?;
+                }
                 return Ok(false);
+            }
+            // The last chunk ends the week in the core (its holders are gone from there):
+            // the report must be in the database before it.
+            if left <= chunk {
+                if let Some(pending) = pending.take() {
+                    saved(pending).await?;
+                }
+                if report.is_empty() {
+                    report = self
+                        .inner
+                        .store
+                        .dao_week_assets(ms_i64(week.close_ms))
+                        .await?;
+                }
             }
             // The receipt holds a balance change per credit: look only for the DAO's events.
             let receipt = self
@@ -740,6 +778,7 @@ impl Dao {
                 .await?;
             receipt.outcome.map_err(DaoError::Rejected)?;
             sent += 1;
+            left = left.saturating_sub(chunk);
             let mut done = false;
             // The DAO's own events come first, then one balance change per credit.
             let own = receipt
