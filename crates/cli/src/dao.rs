@@ -239,3 +239,64 @@ fn verify(path: &std::path::Path, root: Option<&str>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use coss_dao::{HolderPayout, HolderWeek, MerkleTree, leaf_hash};
+    use coss_types::AssetId;
+
+    /// A week of three holders, and the second holder's answer from `/api/v1/dao/me`.
+    fn answer() -> HolderWeek {
+        let close_ms = 1_795_928_400_000;
+        let leaves: Vec<_> = (0..3u64)
+            .map(|i| {
+                leaf_hash(
+                    close_ms,
+                    1_000 + i,
+                    100,
+                    &[(AssetId(1), 10 + u128::from(i))],
+                )
+            })
+            .collect();
+        let tree = MerkleTree::build(leaves.clone());
+        HolderWeek {
+            week: "2026-W48".into(),
+            close_ms,
+            account: 1_001,
+            holding: "100".into(),
+            payouts: vec![HolderPayout {
+                asset: 1,
+                symbol: "ETH".into(),
+                amount: "11".into(),
+                value: "0.000000000000000011".into(),
+            }],
+            leaf_index: 1,
+            leaf: hex::encode(leaves[1]),
+            proof: tree.proof(1).unwrap(),
+            root: hex::encode(tree.root()),
+        }
+    }
+
+    fn file_with(json: &serde_json::Value) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), json.to_string()).unwrap();
+        file
+    }
+
+    #[test]
+    fn verify_accepts_a_true_answer_and_refuses_a_changed_amount_or_another_root() {
+        let week = answer();
+        let one = file_with(&serde_json::to_value(&week).unwrap());
+        verify(one.path(), None).unwrap();
+        verify(one.path(), Some(&week.root)).unwrap();
+        assert!(verify(one.path(), Some(&"00".repeat(32))).is_err());
+        let whole = file_with(&serde_json::json!({ "username": "bob", "weeks": [week.clone()] }));
+        verify(whole.path(), None).unwrap();
+        let mut changed = week;
+        changed.payouts[0].amount = "12".into();
+        let changed = file_with(&serde_json::to_value(&changed).unwrap());
+        assert!(verify(changed.path(), None).is_err());
+    }
+}
