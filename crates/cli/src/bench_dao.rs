@@ -152,7 +152,7 @@ async fn measure(
     dao_config.pay_chunk = 2_000;
     let dao = coss_dao::Dao::new(handle.clone(), store.clone(), None, dao_config);
     let started = Instant::now();
-    let weeks = dao.snapshot(now_ms()).await?;
+    let weeks = dao.snapshot().await?;
     let snapshot_s = started.elapsed().as_secs_f64();
     let week = weeks.first().context("the week did not close")?.clone();
     // The report's payouts and tree are computed first; its database write then runs

@@ -77,8 +77,7 @@ pub fn run(command: DaoCommand) -> Result<()> {
             database_url,
             config,
         } => with_dao(data, database_url, config, |dao| async move {
-            let now = u64::try_from(coss_identity::now_ms()).unwrap_or(0);
-            let weeks = dao.snapshot(now).await?;
+            let weeks = dao.snapshot().await?;
             let list: Vec<serde_json::Value> = weeks
                 .iter()
                 .map(|w| {

@@ -301,8 +301,7 @@ pub async fn open_dao(
 fn spawn_dao_runner(runner: coss_dao::Dao) {
     tokio::spawn(async move {
         loop {
-            let now = u64::try_from(coss_identity::now_ms()).unwrap_or(0);
-            match runner.run_due(now).await {
+            match runner.run_due().await {
                 Ok(steps) => {
                     for step in steps.iter().filter(|s| s.step != "waiting_for_chain") {
                         tracing::info!(week = %step.week, step = step.step, "DAO revenue share");

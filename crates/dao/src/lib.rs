@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::Address;
-use coss_core::{Command, EventKind, Exchange, RejectReason, WeekStage, WeekView, dao_share};
+use coss_core::{Command, EventKind, Exchange, RejectReason, WeekStage, WeekView};
 use coss_engine::EngineHandle;
 use coss_store::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, Store};
 use coss_types::{AccountId, Amount, AssetId};
@@ -230,23 +230,37 @@ struct Computed {
 }
 
 /// The payouts of one holder of a week.
-fn payouts_of(pools: &[(AssetId, u128)], holding: u128, total: u128) -> Vec<(AssetId, u128)> {
+/// Each pool divided by the total once: (asset, pool / total, pool % total).
+fn divide(pools: &[(AssetId, u128)], total: u128) -> Vec<(AssetId, u128, u128)> {
     pools
-        .iter()
-        .map(|&(asset, pool)| (asset, dao_share(pool, holding, total)))
-        .filter(|&(_, amount)| amount > 0)
-        .collect()
-}
-
-fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128)]) -> Computed {
-    let total: u128 = holders.iter().map(|&(_, h)| h).sum();
-    let divided: Vec<(AssetId, u128, u128)> = pools
         .iter()
         .map(|&(asset, pool)| match total {
             0 => (asset, 0, 0),
             _ => (asset, pool / total, pool % total),
         })
-        .collect();
+        .collect()
+}
+
+/// A holder's non-zero payouts in pool order: what the core pays it and what its leaf
+/// commits to.
+fn payouts_into(
+    divided: &[(AssetId, u128, u128)],
+    holding: u128,
+    total: u128,
+    out: &mut Vec<(AssetId, u128)>,
+) {
+    out.clear();
+    out.extend(
+        divided
+            .iter()
+            .map(|&(asset, q, r)| (asset, coss_core::dao_share_of(q, r, holding, total)))
+            .filter(|&(_, amount)| amount > 0),
+    );
+}
+
+fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128)]) -> Computed {
+    let total: u128 = holders.iter().map(|&(_, h)| h).sum();
+    let divided = divide(pools, total);
     // Leaves and sums for a run of holders; two runs in parallel (the machine has two cores
     // and the engine is idle while the report is made).
     let run = |part: &[(AccountId, u128)]| {
@@ -254,14 +268,15 @@ fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128
         let mut leaves = Vec::with_capacity(part.len());
         let mut payouts = Vec::with_capacity(pools.len());
         for &(account, holding) in part {
-            payouts.clear();
-            for (i, &(asset, q, r)) in divided.iter().enumerate() {
-                let amount = coss_core::dao_share_of(q, r, holding, total);
-                if amount > 0 {
-                    payouts.push((asset, amount));
-                    paid[i].0 += amount;
-                    paid[i].1 += 1;
+            payouts_into(&divided, holding, total, &mut payouts);
+            // The payouts follow the pools' order, zeros left out.
+            let mut at = 0;
+            for &(asset, amount) in &payouts {
+                while divided[at].0 != asset {
+                    at += 1;
                 }
+                paid[at].0 += amount;
+                paid[at].1 += 1;
             }
             leaves.push(leaf_hash(close_ms, account.0, holding, &payouts));
         }
@@ -332,12 +347,6 @@ impl std::fmt::Debug for Dao {
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn ms_i64(ms: u64) -> i64 {
@@ -439,36 +448,13 @@ impl Dao {
         Ok(())
     }
 
-    /// Closes a due week even when nothing else reaches the engine (the engine closes it
-    /// before any later command on its own).
-    async fn close_if_due(&self, now_ms: u64) -> Result<(), DaoError> {
-        let due = self
-            .inner
-            .engine
-            .read_async(move |ex: &Exchange| ex.week_close_due(now_ms))
-            .await?;
-        if let Some(close_ms) = due {
-            // The engine applies the due close itself first, so this one is refused as
-            // already made; either way the week is closed.
-            match self.submit(Command::CloseWeek { close_ms }).await {
-                Ok(_) | Err(DaoError::Rejected(RejectReason::UnknownWeek)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs every step that is due: closes, chain holdings, seals, reports and payouts, oldest
-    /// week first, until nothing is left or the chain has not reached a close yet.
-    pub async fn run_due(&self, now_ms: u64) -> Result<Vec<Progress>, DaoError> {
-        self.close_if_due(now_ms).await?;
+    /// Runs every step that is due: chain holdings, seals, reports and payouts, oldest week
+    /// first, until nothing is left or the chain has not reached a close yet. (The engine
+    /// closes due weeks itself, before it answers the read of the open weeks.)
+    pub async fn run_due(&self) -> Result<Vec<Progress>, DaoError> {
         let mut progress = Vec::new();
         loop {
-            let weeks = self
-                .inner
-                .engine
-                .read_async(|ex: &Exchange| ex.dao_weeks())
-                .await?;
+            let weeks = self.open_weeks().await?;
             let Some(week) = weeks.into_iter().next() else {
                 break;
             };
@@ -507,10 +493,10 @@ impl Dao {
         Ok(progress)
     }
 
-    /// Closes due weeks and takes the oldest open week's snapshot if it has not been taken:
-    /// chain holdings added and sealed (`coss dao snapshot`). Returns the open weeks.
-    pub async fn snapshot(&self, now_ms: u64) -> Result<Vec<WeekView>, DaoError> {
-        self.close_if_due(now_ms).await?;
+    /// Takes the oldest open week's snapshot if it has not been taken (due weeks are closed
+    /// by the engine): chain holdings added and sealed (`coss dao snapshot`). Returns the open
+    /// weeks.
+    pub async fn snapshot(&self) -> Result<Vec<WeekView>, DaoError> {
         let weeks = self.open_weeks().await?;
         if let Some(week) = weeks.first().filter(|w| w.stage == WeekStage::Collecting)
             && !self.collect(week).await?
@@ -703,7 +689,7 @@ impl Dao {
                 holders: i64::try_from(tree.holders.len()).unwrap_or(i64::MAX),
                 total: total.to_string(),
                 root: hex::encode(tree.tree.root()),
-                created_at: ms_i64(now_ms()),
+                created_at: coss_identity::now_ms(),
                 paid_at: None,
             },
             assets: tree.assets.clone(),
@@ -811,7 +797,7 @@ impl Dao {
             if done {
                 self.inner
                     .store
-                    .mark_dao_paid(ms_i64(week.close_ms), ms_i64(now_ms()))
+                    .mark_dao_paid(ms_i64(week.close_ms), coss_identity::now_ms())
                     .await?;
                 tracing::info!(week = %name, "DAO week paid out");
                 return Ok(true);
@@ -897,7 +883,9 @@ impl Dao {
         };
         let (_, holding) = tree.holders[index];
         let total: u128 = tree.holders.iter().map(|&(_, h)| h).sum();
-        let payouts = payouts_of(&tree.pools, holding, total)
+        let mut payouts = Vec::new();
+        payouts_into(&divide(&tree.pools, total), holding, total, &mut payouts);
+        let payouts = payouts
             .into_iter()
             .map(|(asset, amount)| {
                 let (symbol, decimals) = symbols.get(&asset.0).cloned().unwrap_or_default();

@@ -530,6 +530,10 @@ fn engine_loop(
                 None => return,
             },
         };
+        // Reads and status answers see every week closed by now.
+        if !close_due_weeks(&mut exchange, now_ms(), &to_writer, &mut since_snapshot) {
+            return;
+        }
         // Group the queued batches into one journal commit, up to `max_batch` commands.
         let mut group: Vec<(Vec<Command>, BatchReply)> = Vec::new();
         let mut size = 0usize;
@@ -558,21 +562,8 @@ fn engine_loop(
             next = rx.try_recv().ok();
         }
         let time_ms = now_ms();
-        // A DAO week closes at its exact instant: at its first activity at or after the
-        // close (a command, a read, a status), before applying anything stamped later, the
-        // engine applies (and journals) the close itself, once per due week, in order. Nobody
-        // waits for its result; the events tell.
-        while let Some(close_ms) = exchange.week_close_due(time_ms) {
-            let (reply, _) = oneshot::channel();
-            let close = vec![Command::CloseWeek { close_ms }];
-            if !apply_batch(&mut exchange, close, reply, time_ms, &to_writer) {
-                return;
-            }
-            since_snapshot += 1;
-            if exchange.week_close_due(time_ms) == Some(close_ms) {
-                // Refused (it cannot be, as the core said it was due): never loop on it.
-                break;
-            }
+        if !close_due_weeks(&mut exchange, time_ms, &to_writer, &mut since_snapshot) {
+            return;
         }
         for (commands, reply) in group {
             since_snapshot += commands.len() as u64;
@@ -591,6 +582,31 @@ fn engine_loop(
             }
         }
     }
+}
+
+/// A DAO week closes at its exact instant: at the engine's first activity at or after the
+/// close (a command, a read, a status), before answering or applying anything stamped later,
+/// the engine applies (and journals) the close itself, once per due week, in order. Nobody
+/// waits for its result; the events tell. `false` when the engine must stop.
+fn close_due_weeks(
+    exchange: &mut Exchange,
+    time_ms: u64,
+    to_writer: &std_mpsc::SyncSender<ToWriter>,
+    since_snapshot: &mut u64,
+) -> bool {
+    while let Some(close_ms) = exchange.week_close_due(time_ms) {
+        let (reply, _) = oneshot::channel();
+        let close = vec![Command::CloseWeek { close_ms }];
+        if !apply_batch(exchange, close, reply, time_ms, to_writer) {
+            return false;
+        }
+        *since_snapshot += 1;
+        if exchange.week_close_due(time_ms) == Some(close_ms) {
+            // Refused (it cannot be, as the core said it was due): never loop on it.
+            break;
+        }
+    }
+    true
 }
 
 /// Applies one caller's batch at `time_ms` and hands it to the writer; `false` when the

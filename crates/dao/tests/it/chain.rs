@@ -128,13 +128,13 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // The close has passed but no block is at or after it yet: the week waits for the chain.
-    let steps = dao.run_due(now_ms()).await.unwrap();
+    let steps = dao.run_due().await.unwrap();
     assert_eq!(steps.last().unwrap().step, "waiting_for_chain", "{steps:?}");
     // Coins that move after the close do not count: this block is the first at or after it.
     let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
     let block = provider.get_block_number().await.unwrap();
     send(a, token, d.sender, 1).await;
-    let steps = dao.run_due(now_ms()).await.unwrap();
+    let steps = dao.run_due().await.unwrap();
     assert_eq!(steps.last().unwrap().step, "paid", "{steps:?}");
 
     let report = store.dao_week_at(close_ms as i64).await.unwrap().unwrap();

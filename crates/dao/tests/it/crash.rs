@@ -84,7 +84,7 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
     // Started again: the runner continues where the core's cursor is.
     let (engine, handle) = crate::engine(dir.path()).await;
     let dao = dao_closing_at_existing(&handle, &store);
-    let steps = dao.run_due(now_ms()).await.unwrap();
+    let steps = dao.run_due().await.unwrap();
     assert_eq!(steps.last().unwrap().step, "paid", "{steps:?}");
     let total: u128 = holders.iter().map(|&(_, h)| h).sum();
     for &(account, holding) in &holders {
