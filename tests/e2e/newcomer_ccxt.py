@@ -314,6 +314,14 @@ def main():
     assert status == 401
     status, missing = call(base, "GET", "/api/v1/dao/weeks/2020-W01")
     assert status == 404 and missing["code"] == "dao.unknown_week", (status, missing)
+    status, bad = call(base, "GET", "/api/v1/dao/weeks/2026-W99")
+    assert status == 400 and bad["code"] == "dao.invalid_week", (status, bad)
+    status, bad = call(base, "GET", "/api/v1/dao/me?week=soon", alice.access)
+    assert status == 400 and bad["code"] == "dao.invalid_week", (status, bad)
+    status, again = call(base, "PUT", "/api/v1/dao/username", alice.access, {"username": name + "x"})
+    assert status == 409 and again["code"] == "dao.has_username", (status, again)
+    status, me = call(base, "GET", "/api/v1/dao/username", alice.access)
+    assert status == 200 and me == {"username": name}, me
 
     step("candles and tickers")
     candles = a.fetch_ohlcv("ETH/TUSD", "1m")

@@ -219,4 +219,28 @@ mod tests {
     fn unknown_settings_are_refused() {
         assert!(toml::from_str::<Config>("[limits]\nweight_per_minute = 1\norders_per_10s = 1\norders_per_day = 1\nspeed = 3\n").is_err());
     }
+
+    #[test]
+    fn dao_settings_become_the_runner_configuration_and_bad_ones_are_refused() {
+        let config: Config = toml::from_str(DEFAULTS).unwrap();
+        let dao = config.dao.to_config(coss_types::AssetId(2), 8).unwrap();
+        assert_eq!(dao.close.to_string(), "SUN 05:00");
+        assert_eq!(
+            (dao.share_ppm, dao.min_holding, dao.pay_chunk),
+            (500_000, 100_000_000, 2_000)
+        );
+        let bad = |edit: fn(&mut DaoSettings)| {
+            let mut settings = DaoSettings::default();
+            edit(&mut settings);
+            settings
+                .to_config(coss_types::AssetId(2), 8)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad(|s| s.close = "SUNDAY 5".into()).contains("weekly close"));
+        assert!(bad(|s| s.share_ppm = 1_000_001).contains("share_ppm"));
+        assert!(bad(|s| s.min_holding = "0.000000001".into()).contains("min_holding"));
+        assert!(bad(|s| s.pay_chunk = 0).contains("pay_chunk"));
+        assert!(bad(|s| s.pay_chunk = coss_core::MAX_PAY_CHUNK + 1).contains("pay_chunk"));
+    }
 }
