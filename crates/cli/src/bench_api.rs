@@ -49,7 +49,7 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
     // As `coss up`: the projection, and the history writer filling the SQLite database.
     let store = server_rt.block_on(Store::open_in(dir.path()))?;
     let (history_tx, history_rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
-    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx))?;
+    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx));
     {
         let _inside = server_rt.enter();
         coss_market::spawn_history(store.clone(), market.clone(), history_rx);

@@ -135,8 +135,7 @@ pub fn up(
     // what the projection applies into the database after its own position, so it runs
     // before the engine starts replaying.
     let (history_tx, history_rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
-    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx))
-        .context("cannot start the market projection")?;
+    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx));
     {
         let _inside = runtime.enter();
         coss_market::spawn_history(accounts.store().clone(), market.clone(), history_rx);

@@ -101,7 +101,7 @@ pub enum EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// How the service runs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineConfig {
     /// The data directory; the journal lives in `<data_dir>/journal`.
     pub data_dir: PathBuf,
@@ -119,18 +119,51 @@ pub struct EngineConfig {
 }
 
 /// A subscription to the engine's events: the projections' source. At start the engine replays
-/// the journal and sends every event after `after_seq` (a full replay when that lies before the
-/// newest snapshot), then sends the events of each batch once it is durable, before its caller
-/// hears back. So the feed has no gaps and no duplicates, and a caller that saw its receipt can
-/// wait for a projection to reach the receipt's sequence number. The channel is bounded: a
-/// consumer that falls behind slows the engine rather than growing memory. If the receiver is
-/// dropped the engine goes on without a feed.
-#[derive(Debug, Clone)]
+/// the journal and delivers every event after `after_seq` (a full replay when that lies before
+/// the newest snapshot), then delivers the events of each batch once it is durable, before its
+/// caller hears back. So the feed has no gaps and no duplicates, and a caller that saw its
+/// receipt can rely on (or wait for) a projection having reached the receipt's sequence
+/// number. A sink that blocks slows the engine rather than growing memory. If the sink says
+/// its consumer is gone the engine goes on without a feed.
 pub struct EventFeed {
     /// Events up to and including this sequence number are not sent.
     pub after_seq: u64,
     /// Where the events go, in chunks.
-    pub sender: std_mpsc::SyncSender<Vec<Event>>,
+    pub sink: Box<dyn EventSink>,
+}
+
+impl EventFeed {
+    /// A feed into a bounded channel, for a consumer on its own thread.
+    #[must_use]
+    pub fn channel(after_seq: u64, sender: std_mpsc::SyncSender<Vec<Event>>) -> Self {
+        EventFeed {
+            after_seq,
+            sink: Box::new(sender),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventFeed")
+            .field("after_seq", &self.after_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes the engine's durable events. `deliver` runs on the journal writer's thread (and, at
+/// start, on the thread recovering the engine) before the callers of those events hear back:
+/// a sink that applies them in place (the market projection) spares every caller a wait and a
+/// thread hand-off, but must be quick.
+pub trait EventSink: Send + 'static {
+    /// Takes one chunk, in sequence order; `false` when the consumer is gone for good.
+    fn deliver(&mut self, events: Vec<Event>) -> bool;
+}
+
+impl EventSink for std_mpsc::SyncSender<Vec<Event>> {
+    fn deliver(&mut self, events: Vec<Event>) -> bool {
+        self.send(events).is_ok()
+    }
 }
 
 impl EngineConfig {
@@ -447,12 +480,12 @@ impl Engine {
         if lock.try_lock().is_err() {
             return Err(EngineError::Locked(dir));
         }
-        let (exchange, journal, recovery) =
-            recover(&dir, config.segment_bytes, config.feed.as_ref())?;
+        let mut feed = config.feed;
+        let (exchange, journal, recovery) = recover(&dir, config.segment_bytes, feed.as_mut())?;
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (to_writer, writer_rx) = std_mpsc::sync_channel(8);
         let writer_dir = dir.clone();
-        let feed = config.feed.map(|feed| feed.sender);
+        let feed = feed.map(|feed| feed.sink);
         let writer_thread = std::thread::Builder::new()
             .name("coss-journal".into())
             .spawn(move || write_loop(journal, &writer_dir, writer_rx, feed))
@@ -657,7 +690,7 @@ fn write_loop(
     mut journal: Journal,
     dir: &Path,
     rx: std_mpsc::Receiver<ToWriter>,
-    mut feed: Option<std_mpsc::SyncSender<Vec<Event>>>,
+    mut feed: Option<Box<dyn EventSink>>,
 ) -> Result<()> {
     let mut replies: Vec<(BatchReceipt, BatchReply)> = Vec::new();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -700,12 +733,12 @@ fn write_loop(
             fail_all(replies);
             return Err(error.into());
         }
-        if let Some(sender) = &feed {
+        if let Some(sink) = &mut feed {
             let events: Vec<Event> = replies
                 .iter()
                 .flat_map(|(receipt, _)| receipt.events.iter().cloned())
                 .collect();
-            if !events.is_empty() && sender.send(events).is_err() {
+            if !events.is_empty() && !sink.deliver(events) {
                 tracing::warn!("the event feed's receiver is gone; going on without it");
                 feed = None;
             }
@@ -745,14 +778,14 @@ const FEED_CHUNK: usize = 4096;
 fn recover(
     dir: &Path,
     segment_bytes: u64,
-    feed: Option<&EventFeed>,
+    mut feed: Option<&mut EventFeed>,
 ) -> Result<(Exchange, Journal, Recovery)> {
     let (journal, report) = Journal::open(dir, JournalOptions { segment_bytes })?;
     let latest = coss_journal::latest_snapshot(dir)?;
     let skipped_snapshots = latest.skipped.iter().map(ToString::to_string).collect();
     let snapshot = match latest.snapshot {
         // A feed that needs events from before the snapshot gets them from a full replay.
-        Some(_) if feed.is_some_and(|f| f.after_seq == 0) => None,
+        Some(_) if feed.as_ref().is_some_and(|f| f.after_seq == 0) => None,
         other => other,
     };
     let (snapshot_index, exchange) = match snapshot {
@@ -775,7 +808,7 @@ fn recover(
         }
         None => (0, Exchange::new()),
     };
-    let (snapshot_index, mut exchange) = match feed {
+    let (snapshot_index, mut exchange) = match &feed {
         Some(f) if exchange.last_seq() > f.after_seq => (0, Exchange::new()),
         _ => (snapshot_index, exchange),
     };
@@ -786,16 +819,17 @@ fn recover(
         let envelope = decode(index, payload)?;
         events.clear();
         let _ = exchange.apply(&envelope, &mut events);
-        if let (Some(f), true) = (feed, feed_open) {
-            chunk.extend(events.drain(..).filter(|e| e.seq > f.after_seq));
+        if let (Some(f), true) = (feed.as_mut(), feed_open) {
+            let after = f.after_seq;
+            chunk.extend(events.drain(..).filter(|e| e.seq > after));
             if chunk.len() >= FEED_CHUNK {
-                feed_open = f.sender.send(std::mem::take(&mut chunk)).is_ok();
+                feed_open = f.sink.deliver(std::mem::take(&mut chunk));
             }
         }
         Ok::<(), EngineError>(())
     })?;
     if let (Some(f), true) = (feed, feed_open && !chunk.is_empty()) {
-        let _ = f.sender.send(chunk);
+        let _ = f.sink.deliver(chunk);
     }
     if exchange.commands() != report.last_index {
         return Err(EngineError::CountMismatch {

@@ -2,10 +2,11 @@
 //! pure function of the event stream (`apply` one event at a time, no clock, no I/O): order
 //! books by price level with a per-market update id that depth streams and snapshots share,
 //! every trade, candles in every Binance interval, each order's life (status, executed
-//! quantity and quote, times), and each account's balances. [`MarketService`] runs one on its
-//! own thread fed by the engine's [`coss_engine::EventFeed`] (a full replay of the journal at
-//! start, then each durable batch), publishes what changed to subscribers, and lets a caller
-//! wait until the projection has caught up with a receipt it holds (read-your-writes). Since
+//! quantity and quote, times), and each account's balances. [`MarketService`] holds one,
+//! applied in place by the engine's journal writer through its [`coss_engine::EventFeed`] (a
+//! full replay of the journal at start, then each durable group before its callers hear
+//! back, so a caller holding a receipt reads its own writes), and publishes what changed to
+//! subscribers. Since
 //! the engine replays the journal into the feed at every start, the projection is rebuilt from
 //! the journal whenever the process starts; it never holds a balance of record.
 

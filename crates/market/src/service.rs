@@ -1,10 +1,11 @@
-//! The projection at run time: one thread applies the engine's feed, readers share it.
+//! The projection at run time: the engine's journal writer applies its durable events in
+//! place, readers share it.
 
 use crate::{Projection, Update};
 use coss_core::Event;
-use coss_engine::EventFeed;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
-use tokio::sync::{broadcast, watch};
+use coss_engine::{EventFeed, EventSink};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// What one applied batch changed, as published to subscribers.
 #[derive(Debug, Clone)]
@@ -25,30 +26,27 @@ pub struct MarketService {
 
 /// How many batches a subscriber may fall behind before it is told it lagged.
 const PUBLISH_CAPACITY: usize = 4096;
-/// How many event chunks the engine may queue ahead of the projection.
-const FEED_CAPACITY: usize = 1024;
 
 impl MarketService {
-    /// Starts the projection thread and returns the service with the feed to give the engine
-    /// (its [`coss_engine::EngineConfig::feed`]): the engine replays the whole journal into it
-    /// at start, so the projection is rebuilt from the journal every time.
-    ///
-    /// # Errors
-    /// The thread could not be started.
-    pub fn start() -> std::io::Result<(MarketService, EventFeed)> {
+    /// The service with the feed to give the engine (its
+    /// [`coss_engine::EngineConfig::feed`]): the engine replays the whole journal into it at
+    /// start, so the projection is rebuilt from the journal every time.
+    #[must_use]
+    pub fn start() -> (MarketService, EventFeed) {
         Self::start_with_history(None)
     }
 
     /// As [`MarketService::start`], and every applied chunk of events then goes to `history`
-    /// (the history writer, [`crate::spawn_history`]); a full channel makes the projection,
-    /// and so the engine, wait rather than lose a chunk.
+    /// (the history writer, [`crate::spawn_history`]); a full channel makes the engine wait
+    /// rather than lose a chunk.
     ///
-    /// # Errors
-    /// The thread could not be started.
+    /// The projection is applied in place by the engine's journal writer, right after each
+    /// group commit and before the group's callers hear back: a caller holding its receipt
+    /// reads its own writes with no wait and no extra thread hand-off.
+    #[must_use]
     pub fn start_with_history(
         history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
-    ) -> std::io::Result<(MarketService, EventFeed)> {
-        let (sender, receiver) = mpsc::sync_channel::<Vec<Event>>(FEED_CAPACITY);
+    ) -> (MarketService, EventFeed) {
         let state = Arc::new(RwLock::new(Projection::new()));
         let (applied_tx, applied) = watch::channel(0u64);
         let (published, _) = broadcast::channel(PUBLISH_CAPACITY);
@@ -57,19 +55,23 @@ impl MarketService {
             applied,
             published: published.clone(),
         };
-        std::thread::Builder::new()
-            .name("coss-market".into())
-            .spawn(move || run(&state, &receiver, &applied_tx, &published, history))?;
-        Ok((
+        let sink = Applier {
+            state,
+            applied: applied_tx,
+            published,
+            history,
+        };
+        (
             service,
             EventFeed {
                 after_seq: 0,
-                sender,
+                sink: Box::new(sink),
             },
-        ))
+        )
     }
 
-    /// Reads the projection (hold the guard briefly: the feed waits while it is held).
+    /// Reads the projection (hold the guard briefly: the engine's writer waits while it is
+    /// held).
     ///
     /// # Panics
     /// Never: a poisoned lock (a panic while applying) is read through.
@@ -92,8 +94,9 @@ impl MarketService {
         *self.applied.borrow()
     }
 
-    /// Waits until the projection has applied event `seq` (a receipt's last event), so a
-    /// caller reads its own writes. Returns false if the projection stopped first.
+    /// Waits until the projection has applied event `seq`, so a caller reads its own writes.
+    /// Returns at once for a receipt's events (they are applied before the receipt is sent);
+    /// false if the projection stopped first.
     pub async fn caught_up(&self, seq: u64) -> bool {
         let mut applied = self.applied.clone();
         applied.wait_for(|s| *s >= seq).await.is_ok()
@@ -106,55 +109,52 @@ impl MarketService {
     }
 }
 
-fn run(
-    state: &RwLock<Projection>,
-    receiver: &mpsc::Receiver<Vec<Event>>,
-    applied: &watch::Sender<u64>,
-    published: &broadcast::Sender<Published>,
-    mut history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
-) {
-    let mut applied_chunks: Vec<Vec<Event>> = Vec::new();
-    while let Ok(first) = receiver.recv() {
+/// The engine's sink: applies each chunk to the projection, publishes what changed and passes
+/// the chunk on to the history writer.
+struct Applier {
+    state: Arc<RwLock<Projection>>,
+    applied: watch::Sender<u64>,
+    published: broadcast::Sender<Published>,
+    history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
+}
+
+impl EventSink for Applier {
+    fn deliver(&mut self, events: Vec<Event>) -> bool {
         let (seq, updates) = {
-            let mut projection = state
+            let mut projection = self
+                .state
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut next = Some(first);
-            // Apply what is queued under one lock, up to a bound so readers get their turn.
-            let mut chunks = 0;
-            while let Some(events) = next.take() {
-                for event in &events {
-                    if event.seq > projection.seq() {
-                        projection.apply(event);
-                    }
-                }
-                if history.is_some() {
-                    applied_chunks.push(events);
-                }
-                chunks += 1;
-                if chunks < 64 {
-                    next = receiver.try_recv().ok();
+            for event in &events {
+                if event.seq > projection.seq() {
+                    projection.apply(event);
                 }
             }
             (projection.seq(), projection.finish_batch())
         };
-        applied.send_replace(seq);
-        if let Some(sender) = &history {
-            for events in applied_chunks.drain(..) {
-                if sender.blocking_send(Arc::new(events)).is_err() {
-                    tracing::warn!("the history writer stopped; the projection goes on without it");
-                    history = None;
-                    break;
+        self.applied.send_replace(seq);
+        if let Some(sender) = &self.history {
+            let gone = match sender.try_send(Arc::new(events)) {
+                Ok(()) => false,
+                Err(mpsc::error::TrySendError::Full(events)) => {
+                    // The writer is a backlog behind: wait for it (this is the journal
+                    // writer's own thread, or the thread recovering the engine).
+                    sender.blocking_send(events).is_err()
                 }
+                Err(mpsc::error::TrySendError::Closed(_)) => true,
+            };
+            if gone {
+                tracing::warn!("the history writer stopped; the projection goes on without it");
+                self.history = None;
             }
         }
         if !updates.is_empty() {
             // No subscriber is fine.
-            let _ = published.send(Published {
+            let _ = self.published.send(Published {
                 seq,
                 updates: Arc::new(updates),
             });
         }
+        true
     }
-    tracing::info!("the engine's event feed ended; the market projection stops");
 }

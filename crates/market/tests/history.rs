@@ -69,7 +69,7 @@ fn setup() -> Vec<Command> {
 /// `commands`, waits until the history holds every event, and stops.
 async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> u64 {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let (market, feed) = MarketService::start_with_history(Some(tx)).unwrap();
+    let (market, feed) = MarketService::start_with_history(Some(tx));
     let writer = spawn_history(store.clone(), market.clone(), rx);
     let mut config = EngineConfig::new(dir);
     config.feed = Some(feed);

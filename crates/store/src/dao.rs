@@ -5,12 +5,11 @@
 
 use sqlx::Row;
 
-use crate::history::multi_row;
+use crate::history::{multi_row, pow2_chunks};
 use crate::{Store, StoreError, is_unique_violation};
 
-/// Holder rows per multi-row statement. Small on purpose: binding is quadratic in the
-/// parameters of one statement with the SQLite driver (it looks each name up).
-const HOLDER_ROWS: usize = 32;
+/// Most holder rows per multi-row statement (a power of two, see [`pow2_chunks`]).
+const HOLDER_ROWS: usize = 256;
 
 /// Whether a username was given to the account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,8 +198,9 @@ impl Store {
             .await?;
         }
         let mut leaf = 0i64;
-        for rows in report.holders.chunks(HOLDER_ROWS) {
+        for rows in pow2_chunks(&report.holders, HOLDER_ROWS) {
             let sql = multi_row(
+                self.backend,
                 "INSERT INTO dao_holdings (close_ms, leaf, account, holding) VALUES ",
                 4,
                 rows.len(),
@@ -217,8 +217,9 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        for rows in report.chain.chunks(HOLDER_ROWS / 2) {
+        for rows in pow2_chunks(&report.chain, HOLDER_ROWS / 2) {
             let sql = multi_row(
+                self.backend,
                 "INSERT INTO dao_chain_holdings (close_ms, address, amount, account, rule) VALUES ",
                 5,
                 rows.len(),

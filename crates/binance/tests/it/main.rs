@@ -64,7 +64,7 @@ pub async fn fixture(limits: RateLimits) -> Fixture {
 /// A fixture whose stream connections are closed once `backlog` messages behind.
 pub async fn fixture_with_backlog(limits: RateLimits, backlog: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let (market, feed) = MarketService::start().unwrap();
+    let (market, feed) = MarketService::start();
     let mut config = EngineConfig::new(dir.path().join("engine"));
     config.feed = Some(feed);
     let (engine, _) = Engine::start(config).unwrap();

@@ -12,7 +12,7 @@ fn start_with_feed(
     let (sender, receiver) = mpsc::sync_channel(1024);
     let mut config = EngineConfig::new(dir);
     config.snapshot_every = snapshot_every;
-    config.feed = Some(EventFeed { after_seq, sender });
+    config.feed = Some(EventFeed::channel(after_seq, sender));
     let (engine, _) = Engine::start(config).unwrap();
     (engine, receiver)
 }
