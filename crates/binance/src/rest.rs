@@ -17,6 +17,7 @@ use coss_identity::{Permission, SignedRequest};
 use coss_market::{
     Interval, Market, MarketView, Order, Projection, Trade, order_type_name, side_name,
 };
+use coss_store::{HistoryRange, ReadFrom};
 use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side};
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -391,48 +392,169 @@ fn trade_json(m: &Market, t: &Trade) -> Value {
 endpoint!(trades, Security::None, |_| 25, |c: Call| async move {
     let limit = c.params.limit(500, 1000)?;
     let from_id = c.params.integer("fromId")?;
-    let projection = c.binance.inner.market.read();
-    let view = market_of(&projection, &c.params)?;
-    c.params.all_read()?;
-    let list: Vec<Value> = match from_id {
-        Some(from) => {
-            let start = view.trades.partition_point(|t| t.id < from);
-            view.trades[start..]
-                .iter()
-                .take(limit)
-                .map(|t| trade_json(&view.market, t))
-                .collect()
-        }
-        None => view
-            .recent_trades(limit)
-            .iter()
-            .map(|t| trade_json(&view.market, t))
-            .collect(),
+    let (market, kept, evicted) = {
+        let projection = c.binance.inner.market.read();
+        let view = market_of(&projection, &c.params)?;
+        let kept: Vec<Trade> = match from_id {
+            Some(from) => view.trades_from(from).take(limit).copied().collect(),
+            None => view.recent_trades(limit).copied().collect(),
+        };
+        (view.market.clone(), kept, view.evicted_trades)
     };
-    Ok(Value::Array(list))
+    c.params.all_read()?;
+    // Trades that left memory are read from the history.
+    let reach_back = evicted > 0
+        && match from_id {
+            Some(from) => from <= evicted,
+            None => kept.len() < limit,
+        };
+    let trades = if reach_back {
+        let range = history_range(from_id, None, None, limit);
+        let stored = stored_trades(&c, &market, None, None, range).await?;
+        merge_by_id(stored, kept, |t| t.id, range.from, limit)
+    } else {
+        kept
+    };
+    Ok(Value::Array(
+        trades.iter().map(|t| trade_json(&market, t)).collect(),
+    ))
 });
+
+/// A history read's range from Binance's `fromId` / `orderId`, `startTime`, `endTime` and
+/// `limit`: with a starting point the first `limit` from it, otherwise the latest.
+fn history_range(
+    from: Option<u64>,
+    start: Option<u64>,
+    end: Option<u64>,
+    limit: usize,
+) -> HistoryRange {
+    let i64_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    HistoryRange {
+        from_id: from.map_or(0, i64_of),
+        start_ms: start.map_or(0, i64_of),
+        end_ms: end.map_or(i64::MAX, i64_of),
+        limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        from: if from.is_some() || start.is_some() {
+            ReadFrom::Oldest
+        } else {
+            ReadFrom::Newest
+        },
+    }
+}
+
+/// Rows from the history and from memory together: one per id (memory's, the newer state,
+/// wins), by id, the first or the last `limit` as `from` says.
+fn merge_by_id<T>(
+    stored: Vec<T>,
+    kept: Vec<T>,
+    id: impl Fn(&T) -> u64,
+    from: ReadFrom,
+    limit: usize,
+) -> Vec<T> {
+    let mut all: std::collections::BTreeMap<u64, T> =
+        stored.into_iter().map(|t| (id(&t), t)).collect();
+    for t in kept {
+        all.insert(id(&t), t);
+    }
+    let mut all: Vec<T> = all.into_values().collect();
+    match from {
+        ReadFrom::Oldest => all.truncate(limit),
+        ReadFrom::Newest => {
+            let skip = all.len().saturating_sub(limit);
+            all.drain(..skip);
+        }
+    }
+    all
+}
+
+fn history_error(error: coss_store::StoreError) -> BinanceError {
+    BinanceError::internal(format_args!("reading the history: {error}"))
+}
+
+/// A market's trades from the history (of an account, and one of its orders, if given).
+async fn stored_trades(
+    c: &Call,
+    market: &Market,
+    account: Option<AccountId>,
+    order: Option<u64>,
+    range: HistoryRange,
+) -> Result<Vec<Trade>, BinanceError> {
+    let i64_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = c
+        .binance
+        .inner
+        .accounts
+        .store()
+        .history_trades(
+            i64::from(market.id.0),
+            account.map(|a| i64_of(a.0)),
+            order.map(i64_of),
+            range,
+        )
+        .await
+        .map_err(history_error)?;
+    Ok(rows.iter().filter_map(Trade::from_row).collect())
+}
+
+/// An account's orders in a market from the history.
+async fn stored_orders(
+    c: &Call,
+    market: &Market,
+    account: AccountId,
+    range: HistoryRange,
+) -> Result<Vec<Order>, BinanceError> {
+    let rows = c
+        .binance
+        .inner
+        .accounts
+        .store()
+        .history_orders(
+            i64::try_from(account.0).unwrap_or(i64::MAX),
+            i64::from(market.id.0),
+            range,
+        )
+        .await
+        .map_err(history_error)?;
+    Ok(rows.iter().filter_map(Order::from_row).collect())
+}
 
 endpoint!(agg_trades, Security::None, |_| 4, |c: Call| async move {
     let limit = c.params.limit(500, 1000)?;
     let from_id = c.params.integer("fromId")?;
     let start = c.params.integer("startTime")?;
     let end = c.params.integer("endTime")?;
-    let projection = c.binance.inner.market.read();
-    let view = market_of(&projection, &c.params)?;
-    c.params.all_read()?;
-    let m = &view.market;
     let in_time =
         |t: &&Trade| start.is_none_or(|s| t.time_ms >= s) && end.is_none_or(|e| t.time_ms <= e);
-    let selected: Vec<&Trade> = if from_id.is_some() || start.is_some() {
-        let first = view.trades.partition_point(|t| t.id < from_id.unwrap_or(0));
-        view.trades[first..]
-            .iter()
-            .filter(in_time)
-            .take(limit)
-            .collect()
+    let (market, kept, reach_back) = {
+        let projection = c.binance.inner.market.read();
+        let view = market_of(&projection, &c.params)?;
+        let kept: Vec<Trade> = if from_id.is_some() || start.is_some() {
+            view.trades_from(from_id.unwrap_or(0))
+                .filter(in_time)
+                .take(limit)
+                .copied()
+                .collect()
+        } else {
+            view.recent_trades(limit).filter(in_time).copied().collect()
+        };
+        // Whether the history holds trades the range asks for that memory let go.
+        let oldest_kept_time = view.trades.front().map_or(u64::MAX, |t| t.time_ms);
+        let reach_back = view.evicted_trades > 0
+            && match (from_id, start) {
+                (Some(f), _) => f <= view.evicted_trades,
+                (None, Some(s)) => s < oldest_kept_time,
+                (None, None) => kept.len() < limit,
+            };
+        (view.market.clone(), kept, reach_back)
+    };
+    c.params.all_read()?;
+    let m = &market;
+    let selected: Vec<Trade> = if reach_back {
+        let range = history_range(from_id, start, end, limit);
+        let stored = stored_trades(&c, m, None, None, range).await?;
+        merge_by_id(stored, kept, |t| t.id, range.from, limit)
     } else {
-        let recent = view.recent_trades(limit);
-        recent.iter().filter(in_time).collect()
+        kept
     };
     Ok(Value::Array(
         selected
@@ -468,13 +590,64 @@ endpoint!(klines, Security::None, |_| 2, |c: Call| async move {
             }
         })
         .transpose()?;
-    let projection = c.binance.inner.market.read();
-    let view = market_of(&projection, &c.params)?;
-    c.params.all_read()?;
-    let m = &view.market;
     let start = start.map(|s| interval.open_time(s));
+    let (market, kept, evicted) = {
+        let projection = c.binance.inner.market.read();
+        let view = market_of(&projection, &c.params)?;
+        (
+            view.market.clone(),
+            view.candles(interval, start, end, limit),
+            view.evicted_candles[interval.index()],
+        )
+    };
+    c.params.all_read()?;
+    let m = &market;
+    // Candles that left memory (those opening before `evicted`) are made from the history's
+    // one-minute candles: only the part of the range before the first one memory holds.
+    let reach_back = evicted > 0
+        && match start {
+            Some(s) => s < evicted,
+            None => kept.len() < limit,
+        };
+    let candles = if reach_back && interval != Interval::S1 {
+        let before = kept.first().map_or(u64::MAX, |k| k.open_time);
+        let until = end.unwrap_or(u64::MAX).min(before.saturating_sub(1));
+        let from = match start {
+            Some(s) => s,
+            // The latest candles before memory's first: only sub-hour intervals leave
+            // memory, and they have a fixed length.
+            None => {
+                let wanted = u64::try_from(limit - kept.len()).unwrap_or(u64::MAX);
+                interval
+                    .open_time(until.min(evicted))
+                    .saturating_sub(interval.fixed_len().saturating_mul(wanted - 1))
+            }
+        };
+        let i64_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let minutes = c
+            .binance
+            .inner
+            .accounts
+            .store()
+            .history_candles(i64::from(m.id.0), i64_of(from), i64_of(until))
+            .await
+            .map_err(history_error)?;
+        let mut older = coss_market::candles_from_minutes(interval, &minutes);
+        older.retain(|k| k.open_time < before);
+        let mut all = older;
+        all.extend(kept);
+        if start.is_some() {
+            all.truncate(limit);
+        } else {
+            let skip = all.len().saturating_sub(limit);
+            all.drain(..skip);
+        }
+        all
+    } else {
+        kept
+    };
     Ok(Value::Array(
-        view.candles(interval, start, end, limit)
+        candles
             .into_iter()
             .map(|k| {
                 json!([
@@ -503,7 +676,7 @@ endpoint!(avg_price, Security::None, |_| 2, |c: Call| async move {
     let m = &view.market;
     let stats = view.rolling(c.now, 5 * 60_000);
     let price = stats.map_or(0, |s| average_price(m, s.quote_volume, s.volume));
-    let close = view.trades.last().map_or(0, |t| t.time_ms);
+    let close = view.trades.back().map_or(0, |t| t.time_ms);
     Ok(json!({ "mins": 5, "price": units::quote(m, price), "closeTime": close }))
 });
 
@@ -522,7 +695,7 @@ fn ticker_weight(params: &Params) -> u32 {
 
 fn ticker(view: &MarketView, now: u64) -> Value {
     let m = &view.market;
-    let last = view.trades.last();
+    let last = view.trades.back();
     let last_price = last.map_or(0, |t| m.price_units(t.price));
     let bid = view.book.best(Side::Buy);
     let ask = view.book.best(Side::Sell);
@@ -627,7 +800,7 @@ endpoint!(
             .into_iter()
             .map(|v| {
                 let m = &v.market;
-                let price = v.trades.last().map_or(0, |t| m.price_units(t.price));
+                let price = v.trades.back().map_or(0, |t| m.price_units(t.price));
                 json!({ "symbol": m.symbol, "price": units::quote(m, price) })
             })
             .collect();
@@ -979,10 +1152,7 @@ async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), 
         .map(|view| {
             traded
                 .iter()
-                .filter_map(|t| {
-                    let at = view.trades.partition_point(|x| x.id < *t);
-                    view.trades.get(at).filter(|x| x.id == *t).copied()
-                })
+                .filter_map(|t| view.trade(*t).copied())
                 .collect()
         })
         .unwrap_or_default();
@@ -1064,6 +1234,33 @@ endpoint!(
     }
 );
 
+/// The order a request names by `orderId` or `origClientOrderId`, from the history.
+async fn stored_order(
+    c: &Call,
+    market: &Market,
+    account: AccountId,
+) -> Result<Option<Order>, BinanceError> {
+    let store = c.binance.inner.accounts.store();
+    let owner = i64::try_from(account.0).unwrap_or(i64::MAX);
+    let row = match (
+        c.params.integer("orderId")?,
+        c.params.get("origClientOrderId"),
+    ) {
+        (Some(id), _) => {
+            store
+                .history_order(owner, i64::try_from(id).unwrap_or(i64::MAX))
+                .await
+        }
+        (None, Some(client)) => store.history_order_by_client_id(owner, client).await,
+        (None, None) => return Ok(None),
+    }
+    .map_err(history_error)?;
+    Ok(row
+        .as_ref()
+        .and_then(Order::from_row)
+        .filter(|o| o.new.market == market.id))
+}
+
 /// The order a request names by `orderId` or `origClientOrderId`.
 fn named_order<'a>(
     projection: &'a Projection,
@@ -1090,12 +1287,21 @@ endpoint!(
     |_| 4,
     |c: Call| async move {
         let account = signed_account(&c)?;
-        let projection = c.binance.inner.market.read();
-        let view = market_of(&projection, &c.params)?;
-        let order = named_order(&projection, &c.params, account, view)?;
+        let (market, kept) = {
+            let projection = c.binance.inner.market.read();
+            let view = market_of(&projection, &c.params)?;
+            let order = named_order(&projection, &c.params, account, view)?.cloned();
+            (view.market.clone(), order)
+        };
         c.params.all_read()?;
-        let order = order.ok_or_else(BinanceError::no_such_order)?;
-        Ok(order_json(&view.market, order))
+        let order = match kept {
+            Some(order) => order,
+            // A finished order that left memory: from the history.
+            None => stored_order(&c, &market, account)
+                .await?
+                .ok_or_else(BinanceError::no_such_order)?,
+        };
+        Ok(order_json(&market, &order))
     }
 );
 
@@ -1234,23 +1440,28 @@ endpoint!(
         let start = c.params.integer("startTime")?;
         let end = c.params.integer("endTime")?;
         let limit = c.params.limit(500, 1000)?;
-        let projection = c.binance.inner.market.read();
-        let view = market_of(&projection, &c.params)?;
-        c.params.all_read()?;
-        let orders: Vec<&Order> = projection
-            .orders_of(account)
-            .filter(|o| o.new.market == view.market.id)
-            .filter(|o| from.is_none_or(|f| o.id.0 >= f))
-            .filter(|o| start.is_none_or(|s| o.time_ms >= s) && end.is_none_or(|e| o.time_ms <= e))
-            .collect();
-        // With a starting point, the first `limit` from it; otherwise the most recent.
-        let chosen: &[&Order] = if from.is_some() || start.is_some() {
-            &orders[..orders.len().min(limit)]
-        } else {
-            &orders[orders.len().saturating_sub(limit)..]
+        let range = history_range(from, start, end, limit);
+        let (market, kept) = {
+            let projection = c.binance.inner.market.read();
+            let view = market_of(&projection, &c.params)?;
+            let kept: Vec<Order> = projection
+                .orders_of(account)
+                .filter(|o| o.new.market == view.market.id)
+                .filter(|o| from.is_none_or(|f| o.id.0 >= f))
+                .filter(|o| {
+                    start.is_none_or(|s| o.time_ms >= s) && end.is_none_or(|e| o.time_ms <= e)
+                })
+                .cloned()
+                .collect();
+            (view.market.clone(), kept)
         };
+        c.params.all_read()?;
+        // Memory keeps the open and the recently finished orders; the history has the rest
+        // (and may lag memory by a moment, which memory covers).
+        let stored = stored_orders(&c, &market, account, range).await?;
+        let chosen = merge_by_id(stored, kept, |o| o.id.0, range.from, limit);
         Ok(Value::Array(
-            chosen.iter().map(|o| order_json(&view.market, o)).collect(),
+            chosen.iter().map(|o| order_json(&market, o)).collect(),
         ))
     }
 );
@@ -1321,22 +1532,27 @@ endpoint!(
         let start = c.params.integer("startTime")?;
         let end = c.params.integer("endTime")?;
         let limit = c.params.limit(500, 1000)?;
-        let projection = c.binance.inner.market.read();
-        let view = market_of(&projection, &c.params)?;
-        c.params.all_read()?;
-        let m = &view.market;
-        let trades: Vec<&Trade> = projection
-            .trades_of(account)
-            .filter(|t| t.market == m.id)
-            .filter(|t| order_id.is_none_or(|o| t.maker_order.0 == o || t.taker_order.0 == o))
-            .filter(|t| from.is_none_or(|f| t.id >= f))
-            .filter(|t| start.is_none_or(|s| t.time_ms >= s) && end.is_none_or(|e| t.time_ms <= e))
-            .collect();
-        let chosen: &[&Trade] = if from.is_some() || start.is_some() {
-            &trades[..trades.len().min(limit)]
-        } else {
-            &trades[trades.len().saturating_sub(limit)..]
+        let range = history_range(from, start, end, limit);
+        let (market, kept) = {
+            let projection = c.binance.inner.market.read();
+            let view = market_of(&projection, &c.params)?;
+            let id = view.market.id;
+            let kept: Vec<Trade> = projection
+                .trades_of(account)
+                .filter(|t| t.market == id)
+                .filter(|t| order_id.is_none_or(|o| t.maker_order.0 == o || t.taker_order.0 == o))
+                .filter(|t| from.is_none_or(|f| t.id >= f))
+                .filter(|t| {
+                    start.is_none_or(|s| t.time_ms >= s) && end.is_none_or(|e| t.time_ms <= e)
+                })
+                .copied()
+                .collect();
+            (view.market.clone(), kept)
         };
+        c.params.all_read()?;
+        let m = &market;
+        let stored = stored_trades(&c, m, Some(account), order_id, range).await?;
+        let chosen = merge_by_id(stored, kept, |t| t.id, range.from, limit);
         Ok(Value::Array(
             chosen
                 .iter()

@@ -148,7 +148,9 @@ impl Interval {
         next - 1
     }
 
-    fn fixed_len(self) -> u64 {
+    /// The length of an interval (a month counts as 31 days).
+    #[must_use]
+    pub fn fixed_len(self) -> u64 {
         match self {
             Interval::S1 => SECOND,
             Interval::M1 => MINUTE,

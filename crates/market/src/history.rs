@@ -6,7 +6,7 @@
 //! (which has applied at least the batch being written), so a row always holds the newest
 //! state; writes are idempotent.
 
-use crate::{Interval, MarketService, OrderStatus, order_type_name, side_name};
+use crate::{Interval, MarketService, OrderStatus, order_type_name, side_name, stp_name, tif_name};
 use coss_core::{Event, EventKind};
 use coss_store::{BalanceRow, CandleRow, HistoryBatch, OrderRow, Store, TradeRow};
 use coss_types::{MarketId, OrderId};
@@ -72,17 +72,26 @@ async fn run(store: Store, market: MarketService, mut events: mpsc::Receiver<Arc
             }
         }
         let batch = collect(&market, &chunks, position);
+        // The last event gathered: once written (or if the database already had it), the
+        // projection may let go of what it covers.
+        let last = chunks
+            .iter()
+            .rev()
+            .find_map(|c| c.last())
+            .map(|e| (e.seq, e.time_ms));
         chunks.clear();
-        if batch.seq <= position {
-            continue;
+        if batch.seq > position {
+            let mut backoff = Duration::from_millis(100);
+            while let Err(error) = store.write_history(&batch).await {
+                tracing::error!(%error, "history: write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            position = batch.seq;
         }
-        let mut backoff = Duration::from_millis(100);
-        while let Err(error) = store.write_history(&batch).await {
-            tracing::error!(%error, "history: write failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+        if let Some((seq, time_ms)) = last {
+            market.write().set_persisted(seq, time_ms);
         }
-        position = batch.seq;
     }
 }
 
@@ -145,8 +154,7 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
         let Some(view) = projection.market(market_id) else {
             continue;
         };
-        let at = view.trades.partition_point(|t| t.id < id);
-        if let Some(t) = view.trades.get(at).filter(|t| t.id == id) {
+        if let Some(t) = view.trade(id) {
             batch.trades.push(TradeRow {
                 id: i64_of(t.id),
                 market: i64::from(t.market.0),
@@ -182,6 +190,11 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
             status: OrderStatus::name(o.status),
             time_ms: i64_of(o.time_ms),
             update_ms: i64_of(o.update_ms),
+            time_in_force: o.time_in_force().map(tif_name),
+            stop_price: o.stop_price().map(|p| i64_of(p.0)),
+            quote_order_qty: o.quote_order_qty().map(|a| a.0.to_string()),
+            stp: stp_name(o.stp()),
+            working_ms: o.working_ms.map(i64_of),
         });
     }
     for (market_id, open) in candles {
@@ -201,6 +214,8 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
             volume: c.volume.to_string(),
             quote_volume: c.quote_volume.to_string(),
             trades: i64_of(c.trades),
+            taker_buy_volume: c.taker_buy_volume.to_string(),
+            taker_buy_quote: c.taker_buy_quote.to_string(),
         });
     }
     batch

@@ -23,7 +23,7 @@ use coss_core::{
 };
 use coss_types::{AccountId, Amount, AssetId, ClientOrderId, MarketId, OrderId, Price, Qty, Side};
 use rustc_hash::FxHashMap;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A listed asset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,6 +264,201 @@ pub fn order_type_name(kind: &OrderKind) -> &'static str {
     }
 }
 
+/// Binance's name of a time-in-force (`LIMIT_MAKER` orders count as `GTC`).
+#[must_use]
+pub fn tif_name(tif: TimeInForce) -> &'static str {
+    match tif {
+        TimeInForce::Ioc => "IOC",
+        TimeInForce::Fok => "FOK",
+        TimeInForce::Gtc | TimeInForce::PostOnly => "GTC",
+    }
+}
+
+/// Binance's name of a self-trade prevention mode.
+#[must_use]
+pub fn stp_name(stp: SelfTradePrevention) -> &'static str {
+    match stp {
+        SelfTradePrevention::None => "NONE",
+        SelfTradePrevention::ExpireTaker => "EXPIRE_TAKER",
+        SelfTradePrevention::ExpireMaker => "EXPIRE_MAKER",
+        SelfTradePrevention::ExpireBoth => "EXPIRE_BOTH",
+    }
+}
+
+fn u64_of(n: i64) -> Option<u64> {
+    u64::try_from(n).ok()
+}
+
+impl Order {
+    /// An order as the history stored it (one that has left memory). `None` for a row this
+    /// version cannot read back.
+    #[must_use]
+    pub fn from_row(row: &coss_store::OrderRow) -> Option<Order> {
+        let side = match row.side {
+            "BUY" => Side::Buy,
+            "SELL" => Side::Sell,
+            _ => return None,
+        };
+        let tif = match row.time_in_force {
+            Some("IOC") => TimeInForce::Ioc,
+            Some("FOK") => TimeInForce::Fok,
+            _ => TimeInForce::Gtc,
+        };
+        let price = row.price.and_then(u64_of).map(Price);
+        let qty = row.qty.and_then(u64_of).map(Qty);
+        let stop = row.stop_price.and_then(u64_of).map(Price);
+        let kind = match (row.kind, price, qty, stop) {
+            ("LIMIT_MAKER", Some(price), Some(qty), _) => OrderKind::Limit {
+                price,
+                qty,
+                tif: TimeInForce::PostOnly,
+            },
+            ("LIMIT", Some(price), Some(qty), _) => OrderKind::Limit { price, qty, tif },
+            ("MARKET", _, _, _) if row.quote_order_qty.is_some() => OrderKind::MarketQuote {
+                amount: Amount(row.quote_order_qty.as_deref()?.parse().ok()?),
+            },
+            ("MARKET", _, Some(qty), _) => OrderKind::Market { qty },
+            ("STOP_LOSS_LIMIT", Some(price), Some(qty), Some(stop)) => OrderKind::StopLimit {
+                stop,
+                price,
+                qty,
+                tif,
+            },
+            ("TAKE_PROFIT_LIMIT", Some(price), Some(qty), Some(stop)) => {
+                OrderKind::TakeProfitLimit {
+                    stop,
+                    price,
+                    qty,
+                    tif,
+                }
+            }
+            _ => return None,
+        };
+        let stp = match row.stp {
+            "EXPIRE_TAKER" => SelfTradePrevention::ExpireTaker,
+            "EXPIRE_MAKER" => SelfTradePrevention::ExpireMaker,
+            "EXPIRE_BOTH" => SelfTradePrevention::ExpireBoth,
+            _ => SelfTradePrevention::None,
+        };
+        let status = match row.status {
+            "NEW" => OrderStatus::New,
+            "PARTIALLY_FILLED" => OrderStatus::PartiallyFilled,
+            "FILLED" => OrderStatus::Filled,
+            "CANCELED" => OrderStatus::Canceled,
+            "EXPIRED" => OrderStatus::Expired,
+            "EXPIRED_IN_MATCH" => OrderStatus::ExpiredInMatch,
+            _ => return None,
+        };
+        Some(Order {
+            id: OrderId(u64_of(row.id)?),
+            new: NewOrder {
+                account: AccountId(u64_of(row.account)?),
+                market: MarketId(u32::try_from(row.market).ok()?),
+                side,
+                kind,
+                client_id: match &row.client_id {
+                    Some(c) => Some(ClientOrderId::new(c).ok()?),
+                    None => None,
+                },
+                stp,
+            },
+            price,
+            qty,
+            executed: u64_of(row.executed)?,
+            cum_quote: row.cum_quote.parse().ok()?,
+            status,
+            time_ms: u64_of(row.time_ms)?,
+            update_ms: u64_of(row.update_ms)?,
+            working_ms: row.working_ms.and_then(u64_of),
+            book_lots: 0,
+        })
+    }
+}
+
+impl Trade {
+    /// A trade as the history stored it. `None` for a row this version cannot read back.
+    #[must_use]
+    pub fn from_row(row: &coss_store::TradeRow) -> Option<Trade> {
+        Some(Trade {
+            id: u64_of(row.id)?,
+            market: MarketId(u32::try_from(row.market).ok()?),
+            price: Price(u64_of(row.price)?),
+            qty: Qty(u64_of(row.qty)?),
+            quote: row.quote.parse().ok()?,
+            time_ms: u64_of(row.time_ms)?,
+            taker_side: match row.taker_side {
+                "BUY" => Side::Buy,
+                "SELL" => Side::Sell,
+                _ => return None,
+            },
+            maker_order: OrderId(u64_of(row.maker_order)?),
+            taker_order: OrderId(u64_of(row.taker_order)?),
+            maker_account: AccountId(u64_of(row.maker_account)?),
+            taker_account: AccountId(u64_of(row.taker_account)?),
+            maker_fee: row.maker_fee.parse().ok()?,
+            taker_fee: row.taker_fee.parse().ok()?,
+        })
+    }
+}
+
+/// Candles of `interval` made from one-minute candles the history stored (oldest first, one
+/// market): each holds the minutes that open within it. Trade ids are not stored, so
+/// `first_trade` and `last_trade` are 0. Rows this version cannot read are skipped.
+#[must_use]
+pub fn candles_from_minutes(interval: Interval, minutes: &[coss_store::CandleRow]) -> Vec<Candle> {
+    let mut out: Vec<Candle> = Vec::new();
+    for row in minutes {
+        let (Some(open_time), Some(open), Some(high), Some(low), Some(close), Some(trades)) = (
+            u64_of(row.open_time),
+            u64_of(row.open),
+            u64_of(row.high),
+            u64_of(row.low),
+            u64_of(row.close),
+            u64_of(row.trades),
+        ) else {
+            continue;
+        };
+        let amounts = (
+            row.volume.parse::<u128>(),
+            row.quote_volume.parse::<u128>(),
+            row.taker_buy_volume.parse::<u128>(),
+            row.taker_buy_quote.parse::<u128>(),
+        );
+        let (Ok(volume), Ok(quote_volume), Ok(taker_buy_volume), Ok(taker_buy_quote)) = amounts
+        else {
+            continue;
+        };
+        let start = interval.open_time(open_time);
+        match out.last_mut() {
+            Some(c) if c.open_time == start => {
+                c.high = c.high.max(Price(high));
+                c.low = c.low.min(Price(low));
+                c.close = Price(close);
+                c.volume += volume;
+                c.quote_volume += quote_volume;
+                c.trades += trades;
+                c.taker_buy_volume += taker_buy_volume;
+                c.taker_buy_quote += taker_buy_quote;
+            }
+            _ => out.push(Candle {
+                open_time: start,
+                open: Price(open),
+                high: Price(high),
+                low: Price(low),
+                close: Price(close),
+                volume,
+                quote_volume,
+                trades,
+                taker_buy_volume,
+                taker_buy_quote,
+                first_trade: 0,
+                last_trade: 0,
+            }),
+        }
+    }
+    out
+}
+
 /// What happened to an order in an [`Update::Order`] (Binance's execution types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Execution {
@@ -457,8 +652,16 @@ pub struct MarketView {
     pub market: Market,
     /// The book by level.
     pub book: Levels,
-    /// Every trade, oldest first.
-    pub trades: Vec<Trade>,
+    /// The most recent trades, oldest first (at most [`Retention::trades_per_market`] once
+    /// the history holds the older ones).
+    pub trades: VecDeque<Trade>,
+    /// The event sequence number of each kept trade.
+    trade_seqs: VecDeque<u64>,
+    /// The id of the newest trade that left memory (0: none did): trades up to it are read
+    /// from the history.
+    pub evicted_trades: u64,
+    /// Per interval, the open time after the newest candle that left memory (0: none did).
+    pub evicted_candles: Vec<u64>,
     /// Candles per interval (indexed by [`Interval::index`]), by open time.
     pub candles: Vec<BTreeMap<u64, Candle>>,
     /// Levels changed since a subscriber last took them ([`Projection::take_changed_levels`]),
@@ -486,18 +689,63 @@ pub struct DepthDiff {
     pub asks: Vec<(Price, u64)>,
 }
 
+/// How much history the projection keeps in memory: the recent part that the APIs read most
+/// and that live streams need. Older trades, finished orders and candles are read from the
+/// history in the database, and leave memory only once the history holds them (see
+/// [`Projection::set_persisted`]), so memory stays bounded however long the exchange runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Trades per market.
+    pub trades_per_market: usize,
+    /// Finished (filled, cancelled, expired) orders, over all accounts; open orders always
+    /// stay.
+    pub done_orders: usize,
+    /// Candles per interval and market for the intervals under an hour, one-minute candles
+    /// excepted (candles of an hour or more are all kept: a few a day).
+    pub candles_per_interval: usize,
+    /// One-minute candles per market: the rolling-window tickers are made from them.
+    pub minute_candles: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            trades_per_market: 10_000,
+            done_orders: 100_000,
+            candles_per_interval: 1_000,
+            // Seven days and the current minute: the longest ticker window.
+            minute_candles: 7 * 24 * 60 + 1,
+        }
+    }
+}
+
+/// What the history in the database already holds: up to an event sequence number and the
+/// time of that event. Only that may leave memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Persisted {
+    seq: u64,
+    time_ms: u64,
+}
+
 /// The projection of the event stream.
 #[derive(Debug, Default)]
 pub struct Projection {
+    retention: Retention,
+    /// `None`: no history is kept, so nothing waits for it.
+    persisted: Option<Persisted>,
+    /// Finished orders, in the order they finished, with the sequence number that finished
+    /// them.
+    done: VecDeque<(u64, OrderId)>,
     seq: u64,
     time_ms: u64,
     assets: BTreeMap<AssetId, Asset>,
     markets: BTreeMap<MarketId, MarketView>,
     by_symbol: FxHashMap<String, MarketId>,
     orders: FxHashMap<OrderId, Order>,
-    account_orders: FxHashMap<AccountId, Vec<OrderId>>,
+    account_orders: FxHashMap<AccountId, BTreeSet<OrderId>>,
     open_orders: FxHashMap<AccountId, BTreeSet<OrderId>>,
-    account_trades: FxHashMap<AccountId, Vec<(MarketId, usize)>>,
+    /// Each account's kept trades by the sequence number of their event.
+    account_trades: FxHashMap<AccountId, BTreeMap<u64, (MarketId, u64)>>,
     balances: FxHashMap<AccountId, BTreeMap<AssetId, (u128, u128)>>,
     changed_balances: BTreeMap<AccountId, BTreeSet<AssetId>>,
     updates: Vec<Update>,
@@ -512,6 +760,104 @@ impl Projection {
         Projection {
             fee_tiers: coss_core::default_fee_schedule(),
             ..Projection::default()
+        }
+    }
+
+    /// An empty projection that keeps `retention` and lets history leave memory only once
+    /// [`Projection::set_persisted`] says the database holds it.
+    #[must_use]
+    pub fn with_history(retention: Retention) -> Projection {
+        Projection {
+            retention,
+            persisted: Some(Persisted { seq: 0, time_ms: 0 }),
+            ..Projection::new()
+        }
+    }
+
+    /// An empty projection that keeps only `retention` (no history behind it: what leaves
+    /// memory is gone).
+    #[must_use]
+    pub fn with_retention(retention: Retention) -> Projection {
+        Projection {
+            retention,
+            ..Projection::new()
+        }
+    }
+
+    /// The history in the database holds every event up to `seq` (whose time is `time_ms`).
+    pub fn set_persisted(&mut self, seq: u64, time_ms: u64) {
+        if let Some(p) = &mut self.persisted
+            && seq > p.seq
+        {
+            *p = Persisted { seq, time_ms };
+        }
+    }
+
+    /// Drops what lies beyond the retention and the history already holds.
+    fn evict(&mut self) {
+        let (seq, time_ms) = self
+            .persisted
+            .map_or((u64::MAX, u64::MAX), |p| (p.seq, p.time_ms));
+        while self.done.len() > self.retention.done_orders {
+            match self.done.front() {
+                Some(&(done_seq, id)) if done_seq <= seq => {
+                    self.done.pop_front();
+                    if let Some(order) = self.orders.remove(&id)
+                        && let Some(ids) = self.account_orders.get_mut(&order.new.account)
+                    {
+                        ids.remove(&id);
+                        if ids.is_empty() {
+                            self.account_orders.remove(&order.new.account);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        for view in self.markets.values_mut() {
+            while view.trades.len() > self.retention.trades_per_market {
+                let (Some(&trade_seq), Some(trade)) =
+                    (view.trade_seqs.front(), view.trades.front())
+                else {
+                    break;
+                };
+                if trade_seq > seq {
+                    break;
+                }
+                for account in [trade.maker_account, trade.taker_account] {
+                    if let Some(kept) = self.account_trades.get_mut(&account) {
+                        kept.remove(&trade_seq);
+                        if kept.is_empty() {
+                            self.account_trades.remove(&account);
+                        }
+                    }
+                }
+                view.evicted_trades = trade.id;
+                view.trades.pop_front();
+                view.trade_seqs.pop_front();
+            }
+            for interval in Interval::ALL {
+                let (keep, persisted) = match interval {
+                    Interval::M1 => (self.retention.minute_candles, time_ms),
+                    // Made from the one-minute candles of the history when asked for.
+                    Interval::S1 | Interval::M3 | Interval::M5 | Interval::M15 | Interval::M30 => {
+                        (self.retention.candles_per_interval, u64::MAX)
+                    }
+                    // An hour or more: a few a day, all kept (making them from minutes would
+                    // read thousands of rows per candle).
+                    _ => continue,
+                };
+                let candles = &mut view.candles[interval.index()];
+                while candles.len() > keep {
+                    match candles.first_key_value() {
+                        Some((&open, _)) if interval.close_time(open) < persisted => {
+                            view.evicted_candles[interval.index()] = open + 1;
+                            candles.pop_first();
+                        }
+                        _ => break,
+                    }
+                }
+            }
         }
     }
 
@@ -590,7 +936,10 @@ impl Projection {
                             trading: true,
                         },
                         book: Levels::default(),
-                        trades: Vec::new(),
+                        trades: VecDeque::new(),
+                        trade_seqs: VecDeque::new(),
+                        evicted_trades: 0,
+                        evicted_candles: vec![0; Interval::ALL.len()],
                         candles: vec![BTreeMap::new(); Interval::ALL.len()],
                         changed: Default::default(),
                         changed_from: [0; DEPTH_SPEEDS],
@@ -646,7 +995,7 @@ impl Projection {
                     maker_fee: maker_fee.0,
                     taker_fee: taker_fee.0,
                 };
-                self.trade(trade);
+                self.trade(trade, event.seq);
             }
             EventKind::OrderAmended {
                 order, qty, price, ..
@@ -695,7 +1044,11 @@ impl Projection {
                 }
                 if let Some(open) = self.open_orders.get_mut(account) {
                     open.remove(order);
+                    if open.is_empty() {
+                        self.open_orders.remove(account);
+                    }
                 }
+                self.done.push_back((event.seq, *order));
                 match execution {
                     Some(execution) => self.order_update(execution, *order),
                     // A fill is reported with its last trade, which already carries the new
@@ -780,6 +1133,7 @@ impl Projection {
     /// Ends a batch of events: books that changed get a new update id, changed balances are
     /// reported, and the updates collected since the last call are returned.
     pub fn finish_batch(&mut self) -> Vec<Update> {
+        self.evict();
         for view in self.markets.values_mut() {
             if std::mem::take(&mut view.touched) {
                 view.book.update_id += 1;
@@ -838,7 +1192,10 @@ impl Projection {
             book_lots: 0,
         };
         self.orders.insert(id, order.clone());
-        self.account_orders.entry(new.account).or_default().push(id);
+        self.account_orders
+            .entry(new.account)
+            .or_default()
+            .insert(id);
         self.open_orders.entry(new.account).or_default().insert(id);
         self.book_add(&order);
         self.order_update(Execution::New, id);
@@ -878,7 +1235,7 @@ impl Projection {
         }
     }
 
-    fn trade(&mut self, trade: Trade) {
+    fn trade(&mut self, trade: Trade, seq: u64) {
         for order_id in [trade.maker_order, trade.taker_order] {
             let Some(o) = self.orders.get(&order_id).cloned() else {
                 continue;
@@ -897,8 +1254,8 @@ impl Projection {
         let Some(view) = self.markets.get_mut(&trade.market) else {
             return;
         };
-        let index = view.trades.len();
-        view.trades.push(trade);
+        view.trades.push_back(trade);
+        view.trade_seqs.push_back(seq);
         for interval in Interval::ALL {
             let open = interval.open_time(trade.time_ms);
             view.candles[interval.index()]
@@ -906,15 +1263,11 @@ impl Projection {
                 .or_insert_with(|| Candle::new(open, &trade))
                 .add(&trade);
         }
-        self.account_trades
-            .entry(trade.maker_account)
-            .or_default()
-            .push((trade.market, index));
-        if trade.taker_account != trade.maker_account {
+        for account in [trade.maker_account, trade.taker_account] {
             self.account_trades
-                .entry(trade.taker_account)
+                .entry(account)
                 .or_default()
-                .push((trade.market, index));
+                .insert(seq, (trade.market, trade.id));
         }
         self.updates.push(Update::Trade(trade));
         for order in [trade.maker_order, trade.taker_order] {
@@ -1002,7 +1355,7 @@ impl Projection {
             .filter_map(|id| self.orders.get(id))
     }
 
-    /// Every order of an account, oldest first.
+    /// An account's kept orders (every open one, and the recently finished), oldest first.
     pub fn orders_of(&self, account: AccountId) -> impl Iterator<Item = &Order> {
         self.account_orders
             .get(&account)
@@ -1011,13 +1364,13 @@ impl Projection {
             .filter_map(|id| self.orders.get(id))
     }
 
-    /// Every trade of an account, oldest first.
+    /// An account's kept trades, oldest first.
     pub fn trades_of(&self, account: AccountId) -> impl Iterator<Item = &Trade> {
         self.account_trades
             .get(&account)
             .into_iter()
             .flatten()
-            .filter_map(|(market, index)| self.markets.get(market)?.trades.get(*index))
+            .filter_map(|(_, (market, id))| self.markets.get(market)?.trade(*id))
     }
 
     /// An account's balances: (asset, available, locked), nonzero ones.
@@ -1069,10 +1422,28 @@ impl MarketView {
         }
     }
 
-    /// The most recent `n` trades, oldest first.
+    /// The most recent `n` kept trades, oldest first.
+    pub fn recent_trades(&self, n: usize) -> impl Iterator<Item = &Trade> {
+        self.trades.range(self.trades.len().saturating_sub(n)..)
+    }
+
+    /// A kept trade by id.
     #[must_use]
-    pub fn recent_trades(&self, n: usize) -> &[Trade] {
-        &self.trades[self.trades.len().saturating_sub(n)..]
+    pub fn trade(&self, id: u64) -> Option<&Trade> {
+        let at = self.trades.partition_point(|t| t.id < id);
+        self.trades.get(at).filter(|t| t.id == id)
+    }
+
+    /// The kept trades from id `from` on, oldest first.
+    pub fn trades_from(&self, from: u64) -> impl Iterator<Item = &Trade> {
+        let at = self.trades.partition_point(|t| t.id < from);
+        self.trades.range(at..)
+    }
+
+    /// The id of the oldest kept trade, if any: older ones are in the history.
+    #[must_use]
+    pub fn oldest_trade(&self) -> Option<u64> {
+        self.trades.front().map(|t| t.id)
     }
 
     /// The candles of an interval in `[start, end]` (by open time), at most `limit`, oldest

@@ -1,7 +1,7 @@
 //! The projection at run time: the engine's journal writer applies its durable events in
 //! place, readers share it.
 
-use crate::{Projection, Update};
+use crate::{Projection, Retention, Update};
 use coss_core::Event;
 use coss_engine::{EventFeed, EventSink};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -47,7 +47,21 @@ impl MarketService {
     pub fn start_with_history(
         history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
     ) -> (MarketService, EventFeed) {
-        let state = Arc::new(RwLock::new(Projection::new()));
+        Self::start_with(Retention::default(), history)
+    }
+
+    /// As [`MarketService::start_with_history`], keeping `retention` in memory.
+    #[must_use]
+    pub fn start_with(
+        retention: Retention,
+        history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
+    ) -> (MarketService, EventFeed) {
+        let projection = if history.is_some() {
+            Projection::with_history(retention)
+        } else {
+            Projection::with_retention(retention)
+        };
+        let state = Arc::new(RwLock::new(projection));
         let (applied_tx, applied) = watch::channel(0u64);
         let (published, _) = broadcast::channel(PUBLISH_CAPACITY);
         let service = MarketService {

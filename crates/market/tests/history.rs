@@ -5,8 +5,8 @@
 
 use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
 use coss_engine::{Engine, EngineConfig};
-use coss_market::{MarketService, spawn_history};
-use coss_store::{ScratchDatabase, Store};
+use coss_market::{Interval, MarketService, Order, Trade, spawn_history};
+use coss_store::{HistoryRange, ReadFrom, ScratchDatabase, Store};
 use coss_types::{AccountId, Amount, AssetId, MarketId, Price, Qty, Side};
 use std::path::Path;
 use std::time::Duration;
@@ -66,8 +66,9 @@ fn setup() -> Vec<Command> {
 }
 
 /// Runs an engine on `dir` with the projection and the history writer on `store`, submits
-/// `commands`, waits until the history holds every event, and stops.
-async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> u64 {
+/// `commands`, waits until the history holds every event, and stops; returns the last event
+/// and the projection.
+async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> (u64, MarketService) {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (market, feed) = MarketService::start_with_history(Some(tx));
     let writer = spawn_history(store.clone(), market.clone(), rx);
@@ -92,7 +93,118 @@ async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> u64 {
         .await
         .unwrap();
     writer.abort();
-    last
+    (last, market)
+}
+
+/// What the history reads back equals what the projection holds in memory.
+async fn reads_back(store: &Store, market: &MarketService) {
+    let everything = |from| HistoryRange {
+        from_id: 0,
+        start_ms: 0,
+        end_ms: i64::MAX,
+        limit: 1000,
+        from,
+    };
+    let (kept_trades, kept_orders, kept_candles) = {
+        let projection = market.read();
+        let view = projection.market(MarketId(1)).unwrap();
+        let orders: Vec<Vec<Order>> = [1000, 1001]
+            .into_iter()
+            .map(|a| projection.orders_of(AccountId(a)).cloned().collect())
+            .collect();
+        (
+            view.trades.iter().copied().collect::<Vec<_>>(),
+            orders,
+            view.candles(Interval::M1, Some(0), None, 100),
+        )
+    };
+    for from in [ReadFrom::Oldest, ReadFrom::Newest] {
+        let trades = store
+            .history_trades(1, None, None, everything(from))
+            .await
+            .unwrap();
+        let trades: Vec<Trade> = trades.iter().map(|t| Trade::from_row(t).unwrap()).collect();
+        assert_eq!(trades, kept_trades);
+    }
+    let mine = store
+        .history_trades(1, Some(1001), None, everything(ReadFrom::Oldest))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    let first_order = mine[0].taker_order;
+    let of_order = store
+        .history_trades(
+            1,
+            Some(1001),
+            Some(first_order),
+            everything(ReadFrom::Oldest),
+        )
+        .await
+        .unwrap();
+    assert_eq!(of_order, mine[..1]);
+    let newest = HistoryRange {
+        limit: 1,
+        ..everything(ReadFrom::Newest)
+    };
+    assert_eq!(
+        store
+            .history_trades(1, Some(1000), None, newest)
+            .await
+            .unwrap(),
+        mine[1..]
+    );
+    for (account, kept) in [1000u64, 1001].into_iter().zip(&kept_orders) {
+        let rows = store
+            .history_orders(account as i64, 1, everything(ReadFrom::Oldest))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), kept.len());
+        for (row, kept) in rows.iter().zip(kept) {
+            let read = Order::from_row(row).unwrap();
+            // All but the lots resting in the book, which only memory tracks.
+            assert_eq!(read.new, kept.new);
+            assert_eq!(
+                (
+                    read.id,
+                    read.price,
+                    read.qty,
+                    read.executed,
+                    read.cum_quote,
+                    read.status
+                ),
+                (
+                    kept.id,
+                    kept.price,
+                    kept.qty,
+                    kept.executed,
+                    kept.cum_quote,
+                    kept.status
+                )
+            );
+            assert_eq!(
+                (read.time_ms, read.update_ms, read.working_ms),
+                (kept.time_ms, kept.update_ms, kept.working_ms)
+            );
+            let by_id = store
+                .history_order(account as i64, row.id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&by_id, row);
+        }
+    }
+    assert_eq!(store.history_order(1000, 999_999).await.unwrap(), None);
+    let minutes = store.history_candles(1, 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        coss_market::candles_from_minutes(Interval::M1, &minutes)
+            .iter()
+            .map(|c| (c.open_time, c.volume, c.taker_buy_volume, c.trades))
+            .collect::<Vec<_>>(),
+        kept_candles
+            .iter()
+            .map(|c| (c.open_time, c.volume, c.taker_buy_volume, c.trades))
+            .collect::<Vec<_>>()
+    );
 }
 
 async fn the_history_holds_everything_once_and_is_rebuilt_from_the_journal(
@@ -100,7 +212,8 @@ async fn the_history_holds_everything_once_and_is_rebuilt_from_the_journal(
     fresh: Store,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let last = run(dir.path(), &store, setup()).await;
+    let (last, market) = run(dir.path(), &store, setup()).await;
+    reads_back(&store, &market).await;
     // Two trades (20 and 10 lots), three orders, one candle; a balance row per change.
     let counts = store.history_counts().await.unwrap();
     assert_eq!(counts[0], 2, "trades");
@@ -112,7 +225,7 @@ async fn the_history_holds_everything_once_and_is_rebuilt_from_the_journal(
     let fee = coss_core::fee_for(6_000_000, coss_core::default_fee_schedule()[0].maker_ppm);
     assert_eq!(last_tusd.available, (6_000_000 - fee).to_string());
     // A restart replays the journal; nothing is written twice.
-    let again = run(dir.path(), &store, Vec::new()).await;
+    let (again, _) = run(dir.path(), &store, Vec::new()).await;
     assert_eq!(again, last);
     assert_eq!(store.history_counts().await.unwrap(), counts);
     assert_eq!(

@@ -127,6 +127,142 @@ pub struct OrderRow {
     pub time_ms: i64,
     /// Last change.
     pub update_ms: i64,
+    /// `GTC`, `IOC`, `FOK` (limit-like orders), or none.
+    pub time_in_force: Option<&'static str>,
+    /// Trigger price in ticks (stop and take-profit orders).
+    pub stop_price: Option<i64>,
+    /// Quote amount of a market order by quote amount, smallest units.
+    pub quote_order_qty: Option<String>,
+    /// Self-trade prevention mode: `NONE`, `EXPIRE_TAKER`, `EXPIRE_MAKER`, `EXPIRE_BOTH`.
+    pub stp: &'static str,
+    /// When it started working (stops: when triggered).
+    pub working_ms: Option<i64>,
+}
+
+/// Every name an order row's text columns may hold (what the history writer writes).
+const ORDER_NAMES: [&str; 20] = [
+    "BUY",
+    "SELL",
+    "LIMIT",
+    "LIMIT_MAKER",
+    "MARKET",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT_LIMIT",
+    "NEW",
+    "PARTIALLY_FILLED",
+    "FILLED",
+    "CANCELED",
+    "EXPIRED",
+    "EXPIRED_IN_MATCH",
+    "GTC",
+    "IOC",
+    "FOK",
+    "NONE",
+    "EXPIRE_TAKER",
+    "EXPIRE_MAKER",
+    "EXPIRE_BOTH",
+];
+
+/// The static name equal to a stored one.
+fn known(stored: &str) -> Result<&'static str, StoreError> {
+    ORDER_NAMES
+        .iter()
+        .find(|n| **n == stored)
+        .copied()
+        .ok_or_else(|| StoreError::Invalid(format!("unknown order field value {stored:?}")))
+}
+
+/// Which end of a range a read starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The oldest rows in range first (a starting id or time was given).
+    Oldest,
+    /// The newest `limit` rows in range (returned oldest first).
+    Newest,
+}
+
+/// A range of history to read: ids from `from_id`, times within `[start_ms, end_ms]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRange {
+    /// Smallest id.
+    pub from_id: i64,
+    /// Earliest time (ms).
+    pub start_ms: i64,
+    /// Latest time (ms).
+    pub end_ms: i64,
+    /// Most rows.
+    pub limit: i64,
+    /// Which end.
+    pub from: ReadFrom,
+}
+
+const ORDER_COLUMNS: &str = "id, account, market, side, kind, price, qty, client_id, executed, \
+     cum_quote, status, time_ms, update_ms, time_in_force, stop_price, quote_order_qty, stp, \
+     working_ms";
+
+fn order_row(r: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
+    let side: String = r.try_get(3)?;
+    let kind: String = r.try_get(4)?;
+    let status: String = r.try_get(10)?;
+    let tif: Option<String> = r.try_get(13)?;
+    let stp: Option<String> = r.try_get(16)?;
+    Ok(OrderRow {
+        id: r.try_get(0)?,
+        account: r.try_get(1)?,
+        market: r.try_get(2)?,
+        side: known(&side)?,
+        kind: known(&kind)?,
+        price: r.try_get(5)?,
+        qty: r.try_get(6)?,
+        client_id: r.try_get(7)?,
+        executed: r.try_get(8)?,
+        cum_quote: r.try_get(9)?,
+        status: known(&status)?,
+        time_ms: r.try_get(11)?,
+        update_ms: r.try_get(12)?,
+        time_in_force: tif.as_deref().map(known).transpose()?,
+        stop_price: r.try_get(14)?,
+        quote_order_qty: r.try_get(15)?,
+        stp: known(stp.as_deref().unwrap_or("NONE"))?,
+        working_ms: r.try_get(17)?,
+    })
+}
+
+const TRADE_COLUMNS: &str = "id, market, price, qty, quote, taker_side, maker_order, taker_order, \
+     maker_account, taker_account, maker_fee, taker_fee, time_ms";
+
+fn trade_row(r: &sqlx::any::AnyRow) -> Result<TradeRow, StoreError> {
+    let side: String = r.try_get(5)?;
+    Ok(TradeRow {
+        id: r.try_get(0)?,
+        market: r.try_get(1)?,
+        price: r.try_get(2)?,
+        qty: r.try_get(3)?,
+        quote: r.try_get(4)?,
+        taker_side: known(&side)?,
+        maker_order: r.try_get(6)?,
+        taker_order: r.try_get(7)?,
+        maker_account: r.try_get(8)?,
+        taker_account: r.try_get(9)?,
+        maker_fee: r.try_get(10)?,
+        taker_fee: r.try_get(11)?,
+        time_ms: r.try_get(12)?,
+    })
+}
+
+/// Rows read newest first put back oldest first.
+fn in_order<T>(mut rows: Vec<T>, from: ReadFrom) -> Vec<T> {
+    if from == ReadFrom::Newest {
+        rows.reverse();
+    }
+    rows
+}
+
+fn direction(from: ReadFrom) -> &'static str {
+    match from {
+        ReadFrom::Oldest => "ASC",
+        ReadFrom::Newest => "DESC",
+    }
 }
 
 /// A balance after a change (a statement line).
@@ -167,6 +303,10 @@ pub struct CandleRow {
     pub quote_volume: String,
     /// Number of trades.
     pub trades: i64,
+    /// Lots bought by takers.
+    pub taker_buy_volume: String,
+    /// Quote spent by buying takers.
+    pub taker_buy_quote: String,
 }
 
 /// One batch of history, written in one transaction with the new position.
@@ -232,12 +372,14 @@ impl Store {
             let sql = multi_row(
                 self.backend,
                 "INSERT INTO orders (id, account, market, side, kind, price, qty, client_id, \
-                 executed, cum_quote, status, time_ms, update_ms) VALUES ",
-                13,
+                 executed, cum_quote, status, time_ms, update_ms, time_in_force, stop_price, \
+                 quote_order_qty, stp, working_ms) VALUES ",
+                18,
                 rows.len(),
                 " ON CONFLICT (id) DO UPDATE SET price = excluded.price, qty = excluded.qty, \
                  executed = excluded.executed, cum_quote = excluded.cum_quote, \
-                 status = excluded.status, update_ms = excluded.update_ms",
+                 status = excluded.status, update_ms = excluded.update_ms, \
+                 working_ms = excluded.working_ms",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for o in rows {
@@ -254,7 +396,12 @@ impl Store {
                     .bind(o.cum_quote.as_str())
                     .bind(o.status)
                     .bind(o.time_ms)
-                    .bind(o.update_ms);
+                    .bind(o.update_ms)
+                    .bind(o.time_in_force)
+                    .bind(o.stop_price)
+                    .bind(o.quote_order_qty.as_deref())
+                    .bind(o.stp)
+                    .bind(o.working_ms);
             }
             query.execute(&mut *tx).await?;
         }
@@ -282,13 +429,14 @@ impl Store {
             let sql = multi_row(
                 self.backend,
                 "INSERT INTO candles (market, open_time, open, high, low, close, volume, \
-                 quote_volume, trades) VALUES ",
-                9,
+                 quote_volume, trades, taker_buy_volume, taker_buy_quote) VALUES ",
+                11,
                 rows.len(),
                 " ON CONFLICT (market, open_time) DO UPDATE SET open = excluded.open, \
                  high = excluded.high, low = excluded.low, close = excluded.close, \
                  volume = excluded.volume, quote_volume = excluded.quote_volume, \
-                 trades = excluded.trades",
+                 trades = excluded.trades, taker_buy_volume = excluded.taker_buy_volume, \
+                 taker_buy_quote = excluded.taker_buy_quote",
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in rows {
@@ -301,7 +449,9 @@ impl Store {
                     .bind(c.close)
                     .bind(c.volume.as_str())
                     .bind(c.quote_volume.as_str())
-                    .bind(c.trades);
+                    .bind(c.trades)
+                    .bind(c.taker_buy_volume.as_str())
+                    .bind(c.taker_buy_quote.as_str());
             }
             query.execute(&mut *tx).await?;
         }
@@ -344,6 +494,147 @@ impl Store {
                     available: r.try_get(3)?,
                     locked: r.try_get(4)?,
                     time_ms: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// An account's order by id.
+    pub async fn history_order(
+        &self,
+        account: i64,
+        id: i64,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND id = $2");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_row).transpose()
+    }
+
+    /// An account's newest order with a client order id.
+    pub async fn history_order_by_client_id(
+        &self,
+        account: i64,
+        client_id: &str,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND client_id = $2 \
+             ORDER BY id DESC LIMIT 1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(order_row).transpose()
+    }
+
+    /// An account's orders in one market within `range`, oldest first.
+    pub async fn history_orders(
+        &self,
+        account: i64,
+        market: i64,
+        range: HistoryRange,
+    ) -> Result<Vec<OrderRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND market = $2 AND id >= $3 \
+             AND time_ms >= $4 AND time_ms <= $5 ORDER BY id {} LIMIT $6",
+            direction(range.from)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account)
+            .bind(market)
+            .bind(range.from_id)
+            .bind(range.start_ms)
+            .bind(range.end_ms)
+            .bind(range.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let rows = rows.iter().map(order_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(in_order(rows, range.from))
+    }
+
+    /// A market's trades within `range` (of one account, as maker or taker, when `account`
+    /// is given; of one of its orders when `order` is given too), oldest first.
+    pub async fn history_trades(
+        &self,
+        market: i64,
+        account: Option<i64>,
+        order: Option<i64>,
+        range: HistoryRange,
+    ) -> Result<Vec<TradeRow>, StoreError> {
+        let order_by = format!("ORDER BY id {} LIMIT $5", direction(range.from));
+        let in_range = "market = $1 AND id >= $2 AND time_ms >= $3 AND time_ms <= $4";
+        let sql = match (account, order) {
+            (None, _) => format!("SELECT {TRADE_COLUMNS} FROM trades WHERE {in_range} {order_by}"),
+            // Each side of a self-trade matches the account once; UNION keeps the trade once.
+            (Some(_), None) => format!(
+                "SELECT * FROM (SELECT {TRADE_COLUMNS} FROM trades WHERE {in_range} \
+                 AND maker_account = $6 UNION SELECT {TRADE_COLUMNS} FROM trades \
+                 WHERE {in_range} AND taker_account = $6) AS mine {order_by}"
+            ),
+            (Some(_), Some(_)) => format!(
+                "SELECT * FROM (SELECT {TRADE_COLUMNS} FROM trades WHERE {in_range} \
+                 AND maker_account = $6 AND maker_order = $7 UNION SELECT {TRADE_COLUMNS} \
+                 FROM trades WHERE {in_range} AND taker_account = $6 AND taker_order = $7) \
+                 AS mine {order_by}"
+            ),
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(market)
+            .bind(range.from_id)
+            .bind(range.start_ms)
+            .bind(range.end_ms)
+            .bind(range.limit);
+        if let Some(account) = account {
+            query = query.bind(account);
+            if let Some(order) = order {
+                query = query.bind(order);
+            }
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let rows = rows.iter().map(trade_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(in_order(rows, range.from))
+    }
+
+    /// A market's one-minute candles opening within `[start_ms, end_ms]`, oldest first.
+    pub async fn history_candles(
+        &self,
+        market: i64,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<CandleRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT market, open_time, open, high, low, close, volume, quote_volume, trades, \
+             taker_buy_volume, taker_buy_quote FROM candles WHERE market = $1 AND open_time >= $2 AND open_time <= $3 \
+             ORDER BY open_time",
+        )
+        .bind(market)
+        .bind(start_ms)
+        .bind(end_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CandleRow {
+                    market: r.try_get(0)?,
+                    open_time: r.try_get(1)?,
+                    open: r.try_get(2)?,
+                    high: r.try_get(3)?,
+                    low: r.try_get(4)?,
+                    close: r.try_get(5)?,
+                    volume: r.try_get(6)?,
+                    quote_volume: r.try_get(7)?,
+                    trades: r.try_get(8)?,
+                    taker_buy_volume: r
+                        .try_get::<Option<String>, _>(9)?
+                        .unwrap_or_else(|| "0".to_owned()),
+                    taker_buy_quote: r
+                        .try_get::<Option<String>, _>(10)?
+                        .unwrap_or_else(|| "0".to_owned()),
                 })
             })
             .collect()

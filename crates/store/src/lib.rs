@@ -26,7 +26,9 @@ mod sso;
 mod wallet;
 
 pub use dao::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, UsernameClaim};
-pub use history::{BalanceRow, CandleRow, HistoryBatch, OrderRow, TradeRow};
+pub use history::{
+    BalanceRow, CandleRow, HistoryBatch, HistoryRange, OrderRow, ReadFrom, TradeRow,
+};
 pub use keys::{ApiKeyRecord, NewApiKey};
 pub use profiles::{MerchantRecord, ProfileRecord};
 pub use security::TotpRecord;
@@ -73,6 +75,9 @@ pub enum StoreError {
     /// The row is in a state that forbids the change (e.g. a second factor already active).
     #[error("conflicting state")]
     Conflict,
+    /// A stored value is not one this version knows.
+    #[error("invalid stored value: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -86,6 +91,7 @@ impl StoreError {
             Self::TokenInvalid => "store.token_invalid",
             Self::NotFound => "store.not_found",
             Self::Conflict => "store.conflict",
+            Self::Invalid(_) => "store.invalid_row",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! database, as a Binance client calls it: REST in process, streams over a real socket.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod history;
 mod rest;
 mod streams;
 
@@ -13,7 +14,7 @@ use coss_binance::{Binance, RateLimits};
 use coss_core::Command;
 use coss_engine::{Engine, EngineConfig, EngineHandle};
 use coss_identity::{Accounts, Authenticated, Permission, Vault, sign, totp_code};
-use coss_market::MarketService;
+use coss_market::{MarketService, Retention};
 use coss_store::{SessionKind, Store};
 use coss_types::{AccountId, Amount, AssetId, MarketId};
 use http_body_util::BodyExt;
@@ -38,6 +39,7 @@ pub struct Fixture {
     engine: Option<Engine>,
     pub handle: EngineHandle,
     pub accounts: Accounts,
+    pub market: MarketService,
     _dir: tempfile::TempDir,
 }
 
@@ -65,6 +67,36 @@ pub async fn fixture(limits: RateLimits) -> Fixture {
 pub async fn fixture_with_backlog(limits: RateLimits, backlog: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (market, feed) = MarketService::start();
+    start(dir, market, feed, None, limits, backlog).await
+}
+
+/// A fixture as `coss up` runs: the history writer fills the database, and the projection
+/// keeps only `retention` in memory once the history holds the rest.
+pub async fn fixture_with_history(retention: Retention) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_in(dir.path()).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
+    let (market, feed) = MarketService::start_with(retention, Some(tx));
+    coss_market::spawn_history(store.clone(), market.clone(), rx);
+    start(
+        dir,
+        market,
+        feed,
+        Some(store),
+        RateLimits::default(),
+        65_536,
+    )
+    .await
+}
+
+async fn start(
+    dir: tempfile::TempDir,
+    market: MarketService,
+    feed: coss_engine::EventFeed,
+    store: Option<Store>,
+    limits: RateLimits,
+    backlog: usize,
+) -> Fixture {
     let mut config = EngineConfig::new(dir.path().join("engine"));
     config.feed = Some(feed);
     let (engine, _) = Engine::start(config).unwrap();
@@ -95,16 +127,25 @@ pub async fn fixture_with_backlog(limits: RateLimits, backlog: usize) -> Fixture
     ] {
         handle.submit_async(command).await.unwrap().outcome.unwrap();
     }
-    let store = Store::open_in(dir.path()).await.unwrap();
+    let store = match store {
+        Some(store) => store,
+        None => Store::open_in(dir.path()).await.unwrap(),
+    };
     let vault = Vault::open_or_create(&dir.path().join("secret.key")).unwrap();
     let accounts = Accounts::new(store, vault).unwrap();
-    let binance =
-        Binance::with_stream_backlog(accounts.clone(), handle.clone(), market, limits, backlog);
+    let binance = Binance::with_stream_backlog(
+        accounts.clone(),
+        handle.clone(),
+        market.clone(),
+        limits,
+        backlog,
+    );
     Fixture {
         router: coss_binance::router(binance),
         engine: Some(engine),
         handle,
         accounts,
+        market,
         _dir: dir,
     }
 }
