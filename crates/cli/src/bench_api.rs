@@ -136,6 +136,22 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
     let report = {
         let mut report = report;
         report["engine_commands"] = json!(status.commands);
+        let (orders_kept, trades_kept) = {
+            let projection = market.read();
+            (
+                projection.order_count(),
+                projection.markets().map(|m| m.trades.len()).sum::<usize>(),
+            )
+        };
+        report["projection_in_memory"] = json!({
+            "orders": orders_kept,
+            "trades": trades_kept,
+            "retention": {
+                "done_orders": coss_market::Retention::default().done_orders,
+                "trades_per_market": coss_market::Retention::default().trades_per_market,
+            },
+        });
+        report["rss_mib"] = json!(rss_mib());
         report["history"] = json!({
             "caught_up_after_load_s": round3(history.0),
             "trades": history.1[0],
@@ -276,6 +292,19 @@ impl Phase {
             "errors": self.errors,
         })
     }
+}
+
+/// The process's resident memory (MiB), from `/proc/self/status`.
+fn rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
 }
 
 fn round3(x: f64) -> f64 {

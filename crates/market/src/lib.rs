@@ -1329,6 +1329,12 @@ impl Projection {
             .and_then(|id| self.markets.get(id))
     }
 
+    /// How many orders memory holds (open and recently finished).
+    #[must_use]
+    pub fn order_count(&self) -> usize {
+        self.orders.len()
+    }
+
     /// An order by id.
     #[must_use]
     pub fn order(&self, id: OrderId) -> Option<&Order> {
