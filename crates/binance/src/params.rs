@@ -2,8 +2,7 @@
 //! each name once, every parameter sent must be one the endpoint reads.
 
 use crate::error::BinanceError;
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Names every signed request may carry besides the endpoint's own.
 const SIGNING: [&str; 3] = ["timestamp", "recvWindow", "signature"];
@@ -12,7 +11,8 @@ const SIGNING: [&str; 3] = ["timestamp", "recvWindow", "signature"];
 #[derive(Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
-    read: Mutex<BTreeSet<String>>,
+    /// Whether each pair was read.
+    read: Vec<AtomicBool>,
 }
 
 impl Params {
@@ -33,23 +33,17 @@ impl Params {
                 pairs.push((name.into_owned(), value.into_owned()));
             }
         }
-        Ok(Params {
-            pairs,
-            read: Mutex::default(),
-        })
+        let read = pairs.iter().map(|_| AtomicBool::new(false)).collect();
+        Ok(Params { pairs, read })
     }
 
     /// A parameter's value; empty counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.read
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name.to_owned());
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        let at = self.pairs.iter().position(|(n, _)| n == name)?;
+        if let Some(read) = self.read.get(at) {
+            read.store(true, Ordering::Relaxed);
+        }
+        Some(self.pairs[at].1.as_str()).filter(|v| !v.is_empty())
     }
 
     /// A mandatory parameter.
@@ -98,14 +92,13 @@ impl Params {
     /// # Errors
     /// -1104 naming the counts, as Binance does.
     pub fn all_read(&self) -> Result<(), BinanceError> {
-        let read = self
-            .read
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let unread = self
             .pairs
             .iter()
-            .filter(|(n, _)| !read.contains(n) && !SIGNING.contains(&n.as_str()))
+            .zip(&self.read)
+            .filter(|((n, _), read)| {
+                !read.load(Ordering::Relaxed) && !SIGNING.contains(&n.as_str())
+            })
             .count();
         if unread == 0 {
             return Ok(());
