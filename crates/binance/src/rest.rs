@@ -15,7 +15,8 @@ use coss_core::{
 };
 use coss_identity::{Permission, SignedRequest};
 use coss_market::{
-    Interval, Market, MarketView, Order, Projection, Trade, order_type_name, side_name,
+    Interval, Market, MarketView, Order, Projection, Trade, order_type_name, side_name, stp_name,
+    tif_name,
 };
 use coss_store::{HistoryRange, ReadFrom};
 use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side};
@@ -428,7 +429,6 @@ fn history_range(
     end: Option<u64>,
     limit: usize,
 ) -> HistoryRange {
-    let i64_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     HistoryRange {
         from_id: from.map_or(0, i64_of),
         start_ms: start.map_or(0, i64_of),
@@ -457,14 +457,24 @@ fn merge_by_id<T>(
         all.insert(id(&t), t);
     }
     let mut all: Vec<T> = all.into_values().collect();
+    keep_limit(&mut all, from, limit);
+    all
+}
+
+/// Keeps the first `limit` of rows in order (reading from the oldest) or the last.
+fn keep_limit<T>(rows: &mut Vec<T>, from: ReadFrom, limit: usize) {
     match from {
-        ReadFrom::Oldest => all.truncate(limit),
+        ReadFrom::Oldest => rows.truncate(limit),
         ReadFrom::Newest => {
-            let skip = all.len().saturating_sub(limit);
-            all.drain(..skip);
+            let skip = rows.len().saturating_sub(limit);
+            rows.drain(..skip);
         }
     }
-    all
+}
+
+/// An id or time for the database (whose integers are signed).
+fn i64_of(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn history_error(error: coss_store::StoreError) -> BinanceError {
@@ -479,7 +489,6 @@ async fn stored_trades(
     order: Option<u64>,
     range: HistoryRange,
 ) -> Result<Vec<Trade>, BinanceError> {
-    let i64_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let rows = c
         .binance
         .inner
@@ -508,11 +517,7 @@ async fn stored_orders(
         .inner
         .accounts
         .store()
-        .history_orders(
-            i64::try_from(account.0).unwrap_or(i64::MAX),
-            i64::from(market.id.0),
-            range,
-        )
+        .history_orders(i64_of(account.0), i64::from(market.id.0), range)
         .await
         .map_err(history_error)?;
     Ok(rows.iter().filter_map(Order::from_row).collect())
@@ -623,7 +628,6 @@ endpoint!(klines, Security::None, |_| 2, |c: Call| async move {
                     .saturating_sub(interval.fixed_len().saturating_mul(wanted - 1))
             }
         };
-        let i64_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let minutes = c
             .binance
             .inner
@@ -636,12 +640,12 @@ endpoint!(klines, Security::None, |_| 2, |c: Call| async move {
         older.retain(|k| k.open_time < before);
         let mut all = older;
         all.extend(kept);
-        if start.is_some() {
-            all.truncate(limit);
+        let from = if start.is_some() {
+            ReadFrom::Oldest
         } else {
-            let skip = all.len().saturating_sub(limit);
-            all.drain(..skip);
-        }
+            ReadFrom::Newest
+        };
+        keep_limit(&mut all, from, limit);
         all
     } else {
         kept
@@ -843,23 +847,6 @@ endpoint!(
 
 // ---- orders ----
 
-fn tif_name(order: &Order) -> &'static str {
-    match order.time_in_force() {
-        Some(TimeInForce::Ioc) => "IOC",
-        Some(TimeInForce::Fok) => "FOK",
-        _ => "GTC",
-    }
-}
-
-fn stp_name(stp: SelfTradePrevention) -> &'static str {
-    match stp {
-        SelfTradePrevention::None => "NONE",
-        SelfTradePrevention::ExpireTaker => "EXPIRE_TAKER",
-        SelfTradePrevention::ExpireMaker => "EXPIRE_MAKER",
-        SelfTradePrevention::ExpireBoth => "EXPIRE_BOTH",
-    }
-}
-
 fn client_id(order: &Order) -> String {
     order
         .client_id()
@@ -878,7 +865,7 @@ pub(crate) fn order_json(m: &Market, o: &Order) -> Value {
         "executedQty": units::qty(m, o.executed),
         "cummulativeQuoteQty": units::quote(m, o.cum_quote),
         "status": o.status.name(),
-        "timeInForce": tif_name(o),
+        "timeInForce": o.time_in_force().map_or("GTC", tif_name),
         "type": order_type_name(&o.new.kind),
         "side": side_name(o.new.side),
         "stopPrice": o.stop_price().map_or_else(|| "0.00000000".to_owned(), |p| units::price(m, p)),
@@ -1241,16 +1228,12 @@ async fn stored_order(
     account: AccountId,
 ) -> Result<Option<Order>, BinanceError> {
     let store = c.binance.inner.accounts.store();
-    let owner = i64::try_from(account.0).unwrap_or(i64::MAX);
+    let owner = i64_of(account.0);
     let row = match (
         c.params.integer("orderId")?,
         c.params.get("origClientOrderId"),
     ) {
-        (Some(id), _) => {
-            store
-                .history_order(owner, i64::try_from(id).unwrap_or(i64::MAX))
-                .await
-        }
+        (Some(id), _) => store.history_order(owner, i64_of(id)).await,
         (None, Some(client)) => store.history_order_by_client_id(owner, client).await,
         (None, None) => return Ok(None),
     }

@@ -289,16 +289,21 @@ fn u64_of(n: i64) -> Option<u64> {
     u64::try_from(n).ok()
 }
 
+/// The side [`side_name`] names.
+fn side_of(name: &str) -> Option<Side> {
+    match name {
+        "BUY" => Some(Side::Buy),
+        "SELL" => Some(Side::Sell),
+        _ => None,
+    }
+}
+
 impl Order {
     /// An order as the history stored it (one that has left memory). `None` for a row this
     /// version cannot read back.
     #[must_use]
     pub fn from_row(row: &coss_store::OrderRow) -> Option<Order> {
-        let side = match row.side {
-            "BUY" => Side::Buy,
-            "SELL" => Side::Sell,
-            _ => return None,
-        };
+        let side = side_of(row.side)?;
         let tif = match row.time_in_force {
             Some("IOC") => TimeInForce::Ioc,
             Some("FOK") => TimeInForce::Fok,
@@ -386,11 +391,7 @@ impl Trade {
             qty: Qty(u64_of(row.qty)?),
             quote: row.quote.parse().ok()?,
             time_ms: u64_of(row.time_ms)?,
-            taker_side: match row.taker_side {
-                "BUY" => Side::Buy,
-                "SELL" => Side::Sell,
-                _ => return None,
-            },
+            taker_side: side_of(row.taker_side)?,
             maker_order: OrderId(u64_of(row.maker_order)?),
             taker_order: OrderId(u64_of(row.taker_order)?),
             maker_account: AccountId(u64_of(row.maker_account)?),
@@ -1444,12 +1445,6 @@ impl MarketView {
     pub fn trades_from(&self, from: u64) -> impl Iterator<Item = &Trade> {
         let at = self.trades.partition_point(|t| t.id < from);
         self.trades.range(at..)
-    }
-
-    /// The id of the oldest kept trade, if any: older ones are in the history.
-    #[must_use]
-    pub fn oldest_trade(&self) -> Option<u64> {
-        self.trades.front().map(|t| t.id)
     }
 
     /// The candles of an interval in `[start, end]` (by open time), at most `limit`, oldest

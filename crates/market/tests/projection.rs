@@ -306,22 +306,24 @@ proptest! {
     }
 }
 
+/// A good-till-cancelled limit order of seeded account `account`.
+fn place(account: u64, side: Side, price: u64, qty: u64) -> Command {
+    Command::PlaceOrder(NewOrder {
+        account: AccountId(1000 + account),
+        market: MARKET,
+        side,
+        kind: OrderKind::Limit {
+            price: Price(price),
+            qty: Qty(qty),
+            tif: TimeInForce::Gtc,
+        },
+        client_id: None,
+        stp: SelfTradePrevention::None,
+    })
+}
+
 #[test]
 fn an_order_reports_its_fills_and_ends_filled() {
-    let place = |account: u64, side, price, qty| {
-        Command::PlaceOrder(NewOrder {
-            account: AccountId(1000 + account),
-            market: MARKET,
-            side,
-            kind: OrderKind::Limit {
-                price: Price(price),
-                qty: Qty(qty),
-                tif: TimeInForce::Gtc,
-            },
-            client_id: None,
-            stp: SelfTradePrevention::None,
-        })
-    };
     let (_, projection) = run(&[place(0, Side::Sell, 100, 5), place(1, Side::Buy, 101, 8)]);
     let maker = projection.order(OrderId(1)).unwrap();
     assert_eq!(maker.status, OrderStatus::Filled);
@@ -340,20 +342,6 @@ fn an_order_reports_its_fills_and_ends_filled() {
 
 #[test]
 fn history_beyond_the_retention_leaves_memory_and_open_orders_stay() {
-    let place = |account: u64, side, price, qty| {
-        Command::PlaceOrder(NewOrder {
-            account: AccountId(1000 + account),
-            market: MARKET,
-            side,
-            kind: OrderKind::Limit {
-                price: Price(price),
-                qty: Qty(qty),
-                tif: TimeInForce::Gtc,
-            },
-            client_id: None,
-            stp: SelfTradePrevention::None,
-        })
-    };
     // Ten crossings a few minutes apart, and one order left resting first.
     let mut commands = vec![place(3, Side::Sell, 300_000, 1)];
     for _ in 0..10 {
@@ -391,24 +379,10 @@ fn history_beyond_the_retention_leaves_memory_and_open_orders_stay() {
 
 #[test]
 fn with_a_history_only_what_it_holds_leaves_memory() {
-    let place = |account: u64, side| {
-        Command::PlaceOrder(NewOrder {
-            account: AccountId(1000 + account),
-            market: MARKET,
-            side,
-            kind: OrderKind::Limit {
-                price: Price(200_000),
-                qty: Qty(1),
-                tif: TimeInForce::Gtc,
-            },
-            client_id: None,
-            stp: SelfTradePrevention::None,
-        })
-    };
     let mut commands = Vec::new();
     for _ in 0..10 {
-        commands.push(place(0, Side::Sell));
-        commands.push(place(1, Side::Buy));
+        commands.push(place(0, Side::Sell, 200_000, 1));
+        commands.push(place(1, Side::Buy, 200_000, 1));
     }
     let mut projections = [Projection::with_history(SMALL)];
     let _ = run_into(&commands, 1_000, &mut projections);
