@@ -184,6 +184,17 @@ async fn a_client_syncing_the_depth_stream_with_the_snapshot_keeps_the_exchanges
                 }
                 next(&mut socket).await
             }
+            // The producer's last commands may leave the book as it was, so no diff need follow
+            // the one just applied: wait for a diff or for the producer to end, whichever
+            // comes first, and then look again.
+            None if !producer.is_finished() => tokio::select! {
+                event = next(&mut socket) => event,
+                () = async {
+                    while !producer.is_finished() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } => continue,
+            },
             None => next(&mut socket).await,
         };
         let (first, last) = (event["U"].as_u64().unwrap(), event["u"].as_u64().unwrap());
