@@ -107,12 +107,11 @@ where
     Fut: std::future::Future<Output = Answer>,
 {
     let (extensions, headers) = (&parts.extensions, &parts.headers);
-    let query = parts.uri.query().map(str::to_owned);
+    let query = parts.uri.query().unwrap_or_default();
     let now = now_ms();
     let ip = coss_api::client_ip(extensions);
-    let query = query.unwrap_or_default();
     let body = std::str::from_utf8(body).unwrap_or_default();
-    let params = match Params::parse(&query, body) {
+    let params = match Params::parse(query, body) {
         Ok(params) => params,
         Err(error) => return error.into_response(),
     };
@@ -128,7 +127,7 @@ where
         user_id: None,
         ip,
     };
-    if let Err(error) = authenticate(&mut call, headers, &query, body, security).await {
+    if let Err(error) = authenticate(&mut call, headers, query, body, security).await {
         return with_weight(error.into_response(), weight_used);
     }
     let answer = endpoint(call).await;
@@ -140,12 +139,10 @@ where
 }
 
 fn with_weight(mut response: Response, used: u32) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&used.to_string()) {
-        response
-            .headers_mut()
-            .insert("x-mbx-used-weight-1m", value.clone());
-        response.headers_mut().insert("x-mbx-used-weight", value);
-    }
+    let value = HeaderValue::from(used);
+    let headers = response.headers_mut();
+    headers.insert("x-mbx-used-weight-1m", value.clone());
+    headers.insert("x-mbx-used-weight", value);
     response
 }
 
@@ -1088,8 +1085,8 @@ endpoint!(
         };
         c.params.all_read()?;
         c.binance.inner.limiter.order(account.0, c.now)?;
-        let order_id = submit_order(&c, request.new).await?;
-        order_answer(&c, order_id.0, order_id.1, request.response)
+        let (id, traded) = submit_order(&c, request.new).await?;
+        order_answer(&c, id, &traded, request.response)
     }
 );
 
@@ -1109,8 +1106,8 @@ async fn submit(c: &Call, command: Command) -> Result<coss_engine::Receipt, Bina
     Ok(receipt)
 }
 
-/// Places an order; returns its id and the fills (trades where it was the taker).
-async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), BinanceError> {
+/// Places an order; returns its id and the ids of its fills (trades where it was the taker).
+async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<u64>), BinanceError> {
     let receipt = submit(c, Command::PlaceOrder(new)).await?;
     if let Err(reason) = receipt.outcome {
         return Err(BinanceError::order_rejected(reason));
@@ -1123,7 +1120,7 @@ async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), 
         }
     }
     let id = id.ok_or_else(|| BinanceError::internal("accepted order without its event"))?;
-    let traded: Vec<u64> = receipt
+    let traded = receipt
         .events
         .iter()
         .filter_map(|e| match e.kind {
@@ -1133,20 +1130,11 @@ async fn submit_order(c: &Call, new: NewOrder) -> Result<(OrderId, Vec<Trade>), 
             _ => None,
         })
         .collect();
-    let projection = c.binance.inner.market.read();
-    let fills = projection
-        .market(new.market)
-        .map(|view| {
-            traded
-                .iter()
-                .filter_map(|t| view.trade(*t).copied())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((id, fills))
+    Ok((id, traded))
 }
 
-fn order_answer(c: &Call, id: OrderId, fills: Vec<Trade>, response: &str) -> Answer {
+/// The answer to a new order, read from the projection (which has applied its events).
+fn order_answer(c: &Call, id: OrderId, traded: &[u64], response: &str) -> Answer {
     let projection = c.binance.inner.market.read();
     let order = projection
         .order(id)
@@ -1155,6 +1143,7 @@ fn order_answer(c: &Call, id: OrderId, fills: Vec<Trade>, response: &str) -> Ans
         .market(order.new.market)
         .ok_or_else(BinanceError::bad_symbol)?;
     let m = &view.market;
+    let fills = traded.iter().filter_map(|t| view.trade(*t));
     let mut answer = json!({
         "symbol": m.symbol,
         "orderId": id.0,
@@ -1178,7 +1167,6 @@ fn order_answer(c: &Call, id: OrderId, fills: Vec<Trade>, response: &str) -> Ans
         if response == "FULL" {
             let (base, quote) = (&m.base.symbol, &m.quote.symbol);
             let fills: Vec<Value> = fills
-                .iter()
                 .map(|t| {
                     let asset = if order.new.side == Side::Buy {
                         base

@@ -272,15 +272,20 @@ enum Request {
     },
 }
 
+/// One caller's batch, applied, on its way to the journal.
+struct Applied {
+    payload: Vec<u8>,
+    /// End offset of each record in `payload`.
+    ends: Vec<usize>,
+    first_index: u64,
+    receipt: BatchReceipt,
+    reply: BatchReply,
+}
+
 enum ToWriter {
-    Batch {
-        payload: Vec<u8>,
-        /// End offset of each record in `payload`.
-        ends: Vec<usize>,
-        first_index: u64,
-        receipt: BatchReceipt,
-        reply: BatchReply,
-    },
+    /// The batches of one engine group: one message (one hand-off, one wake-up of the writer
+    /// at most) however many callers it serves.
+    Group(Vec<Applied>),
     Snapshot {
         index: u64,
         bytes: Vec<u8>,
@@ -598,11 +603,16 @@ fn engine_loop(
         if !close_due_weeks(&mut exchange, time_ms, &to_writer, &mut since_snapshot) {
             return;
         }
+        let mut applied = Vec::with_capacity(group.len());
         for (commands, reply) in group {
             since_snapshot += commands.len() as u64;
-            if !apply_batch(&mut exchange, commands, reply, time_ms, &to_writer) {
-                return;
+            match apply_batch(&mut exchange, commands, reply, time_ms) {
+                Some(batch) => applied.push(batch),
+                None => return,
             }
+        }
+        if !applied.is_empty() && to_writer.send(ToWriter::Group(applied)).is_err() {
+            return;
         }
         if snapshot_every > 0 && since_snapshot >= snapshot_every {
             since_snapshot = 0;
@@ -630,7 +640,10 @@ fn close_due_weeks(
     while let Some(close_ms) = exchange.week_close_due(time_ms) {
         let (reply, _) = oneshot::channel();
         let close = vec![Command::CloseWeek { close_ms }];
-        if !apply_batch(exchange, close, reply, time_ms, to_writer) {
+        let Some(applied) = apply_batch(exchange, close, reply, time_ms) else {
+            return false;
+        };
+        if to_writer.send(ToWriter::Group(vec![applied])).is_err() {
             return false;
         }
         *since_snapshot += 1;
@@ -642,15 +655,14 @@ fn close_due_weeks(
     true
 }
 
-/// Applies one caller's batch at `time_ms` and hands it to the writer; `false` when the
-/// engine must stop (the writer failed, so the state is ahead of the journal).
+/// Applies one caller's batch at `time_ms`, ready for the writer; `None` when the engine must
+/// stop (a command could not be encoded, so the state would be ahead of the journal).
 fn apply_batch(
     exchange: &mut Exchange,
     commands: Vec<Command>,
     reply: BatchReply,
     time_ms: u64,
-    to_writer: &std_mpsc::SyncSender<ToWriter>,
-) -> bool {
+) -> Option<Applied> {
     let first_index = exchange.commands() + 1;
     let mut receipt = BatchReceipt {
         first_index,
@@ -666,7 +678,7 @@ fn apply_batch(
         payload = match postcard::to_extend(&envelope, payload) {
             Ok(bytes) => bytes,
             // Encoding plain data into a Vec cannot fail; halt rather than journal a gap.
-            Err(_) => return false,
+            Err(_) => return None,
         };
         debug_assert!(payload.len() > before);
         ends.push(payload.len());
@@ -676,14 +688,13 @@ fn apply_batch(
             .event_ends
             .push(u32::try_from(receipt.events.len()).unwrap_or(u32::MAX));
     }
-    let message = ToWriter::Batch {
+    Some(Applied {
         payload,
         ends,
         first_index,
         receipt,
         reply,
-    };
-    to_writer.send(message).is_ok()
+    })
 }
 
 fn write_loop(
@@ -698,32 +709,19 @@ fn write_loop(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                ToWriter::Batch {
-                    payload,
-                    ends,
-                    first_index,
-                    receipt,
-                    reply,
-                } => {
-                    let mut start = 0usize;
-                    for (offset, &end) in ends.iter().enumerate() {
-                        let expected = first_index + offset as u64;
-                        let error = match journal.append(&payload[start..end]) {
-                            Ok(index) if index == expected => {
-                                start = end;
-                                continue;
+                ToWriter::Group(group) => {
+                    let mut group = group.into_iter();
+                    while let Some(batch) = group.next() {
+                        if let Err(error) = append(&mut journal, &batch) {
+                            let _ = batch.reply.send(Err(EngineError::Stopped));
+                            fail_all(replies);
+                            for rest in group {
+                                let _ = rest.reply.send(Err(EngineError::Stopped));
                             }
-                            Ok(index) => EngineError::CountMismatch {
-                                state: expected,
-                                journal: index,
-                            },
-                            Err(error) => error.into(),
-                        };
-                        let _ = reply.send(Err(EngineError::Stopped));
-                        fail_all(replies);
-                        return Err(error);
+                            return Err(error);
+                        }
+                        replies.push((batch.receipt, batch.reply));
                     }
-                    replies.push((receipt, reply));
                 }
                 ToWriter::Snapshot { index, bytes } => snapshots.push((index, bytes)),
             }
@@ -753,6 +751,24 @@ fn write_loop(
                 tracing::error!(index, %error, "could not write a snapshot; recovery will replay further");
             }
         }
+    }
+    Ok(())
+}
+
+/// Appends one applied batch's records, checking that the journal numbers them as the engine
+/// did.
+fn append(journal: &mut Journal, batch: &Applied) -> Result<()> {
+    let mut start = 0usize;
+    for (offset, &end) in batch.ends.iter().enumerate() {
+        let expected = batch.first_index + offset as u64;
+        let index = journal.append(&batch.payload[start..end])?;
+        if index != expected {
+            return Err(EngineError::CountMismatch {
+                state: expected,
+                journal: index,
+            });
+        }
+        start = end;
     }
     Ok(())
 }
