@@ -3,8 +3,11 @@
 //! Binance-compatible router on axum) runs on its own runtime; a load generator on another
 //! runtime keeps `connections` HTTP/1.1 keep-alive connections busy with signed
 //! `POST /api/v3/order` requests (each acknowledged only once journaled) and reports orders
-//! per second with p50/p99 latency. The peer, measured the same way in the same run, is
-//! `GET /api/v3/ping` on the same server: the HTTP floor of this stack on this machine. Then
+//! per second with p50/p99 latency. Two peers are measured the same way in the same run, on
+//! the same server: `GET /api/v3/ping`, the HTTP floor of this stack on this machine, and
+//! `POST /api/v3/order/test` with the very same signed body, which authenticates, parses and
+//! checks the order like a real one but never reaches the engine: what the order costs beyond
+//! it (the engine, the durable journal, the projection, the history) is the difference. Then
 //! `subscribers` WebSocket clients follow `ethtusd@depth@100ms` while orders flow, and the
 //! messages per second delivered and the delivery lag (receive time minus the event time `E`
 //! the hub stamps) are reported.
@@ -95,6 +98,14 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
             Kind::Ping,
         )
         .await?;
+        let order_test = load(
+            address,
+            options.connections,
+            seconds,
+            Arc::clone(&keys),
+            Kind::OrderTest,
+        )
+        .await?;
         let orders = load(
             address,
             options.connections,
@@ -110,6 +121,8 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
             "signed_orders": orders.to_json(),
             "peer_ping": ping.to_json(),
             "orders_vs_ping": ratio(orders.per_second(), ping.per_second()),
+            "peer_signed_order_test": order_test.to_json(),
+            "orders_vs_order_test": ratio(orders.per_second(), order_test.per_second()),
             "target_orders_per_second": 50_000,
             "depth_fan_out": fanout,
         }))
@@ -258,6 +271,8 @@ async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Res
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Ping,
+    /// `POST /api/v3/order/test`: signed and checked, never placed.
+    OrderTest,
     Order,
 }
 
@@ -341,7 +356,8 @@ async fn load(
             while !stop.load(Ordering::Relaxed) {
                 let request = match kind {
                     Kind::Ping => b"GET /api/v3/ping HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
-                    Kind::Order => order_request(key, c, n),
+                    Kind::OrderTest => order_request("/api/v3/order/test", key, n),
+                    Kind::Order => order_request("/api/v3/order", key, n),
                 };
                 n += 1;
                 let sent = Instant::now();
@@ -375,12 +391,11 @@ async fn load(
     })
 }
 
-/// A signed limit order: each connection alternately sells and buys 0.01 ETH at one price
-/// with self-trade prevention off, so every buy trades with a resting sell and the book
+/// A signed limit order to `path`: each connection alternately sells and buys 0.01 ETH at one
+/// price with self-trade prevention off, so every buy trades with a resting sell and the book
 /// stays small.
-fn order_request(key: &Key, connection: usize, n: u64) -> Vec<u8> {
+fn order_request(path: &str, key: &Key, n: u64) -> Vec<u8> {
     let side = if n.is_multiple_of(2) { "SELL" } else { "BUY" };
-    let _ = connection;
     let price = 2000;
     let body = format!(
         "symbol=ETHTUSD&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.0100&price={price}&selfTradePreventionMode=NONE&newOrderRespType=ACK&timestamp={}",
@@ -389,7 +404,7 @@ fn order_request(key: &Key, connection: usize, n: u64) -> Vec<u8> {
     let signature = coss_identity::sign(&key.secret, &body);
     let body = format!("{body}&signature={signature}");
     format!(
-        "POST /api/v3/order HTTP/1.1\r\nHost: bench\r\nX-MBX-APIKEY: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nX-MBX-APIKEY: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         key.api_key,
         body.len()
     )
