@@ -486,3 +486,48 @@ fn bench_auth_prints_signature_and_login_rates_with_their_peers() {
     }
     assert_eq!(json["argon2id"]["memory_kib"], 19 * 1024);
 }
+
+#[test]
+fn bench_api_prints_order_rates_against_both_peers_and_the_fan_out() {
+    let output = coss()
+        .args([
+            "bench",
+            "api",
+            "--json",
+            "--seconds",
+            "1",
+            "--connections",
+            "4",
+            "--subscribers",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for phase in ["signed_orders", "peer_ping", "peer_signed_order_test"] {
+        assert!(
+            json[phase]["requests"].as_u64().unwrap() > 0,
+            "{phase}: {json}"
+        );
+        assert_eq!(json[phase]["errors"], 0, "{phase}: {json}");
+        assert!(
+            json[phase]["p99_ms"].as_f64().unwrap() > 0.0,
+            "{phase}: {json}"
+        );
+    }
+    for ratio in ["orders_vs_ping", "orders_vs_order_test"] {
+        assert!(json[ratio].as_f64().unwrap() > 0.0, "{ratio}: {json}");
+    }
+    assert_eq!(json["target_orders_per_second"], 50_000);
+    assert!(
+        json["depth_fan_out"]["messages"].as_u64().unwrap() > 0,
+        "{json}"
+    );
+    // Every order the engine took reached the history.
+    let placed = json["signed_orders"]["requests"].as_u64().unwrap();
+    assert!(
+        json["history"]["orders"].as_u64().unwrap() >= placed,
+        "{json}"
+    );
+}
