@@ -90,30 +90,19 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
     let keys = Arc::new(keys);
     let seconds = Duration::from_secs(options.seconds.max(1));
     let report = client_rt.block_on(async {
-        let ping = load(
-            address,
-            options.connections,
-            seconds,
-            Arc::clone(&keys),
-            Kind::Ping,
-        )
-        .await?;
-        let order_test = load(
-            address,
-            options.connections,
-            seconds,
-            Arc::clone(&keys),
-            Kind::OrderTest,
-        )
-        .await?;
-        let orders = load(
-            address,
-            options.connections,
-            seconds,
-            Arc::clone(&keys),
-            Kind::Order,
-        )
-        .await?;
+        // The three request phases differ only in what they send.
+        let phase = |kind| {
+            load(
+                address,
+                options.connections,
+                seconds,
+                Arc::clone(&keys),
+                kind,
+            )
+        };
+        let ping = phase(Kind::Ping).await?;
+        let order_test = phase(Kind::OrderTest).await?;
+        let orders = phase(Kind::Order).await?;
         let fanout = fan_out(address, options, Arc::clone(&keys)).await?;
         anyhow::Ok(json!({
             "connections": options.connections,

@@ -713,11 +713,14 @@ fn write_loop(
                     let mut group = group.into_iter();
                     while let Some(batch) = group.next() {
                         if let Err(error) = append(&mut journal, &batch) {
-                            let _ = batch.reply.send(Err(EngineError::Stopped));
-                            fail_all(replies);
-                            for rest in group {
-                                let _ = rest.reply.send(Err(EngineError::Stopped));
-                            }
+                            // Nothing of this commit is durable: every caller in it, and the
+                            // rest of the group, hears that the engine stopped.
+                            let unwritten = std::iter::once(batch).chain(group);
+                            fail_all(
+                                replies
+                                    .into_iter()
+                                    .chain(unwritten.map(|b| (b.receipt, b.reply))),
+                            );
                             return Err(error);
                         }
                         replies.push((batch.receipt, batch.reply));
@@ -773,7 +776,7 @@ fn append(journal: &mut Journal, batch: &Applied) -> Result<()> {
     Ok(())
 }
 
-fn fail_all(replies: Vec<(BatchReceipt, BatchReply)>) {
+fn fail_all(replies: impl IntoIterator<Item = (BatchReceipt, BatchReply)>) {
     for (_, reply) in replies {
         let _ = reply.send(Err(EngineError::Stopped));
     }
