@@ -17,6 +17,7 @@ lint:
 
 unit: contracts/node_modules/.package-lock.json tests/e2e/.venv/ok
 	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) test --doc -p coss-http
 
 ## The end-to-end test's Python side: an unmodified CCXT (pinned with its dependencies).
 tests/e2e/.venv/ok: tests/e2e/requirements.txt
@@ -49,4 +50,4 @@ fmt:
 
 ## Rewrites docs/openapi/*.json from the code (a test fails when they drift).
 openapi:
-	COSS_WRITE_OPENAPI=1 $(CARGO) nextest run -p coss the_committed_openapi_documents_match_the_code
+	COSS_WRITE_OPENAPI=1 $(CARGO) nextest run -p coss-server the_committed_openapi_documents_match_the_code

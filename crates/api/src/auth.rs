@@ -1,38 +1,35 @@
 //! `/api/v1/auth/…`: sign-up, verification, login (browser cookies or app tokens), refresh,
 //! logout, password reset and change, and the TOTP second factor.
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::{Extensions, HeaderMap, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
-use coss_identity::{Accounts, Grant, IdentityError, Login, SecondFactor};
+use coss_http::{
+    ApiError, CSRF_COOKIE, Caller, ClientInfo, Gate, JsonBody, Public, Routes, SESSION_COOKIE,
+    set_cookie, set_session_cookies,
+};
+use coss_identity::{Grant, IdentityError, Login, SecondFactor};
 use coss_store::SessionKind;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{
-    ApiError, Body, CSRF_COOKIE, SESSION_COOKIE, body, caller, client, now_ms, set_session_cookies,
-};
-
-pub(crate) fn routes() -> Router<Accounts> {
-    Router::new()
-        .route("/api/v1/auth/signup", post(signup))
-        .route("/api/v1/auth/verify-email", post(verify_email))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/refresh", post(refresh))
-        .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/auth/password-reset", post(password_reset))
-        .route(
+pub(crate) fn routes() -> Routes<Gate> {
+    Routes::new()
+        .post("/api/v1/auth/signup", signup)
+        .post("/api/v1/auth/verify-email", verify_email)
+        .post("/api/v1/auth/login", login)
+        .post("/api/v1/auth/refresh", refresh)
+        .post("/api/v1/auth/logout", logout)
+        .post("/api/v1/auth/password-reset", password_reset)
+        .post(
             "/api/v1/auth/password-reset/confirm",
-            post(password_reset_confirm),
+            password_reset_confirm,
         )
-        .route("/api/v1/auth/password", post(change_password))
-        .route(
-            "/api/v1/auth/2fa/totp",
-            post(totp_begin).delete(totp_disable),
-        )
-        .route("/api/v1/auth/2fa/totp/confirm", post(totp_confirm))
+        .post("/api/v1/auth/password", change_password)
+        .post("/api/v1/auth/2fa/totp", totp_begin)
+        .delete("/api/v1/auth/2fa/totp", totp_disable)
+        .post("/api/v1/auth/2fa/totp/confirm", totp_confirm)
 }
 
 /// Email and password.
@@ -177,13 +174,13 @@ fn factor<'a>(
     responses((status = 201, description = "account created, verification email queued"),
               (status = 400, body = ApiError), (status = 409, body = ApiError)))]
 pub(crate) async fn signup(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
+    _: Public,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request: Credentials = body(&headers, &bytes)?;
-    let id = accounts
-        .signup(&request.email, &request.password, now_ms())
+    let id = gate
+        .accounts
+        .signup(&request.email, &request.password, gate.now_ms())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -195,12 +192,14 @@ pub(crate) async fn signup(
 #[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenBody,
     responses((status = 200, description = "verified"), (status = 400, body = ApiError)))]
 pub(crate) async fn verify_email(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
+    _: Public,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<TokenBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request: TokenBody = body(&headers, &bytes)?;
-    let id = accounts.verify_email(&request.token, now_ms()).await?;
+    let id = gate
+        .accounts
+        .verify_email(&request.token, gate.now_ms())
+        .await?;
     Ok(Json(
         serde_json::json!({ "user_id": id, "email_verified": true }),
     ))
@@ -213,12 +212,11 @@ pub(crate) async fn verify_email(
               (status = 401, body = ApiError), (status = 403, body = ApiError),
               (status = 429, body = ApiError)))]
 pub(crate) async fn login(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    bytes: Body,
+    _: Public,
+    State(gate): State<Gate>,
+    ClientInfo(client): ClientInfo,
+    JsonBody(request): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let request: LoginBody = body(&headers, &bytes)?;
     let kind = match request.client.unwrap_or(ClientKind::App) {
         ClientKind::App => SessionKind::App,
         ClientKind::Browser => SessionKind::Browser,
@@ -231,10 +229,10 @@ pub(crate) async fn login(
             request.recovery_code.as_deref(),
         )?,
         kind,
-        client: client(&headers, &extensions),
+        client,
     };
-    let now = now_ms();
-    let grant = accounts.login(&login, now).await?;
+    let now = gate.now_ms();
+    let grant = gate.accounts.login(&login, now).await?;
     Ok(grant_response(grant, kind, now))
 }
 
@@ -274,13 +272,12 @@ fn grant_response(grant: Grant, kind: SessionKind, now: i64) -> Response {
     responses((status = 200, body = AppTokens), (status = 400, body = ApiError),
               (status = 401, body = ApiError)))]
 pub(crate) async fn refresh(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
+    _: Public,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<RefreshBody>,
 ) -> Result<Response, ApiError> {
-    let request: RefreshBody = body(&headers, &bytes)?;
-    let now = now_ms();
-    let grant = accounts.refresh(&request.refresh_token, now).await?;
+    let now = gate.now_ms();
+    let grant = gate.accounts.refresh(&request.refresh_token, now).await?;
     Ok(grant_response(grant, SessionKind::App, now))
 }
 
@@ -288,16 +285,11 @@ pub(crate) async fn refresh(
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "signed out"), (status = 401, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
-pub(crate) async fn logout(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    accounts.logout(who.session_id, now_ms()).await?;
+pub(crate) async fn logout(who: Caller, State(gate): State<Gate>) -> Result<Response, ApiError> {
+    gate.accounts.logout(who.session_id, gate.now_ms()).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        crate::set_cookie(
+        set_cookie(
             &mut response,
             format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"),
         );
@@ -309,13 +301,12 @@ pub(crate) async fn logout(
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = EmailBody,
     responses((status = 202, description = "sent if the account exists")))]
 pub(crate) async fn password_reset(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
+    _: Public,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<EmailBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request: EmailBody = body(&headers, &bytes)?;
-    accounts
-        .request_password_reset(&request.email, now_ms())
+    gate.accounts
+        .request_password_reset(&request.email, gate.now_ms())
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -327,13 +318,13 @@ pub(crate) async fn password_reset(
 #[utoipa::path(post, path = "/api/v1/auth/password-reset/confirm", tag = "auth", request_body = ResetBody,
     responses((status = 200, description = "password set"), (status = 400, body = ApiError)))]
 pub(crate) async fn password_reset_confirm(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    bytes: Body,
+    _: Public,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<ResetBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let request: ResetBody = body(&headers, &bytes)?;
-    let id = accounts
-        .reset_password(&request.token, &request.password, now_ms())
+    let id = gate
+        .accounts
+        .reset_password(&request.token, &request.password, gate.now_ms())
         .await?;
     Ok(Json(
         serde_json::json!({ "user_id": id, "sessions_ended": true }),
@@ -346,19 +337,16 @@ pub(crate) async fn password_reset_confirm(
               (status = 401, body = ApiError), (status = 429, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn change_password(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    who: Caller,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let request: PasswordChange = body(&headers, &bytes)?;
-    accounts
+    gate.accounts
         .change_password(
             &who,
             &request.current_password,
             &request.new_password,
-            now_ms(),
+            gate.now_ms(),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -369,12 +357,13 @@ pub(crate) async fn change_password(
     responses((status = 200, body = TotpEnrolment), (status = 409, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn totp_begin(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
+    State(gate): State<Gate>,
 ) -> Result<Json<TotpEnrolment>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let enrolment = accounts.begin_totp_enrolment(&who, now_ms()).await?;
+    let enrolment = gate
+        .accounts
+        .begin_totp_enrolment(&who, gate.now_ms())
+        .await?;
     Ok(Json(TotpEnrolment {
         secret: enrolment.secret.expose().to_owned(),
         otpauth_uri: enrolment.otpauth_uri.expose().to_owned(),
@@ -387,14 +376,14 @@ pub(crate) async fn totp_begin(
     responses((status = 200, body = RecoveryCodes), (status = 400, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn totp_confirm(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    who: Caller,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<CodeBody>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let request: CodeBody = body(&headers, &bytes)?;
-    let codes = accounts.confirm_totp(&who, &request.code, now_ms()).await?;
+    let codes = gate
+        .accounts
+        .confirm_totp(&who, &request.code, gate.now_ms())
+        .await?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
     }))
@@ -406,15 +395,14 @@ pub(crate) async fn totp_confirm(
               (status = 403, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn totp_disable(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    who: Caller,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<FactorBody>,
 ) -> Result<StatusCode, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let request: FactorBody = body(&headers, &bytes)?;
     let factor = factor(request.code.as_deref(), request.recovery_code.as_deref())?
         .ok_or(IdentityError::TwoFactorRequired)?;
-    accounts.disable_totp(&who, &factor, now_ms()).await?;
+    gate.accounts
+        .disable_totp(&who, &factor, gate.now_ms())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

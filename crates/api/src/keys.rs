@@ -2,21 +2,20 @@
 //! and `GET /api/v1/api-keys/self`, a signed request that tells a client whether its key and
 //! signatures work.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{Extensions, HeaderMap, Method, StatusCode, Uri};
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use coss_identity::{Accounts, ApiKey, IdentityError, Permission, SignedRequest};
+use axum::http::StatusCode;
+use coss_http::{ApiError, Caller, Gate, JsonBody, KeyCaller, Routes, need};
+use coss_identity::{ApiKey, IdentityError, Permission};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ApiError, Body, body, caller, client_ip, now_ms};
-
-pub(crate) fn routes() -> Router<Accounts> {
-    Router::new()
-        .route("/api/v1/api-keys", get(list).post(create))
-        .route("/api/v1/api-keys/self", get(whoami))
-        .route("/api/v1/api-keys/{id}", delete(revoke))
+pub(crate) fn routes() -> Routes<Gate> {
+    Routes::new()
+        .get("/api/v1/api-keys", list)
+        .post("/api/v1/api-keys", create)
+        .get("/api/v1/api-keys/self", whoami)
+        .delete("/api/v1/api-keys/{id}", revoke)
 }
 
 /// A key as listed (never its secret).
@@ -85,12 +84,10 @@ pub(crate) struct KeyIdentity {
     responses((status = 200, body = Vec<KeyView>), (status = 401, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn list(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
+    State(gate): State<Gate>,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let keys = accounts.api_keys(who.user_id).await?;
+    let keys = gate.accounts.api_keys(who.user_id).await?;
     Ok(Json(keys.into_iter().map(KeyView::from).collect()))
 }
 
@@ -100,26 +97,24 @@ pub(crate) async fn list(
               (status = 401, body = ApiError), (status = 403, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn create(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    who: Caller,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<NewKeyBody>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let request: NewKeyBody = body(&headers, &bytes)?;
     let permissions = request
         .permissions
         .iter()
         .map(|p| Permission::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let created = accounts
+    let created = gate
+        .accounts
         .create_api_key(
             &who,
             &request.label,
             &permissions,
             &request.ip_allow_list,
             request.totp_code.as_deref(),
-            now_ms(),
+            gate.now_ms(),
         )
         .await?;
     Ok((
@@ -137,14 +132,14 @@ pub(crate) async fn create(
     responses((status = 204, description = "revoked"), (status = 404, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn revoke(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
+    State(gate): State<Gate>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
     let id: i64 = id.parse().map_err(|_| IdentityError::ApiKeyNotFound)?;
-    accounts.revoke_api_key(who.user_id, id, now_ms()).await?;
+    gate.accounts
+        .revoke_api_key(who.user_id, id, gate.now_ms())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,34 +152,15 @@ pub(crate) async fn revoke(
     responses((status = 200, body = KeyIdentity), (status = 400, body = ApiError),
               (status = 401, body = ApiError), (status = 403, body = ApiError)),
     security(("api_key" = [])))]
-pub(crate) async fn whoami(
-    State(accounts): State<Accounts>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    uri: Uri,
-    bytes: Body,
-) -> Result<Json<KeyIdentity>, ApiError> {
-    let api_key = headers
-        .get("x-mbx-apikey")
-        .and_then(|v| v.to_str().ok())
-        .ok_or(IdentityError::MissingParameter("X-MBX-APIKEY"))?;
-    let body_bytes = bytes.unwrap_or_default();
-    let body_text = std::str::from_utf8(&body_bytes).unwrap_or_default();
-    let request = SignedRequest {
-        api_key,
-        query: uri.query().unwrap_or_default(),
-        body: body_text,
-        client_ip: client_ip(&extensions),
-        needs: Permission::Read,
-    };
-    let auth = accounts.verify_signed(&request, now_ms()).await?;
-    Ok(Json(KeyIdentity {
-        user_id: auth.user_id,
-        key_id: auth.key_id,
-        permissions: auth
+pub(crate) async fn whoami(signed: KeyCaller<need::Read>) -> Json<KeyIdentity> {
+    let key = signed.key;
+    Json(KeyIdentity {
+        user_id: key.user_id,
+        key_id: key.key_id,
+        permissions: key
             .permissions
             .iter()
             .map(|p| p.as_str().to_owned())
             .collect(),
-    }))
+    })
 }

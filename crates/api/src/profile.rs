@@ -1,24 +1,21 @@
 //! `/api/v1/me` (account and user profile) and `/api/v1/merchant` (merchant profile and its
 //! webhook signing secret).
 
+use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::http::StatusCode;
+use coss_http::{ApiError, Caller, Gate, JsonBody, Routes};
 use coss_identity::{Accounts, IdentityError, Merchant, MerchantInput, ProfilePatch};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::{ApiError, Body, body, caller, now_ms};
-
-pub(crate) fn routes() -> Router<Accounts> {
-    Router::new()
-        .route("/api/v1/me", get(me).patch(patch_me))
-        .route("/api/v1/merchant", get(get_merchant).put(put_merchant))
-        .route(
-            "/api/v1/merchant/webhook-secret",
-            post(rotate_webhook_secret),
-        )
+pub(crate) fn routes() -> Routes<Gate> {
+    Routes::new()
+        .get("/api/v1/me", me)
+        .patch("/api/v1/me", patch_me)
+        .get("/api/v1/merchant", get_merchant)
+        .put("/api/v1/merchant", put_merchant)
+        .post("/api/v1/merchant/webhook-secret", rotate_webhook_secret)
 }
 
 /// The signed-in account and its profile.
@@ -107,13 +104,8 @@ pub(crate) struct WebhookSecret {
 #[utoipa::path(get, path = "/api/v1/me", tag = "profile",
     responses((status = 200, body = Me), (status = 401, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
-pub(crate) async fn me(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Me>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    view(&accounts, who.user_id).await
+pub(crate) async fn me(who: Caller, State(gate): State<Gate>) -> Result<Json<Me>, ApiError> {
+    view(&gate.accounts, who.user_id).await
 }
 
 async fn view(accounts: &Accounts, user_id: i64) -> Result<Json<Me>, ApiError> {
@@ -142,21 +134,18 @@ async fn view(accounts: &Accounts, user_id: i64) -> Result<Json<Me>, ApiError> {
               (status = 401, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn patch_me(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    who: Caller,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<MePatch>,
 ) -> Result<Json<Me>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let request: MePatch = body(&headers, &bytes)?;
     let patch = ProfilePatch {
         display_name: request.display_name,
         country: request.country,
     };
-    accounts
-        .update_profile(who.user_id, &patch, now_ms())
+    gate.accounts
+        .update_profile(who.user_id, &patch, gate.now_ms())
         .await?;
-    view(&accounts, who.user_id).await
+    view(&gate.accounts, who.user_id).await
 }
 
 fn no_merchant() -> ApiError {
@@ -172,12 +161,11 @@ fn no_merchant() -> ApiError {
     responses((status = 200, body = MerchantView), (status = 404, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn get_merchant(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
+    State(gate): State<Gate>,
 ) -> Result<Json<MerchantView>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let merchant = accounts
+    let merchant = gate
+        .accounts
         .merchant(who.user_id)
         .await?
         .ok_or_else(no_merchant)?;
@@ -189,13 +177,10 @@ pub(crate) async fn get_merchant(
     responses((status = 200, body = MerchantView), (status = 400, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn put_merchant(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    who: Caller,
+    State(gate): State<Gate>,
+    JsonBody(request): JsonBody<MerchantBody>,
 ) -> Result<Json<MerchantView>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    let request: MerchantBody = body(&headers, &bytes)?;
     let input = MerchantInput {
         business_name: request.business_name,
         website: request.website,
@@ -203,7 +188,10 @@ pub(crate) async fn put_merchant(
         settlement_mode: request.settlement_mode,
         webhook_url: request.webhook_url,
     };
-    let (merchant, secret) = accounts.put_merchant(who.user_id, &input, now_ms()).await?;
+    let (merchant, secret) = gate
+        .accounts
+        .put_merchant(who.user_id, &input, gate.now_ms())
+        .await?;
     Ok(Json(MerchantView::new(
         merchant,
         secret.map(|s| s.expose().to_owned()),
@@ -215,16 +203,15 @@ pub(crate) async fn put_merchant(
     responses((status = 200, body = WebhookSecret), (status = 404, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn rotate_webhook_secret(
-    State(accounts): State<Accounts>,
-    method: Method,
-    headers: HeaderMap,
+    who: Caller,
+    State(gate): State<Gate>,
 ) -> Result<Json<WebhookSecret>, ApiError> {
-    let who = caller(&accounts, &method, &headers).await?;
-    if accounts.merchant(who.user_id).await?.is_none() {
+    if gate.accounts.merchant(who.user_id).await?.is_none() {
         return Err(no_merchant());
     }
-    let secret = accounts
-        .rotate_webhook_secret(who.user_id, now_ms())
+    let secret = gate
+        .accounts
+        .rotate_webhook_secret(who.user_id, gate.now_ms())
         .await?;
     Ok(Json(WebhookSecret {
         webhook_secret: secret.expose().to_owned(),

@@ -24,7 +24,7 @@ impl Api {
         )
         .unwrap();
         Self {
-            router: coss_api::accounts_router(accounts.clone()),
+            router: coss_api::router(coss_http::Gate::new(accounts.clone())).into_router(),
             accounts,
             _dir: dir,
         }
@@ -222,7 +222,7 @@ async fn every_bad_input_gets_a_clear_error_and_changes_nothing() {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     );
-    let huge = json!({"email": "a@example.com", "password": "x".repeat(coss_api::MAX_BODY_BYTES)});
+    let huge = json!({"email": "a@example.com", "password": "x".repeat(coss_http::MAX_BODY_BYTES)});
     assert_error(
         api.post(signup, huge).await,
         StatusCode::PAYLOAD_TOO_LARGE,

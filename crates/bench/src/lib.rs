@@ -1,9 +1,17 @@
-//! Benchmarks behind `coss bench`: a seeded, exchange-core-like workload (see [`workload`])
-//! run through the order book alone, through a peer order book (the `lobster` crate, driven by
-//! the same operation stream in the same run), through the full exchange core, and through the
-//! durable engine service with its journal. Results are figures and ratios, printed, never
-//! asserted as timings in tests. Floats appear here only for reporting ratios, never near money.
+//! Benchmarks behind `coss bench`, each measured against a peer in the same run. The engine:
+//! a seeded, exchange-core-like workload (see [`workload`]) run through the order book alone,
+//! through a peer order book (the `lobster` crate, driven by the same operation stream),
+//! through the full exchange core, and through the durable engine service with its journal.
+//! [`api`]: the running platform's trading API under load on loopback. [`auth`]: what
+//! security costs. [`dao`]: one DAO week for a million holders. [`wallet`]: the deposit
+//! watcher on anvil. Results are figures and ratios, returned as JSON for the command to
+//! print, never asserted as timings in tests. Floats appear here only for reporting ratios and
+//! durations, never near money.
 
+pub mod api;
+pub mod auth;
+pub mod dao;
+pub mod wallet;
 pub mod workload;
 
 use coss_book::OrderBook;
@@ -44,7 +52,65 @@ pub enum BenchError {
     /// The runs disagree with each other.
     #[error("benchmark runs disagree: {0}")]
     Mismatch(String),
+    /// A step of a benchmark's set-up or run failed.
+    #[error("{0}")]
+    Failed(String),
 }
+
+impl BenchError {
+    /// A failure, said in words.
+    pub fn failed(message: impl Into<String>) -> BenchError {
+        BenchError::Failed(message.into())
+    }
+}
+
+/// The result of a benchmark step.
+pub type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// Says what failed.
+pub(crate) trait Context<T> {
+    /// On failure, `what: why`.
+    fn context(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: &str) -> Result<T> {
+        self.map_err(|e| BenchError::Failed(format!("{what}: {e}")))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, what: &str) -> Result<T> {
+        self.ok_or_else(|| BenchError::Failed(what.to_owned()))
+    }
+}
+
+/// The errors of the parts a benchmark drives, said in words.
+macro_rules! failures {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for BenchError {
+            fn from(error: $error) -> Self {
+                BenchError::Failed(error.to_string())
+            }
+        })*
+    };
+}
+
+failures!(
+    std::io::Error,
+    serde_json::Error,
+    tokio::task::JoinError,
+    coss_store::StoreError,
+    coss_identity::IdentityError,
+    coss_identity::VaultError,
+    coss_wallet::WalletError,
+    coss_dao::DaoError,
+    coss_server::PlatformError,
+    coss_contracts::ChainError,
+    alloy::transports::TransportError,
+    alloy::node_bindings::NodeError,
+    alloy::contract::Error,
+);
 
 /// The figures of one `coss bench engine` run.
 #[derive(Debug, Clone, Serialize)]

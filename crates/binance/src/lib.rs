@@ -25,7 +25,7 @@ pub use rest::router;
 pub use ws::{Hub, StreamMessage};
 
 use coss_engine::EngineHandle;
-use coss_identity::Accounts;
+use coss_http::Gate;
 use coss_market::MarketService;
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +37,7 @@ pub struct Binance {
 
 #[derive(Debug)]
 struct Inner {
-    accounts: Accounts,
+    gate: Gate,
     engine: EngineHandle,
     market: MarketService,
     limiter: Limiter,
@@ -54,23 +54,24 @@ struct ListenKey {
 }
 
 impl Binance {
-    /// The API over the accounts (API keys), the engine (orders) and the projection (reads).
-    /// Starts the stream hub on the current tokio runtime.
+    /// The API over the accounts (API keys, behind the HTTP gate with its clock and trusted
+    /// proxies), the engine (orders) and the projection (reads). Starts the stream hub on the
+    /// current tokio runtime.
     #[must_use]
     pub fn new(
-        accounts: Accounts,
+        gate: Gate,
         engine: EngineHandle,
         market: MarketService,
         limits: RateLimits,
     ) -> Binance {
-        Binance::with_stream_backlog(accounts, engine, market, limits, ws::HUB_CAPACITY)
+        Binance::with_stream_backlog(gate, engine, market, limits, ws::HUB_CAPACITY)
     }
 
     /// As [`Binance::new`], with how many stream messages a connection may fall behind
     /// before it is closed.
     #[must_use]
     pub fn with_stream_backlog(
-        accounts: Accounts,
+        gate: Gate,
         engine: EngineHandle,
         market: MarketService,
         limits: RateLimits,
@@ -78,9 +79,9 @@ impl Binance {
     ) -> Binance {
         Binance {
             inner: Arc::new(Inner {
-                accounts,
                 engine,
-                hub: Hub::start(market.clone(), backlog),
+                hub: Hub::start(market.clone(), backlog, gate.clock.clone()),
+                gate,
                 market,
                 limiter: Limiter::new(limits),
                 listen_keys: Mutex::default(),

@@ -13,11 +13,11 @@
 use crate::Binance;
 use crate::rest::{self, stream_ticker};
 use crate::units;
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use coss_clock::Clock;
+use coss_http::{Public, Routes};
 use coss_market::{DepthDiff, Execution, Interval, MarketService, Order, Update};
 use coss_types::{AccountId, MarketId, Side};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -52,10 +52,10 @@ pub struct Hub {
 
 impl Hub {
     /// Starts the hub task on the current runtime.
-    pub(crate) fn start(market: MarketService, backlog: usize) -> Hub {
+    pub(crate) fn start(market: MarketService, backlog: usize, clock: Clock) -> Hub {
         let (tx, _) = broadcast::channel(backlog.max(1));
         let hub = Hub { tx: tx.clone() };
-        tokio::spawn(run(market, tx));
+        tokio::spawn(run(market, tx, clock));
         hub
     }
 
@@ -72,10 +72,6 @@ impl Hub {
     }
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(coss_identity::now_ms()).unwrap_or_default()
-}
-
 /// Best bid and ask (price ticks, lots) as last sent.
 type BookTop = (Option<(u64, u64)>, Option<(u64, u64)>);
 
@@ -87,7 +83,7 @@ struct HubState {
     ticks: u64,
 }
 
-async fn run(market: MarketService, tx: broadcast::Sender<Arc<StreamMessage>>) {
+async fn run(market: MarketService, tx: broadcast::Sender<Arc<StreamMessage>>, clock: Clock) {
     let mut updates = market.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -101,7 +97,7 @@ async fn run(market: MarketService, tx: broadcast::Sender<Arc<StreamMessage>>) {
                         continue;
                     }
                     for update in published.updates.iter() {
-                        realtime(&market, &tx, &mut state, update);
+                        realtime(&market, &tx, &mut state, update, clock.now().0);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -109,7 +105,7 @@ async fn run(market: MarketService, tx: broadcast::Sender<Arc<StreamMessage>>) {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tick.tick() => periodic(&market, &tx, &mut state),
+            _ = tick.tick() => periodic(&market, &tx, &mut state, clock.now().0),
         }
     }
 }
@@ -135,8 +131,8 @@ fn realtime(
     tx: &broadcast::Sender<Arc<StreamMessage>>,
     state: &mut HubState,
     update: &Update,
+    now: u64,
 ) {
-    let now = now_ms();
     match update {
         Update::Trade(trade) => {
             let projection = market.read();
@@ -302,10 +298,10 @@ fn periodic(
     market: &MarketService,
     tx: &broadcast::Sender<Arc<StreamMessage>>,
     state: &mut HubState,
+    now: u64,
 ) {
     state.ticks += 1;
     let second = state.ticks.is_multiple_of(10);
-    let now = now_ms();
     let ids: Vec<MarketId> = market.read().markets().map(|v| v.market.id).collect();
     for id in ids {
         // Depth diffs: taken under the write lock so the ids chain without gaps.
@@ -396,13 +392,13 @@ fn periodic(
     }
 }
 
-/// The WebSocket routes.
-pub fn routes(binance: Binance) -> Router {
-    Router::new()
-        .route("/ws", get(raw_empty))
-        .route("/ws/{*streams}", get(raw))
-        .route("/stream", get(combined))
-        .with_state(binance)
+/// The WebSocket routes: public, as on Binance; a listen key among the streams opens its
+/// account's user data (the key is the credential).
+pub fn routes() -> Routes<Binance> {
+    Routes::new()
+        .get("/ws", raw_empty)
+        .get("/ws/{*streams}", raw)
+        .get("/stream", combined)
 }
 
 /// What a connection listens to.
@@ -412,11 +408,16 @@ struct Subscription {
     combined: bool,
 }
 
-async fn raw_empty(State(binance): State<Binance>, upgrade: WebSocketUpgrade) -> Response {
+async fn raw_empty(
+    _: Public,
+    State(binance): State<Binance>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     open(binance, upgrade, Vec::new(), false)
 }
 
 async fn raw(
+    _: Public,
     State(binance): State<Binance>,
     Path(streams): Path<String>,
     upgrade: WebSocketUpgrade,
@@ -426,6 +427,7 @@ async fn raw(
 }
 
 async fn combined(
+    _: Public,
     State(binance): State<Binance>,
     RawQuery(query): RawQuery,
     upgrade: WebSocketUpgrade,

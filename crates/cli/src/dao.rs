@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use coss_engine::{Engine, EngineConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum DaoCommand {
@@ -68,8 +67,8 @@ pub fn run(command: DaoCommand) -> Result<()> {
             database_url,
             week,
         } => block_on(async move {
-            let accounts =
-                crate::server::open_accounts(&data.resolve()?, database_url.as_deref()).await?;
+            let settings = settings(data, database_url, None)?;
+            let accounts = coss_server::open_accounts(&settings).await?;
             report(accounts.store(), week.as_deref()).await
         }),
         DaoCommand::Snapshot {
@@ -120,8 +119,23 @@ fn block_on<F: std::future::Future<Output = Result<()>>>(future: F) -> Result<()
         .block_on(future)
 }
 
-/// Opens the platform's engine, database and chain (as `coss up` would, without serving),
-/// runs `work` on its DAO, and shuts down cleanly.
+/// The platform's settings for a data dir, database and configuration file.
+fn settings(
+    data: crate::DataDir,
+    database_url: Option<String>,
+    config: Option<PathBuf>,
+) -> Result<coss_server::Settings> {
+    let data_dir = data.resolve()?;
+    let config = coss_server::Config::load(config.as_deref(), &data_dir)?;
+    Ok(coss_server::Settings::from_env(
+        data_dir,
+        database_url,
+        config,
+    ))
+}
+
+/// Opens the platform (as `coss up` would, without serving), runs `work` on its DAO, and
+/// shuts down cleanly.
 fn with_dao<F, Fut>(
     data: crate::DataDir,
     database_url: Option<String>,
@@ -132,40 +146,18 @@ where
     F: FnOnce(coss_dao::Dao) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    let data_dir = data.resolve()?;
-    let config = crate::config::Config::load(config.as_deref(), &data_dir)?;
+    let settings = settings(data, database_url, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let accounts = runtime.block_on(crate::server::open_accounts(
-        &data_dir,
-        database_url.as_deref(),
-    ))?;
-    let (engine, _) = Engine::start(EngineConfig::new(&data_dir))
-        .with_context(|| format!("cannot open the engine in {}", data_dir.display()))?;
-    let handle = engine.handle();
-    let outcome = runtime.block_on(async {
-        let (chain, node) = crate::node::chain(&data_dir).await?;
-        let result = async {
-            let wallet = coss_wallet::Wallet::open(chain, accounts.clone(), handle.clone())
-                .await
-                .context("cannot open the wallets")?;
-            let dao =
-                crate::server::open_dao(&wallet, accounts.store(), &handle, &config.dao).await?;
-            work(dao).await
-        }
-        .await;
-        if let Some(node) = node {
-            node.stop();
-        }
-        result
-    });
+    let (stopped, outcome) = runtime.block_on(async {
+        let platform = coss_server::Platform::open(settings).await?;
+        let outcome = work(platform.dao().clone()).await;
+        anyhow::Ok((platform.stop(), outcome))
+    })?;
     drop(runtime);
-    drop(handle);
-    engine
-        .shutdown()
-        .context("engine did not shut down cleanly")?;
+    stopped.finish()?;
     outcome
 }
 

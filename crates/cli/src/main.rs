@@ -1,22 +1,15 @@
 //! The `coss` command, the one binary of the platform: `coss up` runs it on embedded defaults,
 //! `coss journal verify` replays and checks a journal, `coss bench engine` measures the engine,
-//! `coss chain deploy` deploys the COSS contracts to a node.
-//! Conventions every subcommand follows: `--data-dir DIR` (env `COSS_DATA_DIR`, default a
+//! `coss chain deploy` deploys the COSS contracts to a node, and so on. The platform itself is
+//! assembled by `coss-server`, the benchmarks live in `coss-bench`. Conventions every
+//! subcommand follows: `--data-dir DIR` (env `COSS_DATA_DIR`, default a
 //! per-user data directory), `--listen HOST:PORT` (env `COSS_LISTEN`) for servers, `--json`
 //! for machine-readable output, exit code 0 only on success and a one-line error on stderr
 //! otherwise. This file parses arguments and calls into the library crates; nothing more.
 
-mod bench_api;
-mod bench_auth;
-mod bench_dao;
-mod bench_wallet;
 mod chain;
-mod config;
 mod dao;
-mod node;
-mod server;
 mod sso;
-mod tls;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -247,8 +240,11 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             init_tracing();
             let data_dir = data.resolve()?;
-            let config = config::Config::load(config.as_deref(), &data_dir)?;
-            server::up(data_dir, &listen, database_url.as_deref(), &config)
+            let config = coss_server::Config::load(config.as_deref(), &data_dir)?;
+            up(
+                coss_server::Settings::from_env(data_dir, database_url, config),
+                &listen,
+            )
         }
         Top::Journal {
             command: JournalCommand::Verify { data, json },
@@ -263,7 +259,7 @@ fn run(cli: Cli) -> Result<()> {
                     logins,
                     json,
                 },
-        } => bench_auth::run(signatures, logins, json),
+        } => print_report(&coss_bench::auth::run(signatures, logins)?, json),
         Top::Bench {
             command:
                 BenchCommand::Api {
@@ -272,12 +268,12 @@ fn run(cli: Cli) -> Result<()> {
                     subscribers,
                     json,
                 },
-        } => bench_api::run(
-            bench_api::Options {
+        } => print_report(
+            &coss_bench::api::run(coss_bench::api::Options {
                 connections,
                 seconds,
                 subscribers,
-            },
+            })?,
             json,
         ),
         Top::Bench {
@@ -288,7 +284,7 @@ fn run(cli: Cli) -> Result<()> {
                     peer_sample,
                     json,
                 },
-        } => bench_dao::run(holders, assets, peer_sample, json),
+        } => print_report(&coss_bench::dao::run(holders, assets, peer_sample)?, json),
         Top::Bench {
             command:
                 BenchCommand::Wallet {
@@ -297,7 +293,7 @@ fn run(cli: Cli) -> Result<()> {
                     samples,
                     json,
                 },
-        } => bench_wallet::run(addresses, blocks, samples, json),
+        } => print_report(&coss_bench::wallet::run(addresses, blocks, samples)?, json),
         Top::Bench {
             command:
                 BenchCommand::Engine {
@@ -332,12 +328,7 @@ fn run(cli: Cli) -> Result<()> {
                 repeats,
             };
             let report = coss_bench::engine(&options, &|| ALLOCATOR.allocated())?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            }
-            Ok(())
+            print_report(&serde_json::to_value(&report)?, json)
         }
         Top::Engine {
             command:
@@ -350,6 +341,38 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => feed(data.resolve()?, commands, seed, batch, snapshot_every),
     }
+}
+
+/// Runs the platform until SIGINT or SIGTERM: opens it, serves it on `listen`, then lets
+/// requests in flight finish, stops the local chain and makes the journal durable.
+fn up(settings: coss_server::Settings, listen: &str) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let stopped = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let platform = coss_server::Platform::open(settings).await?;
+        anyhow::Ok(platform.serve(listener, coss_server::interrupted()).await?)
+    })?;
+    // Ends every task (each step of the wallets' is safe to cut short) and with them their
+    // engine handles, so that the engine can stop.
+    drop(runtime);
+    stopped.finish()?;
+    tracing::info!("COSS stopped");
+    Ok(())
+}
+
+/// A benchmark's report: one JSON line with `--json`, else pretty.
+fn print_report(report: &serde_json::Value, json: bool) -> Result<()> {
+    if json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    Ok(())
 }
 
 fn init_tracing() {

@@ -43,7 +43,7 @@ pub fn run(command: SsoCommand) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let now = coss_identity::now_ms();
+        let now = coss_clock::Clock::system().now().as_i64();
         match command {
             SsoCommand::AddClient {
                 data,
@@ -78,8 +78,15 @@ pub fn run(command: SsoCommand) -> Result<()> {
 }
 
 async fn provider(data_dir: PathBuf, database_url: Option<&str>) -> Result<coss_sso::Provider> {
-    let accounts = crate::server::open_accounts(&data_dir, database_url).await?;
-    let issuer =
-        std::env::var("COSS_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-    Ok(coss_sso::Provider::new(accounts, &issuer))
+    let config = coss_server::Config::defaults()?;
+    let settings =
+        coss_server::Settings::from_env(data_dir, database_url.map(str::to_owned), config);
+    let accounts = coss_server::open_accounts(&settings).await?;
+    let issuer = settings
+        .public_url
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    Ok(coss_sso::Provider::new(
+        coss_http::Gate::new(accounts),
+        &issuer,
+    ))
 }

@@ -47,6 +47,17 @@ pub enum ChainError {
     /// anvil did not start.
     #[error("anvil: {0}")]
     Anvil(#[from] alloy::node_bindings::NodeError),
+    /// A file of the local chain could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The local chain's records (`anvil.json`, `deployment.json`) are unreadable.
+    #[error("local chain records: {0}")]
+    LocalState(String),
 }
 
 impl ChainError {
@@ -65,6 +76,8 @@ impl ChainError {
             Self::Params(_) => "chain.params",
             Self::NoTool(_) => "chain.no_tool",
             Self::Anvil(_) => "chain.anvil",
+            Self::Io { .. } => "chain.io",
+            Self::LocalState(_) => "chain.local_state",
         }
     }
 }

@@ -2,13 +2,15 @@
 //! bytecode committed in `contracts/artifacts` (CI fails if those differ from a fresh compile),
 //! a provider for any node, key loading (an encrypted keystore, or an owner-only hex key file),
 //! the deployment of the whole set (`CossDeployment`: token, sale, locks, allocation table) and
-//! a local anvil for tests and the embedded platform. Talking to the chain is I/O at the edge:
+//! local anvils: a fresh one per test, and the embedded platform's own chain (`local`: started
+//! or adopted in a data directory, its contracts deployed once, its state kept across restarts). Talking to the chain is I/O at the edge:
 //! nothing here moves a balance of record.
 
 mod bindings;
 mod deploy;
 mod error;
 mod keys;
+mod local;
 mod node;
 
 pub use bindings::{CossDeployment, CossSale, CossToken, TestUsd, TokenLock};
@@ -17,6 +19,9 @@ pub use deploy::{
 };
 pub use error::ChainError;
 pub use keys::load_signer;
+pub use local::{
+    LOCAL_CHAIN_ID, LocalChain, LocalDeployment, LocalNode, fund_hot_wallet, local_chain,
+};
 pub use node::{Chain, RECEIPT_TIMEOUT, anvil_binary, connect, foundry_tool, receipt, spawn_anvil};
 
 /// One COSS in its smallest unit (the token has 8 decimals).

@@ -6,13 +6,11 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
-use coss_api::{ApiError, Body, body, caller};
+use axum::Json;
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
 use coss_core::Exchange;
-use coss_identity::Accounts;
+use coss_http::{ApiError, Caller, Gate, JsonBody, Public, Query, Routes};
 use coss_store::UsernameClaim;
 use coss_types::{AccountId, Amount, AssetId};
 use serde::{Deserialize, Serialize};
@@ -39,21 +37,25 @@ struct DaoDoc;
 #[derive(Clone)]
 struct DaoApi {
     dao: Dao,
-    accounts: Accounts,
+    gate: Gate,
+}
+
+impl FromRef<DaoApi> for Gate {
+    fn from_ref(api: &DaoApi) -> Gate {
+        api.gate.clone()
+    }
 }
 
 /// The DAO API.
-pub fn router(dao: Dao, accounts: Accounts) -> Router {
-    Router::new()
-        .route("/api/v1/dao/config", get(config))
-        .route("/api/v1/dao/weeks", get(weeks))
-        .route("/api/v1/dao/weeks/{week}", get(one_week))
-        .route("/api/v1/dao/me", get(me))
-        .route("/api/v1/dao/username", get(username).put(set_username))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            coss_api::MAX_BODY_BYTES,
-        ))
-        .with_state(DaoApi { dao, accounts })
+pub fn router(dao: Dao, gate: Gate) -> Routes {
+    Routes::new()
+        .get("/api/v1/dao/config", config)
+        .get("/api/v1/dao/weeks", weeks)
+        .get("/api/v1/dao/weeks/{week}", one_week)
+        .get("/api/v1/dao/me", me)
+        .get("/api/v1/dao/username", username)
+        .put("/api/v1/dao/username", set_username)
+        .with_state(DaoApi { dao, gate })
 }
 
 impl From<DaoError> for ApiError {
@@ -129,7 +131,7 @@ struct ConfigView {
 
 #[utoipa::path(get, path = "/api/v1/dao/config", tag = "dao",
     responses((status = 200, body = ConfigView)))]
-async fn config(State(api): State<DaoApi>) -> Result<Json<ConfigView>, ApiError> {
+async fn config(_: Public, State(api): State<DaoApi>) -> Result<Json<ConfigView>, ApiError> {
     let config = api.dao.config().clone();
     let (share_ppm, schedule) = api
         .dao
@@ -237,7 +239,7 @@ async fn report(
 
 #[utoipa::path(get, path = "/api/v1/dao/weeks", tag = "dao",
     responses((status = 200, body = Vec<WeekReport>)))]
-async fn weeks(State(api): State<DaoApi>) -> Result<Json<Vec<WeekReport>>, ApiError> {
+async fn weeks(_: Public, State(api): State<DaoApi>) -> Result<Json<Vec<WeekReport>>, ApiError> {
     let symbols = assets(&api.dao).await?;
     let records = api
         .dao
@@ -256,6 +258,7 @@ async fn weeks(State(api): State<DaoApi>) -> Result<Json<Vec<WeekReport>>, ApiEr
     params(("week" = String, Path, description = "ISO week, e.g. 2026-W48")),
     responses((status = 200, body = WeekReport), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn one_week(
+    _: Public,
     State(api): State<DaoApi>,
     Path(week): Path<String>,
 ) -> Result<Json<WeekReport>, ApiError> {
@@ -296,14 +299,11 @@ fn account_of(user: i64) -> Result<AccountId, ApiError> {
     responses((status = 200, body = MeView), (status = 401, body = ApiError), (status = 404, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 async fn me(
+    who: Caller,
     State(api): State<DaoApi>,
-    method: Method,
-    headers: HeaderMap,
-    query: Result<Query<MeQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<MeQuery>,
 ) -> Result<Json<MeView>, ApiError> {
-    let user = caller(&api.accounts, &method, &headers).await?.user_id;
-    let Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.body_text()))?;
+    let user = who.user_id;
     let account = account_of(user)?;
     let symbols: HashMap<u32, (String, u8)> = assets(&api.dao)
         .await?
@@ -353,12 +353,8 @@ struct UsernameView {
 #[utoipa::path(get, path = "/api/v1/dao/username", tag = "dao",
     responses((status = 200, body = UsernameView), (status = 401, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
-async fn username(
-    State(api): State<DaoApi>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<UsernameView>, ApiError> {
-    let user = caller(&api.accounts, &method, &headers).await?.user_id;
+async fn username(who: Caller, State(api): State<DaoApi>) -> Result<Json<UsernameView>, ApiError> {
+    let user = who.user_id;
     let username = api
         .dao
         .store()
@@ -372,13 +368,11 @@ async fn username(
     responses((status = 200, body = UsernameView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 409, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 async fn set_username(
+    who: Caller,
     State(api): State<DaoApi>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    JsonBody(input): JsonBody<UsernameView>,
 ) -> Result<Json<UsernameView>, ApiError> {
-    let user = caller(&api.accounts, &method, &headers).await?.user_id;
-    let input: UsernameView = body(&headers, &bytes)?;
+    let user = who.user_id;
     let name = input.username.unwrap_or_default();
     if !valid_username(&name) {
         return Err(DaoError::InvalidUsername.into());
@@ -386,7 +380,7 @@ async fn set_username(
     let claim = api
         .dao
         .store()
-        .claim_username(user, &name, coss_identity::now_ms())
+        .claim_username(user, &name, api.gate.now_ms())
         .await
         .map_err(DaoError::from)?;
     match claim {

@@ -2,18 +2,18 @@
 //! commands to the [`coss_core::Exchange`] in arrival order, fed by a bounded queue; a second
 //! thread makes each batch durable in the journal (`coss-journal`) with one `fdatasync` (group
 //! commit) and only then hands the callers their results, so an acknowledged command is never
-//! lost. The engine thread stamps each command with the time (the core itself never reads a
-//! clock) and journals the stamped command, so replaying the journal reproduces the state
+//! lost. The engine thread stamps each command with the time from the injected
+//! [`coss_clock::Clock`] (the core itself never reads a clock) and journals the stamped command, so replaying the journal reproduces the state
 //! exactly. Snapshots are taken every N commands; recovery loads the newest valid snapshot and
 //! replays the journal after it. [`verify`] replays a journal read-only from the beginning and
 //! checks every snapshot against the replayed state.
 
+use coss_clock::Clock;
 use coss_core::{Command, Envelope, Event, Exchange, Outcome, StateHash};
 use coss_journal::{Journal, JournalOptions, TornTail};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 /// Errors of the engine service.
@@ -116,6 +116,8 @@ pub struct EngineConfig {
     pub segment_bytes: u64,
     /// Where every event goes once durable, in sequence order (see [`EventFeed`]).
     pub feed: Option<EventFeed>,
+    /// What stamps each command with the time (and decides when a DAO week is due).
+    pub clock: Clock,
 }
 
 /// A subscription to the engine's events: the projections' source. At start the engine replays
@@ -177,6 +179,7 @@ impl EngineConfig {
             snapshot_every: 1_000_000,
             segment_bytes: JournalOptions::default().segment_bytes,
             feed: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -497,9 +500,10 @@ impl Engine {
             .map_err(EngineError::Spawn)?;
         let max_batch = config.max_batch.max(1);
         let snapshot_every = config.snapshot_every;
+        let clock = config.clock;
         let engine_thread = std::thread::Builder::new()
             .name("coss-engine".into())
-            .spawn(move || engine_loop(exchange, rx, to_writer, max_batch, snapshot_every))
+            .spawn(move || engine_loop(exchange, rx, to_writer, max_batch, snapshot_every, clock))
             .map_err(EngineError::Spawn)?;
         let engine = Engine {
             _lock: lock,
@@ -545,18 +549,13 @@ impl Engine {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn engine_loop(
     mut exchange: Exchange,
     mut rx: mpsc::Receiver<Request>,
     to_writer: std_mpsc::SyncSender<ToWriter>,
     max_batch: usize,
     snapshot_every: u64,
+    clock: Clock,
 ) {
     let mut since_snapshot = 0u64;
     let mut carried: Option<Request> = None;
@@ -569,7 +568,12 @@ fn engine_loop(
             },
         };
         // Reads and status answers see every week closed by now.
-        if !close_due_weeks(&mut exchange, now_ms(), &to_writer, &mut since_snapshot) {
+        if !close_due_weeks(
+            &mut exchange,
+            clock.now().0,
+            &to_writer,
+            &mut since_snapshot,
+        ) {
             return;
         }
         // Group the queued batches into one journal commit, up to `max_batch` commands.
@@ -599,7 +603,7 @@ fn engine_loop(
             }
             next = rx.try_recv().ok();
         }
-        let time_ms = now_ms();
+        let time_ms = clock.now().0;
         if !close_due_weeks(&mut exchange, time_ms, &to_writer, &mut since_snapshot) {
             return;
         }

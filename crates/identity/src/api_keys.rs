@@ -467,15 +467,23 @@ fn signed_payload<'a>(query: &'a str, body: &'a str) -> (String, Params<'a>) {
     (payload, params)
 }
 
-/// An address or CIDR network.
-#[derive(Debug, Clone, Copy)]
-struct Network {
+/// An address or CIDR network (`192.0.2.7`, `10.0.0.0/8`, `2001:db8::/32`): API keys' IP
+/// allow-lists and the HTTP edge's trusted proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
     address: IpAddr,
     prefix: u8,
 }
 
 impl Network {
-    fn contains(&self, ip: IpAddr) -> bool {
+    /// Parses an address or a CIDR network.
+    pub fn parse(text: &str) -> Result<Network, IdentityError> {
+        parse_network(text)
+    }
+
+    /// Whether `ip` is in the network (an IPv4 address also matches as IPv4-mapped IPv6).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.address, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX

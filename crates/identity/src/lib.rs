@@ -18,7 +18,9 @@ mod second_factor;
 mod time;
 mod vault;
 
-pub use api_keys::{ApiKey, KEY_CACHE_MS, KeyAuth, NewKey, Permission, SignedRequest, sign};
+pub use api_keys::{
+    ApiKey, KEY_CACHE_MS, KeyAuth, Network, NewKey, Permission, SignedRequest, sign,
+};
 pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
 pub use second_factor::{Enrolment, SecondFactor, totp_code};
 pub use time::{format_utc, now_ms};

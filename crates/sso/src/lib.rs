@@ -13,13 +13,14 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use coss_identity::{Accounts, IdentityError, Login, SecondFactor, now_ms};
+use coss_http::{Auth, BufferedBody, ClientInfo, Gate, Public, Routes};
+use coss_identity::{Accounts, Authenticated, IdentityError, Login, SecondFactor};
 use coss_store::{CodeOutcome, OidcClient, OidcCode, OidcKey, SessionKind, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,7 +30,7 @@ mod jwt;
 mod pages;
 
 /// The browser session cookie (the same one `/api/v1` sets).
-pub use coss_api::SESSION_COOKIE;
+pub use coss_http::SESSION_COOKIE;
 /// A signing key signs for 30 days before a new one replaces it.
 pub const KEY_ROTATION_MS: i64 = 30 * 24 * 3_600_000;
 /// A retired key stays in the JWKS this long (longer than any token it signed lives).
@@ -86,21 +87,31 @@ pub struct Registered {
     pub client_secret: Option<String>,
 }
 
-/// The provider: accounts plus the issuer URL it is reached at.
+/// The provider: the accounts (behind the HTTP gate) plus the issuer URL it is reached at.
 #[derive(Debug, Clone)]
 pub struct Provider {
-    accounts: Accounts,
+    gate: Gate,
     issuer: String,
+}
+
+impl axum::extract::FromRef<Provider> for Gate {
+    fn from_ref(provider: &Provider) -> Gate {
+        provider.gate.clone()
+    }
 }
 
 impl Provider {
     /// A provider whose issuer (and base of every endpoint) is `issuer`, e.g.
     /// `https://coss.example` (no trailing slash).
-    pub fn new(accounts: Accounts, issuer: &str) -> Self {
+    pub fn new(gate: Gate, issuer: &str) -> Self {
         Self {
-            accounts,
+            gate,
             issuer: issuer.trim_end_matches('/').to_owned(),
         }
+    }
+
+    fn accounts(&self) -> &Accounts {
+        &self.gate.accounts
     }
 
     /// The issuer URL.
@@ -146,7 +157,7 @@ impl Provider {
             redirect_uris: redirect_uris.to_vec(),
             first_party,
         };
-        self.accounts
+        self.accounts()
             .store()
             .create_oidc_client(&client, now)
             .await?;
@@ -161,7 +172,7 @@ impl Provider {
     pub async fn rotate_keys(&self, now: i64) -> Result<String, SsoError> {
         let (pkcs8, public_key) = jwt::generate()?;
         let kid = hex::encode(random::<8>()?);
-        let sealed = self.accounts.vault().seal(&pkcs8, &key_purpose(&kid))?;
+        let sealed = self.accounts().vault().seal(&pkcs8, &key_purpose(&kid))?;
         let key = OidcKey {
             kid: kid.clone(),
             sealed_private_key: sealed,
@@ -169,14 +180,14 @@ impl Provider {
             created_at: now,
             retired_at: None,
         };
-        self.accounts.store().add_oidc_key(&key, now).await?;
+        self.accounts().store().add_oidc_key(&key, now).await?;
         Ok(kid)
     }
 
     /// The published keys (after dropping those retired more than [`KEY_OVERLAP_MS`] ago),
     /// newest first, rotating first if the newest is older than [`KEY_ROTATION_MS`].
     async fn keys(&self, now: i64) -> Result<Vec<OidcKey>, SsoError> {
-        let store = self.accounts.store();
+        let store = self.accounts().store();
         store
             .drop_oidc_keys_retired_before(now - KEY_OVERLAP_MS)
             .await?;
@@ -228,24 +239,190 @@ impl Provider {
         let keys = self.keys(now).await?;
         let key = keys.first().ok_or(SsoError::Crypto)?;
         let pkcs8 = self
-            .accounts
+            .accounts()
             .vault()
             .open(&key.sealed_private_key, &key_purpose(&key.kid))?;
         jwt::sign(&pkcs8, &key.kid, claims)
     }
 }
 
+/// The OpenAPI description of the provider's endpoints (merged into `/openapi.json`).
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    SsoDoc::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    discovery,
+    jwks,
+    authorize_get,
+    authorize_post,
+    login_post,
+    token,
+    userinfo
+))]
+struct SsoDoc;
+
 /// The provider's routes.
-pub fn router(provider: Provider) -> Router {
-    Router::new()
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route("/oauth2/jwks", get(jwks))
-        .route("/oauth2/authorize", get(authorize_get).post(authorize_post))
-        .route("/oauth2/login", axum::routing::post(login_post))
-        .route("/oauth2/token", axum::routing::post(token))
-        .route("/oauth2/userinfo", get(userinfo).post(userinfo))
-        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+pub fn router(provider: Provider) -> Routes {
+    Routes::new()
+        .get("/.well-known/openid-configuration", discovery)
+        .get("/oauth2/jwks", jwks)
+        .get("/oauth2/authorize", authorize_get)
+        .post("/oauth2/authorize", authorize_post)
+        .post("/oauth2/login", login_post)
+        .post("/oauth2/token", token)
+        .get("/oauth2/userinfo", userinfo)
+        .post("/oauth2/userinfo", userinfo)
+        .map(|router| {
+            router.layer(axum::extract::DefaultBodyLimit::max(
+                coss_http::MAX_BODY_BYTES,
+            ))
+        })
         .with_state(provider)
+}
+
+/// The authorization endpoint's caller: the browser's session if one is signed in (anyone
+/// else is shown the sign-in page), with its cookie token for the consent form's CSRF token.
+struct BrowserSession(Option<(Authenticated, String)>);
+
+impl Auth for BrowserSession {
+    const SCHEME: &'static str = "session_or_sign_in";
+}
+
+impl FromRequestParts<Provider> for BrowserSession {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        provider: &Provider,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = coss_http::cookie(&parts.headers, SESSION_COOKIE) else {
+            return Ok(BrowserSession(None));
+        };
+        let who = provider
+            .accounts()
+            .authenticate(token, provider.gate.now_ms())
+            .await
+            .ok()
+            .filter(|w| w.kind == SessionKind::Browser);
+        Ok(BrowserSession(who.map(|who| (who, token.to_owned()))))
+    }
+}
+
+/// The token endpoint's caller: a registered client, authenticated by its secret (HTTP
+/// Basic, or `client_id` and `client_secret` in the form) or, for a public client, by its
+/// id alone (PKCE then proves the rest). Failures answer in the OAuth error shape.
+struct OAuthClient(OidcClient);
+
+impl Auth for OAuthClient {
+    const SCHEME: &'static str = "oauth_client";
+    const READS_BODY: bool = true;
+}
+
+impl FromRequestParts<Provider> for OAuthClient {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, provider: &Provider) -> Result<Self, Response> {
+        let body = match parts
+            .extensions
+            .get::<BufferedBody>()
+            .map(BufferedBody::bytes)
+        {
+            Some(Ok(body)) => body.clone(),
+            _ => {
+                return Err(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the request body is unreadable or too large",
+                ));
+            }
+        };
+        let form: HashMap<String, String> =
+            url::form_urlencoded::parse(&body).into_owned().collect();
+        let Some((client_id, secret)) = client_credentials(&parts.headers, &form) else {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is missing",
+            ));
+        };
+        let client = match provider.accounts().store().oidc_client(&client_id).await {
+            Ok(Some(client)) => client,
+            Ok(None) => {
+                return Err(oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "unknown client",
+                ));
+            }
+            Err(error) => return Err(internal(&error.into())),
+        };
+        let authenticated = match (&client.secret_hash, &secret) {
+            (Some(hash), Some(secret)) => {
+                coss_identity::constant_time_eq(hash, &Sha256::digest(secret.as_bytes()))
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if !authenticated {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            ));
+        }
+        Ok(OAuthClient(client))
+    }
+}
+
+/// The userinfo endpoint's caller: a live access token this provider issued, as a Bearer
+/// token; the grant it stands for (account, client, scopes).
+struct AccessToken {
+    user_id: i64,
+    scopes: String,
+}
+
+impl Auth for AccessToken {
+    const SCHEME: &'static str = "oauth_access_token";
+}
+
+impl FromRequestParts<Provider> for AccessToken {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, provider: &Provider) -> Result<Self, Response> {
+        let unauthorized = || {
+            let mut response = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token", "error_description": "send a live access token as Bearer"}))).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            response
+        };
+        let Some(token) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return Err(unauthorized());
+        };
+        match provider
+            .accounts()
+            .store()
+            .oidc_token(
+                &Sha256::digest(token.trim().as_bytes()),
+                provider.gate.now_ms(),
+            )
+            .await
+        {
+            Ok(Some((user_id, _client, scopes))) => Ok(AccessToken { user_id, scopes }),
+            Ok(None) => Err(unauthorized()),
+            Err(error) => Err(internal(&error.into())),
+        }
+    }
 }
 
 fn key_purpose(kid: &str) -> Vec<u8> {
@@ -279,12 +456,18 @@ fn internal(error: &SsoError) -> Response {
         .into_response()
 }
 
-async fn discovery(State(provider): State<Provider>) -> Json<Value> {
+/// The OpenID Provider's discovery document.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "sso",
+    responses((status = 200, description = "OpenID Connect Discovery 1.0 metadata")))]
+async fn discovery(_: Public, State(provider): State<Provider>) -> Json<Value> {
     Json(provider.discovery())
 }
 
-async fn jwks(State(provider): State<Provider>) -> Response {
-    match provider.jwks(now_ms()).await {
+/// The ID-token signing keys (JWKS), retired keys included while tokens they signed live.
+#[utoipa::path(get, path = "/oauth2/jwks", tag = "sso",
+    responses((status = 200, description = "a JSON Web Key Set")))]
+async fn jwks(_: Public, State(provider): State<Provider>) -> Response {
+    match provider.jwks(provider.gate.now_ms()).await {
         Ok(doc) => Json(doc).into_response(),
         Err(error) => internal(&error),
     }
@@ -376,9 +559,14 @@ fn same_origin(provider: &Provider, headers: &HeaderMap) -> bool {
     }
 }
 
+/// The authorization endpoint (code flow with PKCE S256): the sign-in or consent page, or a
+/// redirect back to the client with a code or an OAuth error.
+#[utoipa::path(get, path = "/oauth2/authorize", tag = "sso",
+    responses((status = 200, description = "the sign-in or consent page"),
+              (status = 303, description = "back to the client's redirect URI")))]
 async fn authorize_get(
+    BrowserSession(session): BrowserSession,
     State(provider): State<Provider>,
-    headers: HeaderMap,
     Query(request): Query<AuthRequest>,
 ) -> Response {
     let request = AuthRequest {
@@ -386,10 +574,15 @@ async fn authorize_get(
         decision: None,
         ..request
     };
-    authorize(&provider, &headers, request).await
+    authorize(&provider, session, request).await
 }
 
+/// The consent form's answer (same origin, with the session's CSRF token).
+#[utoipa::path(post, path = "/oauth2/authorize", tag = "sso",
+    responses((status = 303, description = "back to the client's redirect URI"),
+              (status = 403, description = "a cross-origin form or an expired form")))]
 async fn authorize_post(
+    BrowserSession(session): BrowserSession,
     State(provider): State<Provider>,
     headers: HeaderMap,
     body: Bytes,
@@ -411,7 +604,7 @@ async fn authorize_post(
                 .into_response();
         }
     };
-    authorize(&provider, &headers, request).await
+    authorize(&provider, session, request).await
 }
 
 fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
@@ -419,8 +612,12 @@ fn serde_urlencoded_from<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<
     serde_json::from_value(serde_json::to_value(map).ok()?).ok()
 }
 
-async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthRequest) -> Response {
-    let now = now_ms();
+async fn authorize(
+    provider: &Provider,
+    session: Option<(Authenticated, String)>,
+    request: AuthRequest,
+) -> Response {
+    let now = provider.gate.now_ms();
     // Errors that cannot be sent back to the client are shown to the person.
     let Some(client_id) = request.client_id.as_deref() else {
         return (
@@ -429,7 +626,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
         )
             .into_response();
     };
-    let client = match provider.accounts.store().oidc_client(client_id).await {
+    let client = match provider.accounts().store().oidc_client(client_id).await {
         Ok(Some(client)) => client,
         Ok(None) => {
             return (
@@ -496,17 +693,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
     let prompt_none = request.prompt.as_deref() == Some("none");
 
     // Who is signed in?
-    let session = coss_api::cookie(headers, SESSION_COOKIE);
-    let who = match session {
-        Some(token) => provider
-            .accounts
-            .authenticate(token, now)
-            .await
-            .ok()
-            .filter(|w| w.kind == SessionKind::Browser),
-        None => None,
-    };
-    let (Some(who), Some(session_token)) = (who, session) else {
+    let Some((who, session_token)) = session else {
         if prompt_none {
             return fail("login_required", "the user is not signed in");
         }
@@ -517,7 +704,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
     let scope_text = scopes.join(" ");
     if !client.first_party {
         let granted = match provider
-            .accounts
+            .accounts()
             .store()
             .oidc_consent(who.user_id, &client.client_id)
             .await
@@ -530,7 +717,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
             match request.decision.as_deref() {
                 Some(decision) => {
                     let csrf = request.csrf.as_deref().unwrap_or_default();
-                    if !provider.accounts.check_csrf(session_token, csrf) {
+                    if !provider.accounts().check_csrf(&session_token, csrf) {
                         return (
                             StatusCode::FORBIDDEN,
                             Html(pages::error("the form expired; start again")),
@@ -541,7 +728,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
                         return fail("access_denied", "the user denied access");
                     }
                     if let Err(error) = provider
-                        .accounts
+                        .accounts()
                         .store()
                         .grant_oidc_consent(who.user_id, &client.client_id, &scope_text, now)
                         .await
@@ -554,7 +741,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
                 }
                 None => {
                     let mut fields = request.fields();
-                    fields.push(("csrf", provider.accounts.csrf_token(session_token)));
+                    fields.push(("csrf", provider.accounts().csrf_token(&session_token)));
                     return Html(pages::consent(&client.name, &scopes, &fields)).into_response();
                 }
             }
@@ -566,7 +753,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
         return internal(&SsoError::Crypto);
     };
     let auth_time = provider
-        .accounts
+        .accounts()
         .store()
         .session_created_at(who.session_id)
         .await
@@ -584,7 +771,7 @@ async fn authorize(provider: &Provider, headers: &HeaderMap, request: AuthReques
         auth_time,
         expires_at: now + CODE_TTL_MS,
     };
-    if let Err(error) = provider.accounts.store().create_oidc_code(&record).await {
+    if let Err(error) = provider.accounts().store().create_oidc_code(&record).await {
         return internal(&error.into());
     }
     back_to_client(provider, redirect_uri, state, &[("code", &code)])
@@ -598,10 +785,16 @@ struct LoginForm {
     request: String,
 }
 
+/// The sign-in form of the authorization flow (same origin): sets the session cookies and
+/// resumes the authorization request.
+#[utoipa::path(post, path = "/oauth2/login", tag = "sso",
+    responses((status = 303, description = "signed in: back to the authorization request"),
+              (status = 401, description = "the sign-in page with the reason")))]
 async fn login_post(
+    _: Public,
     State(provider): State<Provider>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
-    extensions: axum::http::Extensions,
     body: Bytes,
 ) -> Response {
     if !same_origin(&provider, &headers) {
@@ -628,7 +821,7 @@ async fn login_post(
     let client_name = serde_urlencoded_from::<AuthRequest>(form.request.as_bytes())
         .and_then(|r| r.client_id)
         .unwrap_or_default();
-    let client_name = match provider.accounts.store().oidc_client(&client_name).await {
+    let client_name = match provider.accounts().store().oidc_client(&client_name).await {
         Ok(Some(client)) => client.name,
         _ => {
             return (
@@ -644,14 +837,14 @@ async fn login_post(
         password: &form.password,
         second_factor: totp.map(SecondFactor::Totp),
         kind: SessionKind::Browser,
-        client: coss_api::client(&headers, &extensions),
+        client,
     };
-    let now = now_ms();
-    match provider.accounts.login(&login, now).await {
+    let now = provider.gate.now_ms();
+    match provider.accounts().login(&login, now).await {
         Ok(grant) => {
             let mut response =
                 Redirect::to(&format!("/oauth2/authorize?{}", form.request)).into_response();
-            coss_api::set_session_cookies(&mut response, &grant);
+            coss_http::set_session_cookies(&mut response, &grant);
             response
         }
         Err(error @ (IdentityError::Store(_) | IdentityError::Crypto)) => internal(&error.into()),
@@ -722,37 +915,19 @@ fn client_credentials(
     Some((id, form.get("client_secret").cloned()))
 }
 
-async fn token(State(provider): State<Provider>, headers: HeaderMap, body: Bytes) -> Response {
-    let now = now_ms();
+/// The token endpoint: a code (once, within 60 s, with its PKCE verifier) for an access
+/// token and an ID token. Client secret by Basic or POST, or none for public clients.
+#[utoipa::path(post, path = "/oauth2/token", tag = "sso",
+    responses((status = 200, description = "access and ID tokens"),
+              (status = 400, description = "an OAuth error (RFC 6749 §5.2)"),
+              (status = 401, description = "invalid_client")))]
+async fn token(
+    OAuthClient(client): OAuthClient,
+    State(provider): State<Provider>,
+    body: Bytes,
+) -> Response {
+    let now = provider.gate.now_ms();
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let Some((client_id, secret)) = client_credentials(&headers, &form) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication is missing",
-        );
-    };
-    let client = match provider.accounts.store().oidc_client(&client_id).await {
-        Ok(Some(client)) => client,
-        Ok(None) => {
-            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client");
-        }
-        Err(error) => return internal(&error.into()),
-    };
-    let authenticated = match (&client.secret_hash, &secret) {
-        (Some(hash), Some(secret)) => {
-            coss_identity::constant_time_eq(hash, &Sha256::digest(secret.as_bytes()))
-        }
-        (None, None) => true,
-        _ => false,
-    };
-    if !authenticated {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        );
-    }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -773,7 +948,7 @@ async fn token(State(provider): State<Provider>, headers: HeaderMap, body: Bytes
     };
     let code_hash = Sha256::digest(code.as_bytes()).to_vec();
     let grant = match provider
-        .accounts
+        .accounts()
         .store()
         .redeem_oidc_code(&code_hash, now)
         .await
@@ -829,7 +1004,7 @@ async fn token(State(provider): State<Provider>, headers: HeaderMap, body: Bytes
 async fn issue_tokens(provider: &Provider, grant: &OidcCode, now: i64) -> Result<Value, SsoError> {
     let access = hex::encode(random::<32>()?);
     provider
-        .accounts
+        .accounts()
         .store()
         .create_oidc_token(
             &Sha256::digest(access.as_bytes()),
@@ -872,46 +1047,27 @@ async fn user_claims(
     let mut claims = vec![];
     let scopes: Vec<&str> = scopes.split(' ').collect();
     if scopes.contains(&"email")
-        && let Some(user) = provider.accounts.store().user(user_id).await?
+        && let Some(user) = provider.accounts().store().user(user_id).await?
     {
         claims.push(("email", json!(user.email)));
         claims.push(("email_verified", json!(user.email_verified_at.is_some())));
     }
     if scopes.contains(&"profile")
-        && let Some(name) = provider.accounts.profile(user_id).await?.display_name
+        && let Some(name) = provider.accounts().profile(user_id).await?.display_name
     {
         claims.push(("name", json!(name)));
     }
     Ok(claims)
 }
 
-async fn userinfo(State(provider): State<Provider>, headers: HeaderMap) -> Response {
-    let unauthorized = || {
-        let mut response = (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_token", "error_description": "send a live access token as Bearer"}))).into_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        );
-        response
-    };
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return unauthorized();
-    };
-    let grant = match provider
-        .accounts
-        .store()
-        .oidc_token(&Sha256::digest(token.trim().as_bytes()), now_ms())
-        .await
-    {
-        Ok(Some(grant)) => grant,
-        Ok(None) => return unauthorized(),
-        Err(error) => return internal(&error.into()),
-    };
-    let (user_id, _client, scopes) = grant;
+/// The signed-in user's claims, for a live access token.
+#[utoipa::path(method(get, post), path = "/oauth2/userinfo", tag = "sso",
+    responses((status = 200, description = "sub and the claims the scopes allow"),
+              (status = 401, description = "invalid_token")))]
+async fn userinfo(
+    AccessToken { user_id, scopes }: AccessToken,
+    State(provider): State<Provider>,
+) -> Response {
     let mut body = json!({ "sub": user_id.to_string() });
     match user_claims(&provider, user_id, &scopes).await {
         Ok(claims) => {

@@ -32,8 +32,8 @@ async fn provider() -> Op {
     let accounts = Accounts::new(store, Vault::random().unwrap()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let provider = Provider::new(accounts.clone(), &issuer);
-    let app = coss_sso::router(provider.clone());
+    let provider = Provider::new(coss_http::Gate::new(accounts.clone()), &issuer);
+    let app = coss_sso::router(provider.clone()).into_router();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     // Alice, verified, with a display name.
     let id = accounts

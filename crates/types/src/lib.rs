@@ -1,8 +1,10 @@
 //! The vocabulary every COSS crate shares: identity newtypes (`AccountId`, `AssetId`,
-//! `MarketId`, `OrderId`, `RequestId`), integer money (`Amount` in an asset's smallest unit,
-//! `Price` in ticks, `Qty` in lots) and the validated `ClientOrderId`. It holds no logic beyond
-//! checked arithmetic and parsing, depends on nothing but serde, and never touches floats:
-//! an amount that cannot be represented exactly is an error, not a rounding.
+//! `MarketId`, `OrderId`, `RequestId`, and `UserId` for a person's account in the database),
+//! integer money (`Amount` in an asset's smallest unit, `Price` in ticks, `Qty` in lots), the
+//! validated `ClientOrderId` and the platform's one time type, `UnixMs`. It holds no logic
+//! beyond checked arithmetic and parsing, depends on nothing but serde, reads no clock and
+//! never touches floats: an amount that cannot be represented exactly is an error, not a
+//! rounding.
 #![deny(
     clippy::float_arithmetic,
     clippy::float_cmp,
@@ -58,6 +60,62 @@ id_newtype!(
     /// An order quantity in lots of its market (`base amount = lots × lot_size`).
     Qty(u64)
 );
+
+id_newtype!(
+    /// A person's account in the accounts database (its row id). The exchange core never
+    /// sees it: the edges map it to the core's [`AccountId`].
+    UserId(i64)
+);
+
+/// A point in time: milliseconds since the Unix epoch, UTC. The one time type of the platform:
+/// clocks give it, commands carry it into the exchange core, the database stores it as a
+/// BIGINT. Arithmetic saturates (times are far from both ends of the range).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct UnixMs(pub u64);
+
+impl UnixMs {
+    /// 1970-01-01T00:00:00Z.
+    pub const EPOCH: UnixMs = UnixMs(0);
+
+    /// From a database BIGINT (a negative one, which no stored time is, is the epoch).
+    #[must_use]
+    pub fn from_i64(ms: i64) -> UnixMs {
+        UnixMs(u64::try_from(ms).unwrap_or(0))
+    }
+
+    /// As a database BIGINT (saturating at `i64::MAX`, some 292 million years away).
+    #[must_use]
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).unwrap_or(i64::MAX)
+    }
+
+    /// `ms` milliseconds later.
+    #[must_use]
+    pub fn plus(self, ms: u64) -> UnixMs {
+        UnixMs(self.0.saturating_add(ms))
+    }
+
+    /// `ms` milliseconds earlier (at the earliest the epoch).
+    #[must_use]
+    pub fn minus(self, ms: u64) -> UnixMs {
+        UnixMs(self.0.saturating_sub(ms))
+    }
+
+    /// Milliseconds from `earlier` to `self` (0 if `earlier` is later).
+    #[must_use]
+    pub fn since(self, earlier: UnixMs) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl fmt::Display for UnixMs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// The side of an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -294,6 +352,18 @@ mod tests {
             Amount::parse_decimal("999999999999999999999999999999999999999999", 18),
             Err(AmountParseError::TooLarge)
         );
+    }
+
+    #[test]
+    fn times_convert_to_database_integers_and_saturate() {
+        assert_eq!(UnixMs(1_700_000_000_000).as_i64(), 1_700_000_000_000);
+        assert_eq!(UnixMs(u64::MAX).as_i64(), i64::MAX);
+        assert_eq!(UnixMs::from_i64(-5), UnixMs::EPOCH);
+        assert_eq!(UnixMs::from_i64(42), UnixMs(42));
+        assert_eq!(UnixMs(10).minus(20), UnixMs::EPOCH);
+        assert_eq!(UnixMs(u64::MAX).plus(1), UnixMs(u64::MAX));
+        assert_eq!(UnixMs(30).since(UnixMs(10)), 20);
+        assert_eq!(UnixMs(10).since(UnixMs(30)), 0);
     }
 
     #[test]

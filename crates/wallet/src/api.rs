@@ -6,11 +6,10 @@
 //! `Idempotency-Key` header (a retry with the same key returns the first result). Amounts
 //! are decimal strings in whole units. Errors are `{"code", "message"}` with stable codes.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use coss_api::{ApiError, Body, body, caller};
+use axum::Json;
+use axum::extract::{FromRef, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use coss_http::{ApiError, Caller, Gate, JsonBody, Public, Query, Routes};
 use coss_store::{DepositRecord, WalletEvent, WithdrawalRecord};
 use coss_types::Amount;
 use serde::{Deserialize, Serialize};
@@ -52,37 +51,47 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 )]
 struct WalletDoc;
 
+/// The wallet routes' state: the wallets, and the gate their callers pass.
+#[derive(Debug, Clone)]
+struct WalletApi {
+    wallet: Wallet,
+    gate: Gate,
+}
+
+impl FromRef<WalletApi> for Wallet {
+    fn from_ref(api: &WalletApi) -> Wallet {
+        api.wallet.clone()
+    }
+}
+
+impl FromRef<WalletApi> for Gate {
+    fn from_ref(api: &WalletApi) -> Gate {
+        api.gate.clone()
+    }
+}
+
 /// The wallet API.
-pub fn router(wallet: Wallet) -> Router {
-    Router::new()
-        .route("/api/v1/wallet/assets", get(assets))
-        .route("/api/v1/wallet/balances", get(balances))
-        .route("/api/v1/wallet/statement", get(statement))
-        .route("/api/v1/wallet/deposit-address", get(deposit_address))
-        .route("/api/v1/wallet/deposits", get(deposits))
-        .route(
-            "/api/v1/wallet/withdrawals",
-            get(withdrawals).post(withdraw),
-        )
-        .route("/api/v1/wallet/withdrawals/{id}", get(one_withdrawal))
-        .route("/api/v1/wallet/withdrawals/{id}/cancel", post(cancel))
-        .route("/api/v1/wallet/transfers", get(transfers).post(transfer))
-        .route(
-            "/api/v1/wallet/withdrawal-addresses",
-            get(allow_list).post(allow_address),
-        )
-        .route(
+pub fn router(wallet: Wallet, gate: Gate) -> Routes {
+    Routes::new()
+        .get("/api/v1/wallet/assets", assets)
+        .get("/api/v1/wallet/balances", balances)
+        .get("/api/v1/wallet/statement", statement)
+        .get("/api/v1/wallet/deposit-address", deposit_address)
+        .get("/api/v1/wallet/deposits", deposits)
+        .get("/api/v1/wallet/withdrawals", withdrawals)
+        .post("/api/v1/wallet/withdrawals", withdraw)
+        .get("/api/v1/wallet/withdrawals/{id}", one_withdrawal)
+        .post("/api/v1/wallet/withdrawals/{id}/cancel", cancel)
+        .get("/api/v1/wallet/transfers", transfers)
+        .post("/api/v1/wallet/transfers", transfer)
+        .get("/api/v1/wallet/withdrawal-addresses", allow_list)
+        .post("/api/v1/wallet/withdrawal-addresses", allow_address)
+        .delete(
             "/api/v1/wallet/withdrawal-addresses/{address}",
-            delete(disallow_address),
+            disallow_address,
         )
-        .route(
-            "/api/v1/wallet/withdrawal-addresses/mode",
-            post(allow_list_mode),
-        )
-        .layer(axum::extract::DefaultBodyLimit::max(
-            coss_api::MAX_BODY_BYTES,
-        ))
-        .with_state(wallet)
+        .post("/api/v1/wallet/withdrawal-addresses/mode", allow_list_mode)
+        .with_state(WalletApi { wallet, gate })
 }
 
 impl From<WalletError> for ApiError {
@@ -134,7 +143,7 @@ struct AssetView {
 
 #[utoipa::path(get, path = "/api/v1/wallet/assets", tag = "wallet",
     responses((status = 200, body = Vec<AssetView>)))]
-async fn assets(State(wallet): State<Wallet>) -> Json<Vec<AssetView>> {
+async fn assets(_: Public, State(wallet): State<Wallet>) -> Json<Vec<AssetView>> {
     let config = wallet.config();
     Json(
         config
@@ -153,18 +162,13 @@ async fn assets(State(wallet): State<Wallet>) -> Json<Vec<AssetView>> {
     )
 }
 
-async fn user(wallet: &Wallet, method: &Method, headers: &HeaderMap) -> Result<i64, ApiError> {
-    Ok(caller(wallet.accounts(), method, headers).await?.user_id)
-}
-
 #[utoipa::path(get, path = "/api/v1/wallet/balances", tag = "wallet",
     responses((status = 200, body = Vec<BalanceView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn balances(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<BalanceView>>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     Ok(Json(wallet.balances(user).await?))
 }
 
@@ -198,14 +202,11 @@ struct StatementQuery {
     responses((status = 200, body = Vec<StatementLine>), (status = 400, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 async fn statement(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
-    query: Result<axum::extract::Query<StatementQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<StatementQuery>,
 ) -> Result<Json<Vec<StatementLine>>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
-    let axum::extract::Query(query) = query
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.body_text()))?;
+    let user = who.user_id;
     let asset = wallet
         .config()
         .asset(&query.asset)
@@ -252,11 +253,10 @@ struct AddressView {
 #[utoipa::path(get, path = "/api/v1/wallet/deposit-address", tag = "wallet",
     responses((status = 200, body = AddressView), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn deposit_address(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<AddressView>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let address = wallet.deposit_address(user).await?;
     Ok(Json(AddressView {
         chain_id: wallet.config().chain_id,
@@ -355,11 +355,10 @@ async fn deposit_view(wallet: &Wallet, d: DepositRecord) -> Result<DepositView, 
 #[utoipa::path(get, path = "/api/v1/wallet/deposits", tag = "wallet",
     responses((status = 200, body = Vec<DepositView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn deposits(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<DepositView>>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let list = wallet
         .inner
         .store
@@ -424,11 +423,10 @@ async fn withdrawal_view(wallet: &Wallet, w: WithdrawalRecord) -> Result<Withdra
 #[utoipa::path(get, path = "/api/v1/wallet/withdrawals", tag = "wallet",
     responses((status = 200, body = Vec<WithdrawalView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn withdrawals(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<WithdrawalView>>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let list = wallet
         .inner
         .store
@@ -446,12 +444,11 @@ async fn withdrawals(
     params(("id" = i64, Path, description = "the withdrawal's id")),
     responses((status = 200, body = WithdrawalView), (status = 401, body = ApiError), (status = 404, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn one_withdrawal(
+    who: Caller,
     State(wallet): State<Wallet>,
     Path(id): Path<i64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<WithdrawalView>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let record = wallet
         .inner
         .store
@@ -496,13 +493,13 @@ struct WithdrawBody {
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
     responses((status = 201, body = WithdrawalView), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn withdraw(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
+    State(gate): State<Gate>,
     headers: HeaderMap,
-    bytes: Body,
+    JsonBody(input): JsonBody<WithdrawBody>,
 ) -> Result<(StatusCode, Json<WithdrawalView>), ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
-    let input: WithdrawBody = body(&headers, &bytes)?;
+    let user = who.user_id;
     let record = wallet
         .request_withdrawal(&WithdrawalRequest {
             user_id: user,
@@ -511,7 +508,7 @@ async fn withdraw(
             amount: input.amount,
             code: input.code,
             idempotency_key: idempotency_key(&headers)?,
-            now: coss_identity::now_ms(),
+            now: gate.now_ms(),
         })
         .await?;
     Ok((
@@ -524,12 +521,11 @@ async fn withdraw(
     params(("id" = i64, Path, description = "the withdrawal's id")),
     responses((status = 200, body = WithdrawalView), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn cancel(
+    who: Caller,
     State(wallet): State<Wallet>,
     Path(id): Path<i64>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<WithdrawalView>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let record = wallet.cancel_withdrawal(user, id).await?;
     Ok(Json(withdrawal_view(&wallet, record).await?))
 }
@@ -558,13 +554,13 @@ struct TransferBody {
     params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the first result")),
     responses((status = 201, body = TransferView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn transfer(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
+    State(gate): State<Gate>,
     headers: HeaderMap,
-    bytes: Body,
+    JsonBody(input): JsonBody<TransferBody>,
 ) -> Result<(StatusCode, Json<TransferView>), ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
-    let input: TransferBody = body(&headers, &bytes)?;
+    let user = who.user_id;
     let record = wallet
         .transfer(&TransferRequest {
             user_id: user,
@@ -573,7 +569,7 @@ async fn transfer(
             amount: input.amount,
             code: input.code,
             idempotency_key: idempotency_key(&headers)?,
-            now: coss_identity::now_ms(),
+            now: gate.now_ms(),
         })
         .await?;
     Ok((
@@ -592,11 +588,10 @@ async fn transfer(
 #[utoipa::path(get, path = "/api/v1/wallet/transfers", tag = "wallet",
     responses((status = 200, body = Vec<TransferView>), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn transfers(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<TransferView>>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let list = wallet
         .inner
         .store
@@ -661,11 +656,10 @@ async fn allow_list_view(wallet: &Wallet, user: i64) -> Result<AllowListView, Ap
 #[utoipa::path(get, path = "/api/v1/wallet/withdrawal-addresses", tag = "wallet",
     responses((status = 200, body = AllowListView), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn allow_list(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<AllowListView>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     Ok(Json(allow_list_view(&wallet, user).await?))
 }
 
@@ -681,13 +675,12 @@ struct AllowBody {
 #[utoipa::path(post, path = "/api/v1/wallet/withdrawal-addresses", tag = "wallet", request_body = AllowBody,
     responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn allow_address(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    State(gate): State<Gate>,
+    JsonBody(input): JsonBody<AllowBody>,
 ) -> Result<(StatusCode, Json<AllowListView>), ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
-    let input: AllowBody = body(&headers, &bytes)?;
+    let user = who.user_id;
     let address = crate::withdraw::parse_address(&input.address)?;
     if input.label.chars().count() > 64 {
         return Err(ApiError::new(
@@ -696,7 +689,7 @@ async fn allow_address(
             "labels are at most 64 characters",
         ));
     }
-    let now = coss_identity::now_ms();
+    let now = gate.now_ms();
     wallet
         .accounts()
         .require_second_factor(user, input.code.as_deref(), now)
@@ -723,12 +716,11 @@ async fn allow_address(
     params(("address" = String, Path, description = "the address to remove")),
     responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn disallow_address(
+    who: Caller,
     State(wallet): State<Wallet>,
     Path(address): Path<String>,
-    method: Method,
-    headers: HeaderMap,
 ) -> Result<Json<AllowListView>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
+    let user = who.user_id;
     let address = crate::withdraw::parse_address(&address)?;
     let removed = wallet
         .inner
@@ -752,14 +744,13 @@ struct ModeBody {
 #[utoipa::path(post, path = "/api/v1/wallet/withdrawal-addresses/mode", tag = "wallet", request_body = ModeBody,
     responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
 async fn allow_list_mode(
+    who: Caller,
     State(wallet): State<Wallet>,
-    method: Method,
-    headers: HeaderMap,
-    bytes: Body,
+    State(gate): State<Gate>,
+    JsonBody(input): JsonBody<ModeBody>,
 ) -> Result<Json<AllowListView>, ApiError> {
-    let user = user(&wallet, &method, &headers).await?;
-    let input: ModeBody = body(&headers, &bytes)?;
-    let now = coss_identity::now_ms();
+    let user = who.user_id;
+    let now = gate.now_ms();
     // Turning the protection off is the sensitive direction; both need the second factor.
     wallet
         .accounts()

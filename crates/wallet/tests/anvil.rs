@@ -890,7 +890,8 @@ async fn the_wallet_api_serves_addresses_history_and_clear_errors() {
         .await
         .unwrap();
     let token = grant.token.expose().to_owned();
-    let api = coss_wallet::api::router(w.wallet.clone());
+    let api = coss_wallet::api::router(w.wallet.clone(), coss_http::Gate::new(w.accounts.clone()))
+        .into_router();
 
     let (status, body) = call(&api, "GET", "/api/v1/wallet/deposit-address", None, None).await;
     assert_eq!(

@@ -134,14 +134,14 @@ async fn start(
     let vault = Vault::open_or_create(&dir.path().join("secret.key")).unwrap();
     let accounts = Accounts::new(store, vault).unwrap();
     let binance = Binance::with_stream_backlog(
-        accounts.clone(),
+        coss_http::Gate::new(accounts.clone()),
         handle.clone(),
         market.clone(),
         limits,
         backlog,
     );
     Fixture {
-        router: coss_binance::router(binance),
+        router: coss_binance::router(binance).into_router(),
         engine: Some(engine),
         handle,
         accounts,

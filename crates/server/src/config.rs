@@ -1,17 +1,27 @@
-//! `coss up`'s settings: a TOML file (`config/coss.toml` holds the defaults and documents
-//! every value) with environment overrides.
+//! The platform's settings: a TOML file (`config/coss.toml` holds the defaults and documents
+//! every value) with environment overrides, and the [`Settings`] the platform opens with.
 
-use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::PlatformError;
+
+type Result<T> = std::result::Result<T, PlatformError>;
+
+fn invalid(message: impl Into<String>) -> PlatformError {
+    PlatformError::Config(message.into())
+}
 
 /// The built-in defaults.
 const DEFAULTS: &str = include_str!("../../../config/coss.toml");
 
-/// Everything `coss up` reads from its configuration file.
+/// Everything the platform reads from its configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The HTTP edge.
+    #[serde(default)]
+    pub http: HttpSettings,
     /// Rate limits of the Binance-compatible API.
     #[serde(default)]
     pub limits: Limits,
@@ -24,6 +34,25 @@ pub struct Config {
     /// The DAO revenue share.
     #[serde(default)]
     pub dao: DaoSettings,
+}
+
+/// The HTTP edge's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client, e.g.
+    /// the nginx in front of COSS. Empty: the TCP peer is the client and the header is
+    /// ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+impl HttpSettings {
+    /// The trusted proxies, parsed.
+    pub fn proxies(&self) -> Result<coss_http::TrustedProxies> {
+        coss_http::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| invalid(format!("http.trusted_proxies: {e}")))
+    }
 }
 
 /// The DAO revenue share's settings.
@@ -59,16 +88,20 @@ impl DaoSettings {
         decimals: u8,
     ) -> Result<coss_dao::DaoConfig> {
         let mut config = coss_dao::DaoConfig::new(coss);
-        config.close = coss_dao::WeeklyClose::parse(&self.close)?;
+        config.close = coss_dao::WeeklyClose::parse(&self.close)
+            .map_err(|e| invalid(format!("dao.close: {e}")))?;
         if self.share_ppm > coss_core::PPM {
-            bail!("dao.share_ppm is at most 1000000 (100%)");
+            return Err(invalid("dao.share_ppm is at most 1000000 (100%)"));
         }
         config.share_ppm = self.share_ppm;
         config.min_holding = coss_types::Amount::parse_decimal(&self.min_holding, decimals)
-            .map_err(|e| anyhow::anyhow!("dao.min_holding: {e}"))?
+            .map_err(|e| invalid(format!("dao.min_holding: {e}")))?
             .0;
         if self.pay_chunk == 0 || self.pay_chunk > coss_core::MAX_PAY_CHUNK {
-            bail!("dao.pay_chunk is 1 to {}", coss_core::MAX_PAY_CHUNK);
+            return Err(invalid(format!(
+                "dao.pay_chunk is 1 to {}",
+                coss_core::MAX_PAY_CHUNK
+            )));
         }
         config.pay_chunk = self.pay_chunk;
         Ok(config)
@@ -141,21 +174,23 @@ impl Config {
     /// the environment's overrides.
     pub fn load(explicit: Option<&Path>, data_dir: &Path) -> Result<Config> {
         let in_data_dir = data_dir.join("coss.toml");
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|e| {
+                invalid(format!(
+                    "cannot read the configuration {}: {e}",
+                    path.display()
+                ))
+            })
+        };
         let (text, source) = match explicit {
-            Some(path) => (
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the configuration {}", path.display()))?,
-                path.display().to_string(),
-            ),
-            None if in_data_dir.is_file() => (
-                std::fs::read_to_string(&in_data_dir)
-                    .with_context(|| format!("cannot read {}", in_data_dir.display()))?,
-                in_data_dir.display().to_string(),
-            ),
+            Some(path) => (read(path)?, path.display().to_string()),
+            None if in_data_dir.is_file() => {
+                (read(&in_data_dir)?, in_data_dir.display().to_string())
+            }
             None => (DEFAULTS.to_owned(), "built-in defaults".to_owned()),
         };
-        let mut config: Config =
-            toml::from_str(&text).with_context(|| format!("invalid configuration ({source})"))?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| invalid(format!("invalid configuration ({source}): {e}")))?;
         config.apply_env(|name| std::env::var(name).ok())?;
         tracing::info!(%source, markets = config.markets.len(), "configuration loaded");
         Ok(config)
@@ -170,7 +205,7 @@ impl Config {
             if let Some(value) = var(name) {
                 *field = value
                     .parse()
-                    .with_context(|| format!("{name} must be a whole number"))?;
+                    .map_err(|_| invalid(format!("{name} must be a whole number")))?;
             }
         }
         match (var("COSS_TLS_CERT"), var("COSS_TLS_KEY")) {
@@ -181,15 +216,89 @@ impl Config {
                 });
             }
             (None, None) => {}
-            _ => bail!("COSS_TLS_CERT and COSS_TLS_KEY go together"),
+            _ => return Err(invalid("COSS_TLS_CERT and COSS_TLS_KEY go together")),
         }
         let mut ids = std::collections::BTreeSet::new();
         for market in &self.markets {
             if !ids.insert(market.id) {
-                bail!("market id {} is configured twice", market.id);
+                return Err(invalid(format!(
+                    "market id {} is configured twice",
+                    market.id
+                )));
             }
         }
+        self.http.proxies()?;
         Ok(())
+    }
+
+    /// The built-in defaults (`config/coss.toml`), without environment overrides.
+    pub fn defaults() -> Result<Config> {
+        toml::from_str(DEFAULTS).map_err(|e| invalid(format!("built-in defaults: {e}")))
+    }
+}
+
+/// How the platform opens: where its files are, its database, its configuration, its chain,
+/// its mail, the address it is reached at, and its clock.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The data directory (journal, SQLite database, server key, mail, local chain).
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; `None` for SQLite `coss.db` in the data dir.
+    pub database_url: Option<String>,
+    /// The configuration file's contents.
+    pub config: Config,
+    /// A JSON chain configuration (a real node); `None` for the local anvil in the data dir.
+    pub chain_config: Option<PathBuf>,
+    /// The server key; `None` for `secret.key` in the data dir.
+    pub secret_key_file: Option<PathBuf>,
+    /// `smtp://…` to send mail over SMTP; `None` for the maildir `mail/` in the data dir.
+    pub smtp_url: Option<String>,
+    /// The sender of the platform's mail.
+    pub mail_from: String,
+    /// Where users reach the platform (the OpenID issuer and the links in emails); `None`
+    /// for `http://` and the listen address.
+    pub public_url: Option<String>,
+    /// The platform's clock.
+    pub clock: coss_clock::Clock,
+}
+
+impl Settings {
+    /// The embedded defaults for `data_dir`: SQLite, the local anvil, the maildir, the
+    /// system clock and `config`.
+    #[must_use]
+    pub fn new(data_dir: impl Into<PathBuf>, config: Config) -> Settings {
+        Settings {
+            data_dir: data_dir.into(),
+            database_url: None,
+            config,
+            chain_config: None,
+            secret_key_file: None,
+            smtp_url: None,
+            mail_from: "COSS <no-reply@coss.localhost>".to_owned(),
+            public_url: None,
+            clock: coss_clock::Clock::system(),
+        }
+    }
+
+    /// The defaults with the environment's choices: `COSS_CHAIN_CONFIG`,
+    /// `COSS_SECRET_KEY_FILE`, `COSS_SMTP_URL`, `COSS_MAIL_FROM`, `COSS_PUBLIC_URL`.
+    #[must_use]
+    pub fn from_env(
+        data_dir: impl Into<PathBuf>,
+        database_url: Option<String>,
+        config: Config,
+    ) -> Settings {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut settings = Settings::new(data_dir, config);
+        settings.database_url = database_url;
+        settings.chain_config = var("COSS_CHAIN_CONFIG").map(PathBuf::from);
+        settings.secret_key_file = var("COSS_SECRET_KEY_FILE").map(PathBuf::from);
+        settings.smtp_url = var("COSS_SMTP_URL");
+        if let Some(from) = var("COSS_MAIL_FROM") {
+            settings.mail_from = from;
+        }
+        settings.public_url = var("COSS_PUBLIC_URL");
+        settings
     }
 }
 
@@ -216,6 +325,19 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_checked_when_the_configuration_loads() {
+        let mut config: Config =
+            toml::from_str("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        config.apply_env(|_| None).unwrap();
+        let proxies = config.http.proxies().unwrap();
+        assert!(proxies.trusts("10.1.2.3".parse().unwrap()));
+        assert!(!proxies.trusts("192.0.2.1".parse().unwrap()));
+        let mut bad: Config = toml::from_str("[http]\ntrusted_proxies = [\"nginx\"]\n").unwrap();
+        let error = bad.apply_env(|_| None).unwrap_err().to_string();
+        assert!(error.contains("trusted_proxies"), "{error}");
+    }
+
+    #[test]
     fn unknown_settings_are_refused() {
         assert!(toml::from_str::<Config>("[limits]\nweight_per_minute = 1\norders_per_10s = 1\norders_per_day = 1\nspeed = 3\n").is_err());
     }
@@ -237,7 +359,7 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(bad(|s| s.close = "SUNDAY 5".into()).contains("weekly close"));
+        assert!(bad(|s| s.close = "SUNDAY 5".into()).contains("dao.close"));
         assert!(bad(|s| s.share_ppm = 1_000_001).contains("share_ppm"));
         assert!(bad(|s| s.min_holding = "0.000000001".into()).contains("min_holding"));
         assert!(bad(|s| s.pay_chunk = 0).contains("pay_chunk"));

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use crate::{BenchError, Context, Result};
 use coss_core::{Command, FEES_HOLDERS};
 use coss_engine::{Engine, EngineConfig, EngineHandle};
 use coss_types::{AccountId, Amount, AssetId, RequestId};
@@ -17,9 +17,12 @@ use serde_json::json;
 /// Deposits (or transfers) per engine batch during setup.
 const BATCH: usize = 4_096;
 
-pub fn run(holders: usize, assets: u32, peer_sample: usize, json_out: bool) -> Result<()> {
+/// Runs the benchmark; the report as JSON.
+pub fn run(holders: usize, assets: u32, peer_sample: usize) -> Result<serde_json::Value> {
     if holders == 0 || assets == 0 || assets > 1_000 {
-        bail!("--holders must be positive and --assets 1 to 1000");
+        return Err(BenchError::failed(
+            "--holders must be positive and --assets 1 to 1000",
+        ));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -33,12 +36,7 @@ pub fn run(holders: usize, assets: u32, peer_sample: usize, json_out: bool) -> R
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
-    if json_out {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
+    Ok(report)
 }
 
 const COSS: AssetId = AssetId(1);
@@ -60,14 +58,12 @@ async fn batches(handle: &EngineHandle, commands: Vec<Command>) -> Result<()> {
         let receipt = p.await??;
         let receipt = tokio::task::spawn_blocking(move || receipt.wait()).await??;
         if let Some(Err(reason)) = receipt.outcomes.iter().find(|o| o.is_err()) {
-            bail!("setup command refused: {reason:?}");
+            return Err(BenchError::failed(format!(
+                "setup command refused: {reason:?}"
+            )));
         }
     }
     Ok(())
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(coss_identity::now_ms()).unwrap_or(0)
 }
 
 async fn measure(
@@ -77,8 +73,11 @@ async fn measure(
     peer_sample: usize,
 ) -> Result<serde_json::Value> {
     let store = coss_store::Store::open_in(dir).await?;
+    // The engine's time stands still until the bench moves it past the week's close.
+    let clock = coss_clock::ManualClock::starting_now();
     let mut config = EngineConfig::new(dir.join("engine"));
     config.snapshot_every = 0;
+    config.clock = clock.clock();
     let (engine, _) = Engine::start(config)?;
     let handle = engine.handle();
 
@@ -131,7 +130,7 @@ async fn measure(
         });
     }
     batches(&handle, fees).await?;
-    let close_ms = now_ms() + 500;
+    let close_ms = clock.now().0 + 500;
     batches(
         &handle,
         vec![Command::SetDaoSchedule(coss_core::DaoSchedule {
@@ -143,9 +142,7 @@ async fn measure(
     )
     .await?;
     let setup_s = setup.elapsed().as_secs_f64();
-    while now_ms() <= close_ms {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    clock.advance(1_000);
 
     // The week, end to end, phase by phase.
     let mut dao_config = coss_dao::DaoConfig::new(COSS);
@@ -162,7 +159,7 @@ async fn measure(
     let pay_s = paying.elapsed().as_secs_f64();
     let total_s = started.elapsed().as_secs_f64();
     if !paid {
-        bail!("the week was not paid out");
+        return Err(BenchError::failed("the week was not paid out"));
     }
     let record = store
         .dao_week_at(i64::try_from(close_ms).unwrap_or(0))
@@ -175,7 +172,7 @@ async fn measure(
         .read_async(move |ex| ex.balance(last, pool_asset(0)).available.0)
         .await?;
     if credited == 0 {
-        bail!("the last holder was not paid");
+        return Err(BenchError::failed("the last holder was not paid"));
     }
 
     // The peer: one journaled Transfer per credit, on a sample.

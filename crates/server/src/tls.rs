@@ -3,7 +3,6 @@
 //! either way the connection is served by hyper's automatic HTTP/1.1 + HTTP/2 builder with
 //! upgrades (WebSockets). Used when the configuration names a certificate and key.
 
-use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -16,15 +15,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::{Context, PlatformError};
+
 /// The TLS settings from a PEM certificate chain and private key.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, PlatformError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("cannot read the certificate {}", cert.display()))?
+        .context(format!("cannot read the certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
-        .with_context(|| format!("invalid certificate in {}", cert.display()))?;
+        .context(format!("invalid certificate in {}", cert.display()))?;
     // Never quote the key file's contents in an error.
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|_| anyhow::anyhow!("no usable private key in {}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| {
+        PlatformError::Config(format!("no usable private key in {}", key.display()))
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use crate::{BenchError, Context, Result};
 use coss_identity::{
     ARGON2_LANES, ARGON2_MEMORY_KIB, ARGON2_PASSES, Accounts, Client, Login, Permission,
     SignedRequest, Vault, sign, totp_code,
@@ -15,25 +15,21 @@ use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 
-pub fn run(signatures: usize, logins: usize, json_out: bool) -> Result<()> {
+/// Runs the benchmark; the report as JSON.
+pub fn run(signatures: usize, logins: usize) -> Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(measure(signatures.max(1), logins.max(1)))?;
-    if json_out {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
+    Ok(report)
 }
 
 async fn measure(signatures: usize, logins: usize) -> Result<serde_json::Value> {
     let dir = tempfile_dir()?;
     let store = Store::open_in(&dir).await?;
     let accounts = Accounts::new(store, Vault::random()?)?;
-    let now = coss_identity::now_ms();
+    let now = coss_clock::Clock::system().now().as_i64();
     verified(&accounts, "bench@example.com", now).await?;
     let login = Login {
         email: "bench@example.com",
@@ -78,7 +74,7 @@ async fn measure(signatures: usize, logins: usize) -> Result<serde_json::Value> 
     let start = Instant::now();
     for _ in 0..hmac_n {
         ring::hmac::verify(&hmac_key, query.as_bytes(), tag.as_ref())
-            .map_err(|_| anyhow::anyhow!("HMAC mismatch"))?;
+            .map_err(|_| BenchError::failed("HMAC mismatch"))?;
     }
     let hmac_rate = rate(hmac_n, start);
 
@@ -101,10 +97,10 @@ async fn measure(signatures: usize, logins: usize) -> Result<serde_json::Value> 
     for _ in 0..logins {
         use argon2::password_hash::PasswordVerifier;
         let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, None)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| BenchError::failed(format!("{e}")))?;
         argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
             .verify_password(PASSWORD.as_bytes(), user.password_hash.as_str())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| BenchError::failed(format!("{e}")))?;
     }
     let argon_rate = rate(logins, start);
     let start = Instant::now();

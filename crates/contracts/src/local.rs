@@ -1,6 +1,5 @@
-//! The chain `coss up` uses: the node and assets in `COSS_CHAIN_CONFIG` (a JSON chain
-//! configuration: rpc_url, chain_id, assets…), or — the embedded default — a local anvil in
-//! `<data dir>/chain`: reached over IPC, mining a block every 2 seconds, its state saved to
+//! The embedded platform's own chain: a local anvil in a directory of its own (`<data dir>/chain`
+//! for `coss up`), reached over IPC, mining a block every 2 seconds, its state saved to
 //! `state.json` every few seconds and on exit so a restart continues the same chain. On its
 //! first start the COSS contracts and the test stablecoin tUSD are deployed, and the hot
 //! wallet is funded with 100 ETH and 1,000,000 tUSD from anvil's development account; the
@@ -17,20 +16,42 @@ use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
-use anyhow::{Context, Result, bail};
-use coss_wallet::ChainConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::ChainError;
 
 /// The embedded chain's id (anvil's default).
 pub const LOCAL_CHAIN_ID: u64 = 31337;
 
 /// What the embedded chain deployed once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct LocalDeployment {
-    coss: Address,
-    sale: Address,
-    tusd: Address,
+pub struct LocalDeployment {
+    /// The COSS token.
+    pub coss: Address,
+    /// The token sale.
+    pub sale: Address,
+    /// The test stablecoin tUSD.
+    pub tusd: Address,
+    /// Hot wallets already funded.
     hot_funded: Vec<Address>,
+}
+
+/// A running local chain with the COSS contracts and tUSD deployed.
+#[derive(Debug)]
+pub struct LocalChain {
+    /// The node (stop it with [`LocalNode::stop`]).
+    pub node: LocalNode,
+    /// Its IPC socket, the platform's connection to it.
+    pub ipc: PathBuf,
+    /// The contracts.
+    pub deployment: LocalDeployment,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ChainError + '_ {
+    move |source| ChainError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Where a running local anvil is (`anvil.json`).
@@ -56,8 +77,15 @@ fn alive(pid: u32) -> bool {
 
 impl LocalNode {
     /// Its HTTP endpoint.
-    fn endpoint(&self) -> &str {
+    #[must_use]
+    pub fn endpoint(&self) -> &str {
         &self.http
+    }
+
+    /// Its process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     /// Asks anvil to stop (SIGTERM: it saves its state) and waits for it.
@@ -85,7 +113,7 @@ async fn adopt(dir: &Path, ipc: &Path) -> Option<LocalNode> {
     if !alive(running.pid) || !ipc.exists() {
         return None;
     }
-    let chain = coss_contracts::connect(&running.http, None).await.ok()?;
+    let chain = crate::connect(&running.http, None).await.ok()?;
     (chain.chain_id == LOCAL_CHAIN_ID).then_some(LocalNode {
         anvil: None,
         pid: running.pid,
@@ -93,28 +121,13 @@ async fn adopt(dir: &Path, ipc: &Path) -> Option<LocalNode> {
     })
 }
 
-/// The chain configuration from `COSS_CHAIN_CONFIG`, or a local anvil (started here).
-pub async fn chain(data_dir: &Path) -> Result<(ChainConfig, Option<LocalNode>)> {
-    if let Some(path) = std::env::var_os("COSS_CHAIN_CONFIG") {
-        let path = PathBuf::from(path);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read COSS_CHAIN_CONFIG {}", path.display()))?;
-        let config: ChainConfig = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "COSS_CHAIN_CONFIG {} is not a chain configuration",
-                path.display()
-            )
-        })?;
-        tracing::info!(
-            chain_id = config.chain_id,
-            "chain: the configured node (COSS_CHAIN_CONFIG)"
-        );
-        return Ok((config, None));
-    }
-    let dir = data_dir.join("chain");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+/// The local chain in `dir`: the anvil a previous run left running there (adopted), or a new
+/// one on the directory's saved state; the contracts are deployed on its first start (or after
+/// its state was lost).
+pub async fn local_chain(dir: &Path) -> Result<LocalChain, ChainError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let ipc = dir.join("anvil.ipc");
-    let node = match adopt(&dir, &ipc).await {
+    let node = match adopt(dir, &ipc).await {
         Some(node) => {
             tracing::warn!(
                 pid = node.pid,
@@ -122,38 +135,26 @@ pub async fn chain(data_dir: &Path) -> Result<(ChainConfig, Option<LocalNode>)> 
             );
             node
         }
-        None => start(&dir, &ipc).await?,
+        None => start(dir, &ipc).await?,
     };
-    let deployment = match local_deployment(&node, &dir).await {
-        Ok(d) => d,
-        Err(e) => {
+    match local_deployment(&node, dir).await {
+        Ok(deployment) => Ok(LocalChain {
+            node,
+            ipc,
+            deployment,
+        }),
+        Err(error) => {
             node.stop();
-            return Err(e);
+            Err(error)
         }
-    };
-    let mut config = ChainConfig::development(
-        LOCAL_CHAIN_ID,
-        &ipc.display().to_string(),
-        deployment.coss,
-        deployment.tusd,
-    );
-    config.sale = Some(deployment.sale);
-    tracing::info!(
-        ipc = %ipc.display(),
-        http = %node.endpoint(),
-        coss = %deployment.coss,
-        sale = %deployment.sale,
-        tusd = %deployment.tusd,
-        "chain: a local anvil in the data dir (set COSS_CHAIN_CONFIG for a real node)"
-    );
-    Ok((config, Some(node)))
+    }
 }
 
 /// Starts anvil on the data dir's chain state and records where it runs.
-async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode> {
+async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode, ChainError> {
     let _ = std::fs::remove_file(ipc);
     let state = dir.join("state.json");
-    let mut anvil = Anvil::at(coss_contracts::anvil_binary()?)
+    let mut anvil = Anvil::at(crate::anvil_binary()?)
         .chain_id(LOCAL_CHAIN_ID)
         .block_time(2)
         .arg("--ipc")
@@ -163,8 +164,7 @@ async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode> {
         .arg("--state-interval")
         .arg("5")
         .keep_stdout()
-        .try_spawn()
-        .context("cannot start the local anvil")?;
+        .try_spawn()?;
     if let Some(mut stdout) = anvil.child_mut().stdout.take() {
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     }
@@ -183,31 +183,31 @@ async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode> {
         pid: node.pid,
         http: node.http.clone(),
     };
-    std::fs::write(dir.join("anvil.json"), serde_json::to_vec(&running)?)
-        .with_context(|| format!("cannot write {}", dir.join("anvil.json").display()))?;
+    let file = dir.join("anvil.json");
+    std::fs::write(&file, json(&running)?).map_err(io(&file))?;
     Ok(node)
 }
 
 /// The contracts of the local chain, deployed on first start (or after its state was lost).
-async fn local_deployment(node: &LocalNode, dir: &Path) -> Result<LocalDeployment> {
+async fn local_deployment(node: &LocalNode, dir: &Path) -> Result<LocalDeployment, ChainError> {
     let file = dir.join("deployment.json");
-    let dev = coss_contracts::connect(node.endpoint(), None).await?;
+    let dev = crate::connect(node.endpoint(), None).await?;
     if let Ok(text) = std::fs::read_to_string(&file)
         && let Ok(known) = serde_json::from_str::<LocalDeployment>(&text)
         && !dev.provider.get_code_at(known.coss).await?.is_empty()
     {
         return Ok(known);
     }
-    let now = coss_contracts::chain_time(&dev).await?;
-    let params = coss_contracts::DeployParams::development(dev.sender, now);
-    let set = coss_contracts::deploy(&dev, &params).await?;
-    let pending = coss_contracts::TestUsd::deploy_builder(&dev.provider)
+    let now = crate::chain_time(&dev).await?;
+    let params = crate::DeployParams::development(dev.sender, now);
+    let set = crate::deploy(&dev, &params).await?;
+    let pending = crate::TestUsd::deploy_builder(&dev.provider)
         .from(dev.sender)
         .send()
         .await?;
-    let receipt = coss_contracts::receipt(pending).await?;
+    let receipt = crate::receipt(pending).await?;
     let Some(tusd) = receipt.contract_address else {
-        bail!("the tUSD deployment created no contract");
+        return Err(ChainError::NoContract(receipt.transaction_hash));
     };
     let deployment = LocalDeployment {
         coss: set.token,
@@ -219,33 +219,38 @@ async fn local_deployment(node: &LocalNode, dir: &Path) -> Result<LocalDeploymen
     Ok(deployment)
 }
 
-/// Gives the hot wallet 100 ETH and 1,000,000 tUSD on the local chain, once.
-pub async fn fund_hot_wallet(node: &LocalNode, data_dir: &Path, hot: Address) -> Result<()> {
-    let file = data_dir.join("chain").join("deployment.json");
-    let mut deployment: LocalDeployment = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+/// Gives the hot wallet 100 ETH and 1,000,000 tUSD on the local chain in `dir`, once.
+pub async fn fund_hot_wallet(node: &LocalNode, dir: &Path, hot: Address) -> Result<(), ChainError> {
+    let file = dir.join("deployment.json");
+    let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+    let mut deployment: LocalDeployment =
+        serde_json::from_str(&text).map_err(|e| ChainError::LocalState(e.to_string()))?;
     if deployment.hot_funded.contains(&hot) {
         return Ok(());
     }
-    let dev = coss_contracts::connect(node.endpoint(), None).await?;
+    let dev = crate::connect(node.endpoint(), None).await?;
     let eth = TransactionRequest::default()
         .with_from(dev.sender)
         .with_to(hot)
         .with_value(U256::from(100u128 * 10u128.pow(18)));
-    coss_contracts::receipt(dev.provider.send_transaction(eth).await?).await?;
-    let tusd = coss_contracts::TestUsd::new(deployment.tusd, &dev.provider);
+    crate::receipt(dev.provider.send_transaction(eth).await?).await?;
+    let tusd = crate::TestUsd::new(deployment.tusd, &dev.provider);
     let mint = tusd
         .mint(hot, U256::from(1_000_000u128 * 10u128.pow(6)))
         .from(dev.sender)
         .send()
         .await?;
-    coss_contracts::receipt(mint).await?;
+    crate::receipt(mint).await?;
     deployment.hot_funded.push(hot);
     write(&file, &deployment)?;
     tracing::info!(%hot, "local chain: hot wallet funded with 100 ETH and 1,000,000 tUSD");
     Ok(())
 }
 
-fn write(file: &Path, deployment: &LocalDeployment) -> Result<()> {
-    std::fs::write(file, serde_json::to_vec_pretty(deployment)?)
-        .with_context(|| format!("cannot write {}", file.display()))
+fn write(file: &Path, deployment: &LocalDeployment) -> Result<(), ChainError> {
+    std::fs::write(file, json(deployment)?).map_err(io(file))
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ChainError> {
+    serde_json::to_vec_pretty(value).map_err(|e| ChainError::LocalState(e.to_string()))
 }

@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::{BenchError, Context, Result};
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::network::TransactionBuilder;
 use alloy::node_bindings::Anvil;
 use alloy::primitives::{Address, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
-use anyhow::{Context, Result, bail};
 use coss_engine::{Engine, EngineConfig};
 use coss_identity::{Accounts, Vault};
 use coss_store::Store;
@@ -22,19 +22,15 @@ use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 
-pub fn run(addresses: usize, blocks: u64, samples: usize, json_out: bool) -> Result<()> {
+/// Runs the benchmark; the report as JSON.
+pub fn run(addresses: usize, blocks: u64, samples: usize) -> Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(measure(addresses, blocks.max(1), samples.max(1)))?;
-    if json_out {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
+    Ok(report)
 }
 
 fn resident_bytes() -> u64 {
@@ -102,7 +98,7 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
     for i in 0..10 {
         let email = format!("bench{i}@example.com");
         let id = accounts
-            .signup(&email, PASSWORD, coss_identity::now_ms())
+            .signup(&email, PASSWORD, coss_clock::Clock::system().now().as_i64())
             .await?;
         users.push((id, wallet.deposit_address(id).await?));
     }
@@ -176,7 +172,11 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
     let report = wallet.sync().await?;
     let scan_secs = scanning.elapsed().as_secs_f64();
     if report.found != 2 * blocks {
-        bail!("found {} deposits, expected {}", report.found, 2 * blocks);
+        return Err(BenchError::failed(format!(
+            "found {} deposits, expected {}",
+            report.found,
+            2 * blocks
+        )));
     }
 
     // Deposit-to-credit latency through the running watcher (new heads pushed over IPC).
@@ -208,7 +208,7 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
                 break;
             }
             if sent.elapsed() > Duration::from_secs(30) {
-                bail!("a deposit was not credited within 30 s");
+                return Err(BenchError::failed("a deposit was not credited within 30 s"));
             }
             tokio::time::sleep(Duration::from_micros(500)).await;
         }

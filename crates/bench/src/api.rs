@@ -1,6 +1,7 @@
-//! `coss bench api`: the trading API under load on loopback. A server with the same stack as
-//! `coss up` (durable engine with its journal, the market projection, SQLite accounts, the
-//! Binance-compatible router on axum) runs on its own runtime; a load generator on another
+//! `coss bench api`: the trading API under load on loopback. The platform itself, as `coss up`
+//! runs it (`coss_server::Platform` on a scratch data dir: durable engine with its journal,
+//! the market projection and history writer, SQLite, the local chain and the wallets, every
+//! edge on one axum router), is served on its own runtime; a load generator on another
 //! runtime keeps `connections` HTTP/1.1 keep-alive connections busy with signed
 //! `POST /api/v3/order` requests (each acknowledged only once journaled) and reports orders
 //! per second with p50/p99 latency. Two peers are measured the same way in the same run, on
@@ -12,13 +13,13 @@
 //! messages per second delivered and the delivery lag (receive time minus the event time `E`
 //! the hub stamps) are reported.
 
-use anyhow::{Context, Result, bail};
+use crate::{BenchError, Context, Result};
 use coss_core::Command;
-use coss_engine::{Engine, EngineConfig};
-use coss_identity::{Accounts, Authenticated, Permission, Vault, totp_code};
-use coss_store::{SessionKind, Store};
-use coss_types::{Amount, AssetId, MarketId};
-use serde_json::json;
+use coss_identity::{Accounts, Authenticated, Permission, totp_code};
+use coss_store::SessionKind;
+use coss_types::Amount;
+use coss_wallet::{DEV_ETH, DEV_TUSD};
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,7 +40,8 @@ pub struct Options {
 
 const TRADERS: usize = 8;
 
-pub fn run(options: Options, json_out: bool) -> Result<()> {
+/// Runs the benchmark; the report as JSON.
+pub fn run(options: Options) -> Result<Value> {
     let dir = tempfile::tempdir().context("no temporary directory")?;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -49,44 +51,33 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // As `coss up`: the projection, and the history writer filling the SQLite database.
-    let store = server_rt.block_on(Store::open_in(dir.path()))?;
-    let (history_tx, history_rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
-    let (market, feed) = coss_market::MarketService::start_with_history(Some(history_tx));
-    {
-        let _inside = server_rt.enter();
-        coss_market::spawn_history(store.clone(), market.clone(), history_rx);
-    }
-    let mut config = EngineConfig::new(dir.path().join("engine"));
-    config.feed = Some(feed);
-    let (engine, _) = Engine::start(config)?;
-    let handle = engine.handle();
-    let (address, keys) = server_rt.block_on(async {
-        let accounts = Accounts::new(store.clone(), Vault::random()?)?;
-        setup_markets(&handle).await?;
-        let keys = traders(&accounts, &handle).await?;
-        let binance = coss_binance::Binance::new(
-            accounts,
-            handle.clone(),
-            market.clone(),
-            coss_binance::RateLimits {
-                weight_per_minute: 0,
-                orders_per_10s: 0,
-                orders_per_day: 0,
-            },
-        );
+    // The platform as `coss up` runs it, with the rate limits off (the load comes from one
+    // address).
+    let mut config = coss_server::Config::defaults()?;
+    config.limits = coss_server::Limits {
+        weight_per_minute: 0,
+        orders_per_10s: 0,
+        orders_per_day: 0,
+    };
+    let settings = coss_server::Settings::new(dir.path(), config);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (address, keys, platform) = server_rt.block_on(async {
+        let platform = coss_server::Platform::open(settings).await?;
+        let keys = traders(platform.accounts(), platform.engine()).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let router = coss_binance::router(binance);
-        tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
-        });
-        anyhow::Ok((address, keys))
+        let handles = (
+            platform.engine().clone(),
+            platform.accounts().clone(),
+            platform.market().clone(),
+        );
+        let serving = tokio::spawn(platform.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok::<_, BenchError>((address, keys, (handles, serving)))
     })?;
+    let ((handle, accounts, market), serving) = platform;
+    let store = accounts.store().clone();
     let keys = Arc::new(keys);
     let seconds = Duration::from_secs(options.seconds.max(1));
     let report = client_rt.block_on(async {
@@ -104,7 +95,7 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
         let order_test = phase(Kind::OrderTest).await?;
         let orders = phase(Kind::Order).await?;
         let fanout = fan_out(address, options, Arc::clone(&keys)).await?;
-        anyhow::Ok(json!({
+        Ok::<_, BenchError>(json!({
             "connections": options.connections,
             "seconds_per_phase": seconds.as_secs(),
             "signed_orders": orders.to_json(),
@@ -131,75 +122,40 @@ pub fn run(options: Options, json_out: bool) -> Result<()> {
             store.history_counts().await.unwrap_or_default(),
         )
     });
+    let _ = stop.send(());
+    let stopped = server_rt
+        .block_on(serving)
+        .context("the server task failed")??;
     drop(client_rt);
     drop(server_rt);
-    drop(handle);
-    engine.shutdown()?;
-    let report = {
-        let mut report = report;
-        report["engine_commands"] = json!(status.commands);
-        let (orders_kept, trades_kept) = {
-            let projection = market.read();
-            (
-                projection.order_count(),
-                projection.markets().map(|m| m.trades.len()).sum::<usize>(),
-            )
-        };
-        report["projection_in_memory"] = json!({
-            "orders": orders_kept,
-            "trades": trades_kept,
-            "retention": {
-                "done_orders": coss_market::Retention::default().done_orders,
-                "trades_per_market": coss_market::Retention::default().trades_per_market,
-            },
-        });
-        report["rss_mib"] = json!(rss_mib());
-        report["history"] = json!({
-            "caught_up_after_load_s": round3(history.0),
-            "trades": history.1[0],
-            "orders": history.1[1],
-            "balance_changes": history.1[2],
-        });
-        report
+    drop((handle, accounts, store));
+    let mut report = report;
+    report["engine_commands"] = json!(status.commands);
+    let (orders_kept, trades_kept) = {
+        let projection = market.read();
+        (
+            projection.order_count(),
+            projection.markets().map(|m| m.trades.len()).sum::<usize>(),
+        )
     };
-    if json_out {
-        println!("{report}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    Ok(())
-}
-
-async fn setup_markets(handle: &coss_engine::EngineHandle) -> Result<()> {
-    for command in [
-        Command::ListAsset {
-            asset: AssetId(1),
-            symbol: "ETH".into(),
-            decimals: 18,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
+    report["projection_in_memory"] = json!({
+        "orders": orders_kept,
+        "trades": trades_kept,
+        "retention": {
+            "done_orders": coss_market::Retention::default().done_orders,
+            "trades_per_market": coss_market::Retention::default().trades_per_market,
         },
-        Command::ListAsset {
-            asset: AssetId(2),
-            symbol: "TUSD".into(),
-            decimals: 6,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListMarket {
-            market: MarketId(1),
-            base: AssetId(1),
-            quote: AssetId(2),
-            lot_size: Amount(100_000_000_000_000),
-            tick_size: Amount(10_000),
-            min_notional: Amount(1_000_000),
-        },
-    ] {
-        if let Err(reason) = handle.submit_async(command).await?.outcome {
-            bail!("setting up the market: {reason}");
-        }
-    }
-    Ok(())
+    });
+    report["rss_mib"] = json!(rss_mib());
+    report["history"] = json!({
+        "caught_up_after_load_s": round3(history.0),
+        "trades": history.1[0],
+        "orders": history.1[1],
+        "balance_changes": history.1[2],
+    });
+    drop(market);
+    stopped.finish()?;
+    Ok(report)
 }
 
 /// A trader's API key and secret.
@@ -209,11 +165,10 @@ struct Key {
 }
 
 async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Result<Vec<Key>> {
-    let now = coss_identity::now_ms();
+    let now = coss_clock::Clock::system().now().as_i64();
     let mut keys = Vec::new();
     for n in 0..TRADERS {
-        let id =
-            crate::bench_auth::verified(accounts, &format!("trader{n}@example.com"), now).await?;
+        let id = crate::auth::verified(accounts, &format!("trader{n}@example.com"), now).await?;
         let who = Authenticated {
             user_id: id,
             session_id: 0,
@@ -239,11 +194,11 @@ async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Res
             )
             .await?;
         let account = coss_core::user_account(id).context("user id")?;
-        for (asset, amount) in [(1, 10u128.pow(24)), (2, 10u128.pow(15))] {
+        for (asset, amount) in [(DEV_ETH, 10u128.pow(24)), (DEV_TUSD, 10u128.pow(15))] {
             handle
                 .submit_async(Command::Deposit {
                     account,
-                    asset: AssetId(asset),
+                    asset,
                     amount: Amount(amount),
                     reference: format!("bench-{n}-{asset}"),
                 })
@@ -388,7 +343,7 @@ fn order_request(path: &str, key: &Key, n: u64) -> Vec<u8> {
     let price = 2000;
     let body = format!(
         "symbol=ETHTUSD&side={side}&type=LIMIT&timeInForce=GTC&quantity=0.0100&price={price}&selfTradePreventionMode=NONE&newOrderRespType=ACK&timestamp={}",
-        coss_identity::now_ms()
+        coss_clock::Clock::system().now().as_i64()
     );
     let signature = coss_identity::sign(&key.secret, &body);
     let body = format!("{body}&signature={signature}");
@@ -454,7 +409,7 @@ async fn fan_out(
                     continue;
                 };
                 if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-                    let now = coss_identity::now_ms();
+                    let now = coss_clock::Clock::system().now().as_i64();
                     if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
                         && let Some(sent) = value["E"].as_i64()
                     {

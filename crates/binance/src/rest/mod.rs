@@ -1,0 +1,203 @@
+//! The `/api/v3` REST endpoints: the call path every request takes (parse, weigh,
+//! authenticate, run, answer with the weight headers), and the endpoints by subject, each
+//! described once in the table [`endpoints::ENDPOINTS`] that mounts the routes, weighs the
+//! requests and writes the OpenAPI document.
+
+mod endpoints;
+mod history;
+mod market_data;
+mod orders;
+mod user_stream;
+
+pub(crate) use endpoints::{ENDPOINTS, Endpoint, SIGNING};
+pub(crate) use market_data::{book_ticker_json, stream_ticker};
+pub(crate) use orders::order_json;
+
+use crate::error::BinanceError;
+use crate::params::Params;
+use crate::units;
+use crate::{Binance, ListenKey};
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use coss_core::{
+    Command, EventKind, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
+};
+use coss_http::Routes;
+use coss_identity::{Permission, SignedRequest};
+use coss_market::{
+    Interval, Market, MarketView, Order, Projection, Trade, order_type_name, side_name, stp_name,
+    tif_name,
+};
+use coss_store::{HistoryRange, ReadFrom};
+use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side};
+use serde_json::{Value, json};
+use std::net::IpAddr;
+
+/// The `/api/v3` routes (every row of [`ENDPOINTS`], with the authentication it declares)
+/// and the WebSocket streams.
+pub fn router(binance: Binance) -> Routes {
+    ENDPOINTS
+        .iter()
+        .fold(crate::ws::routes(), |routes, endpoint| {
+            let filter =
+                MethodFilter::try_from(endpoint.method.clone()).unwrap_or(MethodFilter::GET);
+            let route = MethodRouter::new().on(
+                filter,
+                move |State(binance): State<Binance>, request: Request| {
+                    serve(binance, endpoint, request)
+                },
+            );
+            routes.declared(
+                endpoint.method.clone(),
+                endpoint.path,
+                endpoint.security.scheme(),
+                route,
+            )
+        })
+        .with_state(binance)
+}
+
+/// Reads the body (at most [`coss_http::MAX_BODY_BYTES`]) and runs the endpoint.
+async fn serve(binance: Binance, endpoint: &'static Endpoint, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, coss_http::MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return BinanceError::new(-1000, "Request body too large.")
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                .into_response();
+        }
+    };
+    call(binance, &parts, &bytes, endpoint).await
+}
+
+/// A request as the handlers see it.
+pub(crate) struct Call {
+    binance: Binance,
+    params: Params,
+    now: u64,
+    /// The caller's account, for signed endpoints.
+    account: Option<AccountId>,
+    user_id: Option<i64>,
+    ip: Option<IpAddr>,
+}
+
+/// How an endpoint is secured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Security {
+    /// Public.
+    None,
+    /// `X-MBX-APIKEY` without a signature.
+    ApiKey,
+    /// Signed, with the permission it needs.
+    Signed(Permission),
+}
+
+impl Security {
+    /// Its name in the route table.
+    pub(crate) fn scheme(self) -> &'static str {
+        match self {
+            Security::None => "public",
+            Security::ApiKey => "api_key",
+            Security::Signed(Permission::Read) => "api_key:read",
+            Security::Signed(Permission::Trade) => "api_key:trade",
+            Security::Signed(Permission::Withdraw) => "api_key:withdraw",
+            Security::Signed(Permission::Merchant) => "api_key:merchant",
+        }
+    }
+}
+
+/// What an endpoint returns: JSON and extra headers.
+pub(crate) type Answer = Result<Value, BinanceError>;
+
+/// Parses, weighs and authenticates a request, then runs the endpoint.
+async fn call(
+    binance: Binance,
+    parts: &axum::http::request::Parts,
+    body: &Bytes,
+    endpoint: &Endpoint,
+) -> Response {
+    let headers = &parts.headers;
+    let query = parts.uri.query().unwrap_or_default();
+    let now = binance.inner.gate.clock.now().0;
+    let ip = coss_http::client_addr(parts, &binance.inner.gate.proxies);
+    let body = std::str::from_utf8(body).unwrap_or_default();
+    let params = match Params::parse(query, body) {
+        Ok(params) => params,
+        Err(error) => return error.into_response(),
+    };
+    let weight_used = match binance
+        .inner
+        .limiter
+        .weigh(ip, (endpoint.weight)(&params), now)
+    {
+        Ok(used) => used,
+        Err(error) => return error.into_response(),
+    };
+    let mut call = Call {
+        binance,
+        params,
+        now,
+        account: None,
+        user_id: None,
+        ip,
+    };
+    if let Err(error) = authenticate(&mut call, headers, query, body, endpoint.security).await {
+        return with_weight(error.into_response(), weight_used);
+    }
+    let answer = (endpoint.handler)(call).await;
+    let response = match answer {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(error) => error.into_response(),
+    };
+    with_weight(response, weight_used)
+}
+
+fn with_weight(mut response: Response, used: u32) -> Response {
+    let value = HeaderValue::from(used);
+    let headers = response.headers_mut();
+    headers.insert("x-mbx-used-weight-1m", value.clone());
+    headers.insert("x-mbx-used-weight", value);
+    response
+}
+
+async fn authenticate(
+    call: &mut Call,
+    headers: &HeaderMap,
+    query: &str,
+    body: &str,
+    security: Security,
+) -> Result<(), BinanceError> {
+    if security == Security::None {
+        return Ok(());
+    }
+    let key = headers
+        .get("x-mbx-apikey")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .ok_or_else(|| {
+            BinanceError::new(-2014, "API-key format invalid.")
+                .with_status(StatusCode::UNAUTHORIZED)
+        })?;
+    let accounts = &call.binance.inner.gate.accounts;
+    let user_id = match security {
+        Security::Signed(needs) => {
+            let request = SignedRequest {
+                api_key: key,
+                query,
+                body,
+                client_ip: call.ip,
+                needs,
+            };
+            let now = i64::try_from(call.now).unwrap_or(i64::MAX);
+            accounts.verify_signed(&request, now).await?.user_id
+        }
+        _ => accounts.key_owner(key, call.ip).await?,
+    };
+    call.user_id = Some(user_id);
+    call.account = coss_core::user_account(user_id);
+    Ok(())
+}

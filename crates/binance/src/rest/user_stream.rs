@@ -1,0 +1,86 @@
+//! User data stream keys: made, kept alive and closed with an API key.
+
+use super::orders::random_text;
+use super::*;
+
+// ---- user data stream keys ----
+
+/// Listen keys live 60 minutes unless kept alive.
+const LISTEN_KEY_MS: u64 = 60 * 60_000;
+
+pub(crate) async fn new_listen_key(c: Call) -> Answer {
+    c.params.all_read()?;
+    let user_id = c.user_id.ok_or_else(|| BinanceError::internal("no user"))?;
+    let key = random_text(60)?;
+    let mut keys = c
+        .binance
+        .inner
+        .listen_keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    keys.retain(|_, k| k.expires_ms > c.now);
+    keys.insert(
+        key.clone(),
+        ListenKey {
+            user_id,
+            expires_ms: c.now + LISTEN_KEY_MS,
+        },
+    );
+    Ok(json!({ "listenKey": key }))
+}
+
+pub(crate) fn listen_key_of(c: &Call) -> Result<String, BinanceError> {
+    let key = c.params.require("listenKey")?.to_owned();
+    let keys = c
+        .binance
+        .inner
+        .listen_keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match keys.get(&key) {
+        Some(k) if Some(k.user_id) == c.user_id && k.expires_ms > c.now => Ok(key),
+        _ => Err(BinanceError::new(-1125, "This listenKey does not exist.")),
+    }
+}
+
+pub(crate) async fn keep_listen_key(c: Call) -> Answer {
+    let key = listen_key_of(&c)?;
+    c.params.all_read()?;
+    let mut keys = c
+        .binance
+        .inner
+        .listen_keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(k) = keys.get_mut(&key) {
+        k.expires_ms = c.now + LISTEN_KEY_MS;
+    }
+    Ok(json!({}))
+}
+
+pub(crate) async fn close_listen_key(c: Call) -> Answer {
+    let key = listen_key_of(&c)?;
+    c.params.all_read()?;
+    c.binance
+        .inner
+        .listen_keys
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&key);
+    Ok(json!({}))
+}
+
+impl Binance {
+    /// The user a live listen key belongs to.
+    #[must_use]
+    pub fn listen_key_user(&self, key: &str) -> Option<i64> {
+        let keys = self
+            .inner
+            .listen_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        keys.get(key)
+            .filter(|k| k.expires_ms > self.inner.gate.clock.now().0)
+            .map(|k| k.user_id)
+    }
+}

@@ -1,0 +1,186 @@
+//! The whole platform in process, as `coss up` assembles it, serving on a loopback port: every
+//! mounted route is described and declares its authentication, the edges answer on one port,
+//! and the client's address is believed from `X-Forwarded-For` only when a trusted proxy
+//! sends it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use coss_identity::{Permission, sign};
+use coss_testkit::{TestPlatform, http, verified, with_totp};
+
+/// `(method, path)` pairs of an OpenAPI document.
+fn described(doc: &utoipa::openapi::OpenApi) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (path, item) in &doc.paths.paths {
+        for (method, operation) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ] {
+            if operation.is_some() {
+                out.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mounted_route_is_described_and_declares_how_its_caller_is_authenticated() {
+    let platform = TestPlatform::start().await;
+    let (own, binance) = coss_server::documents();
+    let documented: BTreeSet<_> = described(&own)
+        .union(&described(&binance))
+        .cloned()
+        .collect();
+    let mounted: BTreeSet<(String, String)> = platform
+        .mounted
+        .iter()
+        .map(|route| {
+            // axum's `{*rest}` is OpenAPI's `{rest}`.
+            (route.method.to_string(), route.path.replace("{*", "{"))
+        })
+        .collect();
+    let undescribed: Vec<_> = mounted.difference(&documented).collect();
+    assert!(
+        undescribed.is_empty(),
+        "mounted but not described: {undescribed:?}"
+    );
+    let unmounted: Vec<_> = documented.difference(&mounted).collect();
+    assert!(
+        unmounted.is_empty(),
+        "described but not mounted: {unmounted:?}"
+    );
+    assert_eq!(
+        mounted.len(),
+        platform.mounted.len(),
+        "a route mounted twice"
+    );
+    for route in &platform.mounted {
+        assert!(!route.auth.is_empty(), "{route:?}");
+    }
+    let auth_of = |method: &str, path: &str| {
+        platform
+            .mounted
+            .iter()
+            .find(|r| r.method == method && r.path == path)
+            .map(|r| r.auth)
+    };
+    assert_eq!(auth_of("GET", "/api/v1/wallet/balances"), Some("session"));
+    assert_eq!(
+        auth_of("GET", "/api/v1/api-keys/self"),
+        Some("api_key:read")
+    );
+    assert_eq!(auth_of("POST", "/api/v3/order"), Some("api_key:trade"));
+    assert_eq!(auth_of("POST", "/oauth2/token"), Some("oauth_client"));
+    assert_eq!(auth_of("GET", "/health"), Some("public"));
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_port_serves_status_accounts_wallets_and_the_binance_api() {
+    let platform = TestPlatform::start().await;
+    let get = |path: &'static str| http(None, platform.address, "GET", path, &[], None);
+    let health = get("/health").await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    let status = get("/api/v1/engine/status").await;
+    assert_eq!(status.status, 200);
+    assert!(
+        status.json()["commands"].as_u64().unwrap() > 0,
+        "{}",
+        status.body
+    );
+    let ping = get("/api/v3/ping").await;
+    assert_eq!((ping.status, ping.body.as_str()), (200, "{}"));
+    assert!(ping.header("x-mbx-used-weight-1m").is_some());
+    let assets = get("/api/v1/wallet/assets").await;
+    assert_eq!(assets.status, 200);
+    assert!(assets.body.contains("\"ETH\""), "{}", assets.body);
+    let balances = get("/api/v1/wallet/balances").await;
+    assert_eq!(
+        (balances.status, balances.json()["code"].as_str()),
+        (401, Some("unauthenticated"))
+    );
+    let missing = get("/api/v1/nothing-here").await;
+    assert_eq!(
+        (missing.status, missing.json()["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let signup = http(
+        None,
+        platform.address,
+        "POST",
+        "/api/v1/auth/signup",
+        &[],
+        Some(r#"{"email":"alice@example.com","password":"correct horse battery"}"#),
+    )
+    .await;
+    assert_eq!(signup.status, 201, "{}", signup.body);
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics.body.contains(
+            "coss_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1"
+        ),
+        "{}",
+        metrics.body
+    );
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
+    let platform = TestPlatform::start_with(|settings| {
+        settings.config.http.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let accounts = &platform.accounts;
+    let now = coss_clock::Clock::system().now().as_i64();
+    let user = verified(accounts, "bot@example.com", now).await;
+    let seed = with_totp(accounts, user, now).await;
+    let key = accounts
+        .create_api_key(
+            &coss_testkit::app(user),
+            "bot",
+            &[Permission::Read],
+            &["198.51.100.7".to_owned()],
+            coss_identity::totp_code(&seed, now).as_deref(),
+            now,
+        )
+        .await
+        .unwrap();
+    let secret = key.secret.expose().to_owned();
+    let whoami = |from: &'static str, forwarded: Option<&'static str>| {
+        let query = format!("timestamp={}", coss_clock::Clock::system().now());
+        let path = format!(
+            "/api/v1/api-keys/self?{query}&signature={}",
+            sign(&secret, &query)
+        );
+        let api_key = format!("X-MBX-APIKEY: {}", key.key.api_key);
+        let address = platform.address;
+        async move {
+            let mut headers = vec![api_key.as_str()];
+            let forwarded = forwarded.map(|f| format!("X-Forwarded-For: {f}"));
+            headers.extend(forwarded.as_deref());
+            let from: IpAddr = from.parse().unwrap();
+            http(Some(from), address, "GET", &path, &headers, None).await
+        }
+    };
+    // Through the trusted proxy, from the allowed address.
+    let through_proxy = whoami("127.0.0.1", Some("203.0.113.66, 198.51.100.7")).await;
+    assert_eq!(through_proxy.status, 200, "{}", through_proxy.body);
+    assert_eq!(through_proxy.json()["user_id"], user);
+    // The same header from an address that is not a trusted proxy is ignored.
+    let spoofed = whoami("127.0.0.2", Some("198.51.100.7")).await;
+    assert_eq!(
+        (spoofed.status, spoofed.json()["code"].as_str()),
+        (403, Some("ip_not_allowed"))
+    );
+    // The proxy itself is not the allowed client.
+    let direct = whoami("127.0.0.1", None).await;
+    assert_eq!(direct.status, 403, "{}", direct.body);
+    platform.stop().await;
+}
