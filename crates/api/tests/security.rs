@@ -214,14 +214,9 @@ impl Api {
     }
 }
 
+/// Now, by the clock the API under test reads.
 fn now() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
+    coss_clock::Clock::system().now().as_i64()
 }
 
 fn set_cookies(headers: &HeaderMap) -> Vec<String> {

@@ -147,7 +147,13 @@ async fn measure(
     // The week, end to end, phase by phase.
     let mut dao_config = coss_dao::DaoConfig::new(COSS);
     dao_config.pay_chunk = 2_000;
-    let dao = coss_dao::Dao::new(handle.clone(), store.clone(), None, dao_config);
+    let dao = coss_dao::Dao::new(
+        handle.clone(),
+        store.clone(),
+        None,
+        dao_config,
+        clock.clock(),
+    );
     let started = Instant::now();
     let weeks = dao.snapshot().await?;
     let snapshot_s = started.elapsed().as_secs_f64();

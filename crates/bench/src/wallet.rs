@@ -91,7 +91,13 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
     for asset in &mut config.assets {
         asset.confirmations = 1;
     }
-    let wallet = Wallet::open(config, accounts.clone(), handle.clone()).await?;
+    let wallet = Wallet::open(
+        config,
+        accounts.clone(),
+        handle.clone(),
+        coss_clock::Clock::system(),
+    )
+    .await?;
 
     // Ten users with deposit addresses, and a million more addresses watched.
     let mut users = Vec::new();

@@ -24,10 +24,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::Address;
+use coss_clock::Clock;
 use coss_core::{Command, EventKind, Exchange, RejectReason, WeekStage, WeekView};
 use coss_engine::EngineHandle;
 use coss_store::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, Store};
-use coss_types::{AccountId, Amount, AssetId};
+use coss_types::{AccountId, Amount, AssetId, UnixMs};
 use serde::Serialize;
 
 pub use chain::{ChainReader, ChainSnapshot, Rule};
@@ -329,6 +330,7 @@ struct Inner {
     store: Store,
     chain: Option<ChainSource>,
     config: DaoConfig,
+    clock: Clock,
     /// The most recently used week trees (at most two).
     trees: Mutex<Vec<Arc<WeekTree>>>,
     /// Chain holdings read for the week being collected, kept for its report.
@@ -349,10 +351,6 @@ impl std::fmt::Debug for Dao {
     }
 }
 
-fn ms_i64(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
 /// A username as holders give it to the contract: 1–32 of `a-z 0-9 . _ -`.
 #[must_use]
 pub fn valid_username(name: &str) -> bool {
@@ -364,13 +362,15 @@ pub fn valid_username(name: &str) -> bool {
 
 impl Dao {
     /// The runner over the engine and the database; `chain` is where on-chain holdings come
-    /// from (`None`: platform holdings only).
+    /// from (`None`: platform holdings only); `clock` says when the schedule starts and when
+    /// reports are made and paid.
     #[must_use]
     pub fn new(
         engine: EngineHandle,
         store: Store,
         chain: Option<ChainSource>,
         config: DaoConfig,
+        clock: Clock,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -378,6 +378,7 @@ impl Dao {
                 store,
                 chain,
                 config,
+                clock,
                 trees: Mutex::new(Vec::new()),
                 chain_read: Mutex::new(None),
             }),
@@ -410,7 +411,8 @@ impl Dao {
 
     /// Brings the core in line with the configuration: the holders' share, and the schedule
     /// (a changed close time, minimum or COSS asset takes effect from the next close).
-    pub async fn configure(&self, now_ms: u64) -> Result<(), DaoError> {
+    pub async fn configure(&self) -> Result<(), DaoError> {
+        let now_ms = self.inner.clock.now().0;
         let config = self.inner.config.clone();
         let (share, schedule, last_close) = self
             .inner
@@ -652,7 +654,7 @@ impl Dao {
         if self
             .inner
             .store
-            .dao_week_at(ms_i64(week.close_ms))
+            .dao_week_at(UnixMs(week.close_ms).as_i64())
             .await?
             .is_some()
         {
@@ -679,7 +681,7 @@ impl Dao {
         let total: u128 = tree.holders.iter().map(|&(_, h)| h).sum();
         let record = DaoReportRecord {
             week: DaoWeekRecord {
-                close_ms: ms_i64(close_ms),
+                close_ms: UnixMs(close_ms).as_i64(),
                 week: week_name(close_ms),
                 block_number: self
                     .inner
@@ -689,7 +691,7 @@ impl Dao {
                 holders: i64::try_from(tree.holders.len()).unwrap_or(i64::MAX),
                 total: total.to_string(),
                 root: hex::encode(tree.tree.root()),
-                created_at: coss_identity::now_ms(),
+                created_at: self.inner.clock.now().as_i64(),
                 paid_at: None,
             },
             assets: tree.assets.clone(),
@@ -749,7 +751,7 @@ impl Dao {
                     report = self
                         .inner
                         .store
-                        .dao_week_assets(ms_i64(week.close_ms))
+                        .dao_week_assets(UnixMs(week.close_ms).as_i64())
                         .await?;
                 }
             }
@@ -797,7 +799,10 @@ impl Dao {
             if done {
                 self.inner
                     .store
-                    .mark_dao_paid(ms_i64(week.close_ms), coss_identity::now_ms())
+                    .mark_dao_paid(
+                        UnixMs(week.close_ms).as_i64(),
+                        self.inner.clock.now().as_i64(),
+                    )
                     .await?;
                 tracing::info!(week = %name, "DAO week paid out");
                 return Ok(true);
@@ -816,7 +821,7 @@ impl Dao {
     /// The tree of a reported week (rebuilt from the database when not cached), checked
     /// against the stored root.
     async fn tree(&self, record: &DaoWeekRecord) -> Result<Arc<WeekTree>, DaoError> {
-        let close_ms = u64::try_from(record.close_ms).unwrap_or(0);
+        let close_ms = UnixMs::from_i64(record.close_ms).0;
         if let Some(tree) = self
             .inner
             .trees

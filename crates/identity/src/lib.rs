@@ -23,7 +23,7 @@ pub use api_keys::{
 };
 pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
 pub use second_factor::{Enrolment, SecondFactor, totp_code};
-pub use time::{format_utc, now_ms};
+pub use time::format_utc;
 pub use vault::{Vault, VaultError, write_private};
 
 use std::net::IpAddr;

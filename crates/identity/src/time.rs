@@ -1,13 +1,5 @@
-//! The platform's clock (Unix milliseconds, read at the edges and passed into the rules) and
-//! times as text for people (emails).
-
-/// Now, in Unix milliseconds (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
+//! Times as text for people (emails). The time itself is read at the edges, from the
+//! platform's clock (`coss-clock`), and passed into the rules.
 
 /// `2026-11-25 22:30 UTC` for a Unix-millisecond time (proleptic Gregorian calendar).
 pub fn format_utc(unix_ms: i64) -> String {

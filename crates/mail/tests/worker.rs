@@ -152,19 +152,26 @@ impl SmtpServer {
         panic!("the SMTP server did not start");
     }
 
-    /// Stops the server and returns everything it printed (the received messages).
+    /// What the server printed up to the end of the first message it received (its debugging
+    /// server prints each message between two marker lines); then stops the server.
     async fn received(mut self) -> String {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.child.start_kill().unwrap();
+        use tokio::io::AsyncBufReadExt;
+        let stdout = self.child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut out = String::new();
-        use tokio::io::AsyncReadExt;
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                out.push_str(&line);
+                out.push('\n');
+                if line.contains("END MESSAGE") {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
             .await
-            .unwrap();
+            .expect("the SMTP server printed no whole message");
+        self.child.start_kill().unwrap();
         out
     }
 }

@@ -328,9 +328,14 @@ async fn open_edges(
     node: &mut Option<LocalNode>,
 ) -> Result<(Wallet, Dao, Binance)> {
     let chain = chain(settings, node).await?;
-    let wallet = Wallet::open(chain, gate.accounts.clone(), handle.clone())
-        .await
-        .context("cannot open the wallets")?;
+    let wallet = Wallet::open(
+        chain,
+        gate.accounts.clone(),
+        handle.clone(),
+        settings.clock.clone(),
+    )
+    .await
+    .context("cannot open the wallets")?;
     if let Some(node) = node.as_ref() {
         coss_contracts::fund_hot_wallet(
             node,
@@ -448,8 +453,14 @@ async fn open_dao(
             .chain(chain.cold_address)
             .collect(),
     });
-    let dao = Dao::new(engine.clone(), wallet.store().clone(), source, config);
-    dao.configure(clock.now().0)
+    let dao = Dao::new(
+        engine.clone(),
+        wallet.store().clone(),
+        source,
+        config,
+        clock.clone(),
+    );
+    dao.configure()
         .await
         .context("cannot configure the DAO revenue share")?;
     Ok(dao)

@@ -3,7 +3,7 @@
 //! forms by hand, redirects not followed) and checks every refusal on the way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use coss_identity::{Accounts, ProfilePatch, Vault, now_ms};
+use coss_identity::{Accounts, ProfilePatch, Vault};
 use coss_sso::Provider;
 use coss_store::Store;
 use openidconnect::core::{
@@ -23,6 +23,11 @@ struct Op {
     provider: Provider,
     accounts: Accounts,
     _dir: tempfile::TempDir,
+}
+
+/// Now, by the system's clock (the provider under test reads the same one).
+fn now_ms() -> i64 {
+    coss_clock::Clock::system().now().as_i64()
 }
 
 async fn provider() -> Op {

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 use alloy::primitives::Address;
 use alloy::providers::DynProvider;
 use alloy::signers::local::PrivateKeySigner;
+use coss_clock::Clock;
 use coss_core::{Command, RejectReason};
 use coss_engine::EngineHandle;
 use coss_identity::{Accounts, IdentityError};
@@ -236,6 +237,8 @@ pub(crate) struct Inner {
     /// Serialises signing (one nonce manager per hot address).
     pub(crate) signing: tokio::sync::Mutex<()>,
     pub(crate) halted: RwLock<Option<String>>,
+    /// When things happen (records, stuck transactions).
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for Inner {
@@ -257,11 +260,13 @@ impl Wallet {
     /// Connects to the chain's node (checking its chain id), loads or makes the chain's HD seed
     /// (sealed with the server key), lists the configured assets in the exchange core (and
     /// brings their withdrawal fees in line with the configuration), and loads the deposit
-    /// addresses the watcher recognises.
+    /// addresses the watcher recognises. `clock` times its records and decides when a
+    /// transaction is stuck.
     pub async fn open(
         config: ChainConfig,
         accounts: Accounts,
         engine: EngineHandle,
+        clock: Clock,
     ) -> Result<Self, WalletError> {
         config.validate()?;
         let provider = chain::connect(&config.rpc_url).await?;
@@ -289,7 +294,7 @@ impl Wallet {
                     hot_address: hex_of(hd::hot_signer(&seed)?.address()),
                 };
                 store
-                    .create_wallet_seed(chain_id, &record, coss_identity::now_ms())
+                    .create_wallet_seed(chain_id, &record, clock.now().as_i64())
                     .await?
             }
         };
@@ -334,6 +339,7 @@ impl Wallet {
                 traces,
                 signing: tokio::sync::Mutex::new(()),
                 halted: RwLock::new(halted),
+                clock,
             }),
         })
     }
@@ -390,6 +396,11 @@ impl Wallet {
             .and_then(|h| h.as_ref().cloned())
     }
 
+    /// Now, as the database counts time.
+    pub(crate) fn now(&self) -> i64 {
+        self.inner.clock.now().as_i64()
+    }
+
     pub(crate) fn chain_key(&self) -> i64 {
         // Validated at open: chain ids fit.
         i64::try_from(self.inner.config.chain_id).unwrap_or(i64::MAX)
@@ -409,7 +420,7 @@ impl Wallet {
         {
             self.inner
                 .store
-                .add_deposit_address(chain, user_id, &hex_of(address), coss_identity::now_ms())
+                .add_deposit_address(chain, user_id, &hex_of(address), self.now())
                 .await?;
         }
         self.inner.book.insert(address, user_id);

@@ -63,10 +63,7 @@ impl Wallet {
             }
             match self.sweep_address(&signer, gas_price, &mut report).await {
                 Ok(true) => {
-                    inner
-                        .store
-                        .mark_swept(chain, &address, coss_identity::now_ms())
-                        .await?;
+                    inner.store.mark_swept(chain, &address, self.now()).await?;
                     report.finished += 1;
                 }
                 Ok(false) => {}

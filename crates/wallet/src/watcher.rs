@@ -230,7 +230,7 @@ impl Wallet {
                     },
                     &deposits,
                     i64::try_from(inner.config.reorg_bound).unwrap_or(i64::MAX),
-                    coss_identity::now_ms(),
+                    self.now(),
                 )
                 .await?;
             report.scanned += 1;
@@ -254,7 +254,7 @@ impl Wallet {
     async fn unwind(&self, height: i64, report: &mut SyncReport) -> Result<bool, WalletError> {
         let inner = &self.inner;
         let chain = self.chain_key();
-        let now = coss_identity::now_ms();
+        let now = self.now();
         let credited = inner.store.unwind_block(chain, height, now).await?;
         report.unwound += 1;
         tracing::warn!(chain, height, "reorg: unwound a block");
@@ -294,7 +294,7 @@ impl Wallet {
     pub async fn clear_halt(&self) -> Result<(), WalletError> {
         self.inner
             .store
-            .set_chain_halt(self.chain_key(), None, coss_identity::now_ms())
+            .set_chain_halt(self.chain_key(), None, self.now())
             .await?;
         if let Ok(mut halted) = self.inner.halted.write() {
             *halted = None;
@@ -468,7 +468,7 @@ impl Wallet {
             }
             if inner
                 .store
-                .mark_deposit_credited(deposit.id, &reference, coss_identity::now_ms())
+                .mark_deposit_credited(deposit.id, &reference, self.now())
                 .await?
             {
                 credited += 1;

@@ -237,7 +237,7 @@ impl Wallet {
             })
             .await?
             .outcome;
-        let now = coss_identity::now_ms();
+        let now = self.now();
         match outcome {
             Ok(()) | Err(RejectReason::DuplicateRequest) => {
                 inner
@@ -284,7 +284,7 @@ impl Wallet {
                 "cancelling",
                 Some("by the user"),
                 None,
-                coss_identity::now_ms(),
+                self.now(),
             )
             .await?
         {
@@ -317,7 +317,7 @@ impl Wallet {
         }
         self.inner
             .store
-            .set_withdrawal_status(id, &[from], to, reason, None, coss_identity::now_ms())
+            .set_withdrawal_status(id, &[from], to, reason, None, self.now())
             .await?;
         Ok(())
     }
@@ -334,7 +334,7 @@ impl Wallet {
                 "failing",
                 Some(reason),
                 None,
-                coss_identity::now_ms(),
+                self.now(),
             )
             .await?
         {
@@ -521,7 +521,7 @@ impl Wallet {
             nonce: i64::try_from(nonce).map_err(|_| WalletError::Keys("nonce overflow"))?,
             raw: envelope.encoded_2718(),
             max_fee_per_gas: max_fee.to_string(),
-            created_at: coss_identity::now_ms(),
+            created_at: self.now(),
         })
     }
 
@@ -568,7 +568,7 @@ impl Wallet {
                             "broadcast",
                             Some(&latest.tx_hash),
                             None,
-                            coss_identity::now_ms(),
+                            self.now(),
                         )
                         .await?;
                     done.0 += 1;
@@ -650,7 +650,7 @@ impl Wallet {
                 }
                 None => {
                     let Some(latest) = txs.last() else { continue };
-                    let age = coss_identity::now_ms() - latest.created_at;
+                    let age = self.now() - latest.created_at;
                     if age > i64::try_from(inner.config.stuck_after_ms).unwrap_or(i64::MAX) {
                         self.bump(&record, latest).await?;
                         done.2 += 1;
@@ -690,7 +690,7 @@ impl Wallet {
                 "settled",
                 Some(hash),
                 i64::try_from(height).ok(),
-                coss_identity::now_ms(),
+                self.now(),
             )
             .await?;
         tracing::info!(withdrawal = record.id, tx = %hash, "withdrawal settled");

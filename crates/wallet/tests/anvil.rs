@@ -33,6 +33,8 @@ const STEP: i64 = 30_000;
 
 struct World {
     wallet: Wallet,
+    /// The wallet's clock: it stands still until a test moves it.
+    clock: coss_clock::ManualClock,
     accounts: Accounts,
     _engine: Engine,
     /// The PostgreSQL database to drop at the end.
@@ -137,11 +139,18 @@ async fn world_on(db: Db, transport: Transport, tweak: impl FnOnce(&mut ChainCon
     let accounts = Accounts::new(store, Vault::random().unwrap()).unwrap();
     let (engine, _) = Engine::start(EngineConfig::new(dir.path().join("engine"))).unwrap();
     let handle = engine.handle();
-    let wallet = Wallet::open(config.clone(), accounts.clone(), handle.clone())
-        .await
-        .unwrap();
+    let clock = coss_clock::ManualClock::starting_now();
+    let wallet = Wallet::open(
+        config.clone(),
+        accounts.clone(),
+        handle.clone(),
+        clock.clock(),
+    )
+    .await
+    .unwrap();
     World {
         wallet,
+        clock,
         accounts,
         _engine: engine,
         pg,
@@ -267,6 +276,7 @@ impl World {
             self.config.clone(),
             self.accounts.clone(),
             self.handle.clone(),
+            self.clock.clock(),
         )
         .await
         .unwrap();
@@ -434,9 +444,14 @@ async fn a_reorg_deeper_than_the_bound_halts_crediting_with_an_alert() {
     w.send_eth(address, ETH).await;
     w.mine(3).await;
     assert_eq!(w.wallet.sync().await.unwrap().credited, 0);
-    let reopened = Wallet::open(w.config.clone(), w.accounts.clone(), w.handle.clone())
-        .await
-        .unwrap();
+    let reopened = Wallet::open(
+        w.config.clone(),
+        w.accounts.clone(),
+        w.handle.clone(),
+        w.clock.clock(),
+    )
+    .await
+    .unwrap();
     assert!(reopened.halted().is_some());
     assert_eq!(w.balance(alice, DEV_ETH).await.available, Amount(0));
 }
@@ -709,7 +724,12 @@ async fn a_stuck_withdrawal_is_replaced_with_a_higher_fee_and_settles_once() {
     );
     let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
     assert_eq!(w.wallet.process_withdrawals().await.unwrap().broadcast, 1);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        w.wallet.process_withdrawals().await.unwrap().replaced,
+        0,
+        "not stuck yet"
+    );
+    w.clock.advance(w.config.stuck_after_ms + 1);
     let report = w.wallet.process_withdrawals().await.unwrap();
     assert_eq!(report.replaced, 1);
     let txs = w.accounts.store().withdrawal_txs(id).await.unwrap();
@@ -885,13 +905,13 @@ async fn the_wallet_api_serves_addresses_history_and_clear_errors() {
                 kind: SessionKind::App,
                 client: coss_identity::Client::default(),
             },
-            coss_identity::now_ms(),
+            w.clock.now().as_i64(),
         )
         .await
         .unwrap();
     let token = grant.token.expose().to_owned();
-    let api = coss_wallet::api::router(w.wallet.clone(), coss_http::Gate::new(w.accounts.clone()))
-        .into_router();
+    let gate = coss_http::Gate::new(w.accounts.clone()).with_clock(w.clock.clock());
+    let api = coss_wallet::api::router(w.wallet.clone(), gate).into_router();
 
     let (status, body) = call(&api, "GET", "/api/v1/wallet/deposit-address", None, None).await;
     assert_eq!(

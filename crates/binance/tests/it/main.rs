@@ -56,7 +56,7 @@ impl Drop for Fixture {
 }
 
 pub fn now() -> i64 {
-    coss_identity::now_ms()
+    coss_clock::Clock::system().now().as_i64()
 }
 
 pub async fn fixture(limits: RateLimits) -> Fixture {

@@ -128,7 +128,7 @@ async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_
     let access = login["access_token"].as_str().unwrap().to_owned();
     let (_, enrolment) = call(port, "POST", "/api/v1/auth/2fa/totp", Some(&access), None);
     let seed = enrolment["secret"].as_str().unwrap().to_owned();
-    let now = coss_identity::now_ms();
+    let now = coss_clock::Clock::system().now().as_i64();
     let code = coss_identity::totp_code(&seed, now).unwrap();
     let (status, _) = call(
         port,

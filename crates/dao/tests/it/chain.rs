@@ -108,7 +108,8 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
         store.claim_username(id, name, 0).await.unwrap();
         accounts.insert(name, user_account(id).unwrap());
     }
-    let (engine, handle) = engine(dir.path()).await;
+    let clock = ManualClock::starting_now();
+    let (engine, handle) = engine(dir.path(), &clock).await;
     // alice also holds 10 COSS on the platform.
     deposit(&handle, accounts["alice"], COSS, 10 * UNIT).await;
     let eth_pool = 1_000_000_000_000_000_007u128;
@@ -122,15 +123,17 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     };
     // The close: a whole second, past both the clock and the chain's last block.
     let chain_now = chain_time(&deployer).await.unwrap() * 1000;
-    let close_ms = (now_ms().max(chain_now) / 1000 + 2) * 1000;
-    let dao = dao_closing_at(&handle, &store, Some(source), close_ms, 2).await;
-    while now_ms() < close_ms + 100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let close_ms = (clock.now().0.max(chain_now) / 1000 + 2) * 1000;
+    let dao = dao_closing_at(&handle, &store, Some(source), close_ms, 2, &clock).await;
+    clock.advance_to(coss_clock::UnixMs(close_ms + 100));
     // The close has passed but no block is at or after it yet: the week waits for the chain.
     let steps = dao.run_due().await.unwrap();
     assert_eq!(steps.last().unwrap().step, "waiting_for_chain", "{steps:?}");
     // Coins that move after the close do not count: this block is the first at or after it.
+    let _: serde_json::Value = provider
+        .raw_request("evm_setNextBlockTimestamp".into(), (close_ms / 1000,))
+        .await
+        .unwrap();
     let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.unwrap();
     let block = provider.get_block_number().await.unwrap();
     send(a, token, d.sender, 1).await;

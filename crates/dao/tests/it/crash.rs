@@ -14,7 +14,9 @@ use crate::*;
 async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_in(dir.path()).await.unwrap();
-    let (engine, handle) = engine(dir.path()).await;
+    // The engine's and the runner's clock: it moves only when the test moves it.
+    let clock = ManualClock::starting_now();
+    let (engine, handle) = engine(dir.path(), &clock).await;
     let holders: Vec<(AccountId, u128)> = (0..2_500u64)
         .map(|i| {
             (
@@ -29,9 +31,9 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
     let (eth_pool, coss_pool) = (123_456_789_012_345_678u128, 98_765_432_101u128);
     pool(&handle, ETH, eth_pool).await;
     pool(&handle, COSS, coss_pool).await;
-    let close_ms = now_ms() + 500;
-    let dao = dao_closing_at(&handle, &store, None, close_ms, 300).await;
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let close_ms = clock.now().0 + 500;
+    let dao = dao_closing_at(&handle, &store, None, close_ms, 300, &clock).await;
+    clock.advance(600);
 
     // Close, seal and report, then two payout commands, then the process "dies".
     let progress = {
@@ -82,8 +84,8 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
         .unwrap();
 
     // Started again: the runner continues where the core's cursor is.
-    let (engine, handle) = crate::engine(dir.path()).await;
-    let dao = dao_closing_at_existing(&handle, &store);
+    let (engine, handle) = crate::engine(dir.path(), &clock).await;
+    let dao = dao_closing_at_existing(&handle, &store, &clock);
     let steps = dao.run_due().await.unwrap();
     assert_eq!(steps.last().unwrap().step, "paid", "{steps:?}");
     let total: u128 = holders.iter().map(|&(_, h)| h).sum();
@@ -122,8 +124,12 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
         .unwrap();
 }
 
-fn dao_closing_at_existing(handle: &coss_engine::EngineHandle, store: &Store) -> coss_dao::Dao {
+fn dao_closing_at_existing(
+    handle: &coss_engine::EngineHandle,
+    store: &Store,
+    clock: &ManualClock,
+) -> coss_dao::Dao {
     let mut config = coss_dao::DaoConfig::new(COSS);
     config.pay_chunk = 300;
-    coss_dao::Dao::new(handle.clone(), store.clone(), None, config)
+    coss_dao::Dao::new(handle.clone(), store.clone(), None, config, clock.clock())
 }

@@ -6,6 +6,9 @@ mod chain;
 mod crash;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use coss_clock::ManualClock;
 
 use coss_core::{Command, FEES_HOLDERS};
 use coss_dao::{Dao, DaoConfig};
@@ -17,16 +20,11 @@ pub const ETH: AssetId = AssetId(1);
 pub const COSS: AssetId = AssetId(2);
 pub const UNIT: u128 = 100_000_000;
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// An engine on `dir` with ETH and COSS listed (once).
-pub async fn engine(dir: &Path) -> (Engine, EngineHandle) {
-    let (engine, recovery) = Engine::start(EngineConfig::new(dir)).unwrap();
+/// An engine on `dir` reading `clock`, with ETH and COSS listed (once).
+pub async fn engine(dir: &Path, clock: &ManualClock) -> (Engine, EngineHandle) {
+    let mut config = EngineConfig::new(dir);
+    config.clock = clock.clock();
+    let (engine, recovery) = Engine::start(config).unwrap();
     let handle = engine.handle();
     if recovery.commands == 0 {
         for (asset, symbol, decimals) in [(ETH, "ETH", 18), (COSS, "COSS", 8)] {
@@ -57,11 +55,13 @@ pub async fn deposit(handle: &EngineHandle, account: AccountId, asset: AssetId, 
             account,
             asset,
             amount: Amount(amount),
-            reference: format!("test-{}-{n}", now_ms()),
+            reference: format!("test-{}-{n}", std::process::id()),
         },
     )
     .await;
 }
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
 /// Fills the holders' fee account with `amount` of `asset` (a donation stands in for fees).
 pub async fn pool(handle: &EngineHandle, asset: AssetId, amount: u128) {
@@ -70,7 +70,7 @@ pub async fn pool(handle: &EngineHandle, asset: AssetId, amount: u128) {
     submit(
         handle,
         Command::Transfer {
-            request: RequestId(u128::from(now_ms()) * 1000 + u128::from(asset.0)),
+            request: RequestId(u128::from(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed))),
             from: donor,
             to: FEES_HOLDERS,
             asset,
@@ -98,14 +98,15 @@ pub async fn user(store: &Store, email: &str) -> i64 {
         .id
 }
 
-/// A DAO whose next close is `close_ms` (set directly in the core, so a test need not wait
-/// for a Sunday), paying `chunk` holders per command.
+/// A DAO reading `clock` whose next close is `close_ms` (set directly in the core, so a test
+/// need not wait for a Sunday), paying `chunk` holders per command.
 pub async fn dao_closing_at(
     handle: &EngineHandle,
     store: &Store,
     chain: Option<coss_dao::ChainSource>,
     close_ms: u64,
     chunk: u32,
+    clock: &ManualClock,
 ) -> Dao {
     submit(
         handle,
@@ -119,7 +120,7 @@ pub async fn dao_closing_at(
     .await;
     let mut config = DaoConfig::new(COSS);
     config.pay_chunk = chunk;
-    Dao::new(handle.clone(), store.clone(), chain, config)
+    Dao::new(handle.clone(), store.clone(), chain, config, clock.clock())
 }
 
 pub async fn available(handle: &EngineHandle, account: AccountId, asset: AssetId) -> u128 {

@@ -135,14 +135,16 @@ fn a_command_too_large_to_journal_is_refused_and_the_engine_keeps_working() {
 #[test]
 fn a_due_week_closes_before_the_first_command_after_it_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (engine, _) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let clock = coss_clock::ManualClock::new(coss_clock::UnixMs(1_800_000_000_000));
+    let config = || {
+        let mut config = EngineConfig::new(dir.path());
+        config.clock = clock.clock();
+        config
+    };
+    let (engine, _) = Engine::start(config()).unwrap();
     let handle = engine.handle();
     handle.submit(list_btc()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let close_ms = now + 300;
+    let close_ms = clock.now().0 + 300;
     let set = handle
         .submit(coss_core::Command::SetDaoSchedule(coss_core::DaoSchedule {
             coss: AssetId(1),
@@ -153,7 +155,12 @@ fn a_due_week_closes_before_the_first_command_after_it_and_survives_a_restart() 
         .unwrap();
     assert_eq!(set.outcome, Ok(()));
     handle.submit(deposit(1)).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(
+        handle.read(|exchange| exchange.dao_weeks()).unwrap().len(),
+        0,
+        "not due yet"
+    );
+    clock.advance(300);
     // The deposit after the close is journaled after the close the engine made for it.
     let after = handle.submit(deposit(2)).unwrap();
     assert_eq!(after.index, 5, "the close took index 4");
@@ -164,7 +171,7 @@ fn a_due_week_closes_before_the_first_command_after_it_and_survives_a_restart() 
     let hash = handle.state_hash().unwrap();
     drop(handle);
     engine.shutdown().unwrap();
-    let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let (engine, recovery) = Engine::start(config()).unwrap();
     assert_eq!(recovery.commands, 5);
     assert_eq!(recovery.state_hash, hash);
     engine.shutdown().unwrap();
