@@ -15,7 +15,7 @@
 
 use crate::{BenchError, Context, Result};
 use coss_core::Command;
-use coss_identity::{Accounts, Authenticated, Permission, totp_code};
+use coss_identity::{Accounts, Authenticated};
 use coss_store::SessionKind;
 use coss_types::Amount;
 use coss_wallet::{DEV_ETH, DEV_TUSD};
@@ -174,25 +174,7 @@ async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Res
             session_id: 0,
             kind: SessionKind::App,
         };
-        let enrolment = accounts.begin_totp_enrolment(&who, now).await?;
-        let seed = enrolment.secret.expose().to_owned();
-        accounts
-            .confirm_totp(
-                &who,
-                &totp_code(&seed, now - 30_000).unwrap_or_default(),
-                now,
-            )
-            .await?;
-        let key = accounts
-            .create_api_key(
-                &who,
-                "bench",
-                &[Permission::Trade],
-                &[],
-                totp_code(&seed, now).as_deref(),
-                now,
-            )
-            .await?;
+        let (api_key, secret) = crate::auth::trading_key(accounts, &who, now).await?;
         let account = coss_core::user_account(id).context("user id")?;
         for (asset, amount) in [(DEV_ETH, 10u128.pow(24)), (DEV_TUSD, 10u128.pow(15))] {
             handle
@@ -204,10 +186,7 @@ async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Res
                 })
                 .await?;
         }
-        keys.push(Key {
-            api_key: key.key.api_key,
-            secret: key.secret.expose().to_owned(),
-        });
+        keys.push(Key { api_key, secret });
     }
     Ok(keys)
 }

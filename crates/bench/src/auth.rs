@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use crate::{BenchError, Context, Result};
 use coss_identity::{
-    ARGON2_LANES, ARGON2_MEMORY_KIB, ARGON2_PASSES, Accounts, Client, Login, Permission,
-    SignedRequest, Vault, sign, totp_code,
+    ARGON2_LANES, ARGON2_MEMORY_KIB, ARGON2_PASSES, Accounts, Authenticated, Client, Login,
+    Permission, SignedRequest, Vault, sign, totp_code,
 };
 use coss_store::{SessionKind, Store};
 use serde_json::json;
@@ -46,23 +46,8 @@ async fn measure(signatures: usize, logins: usize) -> Result<serde_json::Value> 
         ..login.clone()
     };
     let who = accounts.authenticate(grant.token.expose(), now).await?;
-    let enrolment = accounts.begin_totp_enrolment(&who, now).await?;
-    let seed = enrolment.secret.expose().to_owned();
-    accounts
-        .confirm_totp(&who, &totp_code(&seed, now).unwrap_or_default(), now)
-        .await?;
     let later = now + 30_000;
-    let key = accounts
-        .create_api_key(
-            &who,
-            "bench",
-            &[Permission::Trade],
-            &[],
-            totp_code(&seed, later).as_deref(),
-            later,
-        )
-        .await?;
-    let (api_key, secret) = (key.key.api_key.clone(), key.secret.expose().to_owned());
+    let (api_key, secret) = trading_key(&accounts, &who, later).await?;
     let query =
         format!("symbol=COSSETH&side=BUY&type=LIMIT&quantity=1&price=100&timestamp={later}");
     let signed = format!("{query}&signature={}", sign(&secret, &query));
@@ -121,6 +106,35 @@ async fn measure(signatures: usize, logins: usize) -> Result<serde_json::Value> 
         "login_ms": (1000.0 / login_rate * 10.0).round() / 10.0,
         "argon2id_ms": (1000.0 / argon_rate * 10.0).round() / 10.0,
     }))
+}
+
+/// Turns TOTP on for `who` (confirmed with the previous step's code) and makes a trading
+/// API key with the current one: (key, secret).
+pub(crate) async fn trading_key(
+    accounts: &Accounts,
+    who: &Authenticated,
+    now: i64,
+) -> Result<(String, String)> {
+    let enrolment = accounts.begin_totp_enrolment(who, now).await?;
+    let seed = enrolment.secret.expose().to_owned();
+    accounts
+        .confirm_totp(
+            who,
+            &totp_code(&seed, now - 30_000).unwrap_or_default(),
+            now,
+        )
+        .await?;
+    let key = accounts
+        .create_api_key(
+            who,
+            "bench",
+            &[Permission::Trade],
+            &[],
+            totp_code(&seed, now).as_deref(),
+            now,
+        )
+        .await?;
+    Ok((key.key.api_key, key.secret.expose().to_owned()))
 }
 
 /// Signs `email` up and verifies it with the token from its queued email.

@@ -4,12 +4,12 @@
 
 use coss_identity::{
     Accounts, Client, Grant, IdentityError, Login, RESET_PASSWORD_TTL_MS, SESSION_TTL_MS,
-    VERIFY_EMAIL_TTL_MS, Vault,
+    VERIFY_EMAIL_TTL_MS,
 };
-use coss_store::{SessionKind, Store};
+use coss_store::SessionKind;
 
 const T0: i64 = 1_700_000_000_000;
-const PASSWORD: &str = "correct horse battery";
+use coss_testkit::PASSWORD;
 
 struct Fixture {
     accounts: Accounts,
@@ -18,23 +18,15 @@ struct Fixture {
 
 async fn accounts() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).await.unwrap();
     Fixture {
-        accounts: Accounts::new(store, Vault::random().unwrap()).unwrap(),
+        accounts: coss_testkit::accounts_in(dir.path()).await,
         _dir: dir,
     }
 }
 
 /// The token in the newest queued email of `template` to `to`.
 async fn emailed_token(accounts: &Accounts, to: &str, template: &str) -> String {
-    let mail = accounts.store().due_mail(i64::MAX, 1000).await.unwrap();
-    let last = mail
-        .iter()
-        .rev()
-        .find(|m| m.mail.recipient == to && m.mail.template == template)
-        .unwrap_or_else(|| panic!("no {template} email to {to}"));
-    let payload: serde_json::Value = serde_json::from_str(&last.mail.payload).unwrap();
-    payload["token"].as_str().unwrap().to_owned()
+    coss_testkit::emailed_token_of(accounts, to, template).await
 }
 
 async fn mail_count(accounts: &Accounts) -> usize {

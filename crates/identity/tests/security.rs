@@ -4,13 +4,13 @@
 
 use coss_identity::{
     ACCESS_TTL_MS, Accounts, Authenticated, Client, Grant, IdentityError, LOCKOUT_MS, Login,
-    MerchantInput, Permission, ProfilePatch, SecondFactor, SignedRequest, Vault, sign, totp_code,
+    MerchantInput, Permission, ProfilePatch, SecondFactor, SignedRequest, sign, totp_code,
 };
-use coss_store::{SessionKind, Store};
+use coss_store::SessionKind;
 
 const T0: i64 = 1_700_000_000_000;
 const STEP: i64 = 30_000;
-const PASSWORD: &str = "correct horse battery";
+use coss_testkit::PASSWORD;
 
 struct Fixture {
     a: Accounts,
@@ -19,9 +19,8 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_in(dir.path()).await.unwrap();
     Fixture {
-        a: Accounts::new(store, Vault::random().unwrap()).unwrap(),
+        a: coss_testkit::accounts_in(dir.path()).await,
         _dir: dir,
     }
 }
@@ -32,20 +31,7 @@ async fn templates(a: &Accounts) -> Vec<String> {
 }
 
 async fn verified(a: &Accounts, email: &str) -> i64 {
-    let id = a.signup(email, PASSWORD, T0).await.unwrap();
-    let mail = a.store().due_mail(i64::MAX, 1000).await.unwrap();
-    let payload = &mail
-        .iter()
-        .rev()
-        .find(|m| m.mail.recipient == email)
-        .unwrap()
-        .mail
-        .payload;
-    let token: serde_json::Value = serde_json::from_str(payload).unwrap();
-    a.verify_email(token["token"].as_str().unwrap(), T0)
-        .await
-        .unwrap();
-    id
+    coss_testkit::verified(a, email, T0).await
 }
 
 fn client(agent: &str, ip: &str) -> Client {

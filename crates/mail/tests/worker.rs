@@ -108,14 +108,6 @@ async fn the_maildir_gets_each_message_once_named_by_its_outbox_id() {
     assert!(store.due_mail(i64::MAX, 10).await.unwrap().is_empty());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A real SMTP server on loopback; killed on drop.
 struct SmtpServer {
     child: tokio::process::Child,
@@ -180,7 +172,7 @@ impl SmtpServer {
 async fn smtp_delivers_to_a_real_server_and_a_failure_is_retried_with_backoff() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_mail(dir.path(), &["alice@example.com"]).await;
-    let port = free_port();
+    let port = coss_testkit::free_port();
     let delivery = Delivery::smtp(&format!("smtp://127.0.0.1:{port}")).unwrap();
     let mailer = Mailer::new(
         store.clone(),

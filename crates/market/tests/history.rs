@@ -6,36 +6,13 @@
 use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
 use coss_engine::{Engine, EngineConfig};
 use coss_market::{Interval, MarketService, Order, Trade, spawn_history};
-use coss_store::{HistoryRange, ReadFrom, ScratchDatabase, Store};
+use coss_store::{HistoryRange, ReadFrom, Store};
 use coss_types::{AccountId, Amount, AssetId, MarketId, Price, Qty, Side};
 use std::path::Path;
 use std::time::Duration;
 
 fn setup() -> Vec<Command> {
-    let mut commands = vec![
-        Command::ListAsset {
-            asset: AssetId(1),
-            symbol: "ETH".into(),
-            decimals: 18,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListAsset {
-            asset: AssetId(2),
-            symbol: "TUSD".into(),
-            decimals: 6,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListMarket {
-            market: MarketId(1),
-            base: AssetId(1),
-            quote: AssetId(2),
-            lot_size: Amount(100_000_000_000_000),
-            tick_size: Amount(10_000),
-            min_notional: Amount(1),
-        },
-    ];
+    let mut commands = coss_testkit::eth_tusd_with_minimum(1).to_vec();
     for (account, asset, amount) in [(1000, 1, 10u128.pow(19)), (1001, 2, 10u128.pow(10))] {
         commands.push(Command::Deposit {
             account: AccountId(account),
@@ -249,18 +226,8 @@ async fn on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres() {
-    let admin = std::env::var("COSS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let one = ScratchDatabase::create(&admin, &format!("coss_test_history_a_{nanos}"))
-        .await
-        .unwrap();
-    let two = ScratchDatabase::create(&admin, &format!("coss_test_history_b_{nanos}"))
-        .await
-        .unwrap();
+    let one = coss_testkit::scratch_postgres("history_a").await;
+    let two = coss_testkit::scratch_postgres("history_b").await;
     let store = Store::open(one.url()).await.unwrap();
     let fresh = Store::open(two.url()).await.unwrap();
     the_history_holds_everything_once_and_is_rebuilt_from_the_journal(store.clone(), fresh.clone())

@@ -15,30 +15,7 @@ const MARKET: MarketId = MarketId(1);
 const ACCOUNTS: u64 = 4;
 
 fn setup() -> Vec<Command> {
-    let mut commands = vec![
-        Command::ListAsset {
-            asset: AssetId(1),
-            symbol: "ETH".into(),
-            decimals: 18,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListAsset {
-            asset: AssetId(2),
-            symbol: "TUSD".into(),
-            decimals: 6,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListMarket {
-            market: MARKET,
-            base: AssetId(1),
-            quote: AssetId(2),
-            lot_size: Amount(100_000_000_000_000), // 0.0001 ETH
-            tick_size: Amount(10_000),             // 0.01 TUSD
-            min_notional: Amount(1),
-        },
-    ];
+    let mut commands = coss_testkit::eth_tusd_with_minimum(1).to_vec();
     for n in 0..ACCOUNTS {
         for (asset, amount) in [(1, 10u128.pow(21)), (2, 10u128.pow(12))] {
             commands.push(Command::Deposit {

@@ -32,13 +32,7 @@ impl Db {
     }
 
     async fn postgres() -> Self {
-        let admin = std::env::var("COSS_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let name = format!(
-            "coss_test_{:016x}",
-            rand::TryRngCore::try_next_u64(&mut rand::rngs::OsRng).unwrap()
-        );
-        let scratch = ScratchDatabase::create(&admin, &name).await.unwrap();
+        let scratch = coss_testkit::scratch_postgres("store").await;
         let url = scratch.url().to_owned();
         let store = Store::open(&url).await.unwrap();
         assert_eq!(store.backend(), Backend::Postgres);

@@ -34,14 +34,23 @@ pub async fn accounts_in(dir: &std::path::Path) -> Accounts {
     Accounts::new(store, Vault::random().unwrap()).unwrap()
 }
 
-/// The token in the newest queued email to `email`.
-pub async fn emailed_token(accounts: &Accounts, email: &str) -> String {
+/// The token in the newest queued email to `to`.
+pub async fn emailed_token(accounts: &Accounts, to: &str) -> String {
+    token_in(accounts, to, None).await
+}
+
+/// The token in the newest queued email of `template` (`verify`, `reset`, …) to `to`.
+pub async fn emailed_token_of(accounts: &Accounts, to: &str, template: &str) -> String {
+    token_in(accounts, to, Some(template)).await
+}
+
+async fn token_in(accounts: &Accounts, to: &str, template: Option<&str>) -> String {
     let mail = accounts.store().due_mail(i64::MAX, 1000).await.unwrap();
     let payload = &mail
         .iter()
         .rev()
-        .find(|m| m.mail.recipient == email)
-        .unwrap_or_else(|| panic!("no email to {email}"))
+        .find(|m| m.mail.recipient == to && template.is_none_or(|t| m.mail.template == t))
+        .unwrap_or_else(|| panic!("no {template:?} email to {to}"))
         .mail
         .payload;
     let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
@@ -124,6 +133,12 @@ pub async fn submit(engine: &EngineHandle, command: Command) {
 /// 0.0001 ETH, a tick of 0.01 TUSD and a minimum order of 1 TUSD.
 #[must_use]
 pub fn eth_tusd() -> [Command; 3] {
+    eth_tusd_with_minimum(TUSD_1)
+}
+
+/// [`eth_tusd`] with a minimum order value of `min_notional` TUSD units.
+#[must_use]
+pub fn eth_tusd_with_minimum(min_notional: u128) -> [Command; 3] {
     [
         Command::ListAsset {
             asset: ETH,
@@ -145,7 +160,7 @@ pub fn eth_tusd() -> [Command; 3] {
             quote: TUSD,
             lot_size: Amount(100_000_000_000_000),
             tick_size: Amount(10_000),
-            min_notional: Amount(1_000_000),
+            min_notional: Amount(min_notional),
         },
     ]
 }

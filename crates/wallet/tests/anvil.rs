@@ -17,14 +17,14 @@ use alloy::rpc::types::TransactionRequest;
 use coss_contracts::{Chain, TestUsd};
 use coss_core::Command;
 use coss_engine::{Engine, EngineConfig, EngineHandle};
-use coss_identity::{Accounts, Authenticated, Vault, totp_code};
+use coss_identity::{Accounts, Vault, totp_code};
 use coss_store::{ScratchDatabase, SessionKind, Store};
 use coss_types::Amount;
 use coss_wallet::{
     ChainConfig, DEV_ETH, DEV_TUSD, TransferRequest, Wallet, WalletError, WithdrawalRequest,
 };
 
-const PASSWORD: &str = "correct horse battery";
+use coss_testkit::PASSWORD;
 const ETH: u128 = 1_000_000_000_000_000_000;
 const USD: u128 = 1_000_000;
 /// The second factor is checked at synthetic times, one TOTP step apart, so every code is new.
@@ -85,16 +85,9 @@ enum Db {
     Postgres,
 }
 
-/// A fresh PostgreSQL database (on `COSS_TEST_POSTGRES`, default the local server's `test`).
+/// A store on a fresh PostgreSQL database.
 async fn postgres_store() -> (Store, ScratchDatabase) {
-    let admin = std::env::var("COSS_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("coss_test_wallet_{}_{nanos}", std::process::id());
-    let scratch = ScratchDatabase::create(&admin, &name).await.unwrap();
+    let scratch = coss_testkit::scratch_postgres("wallet").await;
     let store = Store::open(scratch.url()).await.unwrap();
     assert_eq!(store.backend(), coss_store::Backend::Postgres);
     (store, scratch)
@@ -174,34 +167,12 @@ impl World {
 
     /// A verified user; with `totp`, second factor enabled and its seed returned.
     async fn user(&self, email: &str, totp: bool) -> (i64, Option<String>) {
-        let a = &self.accounts;
-        let id = a.signup(email, PASSWORD, T0).await.unwrap();
-        let mail = a.store().due_mail(i64::MAX, 1000).await.unwrap();
-        let payload = &mail
-            .iter()
-            .rev()
-            .find(|m| m.mail.recipient == email)
-            .unwrap()
-            .mail
-            .payload;
-        let token: serde_json::Value = serde_json::from_str(payload).unwrap();
-        a.verify_email(token["token"].as_str().unwrap(), T0)
-            .await
-            .unwrap();
-        if !totp {
-            return (id, None);
-        }
-        let who = Authenticated {
-            user_id: id,
-            session_id: 0,
-            kind: SessionKind::App,
+        let id = coss_testkit::verified(&self.accounts, email, T0).await;
+        let seed = match totp {
+            true => Some(coss_testkit::with_totp(&self.accounts, id, T0).await),
+            false => None,
         };
-        let enrolment = a.begin_totp_enrolment(&who, T0).await.unwrap();
-        let seed = enrolment.secret.expose().to_owned();
-        a.confirm_totp(&who, &totp_code(&seed, T0).unwrap(), T0)
-            .await
-            .unwrap();
-        (id, Some(seed))
+        (id, seed)
     }
 
     fn provider(&self) -> &DynProvider {

@@ -11,20 +11,17 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use coss_binance::{Binance, RateLimits};
-use coss_core::Command;
 use coss_engine::{Engine, EngineConfig, EngineHandle};
-use coss_identity::{Accounts, Authenticated, Permission, Vault, sign, totp_code};
+use coss_identity::{Accounts, Permission, Vault, sign};
 use coss_market::{MarketService, Retention};
-use coss_store::{SessionKind, Store};
-use coss_types::{AccountId, Amount, AssetId, MarketId};
+use coss_store::Store;
+use coss_types::AccountId;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::net::SocketAddr;
 use tower::ServiceExt;
 
-pub const PASSWORD: &str = "correct horse battery staple";
-pub const ETH: AssetId = AssetId(1);
-pub const TUSD: AssetId = AssetId(2);
+pub use coss_testkit::{ETH, ETH_1, TUSD, TUSD_1};
 
 #[derive(Debug)]
 pub struct Key {
@@ -101,31 +98,8 @@ async fn start(
     config.feed = Some(feed);
     let (engine, _) = Engine::start(config).unwrap();
     let handle = engine.handle();
-    for command in [
-        Command::ListAsset {
-            asset: ETH,
-            symbol: "ETH".into(),
-            decimals: 18,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListAsset {
-            asset: TUSD,
-            symbol: "TUSD".into(),
-            decimals: 6,
-            fees_shared: true,
-            withdrawal_fee: Amount(0),
-        },
-        Command::ListMarket {
-            market: MarketId(1),
-            base: ETH,
-            quote: TUSD,
-            lot_size: Amount(100_000_000_000_000), // 0.0001 ETH
-            tick_size: Amount(10_000),             // 0.01 TUSD
-            min_notional: Amount(1_000_000),       // 1 TUSD
-        },
-    ] {
-        handle.submit_async(command).await.unwrap().outcome.unwrap();
+    for command in coss_testkit::eth_tusd() {
+        coss_testkit::submit(&handle, command).await;
     }
     let store = match store {
         Some(store) => store,
@@ -161,59 +135,18 @@ impl Fixture {
     ) -> Key {
         let a = &self.accounts;
         let t = now();
-        let id = a.signup(email, PASSWORD, t).await.unwrap();
-        let mail = a.store().due_mail(i64::MAX, 1000).await.unwrap();
-        let payload = &mail
-            .iter()
-            .rev()
-            .find(|m| m.mail.recipient == email)
-            .unwrap()
-            .mail
-            .payload;
-        let token: Value = serde_json::from_str(payload).unwrap();
-        a.verify_email(token["token"].as_str().unwrap(), t)
-            .await
-            .unwrap();
-        let who = Authenticated {
-            user_id: id,
-            session_id: 0,
-            kind: SessionKind::App,
-        };
-        let enrolment = a.begin_totp_enrolment(&who, t).await.unwrap();
-        let seed = enrolment.secret.expose().to_owned();
-        a.confirm_totp(&who, &totp_code(&seed, t - 30_000).unwrap(), t)
-            .await
-            .unwrap();
-        let key = a
-            .create_api_key(
-                &who,
-                "bot",
-                permissions,
-                &[],
-                totp_code(&seed, t).as_deref(),
-                t,
-            )
-            .await
-            .unwrap();
+        let id = coss_testkit::verified(a, email, t).await;
+        let seed = coss_testkit::with_totp(a, id, t).await;
+        let (key, secret) = coss_testkit::api_key(a, id, &seed, permissions, t).await;
         let account = coss_core::user_account(id).unwrap();
         for (asset, amount) in [(ETH, eth), (TUSD, tusd)] {
             if amount > 0 {
-                self.handle
-                    .submit_async(Command::Deposit {
-                        account,
-                        asset,
-                        amount: Amount(amount),
-                        reference: format!("{email}-{}", asset.0),
-                    })
-                    .await
-                    .unwrap()
-                    .outcome
-                    .unwrap();
+                coss_testkit::deposit(&self.handle, account, asset, amount).await;
             }
         }
         Key {
-            key: key.key.api_key,
-            secret: key.secret.expose().to_owned(),
+            key,
+            secret,
             account,
         }
     }
@@ -289,6 +222,3 @@ pub fn code(json: &Value) -> i64 {
         .as_i64()
         .unwrap_or_else(|| panic!("not an error: {json}"))
 }
-
-pub const ETH_1: u128 = 1_000_000_000_000_000_000;
-pub const TUSD_1: u128 = 1_000_000;

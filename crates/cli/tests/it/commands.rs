@@ -143,11 +143,7 @@ fn verify_without_a_journal_is_a_clear_error() {
 #[test]
 fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = coss_testkit::free_port();
     let mut child = coss()
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .env("COSS_DATA_DIR", dir.path())
@@ -351,11 +347,7 @@ fn up_keeps_accounts_in_postgres_when_given_a_database_url() {
     psql(&format!("DROP DATABASE IF EXISTS {name}"));
     psql(&format!("CREATE DATABASE {name}"));
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = coss_testkit::free_port();
     let mut child = coss()
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .env("COSS_DATA_DIR", dir.path())

@@ -22,11 +22,7 @@ fn a_newcomer_and_an_unmodified_ccxt_client_trade_on_a_running_coss() {
         python.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = coss_testkit::free_port();
     let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
     let mut server = Running(
         coss()

@@ -63,11 +63,7 @@ async fn https_and_http_share_the_listener_with_alpn() {
         .status()
         .unwrap();
     assert!(made.success(), "openssl could not make a certificate");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = coss_testkit::free_port();
     let mut server = Running(
         coss()
             .args(["up", "--listen", &format!("127.0.0.1:{port}")])

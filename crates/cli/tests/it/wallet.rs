@@ -65,18 +65,10 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = coss_testkit::free_port();
     let mut first = start(dir.path(), port, true);
 
     // Alice signs up, verifies, logs in, turns on TOTP.
@@ -200,7 +192,7 @@ async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_
     );
 
     // Restarted: the stored transaction goes out once and settles.
-    let port = free_port();
+    let port = coss_testkit::free_port();
     let mut second = start(dir.path(), port, false);
     wait_for("the withdrawal to settle", || {
         let (_, w) = call(

@@ -41,25 +41,7 @@ pub async fn engine(dir: &Path, clock: &ManualClock) -> (Engine, EngineHandle) {
     (engine, handle)
 }
 
-pub async fn submit(handle: &EngineHandle, command: Command) {
-    let receipt = handle.submit_async(command.clone()).await.unwrap();
-    assert_eq!(receipt.outcome, Ok(()), "{command:?}");
-}
-
-pub async fn deposit(handle: &EngineHandle, account: AccountId, asset: AssetId, amount: u128) {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    submit(
-        handle,
-        Command::Deposit {
-            account,
-            asset,
-            amount: Amount(amount),
-            reference: format!("test-{}-{n}", std::process::id()),
-        },
-    )
-    .await;
-}
+pub use coss_testkit::{deposit, submit};
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
