@@ -93,11 +93,8 @@ async fn assets(dao: &Dao) -> Result<HashMap<u32, (String, u8, bool)>, ApiError>
         .map_err(|e| ApiError::from(DaoError::from(e)))
 }
 
-fn whole(units: &str, decimals: u8) -> String {
-    units
-        .parse::<u128>()
-        .map(|u| Amount(u).to_decimal_string(decimals))
-        .unwrap_or_default()
+fn whole(units: Amount, decimals: u8) -> String {
+    units.to_decimal_string(decimals)
 }
 
 /// An asset's place in the revenue share.
@@ -218,10 +215,10 @@ async fn report(
             AssetReport {
                 asset,
                 symbol,
-                pool: whole(&line.pool, decimals),
+                pool: whole(line.pool, decimals),
                 holders: line.holders,
-                paid: whole(&line.paid, decimals),
-                carried: whole(&line.carried, decimals),
+                paid: whole(line.paid, decimals),
+                carried: whole(line.carried, decimals),
             }
         })
         .collect();
@@ -230,7 +227,7 @@ async fn report(
         close_ms: record.close_ms,
         block_number: record.block_number,
         holders: record.holders,
-        total_holding: whole(&record.total, coss_decimals),
+        total_holding: whole(record.total, coss_decimals),
         root: record.root,
         paid_at: record.paid_at,
         assets,

@@ -302,11 +302,11 @@ fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128
         .zip(paid)
         .map(|(&(asset, pool), (paid, credited))| DaoAssetRecord {
             asset: i64::from(asset.0),
-            pool: pool.to_string(),
-            total: total.to_string(),
+            pool: Amount(pool),
+            total: Amount(total),
             holders: credited,
-            paid: paid.to_string(),
-            carried: (pool - paid).to_string(),
+            paid: Amount(paid),
+            carried: Amount(pool - paid),
         })
         .collect();
     Computed { leaves, assets }
@@ -586,7 +586,7 @@ impl Dao {
             }
             records.push(DaoChainRecord {
                 address: holding.address.to_checksum(None),
-                amount: holding.amount.to_string(),
+                amount: Amount(holding.amount),
                 account: account.map(|a| i64::try_from(a).unwrap_or(i64::MAX)),
                 rule: rule.name().to_owned(),
             });
@@ -689,7 +689,7 @@ impl Dao {
                     .as_ref()
                     .map(|_| i64::try_from(block).unwrap_or(i64::MAX)),
                 holders: i64::try_from(tree.holders.len()).unwrap_or(i64::MAX),
-                total: total.to_string(),
+                total: Amount(total),
                 root: hex::encode(tree.tree.root()),
                 created_at: self.inner.clock.now().as_i64(),
                 paid_at: None,
@@ -698,7 +698,7 @@ impl Dao {
             holders: tree
                 .holders
                 .iter()
-                .map(|&(a, h)| (i64::try_from(a.0).unwrap_or(i64::MAX), h.to_string()))
+                .map(|&(a, h)| (i64::try_from(a.0).unwrap_or(i64::MAX), Amount(h)))
                 .collect(),
             chain: records,
         };
@@ -780,8 +780,7 @@ impl Dao {
                         let expected = report
                             .iter()
                             .find(|r| r.asset == i64::from(asset.0))
-                            .and_then(|r| r.paid.parse::<u128>().ok())
-                            .unwrap_or(0);
+                            .map_or(0, |r| r.paid.0);
                         if expected != paid.0 {
                             tracing::error!(week = %name, asset = asset.0, "DAO payout differs from its report");
                             return Err(DaoError::Mismatch {
@@ -837,12 +836,7 @@ impl Dao {
             .dao_holdings(record.close_ms)
             .await?
             .into_iter()
-            .map(|(a, h)| {
-                (
-                    AccountId(u64::try_from(a).unwrap_or(0)),
-                    h.parse().unwrap_or(0),
-                )
-            })
+            .map(|(a, h)| (AccountId(u64::try_from(a).unwrap_or(0)), h.0))
             .collect();
         let pools = self
             .inner
@@ -850,12 +844,7 @@ impl Dao {
             .dao_week_assets(record.close_ms)
             .await?
             .into_iter()
-            .map(|a| {
-                (
-                    AssetId(u32::try_from(a.asset).unwrap_or(0)),
-                    a.pool.parse().unwrap_or(0),
-                )
-            })
+            .map(|a| (AssetId(u32::try_from(a.asset).unwrap_or(0)), a.pool.0))
             .collect();
         let tree = Arc::new(build_tree(close_ms, holders, pools).await);
         if hex::encode(tree.tree.root()) != record.root {

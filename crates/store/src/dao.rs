@@ -3,10 +3,11 @@
 //! rebuilt from them) and the chain holdings it counted. A week's report is written once, in
 //! one transaction, before any of it is paid; writing it again changes nothing.
 
+use coss_types::Amount;
 use sqlx::Row;
 
 use crate::history::{multi_row, pow2_chunks};
-use crate::{Store, StoreError, is_unique_violation};
+use crate::{Store, StoreError, is_unique_violation, stored_amount};
 
 /// Most holder rows per multi-row statement (a power of two, see [`pow2_chunks`]).
 const HOLDER_ROWS: usize = 256;
@@ -36,7 +37,7 @@ pub struct DaoWeekRecord {
     /// Holders at or above the minimum.
     pub holders: i64,
     /// Their total holding (COSS smallest units).
-    pub total: String,
+    pub total: Amount,
     /// The Merkle root of the payouts (hex).
     pub root: String,
     /// When the report was written.
@@ -51,15 +52,15 @@ pub struct DaoAssetRecord {
     /// The asset id.
     pub asset: i64,
     /// The pool.
-    pub pool: String,
+    pub pool: Amount,
     /// The holders' total holding.
-    pub total: String,
+    pub total: Amount,
     /// Holders credited a non-zero amount.
     pub holders: i64,
     /// Paid out.
-    pub paid: String,
+    pub paid: Amount,
     /// Carried over to next week.
-    pub carried: String,
+    pub carried: Amount,
 }
 
 /// One address outside the platform at the week's block.
@@ -68,7 +69,7 @@ pub struct DaoChainRecord {
     /// The address (EIP-55).
     pub address: String,
     /// COSS it held (smallest units).
-    pub amount: String,
+    pub amount: Amount,
     /// The account it counted for (none: nobody that week).
     pub account: Option<i64>,
     /// `username`, `buyer` or `none`.
@@ -83,7 +84,7 @@ pub struct DaoReportRecord {
     /// Per asset.
     pub assets: Vec<DaoAssetRecord>,
     /// Holders in leaf order: (account, holding).
-    pub holders: Vec<(i64, String)>,
+    pub holders: Vec<(i64, Amount)>,
     /// The chain holdings read.
     pub chain: Vec<DaoChainRecord>,
 }
@@ -94,7 +95,7 @@ fn week_of(row: &sqlx::any::AnyRow) -> Result<DaoWeekRecord, StoreError> {
         week: row.try_get(1)?,
         block_number: row.try_get(2)?,
         holders: row.try_get(3)?,
-        total: row.try_get(4)?,
+        total: stored_amount(row.try_get(4)?)?,
         root: row.try_get(5)?,
         created_at: row.try_get(6)?,
         paid_at: row.try_get(7)?,
@@ -173,7 +174,7 @@ impl Store {
         .bind(w.week.as_str())
         .bind(w.block_number)
         .bind(w.holders)
-        .bind(w.total.as_str())
+        .bind(w.total.to_string())
         .bind(w.root.as_str())
         .bind(w.created_at)
         .bind(w.paid_at)
@@ -189,11 +190,11 @@ impl Store {
             )
             .bind(w.close_ms)
             .bind(a.asset)
-            .bind(a.pool.as_str())
-            .bind(a.total.as_str())
+            .bind(a.pool.to_string())
+            .bind(a.total.to_string())
             .bind(a.holders)
-            .bind(a.paid.as_str())
-            .bind(a.carried.as_str())
+            .bind(a.paid.to_string())
+            .bind(a.carried.to_string())
             .execute(&mut *tx)
             .await?;
         }
@@ -212,7 +213,7 @@ impl Store {
                     .bind(w.close_ms)
                     .bind(leaf)
                     .bind(*account)
-                    .bind(holding.as_str());
+                    .bind(holding.to_string());
                 leaf += 1;
             }
             query.execute(&mut *tx).await?;
@@ -230,7 +231,7 @@ impl Store {
                 query = query
                     .bind(w.close_ms)
                     .bind(c.address.as_str())
-                    .bind(c.amount.as_str())
+                    .bind(c.amount.to_string())
                     .bind(c.account)
                     .bind(c.rule.as_str());
             }
@@ -296,18 +297,18 @@ impl Store {
             .map(|r| {
                 Ok(DaoAssetRecord {
                     asset: r.try_get(0)?,
-                    pool: r.try_get(1)?,
-                    total: r.try_get(2)?,
+                    pool: stored_amount(r.try_get(1)?)?,
+                    total: stored_amount(r.try_get(2)?)?,
                     holders: r.try_get(3)?,
-                    paid: r.try_get(4)?,
-                    carried: r.try_get(5)?,
+                    paid: stored_amount(r.try_get(4)?)?,
+                    carried: stored_amount(r.try_get(5)?)?,
                 })
             })
             .collect()
     }
 
     /// A week's holders in leaf order: (account, holding).
-    pub async fn dao_holdings(&self, close_ms: i64) -> Result<Vec<(i64, String)>, StoreError> {
+    pub async fn dao_holdings(&self, close_ms: i64) -> Result<Vec<(i64, Amount)>, StoreError> {
         let rows = sqlx::query(
             "SELECT account, holding FROM dao_holdings WHERE close_ms = $1 ORDER BY leaf",
         )
@@ -315,7 +316,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get(0)?, stored_amount(r.try_get(1)?)?)))
             .collect()
     }
 
@@ -324,7 +325,7 @@ impl Store {
         &self,
         account: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, i64, String)>, StoreError> {
+    ) -> Result<Vec<(i64, i64, Amount)>, StoreError> {
         let rows = sqlx::query(
             "SELECT close_ms, leaf, holding FROM dao_holdings WHERE account = $1 \
              ORDER BY close_ms DESC LIMIT $2",
@@ -334,7 +335,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, stored_amount(r.try_get(2)?)?)))
             .collect()
     }
 
@@ -354,7 +355,7 @@ impl Store {
             .map(|r| {
                 Ok(DaoChainRecord {
                     address: r.try_get(0)?,
-                    amount: r.try_get(1)?,
+                    amount: stored_amount(r.try_get(1)?)?,
                     account: r.try_get(2)?,
                     rule: r.try_get(3)?,
                 })

@@ -35,8 +35,9 @@ pub use security::TotpRecord;
 pub use sessions::{LiveToken, NewSession, NewToken, RefreshOutcome, SessionKind, TokenKind};
 pub use sso::{CodeOutcome, OidcClient, OidcCode, OidcGrant, OidcKey};
 pub use wallet::{
-    AllowedAddress, BlockRef, DepositRecord, NewDeposit, NewWithdrawal, SeedRecord, SignedTx,
-    TransferRecord, WalletEvent, WithdrawalRecord,
+    AllowedAddress, BlockRef, DepositRecord, DepositStatus, NewDeposit, NewWithdrawal, REPLACED,
+    SeedRecord, SignedTx, Subject, TransferRecord, TransferStatus, WalletEvent, WithdrawalRecord,
+    WithdrawalStatus,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -78,6 +79,14 @@ pub enum StoreError {
     /// A stored value is not one this version knows.
     #[error("invalid stored value: {0}")]
     Invalid(String),
+}
+
+/// An amount stored as decimal text (smallest units): every table keeps amounts so, since
+/// 128 bits fit neither database's integers.
+pub(crate) fn stored_amount(text: &str) -> Result<coss_types::Amount, StoreError> {
+    text.parse()
+        .map(coss_types::Amount)
+        .map_err(|_| StoreError::Invalid(format!("amount {text:?}")))
 }
 
 impl StoreError {

@@ -1,14 +1,16 @@
 //! Wallet records: the sealed HD seed per chain, deposit addresses, the watcher's recent
 //! canonical blocks, deposits, withdrawals with the exact transactions signed for them, the
 //! hot wallet's nonce, withdrawal allow-lists, internal transfers, and the status history of
-//! deposits and withdrawals. Amounts are decimal text; the exchange core holds the balances.
-//! Every change of a deposit's or withdrawal's status writes its history row in the same
-//! transaction.
+//! deposits and withdrawals. Statuses are enums and amounts `Amount`s here; the tables hold
+//! them as text. Every change of a status is a compare-and-set from the status the caller
+//! expects, and writes its history row in the same transaction. The exchange core holds the
+//! balances.
 
+use coss_types::Amount;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError, is_unique_violation};
+use crate::{Store, StoreError, is_unique_violation, stored_amount};
 
 /// A chain's HD seed (sealed by the caller) and what may be known without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,109 @@ pub struct BlockRef {
     pub parent_hash: String,
 }
 
+/// Declares a status enum stored as lower-case text, with its names.
+macro_rules! stored_status {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Its name (as the API shows it and the database stores it).
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            /// The status a stored name stands for.
+            pub fn parse(text: &str) -> Result<Self, StoreError> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Invalid(format!(
+                        "{} {other:?}",
+                        stringify!($name)
+                    ))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+stored_status!(
+    /// Where a deposit is.
+    DepositStatus {
+        /// Seen in a block, waiting for its confirmations.
+        Pending => "pending",
+        /// Credited in the exchange core (final).
+        Credited => "credited",
+        /// Its block left the canonical chain before it was credited.
+        Orphaned => "orphaned",
+    }
+);
+
+stored_status!(
+    /// Where a withdrawal is. The hold in the exchange core is released only through
+    /// `Cancelling` or `Failing`, so a released withdrawal is never signed.
+    WithdrawalStatus {
+        /// Recorded, not yet held in the core.
+        Requested => "requested",
+        /// Held in the core, waiting to be signed.
+        Held => "held",
+        /// Signed and stored, waiting to be broadcast.
+        Signed => "signed",
+        /// Sent to the node.
+        Broadcast => "broadcast",
+        /// Confirmed on chain; the hold became the withdrawal (final).
+        Settled => "settled",
+        /// The owner cancelled it; its hold is being released.
+        Cancelling => "cancelling",
+        /// Cancelled and released (final).
+        Cancelled => "cancelled",
+        /// It failed (reverted, refused); its hold is being released.
+        Failing => "failing",
+        /// Failed and released (final).
+        Failed => "failed",
+        /// The core refused to hold it (final).
+        Rejected => "rejected",
+    }
+);
+
+stored_status!(
+    /// Where an internal transfer is.
+    TransferStatus {
+        /// Recorded, not yet applied in the core.
+        Requested => "requested",
+        /// Applied in the core (final).
+        Settled => "settled",
+        /// Refused by the core (final).
+        Rejected => "rejected",
+    }
+);
+
+stored_status!(
+    /// What a wallet history row is about.
+    Subject {
+        /// A deposit.
+        Deposit => "deposit",
+        /// A withdrawal.
+        Withdrawal => "withdrawal",
+    }
+);
+
+/// The history label of a transaction replaced by one with a higher fee (not a status: the
+/// withdrawal stays `broadcast`).
+pub const REPLACED: &str = "replaced";
+
 /// A deposit found in a block, before it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDeposit {
@@ -44,8 +149,8 @@ pub struct NewDeposit {
     pub user_id: i64,
     /// The asset's symbol.
     pub asset: String,
-    /// Smallest units, decimal.
-    pub amount: String,
+    /// Smallest units.
+    pub amount: Amount,
     /// The deposit address it reached.
     pub address: String,
     /// Who sent it.
@@ -67,8 +172,8 @@ pub struct DepositRecord {
     pub user_id: i64,
     /// The asset's symbol.
     pub asset: String,
-    /// Smallest units, decimal.
-    pub amount: String,
+    /// Smallest units.
+    pub amount: Amount,
     /// The deposit address.
     pub address: String,
     /// The sender.
@@ -77,8 +182,8 @@ pub struct DepositRecord {
     pub block_height: i64,
     /// That block's hash.
     pub block_hash: String,
-    /// `pending`, `credited` or `orphaned`.
-    pub status: String,
+    /// Where it is.
+    pub status: DepositStatus,
     /// First seen (Unix ms).
     pub created_at: i64,
     /// Last status change (Unix ms).
@@ -97,9 +202,9 @@ pub struct NewWithdrawal {
     /// Destination (lower-case hex).
     pub to_address: String,
     /// What the destination receives, smallest units.
-    pub amount: String,
+    pub amount: Amount,
     /// The fee on top, smallest units.
-    pub fee: String,
+    pub fee: Amount,
     /// The caller's idempotency key.
     pub idempotency_key: String,
 }
@@ -118,14 +223,13 @@ pub struct WithdrawalRecord {
     /// Destination.
     pub to_address: String,
     /// What the destination receives.
-    pub amount: String,
+    pub amount: Amount,
     /// The fee on top.
-    pub fee: String,
+    pub fee: Amount,
     /// The caller's idempotency key.
     pub idempotency_key: String,
-    /// `requested`, `held`, `signed`, `broadcast`, `settled`, `cancelled`, `failed`,
-    /// `rejected`.
-    pub status: String,
+    /// Where it is.
+    pub status: WithdrawalStatus,
     /// The hot wallet nonce it was signed with.
     pub nonce: Option<i64>,
     /// The latest transaction signed for it.
@@ -149,8 +253,8 @@ pub struct SignedTx {
     pub nonce: i64,
     /// The raw signed bytes (what is broadcast, byte for byte, every time).
     pub raw: Vec<u8>,
-    /// Its max fee per gas (wei, decimal), for fee bumps.
-    pub max_fee_per_gas: String,
+    /// Its max fee per gas (wei), for fee bumps.
+    pub max_fee_per_gas: u128,
     /// When it was signed (Unix ms).
     pub created_at: i64,
 }
@@ -178,11 +282,11 @@ pub struct TransferRecord {
     /// The asset's symbol.
     pub asset: String,
     /// Smallest units.
-    pub amount: String,
+    pub amount: Amount,
     /// The sender's idempotency key.
     pub idempotency_key: String,
-    /// `requested`, `settled` or `rejected`.
-    pub status: String,
+    /// Where it is.
+    pub status: TransferStatus,
     /// Created (Unix ms).
     pub created_at: i64,
 }
@@ -214,12 +318,12 @@ fn deposit(row: &AnyRow) -> Result<DepositRecord, StoreError> {
         position: row.try_get(3)?,
         user_id: row.try_get(4)?,
         asset: row.try_get(5)?,
-        amount: row.try_get(6)?,
+        amount: stored_amount(row.try_get(6)?)?,
         address: row.try_get(7)?,
         sender: row.try_get(8)?,
         block_height: row.try_get(9)?,
         block_hash: row.try_get(10)?,
-        status: row.try_get(11)?,
+        status: DepositStatus::parse(row.try_get(11)?)?,
         created_at: row.try_get(12)?,
         updated_at: row.try_get(13)?,
     })
@@ -232,10 +336,10 @@ fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
         chain_id: row.try_get(2)?,
         asset: row.try_get(3)?,
         to_address: row.try_get(4)?,
-        amount: row.try_get(5)?,
-        fee: row.try_get(6)?,
+        amount: stored_amount(row.try_get(5)?)?,
+        fee: stored_amount(row.try_get(6)?)?,
         idempotency_key: row.try_get(7)?,
-        status: row.try_get(8)?,
+        status: WithdrawalStatus::parse(row.try_get(8)?)?,
         nonce: row.try_get(9)?,
         tx_hash: row.try_get(10)?,
         block_height: row.try_get(11)?,
@@ -251,16 +355,16 @@ fn transfer(row: &AnyRow) -> Result<TransferRecord, StoreError> {
         from_user: row.try_get(1)?,
         to_user: row.try_get(2)?,
         asset: row.try_get(3)?,
-        amount: row.try_get(4)?,
+        amount: stored_amount(row.try_get(4)?)?,
         idempotency_key: row.try_get(5)?,
-        status: row.try_get(6)?,
+        status: TransferStatus::parse(row.try_get(6)?)?,
         created_at: row.try_get(7)?,
     })
 }
 
 async fn event(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    kind: &str,
+    subject: Subject,
     ref_id: i64,
     status: &str,
     detail: Option<&str>,
@@ -269,7 +373,7 @@ async fn event(
     sqlx::query(
         "INSERT INTO wallet_events (kind, ref_id, status, detail, at) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(kind)
+    .bind(subject.as_str())
     .bind(ref_id)
     .bind(status)
     .bind(detail)
@@ -277,6 +381,27 @@ async fn event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Moves a deposit from `from` to `to`: a compare-and-set, false if it was not in `from`.
+async fn cas_deposit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    from: DepositStatus,
+    to: DepositStatus,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let changed = sqlx::query(
+        "UPDATE deposits SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2",
+    )
+    .bind(id)
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 impl Store {
@@ -456,18 +581,18 @@ impl Store {
             let id: i64 = match existing {
                 Some(row) => {
                     let id: i64 = row.try_get(0)?;
-                    let status: String = row.try_get(1)?;
-                    if status == "credited" {
+                    if DepositStatus::parse(row.try_get(1)?)? == DepositStatus::Credited {
                         continue;
                     }
                     sqlx::query(
-                        "UPDATE deposits SET status = 'pending', block_height = $2, block_hash = $3, \
+                        "UPDATE deposits SET status = $5, block_height = $2, block_hash = $3, \
                          updated_at = $4 WHERE id = $1",
                     )
                     .bind(id)
                     .bind(height)
                     .bind(hash)
                     .bind(now)
+                    .bind(DepositStatus::Pending.as_str())
                     .execute(&mut *tx)
                     .await?;
                     id
@@ -475,7 +600,7 @@ impl Store {
                 None => sqlx::query(
                     "INSERT INTO deposits (chain_id, tx_hash, position, user_id, asset, amount, \
                      address, sender, block_height, block_hash, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', $11, $11) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $11, $11) \
                      RETURNING id",
                 )
                 .bind(chain_id)
@@ -483,17 +608,19 @@ impl Store {
                 .bind(d.position.as_str())
                 .bind(d.user_id)
                 .bind(d.asset.as_str())
-                .bind(d.amount.as_str())
+                .bind(d.amount.to_string())
                 .bind(d.address.as_str())
                 .bind(d.sender.as_str())
                 .bind(height)
                 .bind(hash)
                 .bind(now)
+                .bind(DepositStatus::Pending.as_str())
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?,
             };
-            event(&mut tx, "deposit", id, "pending", Some(hash), now).await?;
+            let pending = DepositStatus::Pending.as_str();
+            event(&mut tx, Subject::Deposit, id, pending, Some(hash), now).await?;
         }
         sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND height < $2")
             .bind(chain_id)
@@ -516,33 +643,40 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE chain_id = $1 AND block_height = $2 \
-             AND status <> 'orphaned' ORDER BY id"
+             AND status <> $3 ORDER BY id"
         )))
         .bind(chain_id)
         .bind(height)
+        .bind(DepositStatus::Orphaned.as_str())
         .fetch_all(&mut *tx)
         .await?;
         let mut credited = Vec::new();
         for row in &rows {
             let d = deposit(row)?;
-            if d.status == "credited" {
+            if d.status == DepositStatus::Credited {
                 credited.push(d);
                 continue;
             }
-            sqlx::query("UPDATE deposits SET status = 'orphaned', updated_at = $2 WHERE id = $1")
-                .bind(d.id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            event(
+            let orphaned = cas_deposit(
                 &mut tx,
-                "deposit",
                 d.id,
-                "orphaned",
-                Some(&d.block_hash),
+                DepositStatus::Pending,
+                DepositStatus::Orphaned,
                 now,
             )
             .await?;
+            if orphaned {
+                let status = DepositStatus::Orphaned.as_str();
+                event(
+                    &mut tx,
+                    Subject::Deposit,
+                    d.id,
+                    status,
+                    Some(&d.block_hash),
+                    now,
+                )
+                .await?;
+            }
         }
         sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND height = $2")
             .bind(chain_id)
@@ -593,13 +727,13 @@ impl Store {
     pub async fn deposits_in(
         &self,
         chain_id: i64,
-        status: &str,
+        status: DepositStatus,
     ) -> Result<Vec<DepositRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE chain_id = $1 AND status = $2 ORDER BY id"
         )))
         .bind(chain_id)
-        .bind(status)
+        .bind(status.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(deposit).collect()
@@ -613,19 +747,21 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE deposits SET status = 'credited', updated_at = $2 WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            event(&mut tx, "deposit", id, "credited", Some(reference), now).await?;
+        let (from, to) = (DepositStatus::Pending, DepositStatus::Credited);
+        let changed = cas_deposit(&mut tx, id, from, to, now).await?;
+        if changed {
+            event(
+                &mut tx,
+                Subject::Deposit,
+                id,
+                to.as_str(),
+                Some(reference),
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
-        Ok(changed == 1)
+        Ok(changed)
     }
 
     /// Deposit addresses holding credited deposits not yet swept to the hot wallet, with
@@ -637,11 +773,12 @@ impl Store {
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT address, user_id, MIN(id) AS first FROM deposits WHERE chain_id = $1 \
-             AND status = 'credited' AND swept_at IS NULL GROUP BY address, user_id \
+             AND status = $3 AND swept_at IS NULL GROUP BY address, user_id \
              ORDER BY first LIMIT $2",
         )
         .bind(chain_id)
         .bind(limit)
+        .bind(DepositStatus::Credited.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -658,11 +795,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE deposits SET swept_at = $3 WHERE chain_id = $1 AND address = $2 \
-             AND status = 'credited' AND swept_at IS NULL",
+             AND status = $4 AND swept_at IS NULL",
         )
         .bind(chain_id)
         .bind(address)
         .bind(now)
+        .bind(DepositStatus::Credited.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -687,13 +825,13 @@ impl Store {
     /// A deposit or withdrawal's history (`kind` is `deposit` or `withdrawal`), oldest first.
     pub async fn wallet_events(
         &self,
-        kind: &str,
+        subject: Subject,
         ref_id: i64,
     ) -> Result<Vec<WalletEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT status, detail, at FROM wallet_events WHERE kind = $1 AND ref_id = $2 ORDER BY id",
         )
-        .bind(kind)
+        .bind(subject.as_str())
         .bind(ref_id)
         .fetch_all(&self.pool)
         .await?;
@@ -719,22 +857,24 @@ impl Store {
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO withdrawals (user_id, chain_id, asset, to_address, amount, fee, \
              idempotency_key, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, $8) RETURNING {WITHDRAWAL_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING {WITHDRAWAL_COLUMNS}"
         )))
         .bind(new.user_id)
         .bind(new.chain_id)
         .bind(new.asset.as_str())
         .bind(new.to_address.as_str())
-        .bind(new.amount.as_str())
-        .bind(new.fee.as_str())
+        .bind(new.amount.to_string())
+        .bind(new.fee.to_string())
         .bind(new.idempotency_key.as_str())
         .bind(now)
+        .bind(WithdrawalStatus::Requested.as_str())
         .fetch_one(&mut *tx)
         .await;
         match inserted {
             Ok(row) => {
                 let record = withdrawal(&row)?;
-                event(&mut tx, "withdrawal", record.id, "requested", None, now).await?;
+                let status = record.status.as_str();
+                event(&mut tx, Subject::Withdrawal, record.id, status, None, now).await?;
                 tx.commit().await?;
                 Ok((record, true))
             }
@@ -786,58 +926,68 @@ impl Store {
         row.as_ref().map(withdrawal).transpose()
     }
 
-    /// Moves a withdrawal from one of `from` to `to` (false if it was in none of them),
-    /// recording `detail` in its history (and as its error when `to` is `failed` or
-    /// `rejected`) and the block it settled in.
+    /// Moves a withdrawal from one of `from` to `to`: a compare-and-set, false (and nothing
+    /// changed) if it was in none of them. Records `detail` in its history (and as its error
+    /// when `to` is `Failed` or `Rejected`) and the block it settled in.
     pub async fn set_withdrawal_status(
         &self,
         id: i64,
-        from: &[&str],
-        to: &str,
+        from: &[WithdrawalStatus],
+        to: WithdrawalStatus,
         detail: Option<&str>,
         block_height: Option<i64>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT status FROM withdrawals WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let status: String = row.try_get(0)?;
-        if !from.contains(&status.as_str()) {
+        if from.is_empty() {
             return Ok(false);
         }
-        let error = matches!(to, "failed" | "rejected")
+        let expected: Vec<String> = (0..from.len()).map(|n| format!("${}", n + 6)).collect();
+        let sql = format!(
+            "UPDATE withdrawals SET status = $2, error = COALESCE($3, error), \
+             block_height = COALESCE($4, block_height), updated_at = $5 \
+             WHERE id = $1 AND status IN ({})",
+            expected.join(", ")
+        );
+        let error = matches!(to, WithdrawalStatus::Failed | WithdrawalStatus::Rejected)
             .then_some(detail)
             .flatten();
-        sqlx::query(
-            "UPDATE withdrawals SET status = $2, error = COALESCE($3, error), \
-             block_height = COALESCE($4, block_height), updated_at = $5 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(to)
-        .bind(error)
-        .bind(block_height)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        event(&mut tx, "withdrawal", id, to, detail, now).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(to.as_str())
+            .bind(error)
+            .bind(block_height)
+            .bind(now);
+        for status in from {
+            update = update.bind(status.as_str());
+        }
+        let changed = update.execute(&mut *tx).await?.rows_affected() == 1;
+        if changed {
+            event(&mut tx, Subject::Withdrawal, id, to.as_str(), detail, now).await?;
+        } else {
+            // Nothing changed: no such withdrawal, or not in `from` (asked on this
+            // transaction's connection: SQLite's pool has one).
+            sqlx::query("SELECT id FROM withdrawals WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(changed)
     }
 
     /// Withdrawals on the chain in a status, oldest first.
     pub async fn withdrawals_in(
         &self,
         chain_id: i64,
-        status: &str,
+        status: WithdrawalStatus,
     ) -> Result<Vec<WithdrawalRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE chain_id = $1 AND status = $2 ORDER BY id"
         )))
         .bind(chain_id)
-        .bind(status)
+        .bind(status.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(withdrawal).collect()
@@ -867,17 +1017,20 @@ impl Store {
         user_id: i64,
         asset: &str,
         since: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<Amount>, StoreError> {
         let rows = sqlx::query(
             "SELECT amount FROM withdrawals WHERE user_id = $1 AND asset = $2 AND created_at >= $3 \
-             AND status NOT IN ('cancelled', 'failed', 'rejected')",
+             AND status NOT IN ($4, $5, $6)",
         )
         .bind(user_id)
         .bind(asset)
         .bind(since)
+        .bind(WithdrawalStatus::Cancelled.as_str())
+        .bind(WithdrawalStatus::Failed.as_str())
+        .bind(WithdrawalStatus::Rejected.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        rows.iter().map(|r| stored_amount(r.try_get(0)?)).collect()
     }
 
     /// Stores the signed transaction of a `held` withdrawal and moves it to `signed`, and
@@ -892,13 +1045,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
-            "UPDATE withdrawals SET status = 'signed', nonce = $2, tx_hash = $3, updated_at = $4 \
-             WHERE id = $1 AND status = 'held'",
+            "UPDATE withdrawals SET status = $5, nonce = $2, tx_hash = $3, updated_at = $4 \
+             WHERE id = $1 AND status = $6",
         )
         .bind(id)
         .bind(signed.nonce)
         .bind(signed.tx_hash.as_str())
         .bind(signed.created_at)
+        .bind(WithdrawalStatus::Signed.as_str())
+        .bind(WithdrawalStatus::Held.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -914,9 +1069,9 @@ impl Store {
         put_nonce(&mut tx, chain_id, hot_address, signed.nonce + 1).await?;
         event(
             &mut tx,
-            "withdrawal",
+            Subject::Withdrawal,
             id,
-            "signed",
+            WithdrawalStatus::Signed.as_str(),
             Some(&signed.tx_hash),
             signed.created_at,
         )
@@ -942,9 +1097,9 @@ impl Store {
             .await?;
         event(
             &mut tx,
-            "withdrawal",
+            Subject::Withdrawal,
             id,
-            "replaced",
+            REPLACED,
             Some(&signed.tx_hash),
             signed.created_at,
         )
@@ -968,7 +1123,10 @@ impl Store {
                     tx_hash: r.try_get(0)?,
                     nonce: r.try_get(1)?,
                     raw: r.try_get(2)?,
-                    max_fee_per_gas: r.try_get(3)?,
+                    max_fee_per_gas: {
+                        let text: String = r.try_get(3)?;
+                        stored_amount(&text)?.0
+                    },
                     created_at: r.try_get(4)?,
                 })
             })
@@ -1115,20 +1273,21 @@ impl Store {
         from_user: i64,
         to_user: i64,
         asset: &str,
-        amount: &str,
+        amount: Amount,
         idempotency_key: &str,
         now: i64,
     ) -> Result<(TransferRecord, bool), StoreError> {
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO internal_transfers (from_user, to_user, asset, amount, idempotency_key, \
-             status, created_at) VALUES ($1, $2, $3, $4, $5, 'requested', $6) RETURNING {TRANSFER_COLUMNS}"
+             status, created_at) VALUES ($1, $2, $3, $4, $5, $7, $6) RETURNING {TRANSFER_COLUMNS}"
         )))
         .bind(from_user)
         .bind(to_user)
         .bind(asset)
-        .bind(amount)
+        .bind(amount.to_string())
         .bind(idempotency_key)
         .bind(now)
+        .bind(TransferStatus::Requested.as_str())
         .fetch_one(&self.pool)
         .await;
         match inserted {
@@ -1157,14 +1316,22 @@ impl Store {
         row.as_ref().map(transfer).transpose()
     }
 
-    /// Sets a transfer's status.
-    pub async fn set_transfer_status(&self, id: i64, status: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE internal_transfers SET status = $2 WHERE id = $1")
-            .bind(id)
-            .bind(status)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Moves a transfer from `from` to `to`: a compare-and-set, false if it was not in `from`.
+    pub async fn set_transfer_status(
+        &self,
+        id: i64,
+        from: TransferStatus,
+        to: TransferStatus,
+    ) -> Result<bool, StoreError> {
+        let changed =
+            sqlx::query("UPDATE internal_transfers SET status = $3 WHERE id = $1 AND status = $2")
+                .bind(id)
+                .bind(from.as_str())
+                .bind(to.as_str())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(changed == 1)
     }
 
     /// Transfers the user sent or received, newest first.
@@ -1198,7 +1365,7 @@ async fn insert_signed(
     .bind(withdrawal_id)
     .bind(signed.nonce)
     .bind(signed.raw.as_slice())
-    .bind(signed.max_fee_per_gas.as_str())
+    .bind(signed.max_fee_per_gas.to_string())
     .bind(signed.created_at)
     .execute(&mut **tx)
     .await?;

@@ -5,10 +5,11 @@
 
 use coss_store::{
     Backend, CodeOutcome, DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord,
-    EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken, OidcClient, OidcCode,
-    OidcKey, ProfileRecord, Purpose, RefreshOutcome, ScratchDatabase, SessionKind, Store,
-    StoreError, TokenKind, UsernameClaim,
+    EmailToken, Mail, MerchantRecord, NewApiKey, NewSession, NewToken, NewWithdrawal, OidcClient,
+    OidcCode, OidcKey, ProfileRecord, Purpose, RefreshOutcome, ScratchDatabase, SessionKind, Store,
+    StoreError, Subject, TokenKind, TransferStatus, UsernameClaim, WithdrawalStatus,
 };
+use coss_types::Amount;
 
 struct Db {
     store: Store,
@@ -76,6 +77,7 @@ on_both!(
     the_outbox_hands_out_due_mail_and_records_each_delivery_once,
     reopening_keeps_the_data_and_runs_no_migration_twice,
     a_username_is_given_once_for_good_and_a_dao_report_is_written_once,
+    a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins,
 );
 
 const T0: i64 = 1_700_000_000_000;
@@ -1003,8 +1005,8 @@ async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: 
     );
 
     // A report with more holders than one statement takes, written twice.
-    let holders: Vec<(i64, String)> = (0..4_500)
-        .map(|i| (1_000 + i, (i * 3).to_string()))
+    let holders: Vec<(i64, Amount)> = (0..4_500)
+        .map(|i| (1_000 + i, Amount(u128::try_from(i * 3).unwrap())))
         .collect();
     let report = DaoReportRecord {
         week: DaoWeekRecord {
@@ -1012,23 +1014,23 @@ async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: 
             week: "2023-W46".into(),
             block_number: None,
             holders: 4_500,
-            total: "123".into(),
+            total: Amount(123),
             root: "ab".repeat(32),
             created_at: T0,
             paid_at: None,
         },
         assets: vec![DaoAssetRecord {
             asset: 1,
-            pool: "100".into(),
-            total: "123".into(),
+            pool: Amount(100),
+            total: Amount(123),
             holders: 3,
-            paid: "99".into(),
-            carried: "1".into(),
+            paid: Amount(99),
+            carried: Amount(1),
         }],
         holders: holders.clone(),
         chain: vec![DaoChainRecord {
             address: "0x00000000000000000000000000000000000000aA".into(),
-            amount: "5".into(),
+            amount: Amount(5),
             account: None,
             rule: "none".into(),
         }],
@@ -1054,7 +1056,7 @@ async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: 
     assert_eq!(store.dao_holdings(T0).await.unwrap(), holders);
     assert_eq!(
         store.dao_holdings_of(1_002, 5).await.unwrap(),
-        vec![(T0, 2, "6".to_owned())]
+        vec![(T0, 2, Amount(6))]
     );
     assert_eq!(store.dao_chain_holdings(T0).await.unwrap(), report.chain);
     store.mark_dao_paid(T0, T0 + 5).await.unwrap();
@@ -1063,5 +1065,134 @@ async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: 
         store.dao_week_at(T0).await.unwrap().unwrap().paid_at,
         Some(T0 + 5),
         "paid once"
+    );
+}
+
+async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &Db) {
+    let store = &db.store;
+    let user = alice(store).await;
+    let (withdrawal, created) = store
+        .create_withdrawal(
+            &NewWithdrawal {
+                user_id: user,
+                chain_id: 31337,
+                asset: "ETH".into(),
+                to_address: "0x00000000000000000000000000000000000000d2".into(),
+                amount: Amount(10),
+                fee: Amount(1),
+                idempotency_key: "k".into(),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(withdrawal.status, WithdrawalStatus::Requested);
+    assert_eq!((withdrawal.amount, withdrawal.fee), (Amount(10), Amount(1)));
+    // Eight racers move it out of `requested` at once: one wins, the others change nothing.
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = store.clone();
+            let to = if n % 2 == 0 {
+                WithdrawalStatus::Held
+            } else {
+                WithdrawalStatus::Rejected
+            };
+            tokio::spawn(async move {
+                store
+                    .set_withdrawal_status(
+                        withdrawal.id,
+                        &[WithdrawalStatus::Requested],
+                        to,
+                        None,
+                        None,
+                        T0 + 1,
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        won += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(won, 1, "exactly one status change from `requested`");
+    let now = store.withdrawal(withdrawal.id).await.unwrap().unwrap();
+    assert_ne!(now.status, WithdrawalStatus::Requested);
+    let history = store
+        .wallet_events(Subject::Withdrawal, withdrawal.id)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[1].status, now.status.as_str());
+    // From a state it is not in: refused, nothing recorded.
+    assert!(
+        !store
+            .set_withdrawal_status(
+                withdrawal.id,
+                &[WithdrawalStatus::Broadcast],
+                WithdrawalStatus::Settled,
+                None,
+                Some(9),
+                T0 + 2,
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .wallet_events(Subject::Withdrawal, withdrawal.id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(matches!(
+        store
+            .set_withdrawal_status(
+                404,
+                &[WithdrawalStatus::Held],
+                WithdrawalStatus::Cancelling,
+                None,
+                None,
+                T0
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // A transfer ends once.
+    let bob = store
+        .create_user(
+            "bob@example.com",
+            "h",
+            T0,
+            &token(2, Purpose::VerifyEmail, T0 + 1000),
+            &mail("bob@example.com", "verify_email"),
+        )
+        .await
+        .unwrap()
+        .id;
+    let (transfer, _) = store
+        .create_transfer(user, bob, "ETH", Amount(5), "t", T0)
+        .await
+        .unwrap();
+    assert_eq!(transfer.status, TransferStatus::Requested);
+    let settle = |from, to| store.set_transfer_status(transfer.id, from, to);
+    assert!(
+        settle(TransferStatus::Requested, TransferStatus::Settled)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !settle(TransferStatus::Requested, TransferStatus::Rejected)
+            .await
+            .unwrap()
+    );
+    let transfers = store.transfers_of(bob, 10).await.unwrap();
+    assert_eq!(
+        (transfers[0].status, transfers[0].amount),
+        (TransferStatus::Settled, Amount(5))
     );
 }

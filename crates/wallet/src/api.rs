@@ -10,13 +10,11 @@ use axum::Json;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use coss_http::{ApiError, Caller, Gate, JsonBody, Public, Query, Routes};
-use coss_store::{DepositRecord, WalletEvent, WithdrawalRecord};
+use coss_store::{DepositRecord, DepositStatus, Subject, WalletEvent, WithdrawalRecord};
 use coss_types::Amount;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    BalanceView, TransferRequest, Wallet, WalletError, WithdrawalRequest, hex_of, parse_amount,
-};
+use crate::{BalanceView, TransferRequest, Wallet, WalletError, WithdrawalRequest, hex_of};
 
 /// How many records a history lists.
 pub const HISTORY_LIMIT: i64 = 200;
@@ -287,12 +285,9 @@ fn events(list: Vec<WalletEvent>) -> Vec<EventView> {
         .collect()
 }
 
-fn whole(wallet: &Wallet, asset: &str, amount: &str) -> String {
+fn whole(wallet: &Wallet, asset: &str, amount: Amount) -> String {
     let decimals = wallet.config().asset(asset).map_or(0, |a| a.decimals);
-    parse_amount(amount).map_or_else(
-        |_| amount.to_owned(),
-        |a| Amount(a).to_decimal_string(decimals),
-    )
+    amount.to_decimal_string(decimals)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -310,7 +305,7 @@ struct DepositView {
     required_confirmations: u64,
     /// `pending` (waiting for confirmations), `credited` or `orphaned` (its block left the
     /// chain; it returns to `pending` if the transaction is mined again).
-    status: String,
+    status: &'static str,
     created_at: i64,
     updated_at: i64,
     history: Vec<EventView>,
@@ -321,7 +316,7 @@ async fn deposit_view(wallet: &Wallet, d: DepositRecord) -> Result<DepositView, 
         wallet
             .inner
             .store
-            .wallet_events("deposit", d.id)
+            .wallet_events(Subject::Deposit, d.id)
             .await
             .map_err(WalletError::from)?,
     );
@@ -329,14 +324,14 @@ async fn deposit_view(wallet: &Wallet, d: DepositRecord) -> Result<DepositView, 
         .config()
         .asset(&d.asset)
         .map_or(0, |a| a.confirmations);
-    let confirmations = if d.status == "orphaned" {
+    let confirmations = if d.status == DepositStatus::Orphaned {
         0
     } else {
         (wallet.head() + 1).saturating_sub(u64::try_from(d.block_height).unwrap_or(u64::MAX))
     };
     Ok(DepositView {
         id: d.id,
-        amount: whole(wallet, &d.asset, &d.amount),
+        amount: whole(wallet, &d.asset, d.amount),
         asset: d.asset,
         address: d.address,
         sender: d.sender,
@@ -345,7 +340,7 @@ async fn deposit_view(wallet: &Wallet, d: DepositRecord) -> Result<DepositView, 
         block_height: d.block_height,
         confirmations,
         required_confirmations: required,
-        status: d.status,
+        status: d.status.as_str(),
         created_at: d.created_at,
         updated_at: d.updated_at,
         history,
@@ -381,7 +376,7 @@ struct WithdrawalView {
     fee: String,
     /// `requested`, `held`, `signed`, `broadcast`, `settled`, `cancelling`, `cancelled`,
     /// `failing`, `failed` or `rejected`.
-    status: String,
+    status: &'static str,
     tx_hash: Option<String>,
     block_height: Option<i64>,
     confirmations: Option<u64>,
@@ -396,7 +391,7 @@ async fn withdrawal_view(wallet: &Wallet, w: WithdrawalRecord) -> Result<Withdra
         wallet
             .inner
             .store
-            .wallet_events("withdrawal", w.id)
+            .wallet_events(Subject::Withdrawal, w.id)
             .await
             .map_err(WalletError::from)?,
     );
@@ -405,11 +400,11 @@ async fn withdrawal_view(wallet: &Wallet, w: WithdrawalRecord) -> Result<Withdra
         .map(|h| (wallet.head() + 1).saturating_sub(u64::try_from(h).unwrap_or(u64::MAX)));
     Ok(WithdrawalView {
         id: w.id,
-        amount: whole(wallet, &w.asset, &w.amount),
-        fee: whole(wallet, &w.asset, &w.fee),
+        amount: whole(wallet, &w.asset, w.amount),
+        fee: whole(wallet, &w.asset, w.fee),
         asset: w.asset,
         address: w.to_address,
-        status: w.status,
+        status: w.status.as_str(),
         tx_hash: w.tx_hash,
         block_height: w.block_height,
         confirmations,
@@ -537,7 +532,8 @@ struct TransferView {
     direction: &'static str,
     asset: String,
     amount: String,
-    status: String,
+    /// `requested`, `settled` or `rejected`.
+    status: &'static str,
     created_at: i64,
 }
 
@@ -577,9 +573,9 @@ async fn transfer(
         Json(TransferView {
             id: record.id,
             direction: "sent",
-            amount: whole(&wallet, &record.asset, &record.amount),
+            amount: whole(&wallet, &record.asset, record.amount),
             asset: record.asset,
-            status: record.status,
+            status: record.status.as_str(),
             created_at: record.created_at,
         }),
     ))
@@ -607,9 +603,9 @@ async fn transfers(
                 } else {
                     "received"
                 },
-                amount: whole(&wallet, &t.asset, &t.amount),
+                amount: whole(&wallet, &t.asset, t.amount),
                 asset: t.asset,
-                status: t.status,
+                status: t.status.as_str(),
                 created_at: t.created_at,
             })
             .collect(),

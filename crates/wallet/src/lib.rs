@@ -114,7 +114,7 @@ pub enum WalletError {
     NotFound,
     /// The withdrawal is already signed or finished.
     #[error("the withdrawal can no longer be cancelled (status {0})")]
-    NotCancellable(String),
+    NotCancellable(coss_store::WithdrawalStatus),
     /// No verified account with that email.
     #[error("no COSS account with that email")]
     UnknownRecipient,
@@ -200,11 +200,6 @@ pub fn deposit_reference(chain_id: i64, tx_hash: &str, position: &str) -> String
 
 pub(crate) fn account_of(user_id: i64) -> Result<AccountId, WalletError> {
     coss_core::user_account(user_id).ok_or(WalletError::NotFound)
-}
-
-pub(crate) fn parse_amount(text: &str) -> Result<u128, WalletError> {
-    text.parse()
-        .map_err(|_| WalletError::InvalidAmount(format!("stored amount {text:?}")))
 }
 
 /// One user's balance of one asset, in whole units and smallest units.

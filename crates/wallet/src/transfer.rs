@@ -4,7 +4,7 @@
 //! first transfer.
 
 use coss_core::{Command, RejectReason};
-use coss_store::TransferRecord;
+use coss_store::{TransferRecord, TransferStatus};
 use coss_types::Amount;
 
 use crate::withdraw::{check_key, parse_positive};
@@ -40,7 +40,7 @@ impl Wallet {
             .await?
         {
             // A crash may have come between the record and the core: finish it.
-            if existing.status == "requested" {
+            if existing.status == TransferStatus::Requested {
                 return self.settle_transfer(existing).await;
             }
             return Ok(existing);
@@ -70,7 +70,7 @@ impl Wallet {
                 request.user_id,
                 recipient.id,
                 &asset.symbol,
-                &amount.to_string(),
+                Amount(amount),
                 &request.idempotency_key,
                 now,
             )
@@ -94,20 +94,21 @@ impl Wallet {
                 from: account_of(record.from_user)?,
                 to: account_of(record.to_user)?,
                 asset: asset.asset,
-                amount: Amount(crate::parse_amount(&record.amount)?),
+                amount: record.amount,
             })
             .await?
             .outcome;
         let status = match outcome {
-            Ok(()) | Err(RejectReason::DuplicateRequest) => "settled",
-            Err(_) => "rejected",
+            Ok(()) | Err(RejectReason::DuplicateRequest) => TransferStatus::Settled,
+            Err(_) => TransferStatus::Rejected,
         };
-        inner.store.set_transfer_status(record.id, status).await?;
+        // Only the first to finish it records the end (a retry may race a crash recovery).
+        inner
+            .store
+            .set_transfer_status(record.id, TransferStatus::Requested, status)
+            .await?;
         match outcome {
-            Ok(()) | Err(RejectReason::DuplicateRequest) => Ok(TransferRecord {
-                status: status.into(),
-                ..record
-            }),
+            Ok(()) | Err(RejectReason::DuplicateRequest) => Ok(TransferRecord { status, ..record }),
             Err(reason) => Err(reason.into()),
         }
     }

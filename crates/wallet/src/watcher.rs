@@ -23,12 +23,12 @@ use alloy::primitives::{Address, B256, U256, b256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{Block, TransactionReceipt};
 use coss_core::{Command, RejectReason};
-use coss_store::{BlockRef, NewDeposit, Store};
+use coss_store::{BlockRef, DepositStatus, NewDeposit, Store};
 use coss_types::Amount;
 use serde::Deserialize;
 
 use crate::chain::timed;
-use crate::{Wallet, WalletError, account_of, deposit_reference, hex_of, parse_amount, rpc_error};
+use crate::{Wallet, WalletError, account_of, deposit_reference, hex_of, rpc_error};
 
 /// `keccak256("Transfer(address,address,uint256)")`.
 pub const TRANSFER_TOPIC: B256 =
@@ -336,12 +336,15 @@ impl Wallet {
             let (Some(user), Some(asset)) = (inner.book.user(&to), inner.config.native()) else {
                 return;
             };
+            let Some(amount) = amount_of(value, &tx) else {
+                return;
+            };
             found.push(NewDeposit {
                 tx_hash: hex_of(tx),
                 position,
                 user_id: user,
                 asset: asset.symbol.clone(),
-                amount: value.to_string(),
+                amount,
                 address: hex_of(to),
                 sender: hex_of(from),
             });
@@ -403,6 +406,9 @@ impl Wallet {
                 let Some(user) = inner.book.user(&to) else {
                     continue;
                 };
+                let Some(amount) = amount_of(value, &receipt.transaction_hash) else {
+                    continue;
+                };
                 if value.is_zero() || from == hot {
                     continue;
                 }
@@ -411,7 +417,7 @@ impl Wallet {
                     position: format!("log:{i}"),
                     user_id: user,
                     asset: inner.config.assets[index].symbol.clone(),
-                    amount: value.to_string(),
+                    amount,
                     address: hex_of(to),
                     sender: hex_of(from),
                 });
@@ -439,7 +445,11 @@ impl Wallet {
         let inner = &self.inner;
         let chain = self.chain_key();
         let mut credited = 0;
-        for deposit in inner.store.deposits_in(chain, "pending").await? {
+        for deposit in inner
+            .store
+            .deposits_in(chain, DepositStatus::Pending)
+            .await?
+        {
             let Some(asset) = inner.config.asset(&deposit.asset) else {
                 continue;
             };
@@ -453,7 +463,7 @@ impl Wallet {
                 .submit_async(Command::Deposit {
                     account: account_of(deposit.user_id)?,
                     asset: asset.asset,
-                    amount: Amount(parse_amount(&deposit.amount)?),
+                    amount: deposit.amount,
                     reference: reference.clone(),
                 })
                 .await?;
@@ -510,4 +520,16 @@ fn succeeded_frames(frames: Vec<TraceFrame>, hash: B256) -> Result<Vec<TraceFram
                 .any(|n| failed.contains(&(tx, f.trace_address[..n].to_vec())))
         })
         .collect())
+}
+
+/// A transfer's value as an amount of the exchange core (128 bits): a larger one cannot be
+/// credited, and is left for an operator (logged) instead of being truncated.
+fn amount_of(value: U256, tx: &B256) -> Option<Amount> {
+    match u128::try_from(value) {
+        Ok(units) => Some(Amount(units)),
+        Err(_) => {
+            tracing::error!(%value, %tx, "a deposit larger than 2^128 units is not credited");
+            None
+        }
+    }
 }

@@ -22,14 +22,11 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
 use coss_core::{Command, RejectReason};
-use coss_store::{NewWithdrawal, SignedTx, WithdrawalRecord};
+use coss_store::{NewWithdrawal, SignedTx, WithdrawalRecord, WithdrawalStatus};
 use coss_types::Amount;
 
 use crate::chain::timed;
-use crate::{
-    AssetConfig, Wallet, WalletError, account_of, hex_of, parse_amount, rpc_error,
-    withdrawal_request,
-};
+use crate::{AssetConfig, Wallet, WalletError, account_of, hex_of, rpc_error, withdrawal_request};
 
 alloy::sol! {
     #[sol(rpc)]
@@ -180,7 +177,7 @@ impl Wallet {
                 .withdrawn_since(request.user_id, &asset.symbol, now - LIMIT_WINDOW_MS)
                 .await?
             {
-                used = used.saturating_add(parse_amount(&past)?);
+                used = used.saturating_add(past.0);
             }
             if used.saturating_add(amount) > limit {
                 return Err(WalletError::LimitExceeded {
@@ -202,8 +199,8 @@ impl Wallet {
                     chain_id: chain,
                     asset: asset.symbol.clone(),
                     to_address: to_hex,
-                    amount: amount.to_string(),
-                    fee: fee.to_string(),
+                    amount: Amount(amount),
+                    fee: Amount(fee),
                     idempotency_key: request.idempotency_key.clone(),
                 },
                 now,
@@ -233,7 +230,7 @@ impl Wallet {
                 request: withdrawal_request(record.id),
                 account: account_of(record.user_id)?,
                 asset: asset.asset,
-                amount: Amount(parse_amount(&record.amount)?),
+                amount: record.amount,
             })
             .await?
             .outcome;
@@ -242,7 +239,14 @@ impl Wallet {
             Ok(()) | Err(RejectReason::DuplicateRequest) => {
                 inner
                     .store
-                    .set_withdrawal_status(record.id, &["requested"], "held", None, None, now)
+                    .set_withdrawal_status(
+                        record.id,
+                        &[WithdrawalStatus::Requested],
+                        WithdrawalStatus::Held,
+                        None,
+                        None,
+                        now,
+                    )
                     .await?;
                 Ok(())
             }
@@ -251,8 +255,8 @@ impl Wallet {
                     .store
                     .set_withdrawal_status(
                         record.id,
-                        &["requested"],
-                        "rejected",
+                        &[WithdrawalStatus::Requested],
+                        WithdrawalStatus::Rejected,
                         Some(reason.code()),
                         None,
                         now,
@@ -280,8 +284,8 @@ impl Wallet {
         if !store
             .set_withdrawal_status(
                 id,
-                &["held"],
-                "cancelling",
+                &[WithdrawalStatus::Held],
+                WithdrawalStatus::Cancelling,
                 Some("by the user"),
                 None,
                 self.now(),
@@ -291,7 +295,13 @@ impl Wallet {
             let now = store.withdrawal(id).await?.unwrap_or(record);
             return Err(WalletError::NotCancellable(now.status));
         }
-        self.release(id, "cancelling", "cancelled", None).await?;
+        self.release(
+            id,
+            WithdrawalStatus::Cancelling,
+            WithdrawalStatus::Cancelled,
+            None,
+        )
+        .await?;
         store.withdrawal(id).await?.ok_or(WalletError::NotFound)
     }
 
@@ -299,8 +309,8 @@ impl Wallet {
     async fn release(
         &self,
         id: i64,
-        from: &str,
-        to: &str,
+        from: WithdrawalStatus,
+        to: WithdrawalStatus,
         reason: Option<&str>,
     ) -> Result<(), WalletError> {
         let outcome = self
@@ -330,16 +340,25 @@ impl Wallet {
             .store
             .set_withdrawal_status(
                 record.id,
-                &["held", "signed", "broadcast"],
-                "failing",
+                &[
+                    WithdrawalStatus::Held,
+                    WithdrawalStatus::Signed,
+                    WithdrawalStatus::Broadcast,
+                ],
+                WithdrawalStatus::Failing,
                 Some(reason),
                 None,
                 self.now(),
             )
             .await?
         {
-            self.release(record.id, "failing", "failed", Some(reason))
-                .await?;
+            self.release(
+                record.id,
+                WithdrawalStatus::Failing,
+                WithdrawalStatus::Failed,
+                Some(reason),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -365,18 +384,37 @@ impl Wallet {
     async fn recover(&self) -> Result<(), WalletError> {
         let chain = self.chain_key();
         let store = &self.inner.store;
-        for record in store.withdrawals_in(chain, "requested").await? {
+        for record in store
+            .withdrawals_in(chain, WithdrawalStatus::Requested)
+            .await?
+        {
             // A refusal is recorded on the withdrawal; nothing else to do here.
             let _ = self.hold(&record).await;
         }
-        for record in store.withdrawals_in(chain, "cancelling").await? {
-            self.release(record.id, "cancelling", "cancelled", None)
-                .await?;
+        for record in store
+            .withdrawals_in(chain, WithdrawalStatus::Cancelling)
+            .await?
+        {
+            self.release(
+                record.id,
+                WithdrawalStatus::Cancelling,
+                WithdrawalStatus::Cancelled,
+                None,
+            )
+            .await?;
         }
-        for record in store.withdrawals_in(chain, "failing").await? {
+        for record in store
+            .withdrawals_in(chain, WithdrawalStatus::Failing)
+            .await?
+        {
             let reason = record.error.clone();
-            self.release(record.id, "failing", "failed", reason.as_deref())
-                .await?;
+            self.release(
+                record.id,
+                WithdrawalStatus::Failing,
+                WithdrawalStatus::Failed,
+                reason.as_deref(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -421,7 +459,10 @@ impl Wallet {
     pub async fn sign_held(&self) -> Result<u64, WalletError> {
         let inner = &self.inner;
         let _guard = inner.signing.lock().await;
-        let held = inner.store.withdrawals_in(self.chain_key(), "held").await?;
+        let held = inner
+            .store
+            .withdrawals_in(self.chain_key(), WithdrawalStatus::Held)
+            .await?;
         if held.is_empty() {
             return Ok(0);
         }
@@ -435,7 +476,7 @@ impl Wallet {
                 self.fail(&record, "asset no longer configured").await?;
                 continue;
             };
-            let amount = U256::from(parse_amount(&record.amount)?);
+            let amount = U256::from(record.amount.0);
             let to: Address = record
                 .to_address
                 .parse()
@@ -520,7 +561,7 @@ impl Wallet {
             tx_hash: hex_of(envelope.tx_hash()),
             nonce: i64::try_from(nonce).map_err(|_| WalletError::Keys("nonce overflow"))?,
             raw: envelope.encoded_2718(),
-            max_fee_per_gas: max_fee.to_string(),
+            max_fee_per_gas: max_fee,
             created_at: self.now(),
         })
     }
@@ -553,7 +594,7 @@ impl Wallet {
         let mut done = (0, 0);
         for record in inner
             .store
-            .withdrawals_in(self.chain_key(), "signed")
+            .withdrawals_in(self.chain_key(), WithdrawalStatus::Signed)
             .await?
         {
             let txs = inner.store.withdrawal_txs(record.id).await?;
@@ -564,8 +605,8 @@ impl Wallet {
                         .store
                         .set_withdrawal_status(
                             record.id,
-                            &["signed"],
-                            "broadcast",
+                            &[WithdrawalStatus::Signed],
+                            WithdrawalStatus::Broadcast,
                             Some(&latest.tx_hash),
                             None,
                             self.now(),
@@ -604,7 +645,7 @@ impl Wallet {
         let inner = &self.inner;
         let broadcast = inner
             .store
-            .withdrawals_in(self.chain_key(), "broadcast")
+            .withdrawals_in(self.chain_key(), WithdrawalStatus::Broadcast)
             .await?;
         if broadcast.is_empty() {
             return Ok((0, 0, 0));
@@ -686,8 +727,8 @@ impl Wallet {
             .store
             .set_withdrawal_status(
                 record.id,
-                &["broadcast"],
-                "settled",
+                &[WithdrawalStatus::Broadcast],
+                WithdrawalStatus::Settled,
                 Some(hash),
                 i64::try_from(height).ok(),
                 self.now(),

@@ -18,7 +18,9 @@ use coss_contracts::{Chain, TestUsd};
 use coss_core::Command;
 use coss_engine::{Engine, EngineConfig, EngineHandle};
 use coss_identity::{Accounts, Vault, totp_code};
-use coss_store::{ScratchDatabase, SessionKind, Store};
+use coss_store::{
+    DepositStatus, ScratchDatabase, SessionKind, Store, Subject, TransferStatus, WithdrawalStatus,
+};
 use coss_types::Amount;
 use coss_wallet::{
     ChainConfig, DEV_ETH, DEV_TUSD, TransferRequest, Wallet, WalletError, WithdrawalRequest,
@@ -253,7 +255,7 @@ impl World {
         .unwrap();
     }
 
-    async fn status(&self, kind: &str, id: i64) -> Vec<String> {
+    async fn status(&self, kind: Subject, id: i64) -> Vec<String> {
         self.accounts
             .store()
             .wallet_events(kind, id)
@@ -335,9 +337,9 @@ async fn deposits_credited_after_confirmations(db: Db, transport: Transport) {
 
     let history = w.accounts.store().deposits_of(alice, 10).await.unwrap();
     assert_eq!(history.len(), 2);
-    assert!(history.iter().all(|d| d.status == "credited"));
+    assert!(history.iter().all(|d| d.status == DepositStatus::Credited));
     assert_eq!(
-        w.status("deposit", history[0].id).await,
+        w.status(Subject::Deposit, history[0].id).await,
         ["pending", "credited"]
     );
     w.finish().await;
@@ -375,7 +377,7 @@ async fn a_reorg_orphans_an_unconfirmed_deposit_which_is_never_credited() {
     let report = w.wallet.sync().await.unwrap();
     assert_eq!(report.unwound, 2, "{report:?}");
     let deposit = &w.accounts.store().deposits_of(alice, 10).await.unwrap()[0];
-    assert_eq!(deposit.status, "orphaned");
+    assert_eq!(deposit.status, DepositStatus::Orphaned);
     w.mine(5).await;
     let report = w.wallet.sync().await.unwrap();
     assert_eq!(report.credited, 0);
@@ -384,7 +386,7 @@ async fn a_reorg_orphans_an_unconfirmed_deposit_which_is_never_credited() {
         coss_core::Balance::default()
     );
     assert_eq!(
-        w.status("deposit", deposit.id).await,
+        w.status(Subject::Deposit, deposit.id).await,
         ["pending", "orphaned"]
     );
     assert!(w.wallet.halted().is_none());
@@ -514,13 +516,13 @@ async fn withdrawal_flow(db: Db) {
             .await
             .unwrap()
             .iter()
-            .all(|r| r.status == "rejected")
+            .all(|r| r.status == WithdrawalStatus::Rejected)
     );
 
     // A good one: held at once (amount + fee), sent, confirmed, settled.
     let request = withdrawal(alice, "ETH", &good, "0.5", code(&seed, 20), "w1", 20);
     let held = w.wallet.request_withdrawal(&request).await.unwrap();
-    assert_eq!(held.status, "held");
+    assert_eq!(held.status, WithdrawalStatus::Held);
     // The same key again returns the same withdrawal (the used code is not checked again).
     assert_eq!(
         w.wallet.request_withdrawal(&request).await.unwrap().id,
@@ -544,7 +546,7 @@ async fn withdrawal_flow(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.status, "broadcast");
+    assert_eq!(record.status, WithdrawalStatus::Broadcast);
     w.mine(2).await;
     let report = w.wallet.process_withdrawals().await.unwrap();
     assert_eq!(report.settled, 1);
@@ -555,10 +557,10 @@ async fn withdrawal_flow(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.status, "settled");
+    assert_eq!(record.status, WithdrawalStatus::Settled);
     assert!(record.tx_hash.is_some() && record.block_height.is_some());
     assert_eq!(
-        w.status("withdrawal", held.id).await,
+        w.status(Subject::Withdrawal, held.id).await,
         ["requested", "held", "signed", "broadcast", "settled"]
     );
     let after = w.balance(alice, DEV_ETH).await;
@@ -586,7 +588,7 @@ async fn withdrawal_flow(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.status, "settled");
+    assert_eq!(record.status, WithdrawalStatus::Settled);
     assert_eq!(w.usd_of(to).await, U256::from(40 * USD));
     assert_eq!(w.balance(alice, DEV_TUSD).await.available, Amount(59 * USD));
 
@@ -594,7 +596,7 @@ async fn withdrawal_flow(db: Db) {
     let request = withdrawal(alice, "ETH", &good, "0.25", code(&seed, 22), "w3", 22);
     let pending = w.wallet.request_withdrawal(&request).await.unwrap();
     let cancelled = w.wallet.cancel_withdrawal(alice, pending.id).await.unwrap();
-    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.status, WithdrawalStatus::Cancelled);
     assert_eq!(w.balance(alice, DEV_ETH).await, after);
     let error = w
         .wallet
@@ -620,7 +622,7 @@ async fn withdrawal_flow(db: Db) {
     let request = withdrawal(alice, "ETH", &good, "0.25", code(&seed, 24), "w5", 24);
     assert_eq!(
         w.wallet.request_withdrawal(&request).await.unwrap().status,
-        "held"
+        WithdrawalStatus::Held
     );
     w.finish().await;
 }
@@ -649,7 +651,7 @@ async fn a_crash_between_signing_and_broadcast_sends_the_withdrawal_exactly_once
     // Signed and stored, then the process dies before broadcasting.
     assert_eq!(w.wallet.sign_held().await.unwrap(), 1);
     let signed = w.accounts.store().withdrawal(id).await.unwrap().unwrap();
-    assert_eq!(signed.status, "signed");
+    assert_eq!(signed.status, WithdrawalStatus::Signed);
     assert_eq!(w.eth_of(to).await, U256::ZERO);
     let hot = w.wallet.hot_address();
     w.reopen().await;
@@ -662,7 +664,7 @@ async fn a_crash_between_signing_and_broadcast_sends_the_withdrawal_exactly_once
         w.wallet.process_withdrawals().await.unwrap();
     }
     let record = w.accounts.store().withdrawal(id).await.unwrap().unwrap();
-    assert_eq!(record.status, "settled");
+    assert_eq!(record.status, WithdrawalStatus::Settled);
     assert_eq!(record.tx_hash, signed.tx_hash);
     assert_eq!(w.eth_of(to).await, U256::from(ETH), "sent once");
     assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 1);
@@ -706,10 +708,7 @@ async fn a_stuck_withdrawal_is_replaced_with_a_higher_fee_and_settles_once() {
     let txs = w.accounts.store().withdrawal_txs(id).await.unwrap();
     assert_eq!(txs.len(), 2);
     assert_eq!(txs[0].nonce, txs[1].nonce);
-    assert!(
-        txs[1].max_fee_per_gas.parse::<u128>().unwrap()
-            > txs[0].max_fee_per_gas.parse::<u128>().unwrap()
-    );
+    assert!(txs[1].max_fee_per_gas > txs[0].max_fee_per_gas);
     w.mine(3).await;
     let report = w.wallet.process_withdrawals().await.unwrap();
     assert_eq!(report.settled, 1, "{report:?}");
@@ -739,7 +738,7 @@ async fn internal_transfers_settle_at_once_without_fee_and_only_once() {
         .transfer(&request("0.75", "Bob@Example.com", "t1", 1))
         .await
         .unwrap();
-    assert_eq!(sent.status, "settled");
+    assert_eq!(sent.status, TransferStatus::Settled);
     assert_eq!(
         w.wallet
             .transfer(&request("0.75", "bob@example.com", "t1", 1))

@@ -142,7 +142,7 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
 
     let report = store.dao_week_at(close_ms as i64).await.unwrap().unwrap();
     assert_eq!(report.block_number, Some(block as i64));
-    let rules: HashMap<Address, (Option<i64>, String, String)> = store
+    let rules: HashMap<Address, (Option<i64>, String, Amount)> = store
         .dao_chain_holdings(close_ms as i64)
         .await
         .unwrap()
@@ -162,7 +162,7 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     for (address, account, rule, amount) in expect {
         assert_eq!(
             rules[&address],
-            (account, rule.to_owned(), amount.to_string()),
+            (account, rule.to_owned(), Amount(amount)),
             "{address}"
         );
     }
@@ -175,7 +175,7 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     let alice = 10 * UNIT + (bought - 150_000 * COSS_UNIT) + 100_000 * COSS_UNIT + bought;
     let holdings = [("alice", alice), ("bob", bought), ("carol", bought)];
     let total: u128 = holdings.iter().map(|&(_, h)| h).sum();
-    assert_eq!(report.total, total.to_string());
+    assert_eq!(report.total, Amount(total));
     for (name, holding) in holdings {
         assert_eq!(
             available(&handle, accounts[name], ETH).await,

@@ -110,10 +110,10 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
     assert_eq!(after.root, report.root, "the report was written once");
     assert!(after.paid_at.is_some());
     let lines = store.dao_week_assets(close_ms as i64).await.unwrap();
-    assert_eq!(lines[0].paid, paid.to_string());
+    assert_eq!(lines[0].paid, Amount(paid));
     assert_eq!(
         lines[0].carried,
-        (eth_pool - paid).to_string(),
+        Amount(eth_pool - paid),
         "paid + carried = pool"
     );
     assert!(progress.len() == 1);
