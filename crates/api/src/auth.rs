@@ -244,7 +244,7 @@ fn grant_response(grant: Grant, kind: SessionKind, now: i64) -> Response {
                 .map(|(t, at)| (t.expose().to_owned(), at))
                 .unwrap_or_default();
             Json(AppTokens {
-                user_id: grant.user_id,
+                user_id: grant.user_id.0,
                 token_type: "Bearer",
                 access_token: grant.token.expose().to_owned(),
                 expires_in: (grant.expires_at - now) / 1000,
@@ -255,7 +255,7 @@ fn grant_response(grant: Grant, kind: SessionKind, now: i64) -> Response {
         }
         SessionKind::Browser => {
             let mut response = Json(BrowserSession {
-                user_id: grant.user_id,
+                user_id: grant.user_id.0,
                 csrf_token: grant.csrf.clone().unwrap_or_default(),
                 expires_at: grant.expires_at,
             })

@@ -155,7 +155,7 @@ pub(crate) async fn revoke(
 pub(crate) async fn whoami(signed: KeyCaller<need::Read>) -> Json<KeyIdentity> {
     let key = signed.key;
     Json(KeyIdentity {
-        user_id: key.user_id,
+        user_id: key.user_id.0,
         key_id: key.key_id,
         permissions: key
             .permissions

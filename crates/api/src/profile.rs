@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use coss_http::{ApiError, Caller, Gate, JsonBody, Routes};
 use coss_identity::{Accounts, IdentityError, Merchant, MerchantInput, ProfilePatch};
+use coss_types::UserId;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -108,7 +109,7 @@ pub(crate) async fn me(who: Caller, State(gate): State<Gate>) -> Result<Json<Me>
     view(&gate.accounts, who.user_id).await
 }
 
-async fn view(accounts: &Accounts, user_id: i64) -> Result<Json<Me>, ApiError> {
+async fn view(accounts: &Accounts, user_id: UserId) -> Result<Json<Me>, ApiError> {
     let user = accounts
         .store()
         .user(user_id)
@@ -117,7 +118,7 @@ async fn view(accounts: &Accounts, user_id: i64) -> Result<Json<Me>, ApiError> {
         .ok_or(IdentityError::Unauthenticated)?;
     let profile = accounts.profile(user_id).await?;
     Ok(Json(Me {
-        user_id: user.id,
+        user_id: user.id.0,
         email: user.email,
         email_verified: user.email_verified_at.is_some(),
         created_at: user.created_at,

@@ -306,7 +306,11 @@ async fn a_browser_session_lives_in_a_secure_cookie_and_changes_need_its_csrf_to
     .await
     .error(StatusCode::FORBIDDEN, "csrf_token_invalid");
     assert_eq!(
-        api.accounts.profile(1).await.unwrap().display_name,
+        api.accounts
+            .profile(coss_types::UserId(1))
+            .await
+            .unwrap()
+            .display_name,
         None,
         "nothing changed"
     );

@@ -175,7 +175,7 @@ async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Res
             kind: SessionKind::App,
         };
         let (api_key, secret) = crate::auth::trading_key(accounts, &who, now).await?;
-        let account = coss_core::user_account(id).context("user id")?;
+        let account = coss_identity::exchange_account(id).context("user id")?;
         for (asset, amount) in [(DEV_ETH, 10u128.pow(24)), (DEV_TUSD, 10u128.pow(15))] {
             handle
                 .submit_async(Command::Deposit {

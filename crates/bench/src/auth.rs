@@ -3,6 +3,7 @@
 //! the bare HMAC-SHA256 verification measured in the same run, and logins per second at the
 //! platform's argon2id cost against one bare argon2id verification.
 
+use coss_types::UserId;
 use std::time::Instant;
 
 use crate::{BenchError, Context, Result};
@@ -138,7 +139,7 @@ pub(crate) async fn trading_key(
 }
 
 /// Signs `email` up and verifies it with the token from its queued email.
-pub(crate) async fn verified(accounts: &Accounts, email: &str, now: i64) -> Result<i64> {
+pub(crate) async fn verified(accounts: &Accounts, email: &str, now: i64) -> Result<UserId> {
     let id = accounts.signup(email, PASSWORD, now).await?;
     let mail = accounts.store().due_mail(i64::MAX, 100).await?;
     let sent = mail

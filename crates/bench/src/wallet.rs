@@ -17,6 +17,7 @@ use alloy::rpc::types::TransactionRequest;
 use coss_engine::{Engine, EngineConfig};
 use coss_identity::{Accounts, Vault};
 use coss_store::Store;
+use coss_types::UserId;
 use coss_wallet::{ChainConfig, DEV_ETH, Wallet};
 use serde_json::json;
 
@@ -112,7 +113,7 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
     let filling = Instant::now();
     wallet.address_book().extend((0..addresses).map(|i| {
         let word = keccak256((i as u64).to_le_bytes());
-        (Address::from_slice(&word[12..]), -1)
+        (Address::from_slice(&word[12..]), UserId(-1))
     }));
     let fill_secs = filling.elapsed().as_secs_f64();
     let book_bytes = resident_bytes().saturating_sub(rss_before);
@@ -194,7 +195,7 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
     let mut latencies = Vec::with_capacity(samples);
     for s in 0..samples {
         let (user, to) = users[s % users.len()];
-        let account = coss_core::user_account(user).context("user id")?;
+        let account = coss_identity::exchange_account(user).context("user id")?;
         let before = handle
             .read_async(move |e| e.balance(account, DEV_ETH))
             .await?

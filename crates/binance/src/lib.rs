@@ -49,7 +49,7 @@ struct Inner {
 /// A user data stream's key.
 #[derive(Debug, Clone, Copy)]
 struct ListenKey {
-    user_id: i64,
+    user_id: coss_types::UserId,
     expires_ms: u64,
 }
 

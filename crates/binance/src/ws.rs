@@ -461,7 +461,7 @@ fn open(
     for name in names {
         // A listen key names a user data stream; anything else is a market stream.
         if let Some(user) = binance.listen_key_user(&name) {
-            subscription.account = coss_core::user_account(user);
+            subscription.account = coss_identity::exchange_account(user);
         } else {
             subscription.streams.insert(stream_name(&name));
         }

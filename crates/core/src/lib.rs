@@ -44,17 +44,9 @@ use std::collections::{BTreeMap, VecDeque};
 pub const MAX_ASSETS: u32 = 1024;
 /// Market ids are below this bound.
 pub const MAX_MARKETS: u32 = 4096;
-/// Accounts below this id are system accounts; users start here.
+/// Accounts below this id are system accounts; users start here (which of them belongs to
+/// which person is the edges' business: the core never sees the accounts database).
 pub const FIRST_USER_ACCOUNT: AccountId = AccountId(1000);
-/// The exchange account of a platform user (its id in the accounts database); `None` for an
-/// id that no user can have.
-#[must_use]
-pub fn user_account(user_id: i64) -> Option<AccountId> {
-    u64::try_from(user_id)
-        .ok()
-        .and_then(|id| id.checked_add(FIRST_USER_ACCOUNT.0))
-        .map(AccountId)
-}
 
 /// The platform's half of fee revenue (kept in the cold wallet).
 pub const FEES_PLATFORM: AccountId = AccountId(1);

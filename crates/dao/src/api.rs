@@ -287,8 +287,8 @@ struct MeView {
     weeks: Vec<HolderWeek>,
 }
 
-fn account_of(user: i64) -> Result<AccountId, ApiError> {
-    coss_core::user_account(user).ok_or_else(|| ApiError::from(DaoError::UnknownWeek))
+fn account_of(user: coss_types::UserId) -> Result<AccountId, ApiError> {
+    coss_identity::exchange_account(user).ok_or_else(|| ApiError::from(DaoError::UnknownWeek))
 }
 
 #[utoipa::path(get, path = "/api/v1/dao/me", tag = "dao",

@@ -575,7 +575,7 @@ impl Dao {
             .usernames()
             .await?
             .into_iter()
-            .filter_map(|(name, user)| coss_core::user_account(user).map(|a| (name, a.0)))
+            .filter_map(|(name, user)| coss_identity::exchange_account(user).map(|a| (name, a.0)))
             .collect();
         let mut per_account: std::collections::BTreeMap<u64, u128> =
             std::collections::BTreeMap::new();

@@ -8,6 +8,7 @@
 //! permission the endpoint needs. Keys are created only with a current TOTP code; their
 //! secret is shown once and sealed at rest; revocation takes effect on the next request.
 
+use coss_types::UserId;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -108,7 +109,7 @@ const KEY_CACHE_MAX: usize = 100_000;
 /// key, never printed.
 pub(crate) struct LiveKey {
     id: i64,
-    user_id: i64,
+    user_id: UserId,
     permissions: Vec<Permission>,
     networks: Vec<Network>,
     restricted: bool,
@@ -147,7 +148,7 @@ pub struct SignedRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyAuth {
     /// The account.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The key's id.
     pub key_id: i64,
     /// What the key may do.
@@ -247,7 +248,7 @@ impl Accounts {
     }
 
     /// The account's keys, revoked ones included.
-    pub async fn api_keys(&self, user_id: i64) -> Result<Vec<ApiKey>, IdentityError> {
+    pub async fn api_keys(&self, user_id: UserId) -> Result<Vec<ApiKey>, IdentityError> {
         self.store
             .api_keys_of(user_id)
             .await?
@@ -271,7 +272,7 @@ impl Accounts {
     /// Revokes one of the account's live keys.
     pub async fn revoke_api_key(
         &self,
-        user_id: i64,
+        user_id: UserId,
         id: i64,
         now: i64,
     ) -> Result<(), IdentityError> {
@@ -293,7 +294,7 @@ impl Accounts {
         &self,
         api_key: &str,
         client_ip: Option<IpAddr>,
-    ) -> Result<i64, IdentityError> {
+    ) -> Result<UserId, IdentityError> {
         Ok(self.live_key(api_key, client_ip).await?.user_id)
     }
 

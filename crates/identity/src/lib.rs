@@ -26,6 +26,7 @@ pub use second_factor::{Enrolment, SecondFactor, totp_code};
 pub use time::format_utc;
 pub use vault::{Vault, VaultError, write_private};
 
+use coss_types::UserId;
 use std::net::IpAddr;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -306,7 +307,7 @@ pub struct Login<'a> {
 #[derive(Debug, Clone)]
 pub struct Grant {
     /// The account.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The session.
     pub session_id: i64,
     /// The cookie token (browser) or access token (app).
@@ -319,11 +320,33 @@ pub struct Grant {
     pub csrf: Option<String>,
 }
 
+/// The exchange core's account of a user: users are numbered by the accounts database, and
+/// the core knows only its own accounts, so the edges map one to the other here, and only
+/// here. User `n` is account `FIRST_USER_ACCOUNT + n`; `None` for an id no user can have.
+#[must_use]
+pub fn exchange_account(user: UserId) -> Option<coss_types::AccountId> {
+    u64::try_from(user.0)
+        .ok()
+        .and_then(|id| id.checked_add(coss_core::FIRST_USER_ACCOUNT.0))
+        .map(coss_types::AccountId)
+}
+
+/// The user of an exchange account (the inverse of [`exchange_account`]); `None` for a
+/// system account.
+#[must_use]
+pub fn account_user(account: coss_types::AccountId) -> Option<UserId> {
+    account
+        .0
+        .checked_sub(coss_core::FIRST_USER_ACCOUNT.0)
+        .and_then(|n| i64::try_from(n).ok())
+        .map(UserId)
+}
+
 /// Who a token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authenticated {
     /// The account.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The session.
     pub session_id: i64,
     /// A browser cookie (needs CSRF protection) or an app's bearer token.
@@ -388,7 +411,7 @@ impl Accounts {
         email: &str,
         password: &str,
         now: i64,
-    ) -> Result<i64, IdentityError> {
+    ) -> Result<UserId, IdentityError> {
         let email = normalise_email(email)?;
         check_password(password)?;
         let password_hash = hash(&self.hasher, password)?;
@@ -407,7 +430,7 @@ impl Accounts {
     }
 
     /// Uses a verification token (once) and marks its account's email verified.
-    pub async fn verify_email(&self, token: &str, now: i64) -> Result<i64, IdentityError> {
+    pub async fn verify_email(&self, token: &str, now: i64) -> Result<UserId, IdentityError> {
         let user_id = self
             .store
             .use_token(&token_hash(token)?, Purpose::VerifyEmail, now)
@@ -514,7 +537,7 @@ impl Accounts {
 
     async fn open_session(
         &self,
-        user_id: i64,
+        user_id: UserId,
         email: &str,
         kind: SessionKind,
         client: &Client,
@@ -680,7 +703,7 @@ impl Accounts {
         token: &str,
         new_password: &str,
         now: i64,
-    ) -> Result<i64, IdentityError> {
+    ) -> Result<UserId, IdentityError> {
         check_password(new_password)?;
         let hash_of_token = token_hash(token)?;
         // Refuse bad tokens before the (costly) password hashing.
@@ -807,5 +830,20 @@ fn token_mail(recipient: &str, template: &str, token: &Secret) -> Mail {
         recipient: recipient.to_owned(),
         template: template.to_owned(),
         payload: serde_json::json!({ "token": token.expose() }).to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod account_tests {
+    use super::*;
+
+    #[test]
+    fn users_map_to_exchange_accounts_above_the_system_ones_and_back() {
+        let account = exchange_account(UserId(1)).unwrap();
+        assert!(account >= coss_core::FIRST_USER_ACCOUNT);
+        assert_eq!(account_user(account), Some(UserId(1)));
+        assert_eq!(exchange_account(UserId(-1)), None);
+        assert_eq!(account_user(coss_core::FEES_HOLDERS), None);
     }
 }

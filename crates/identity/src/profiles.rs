@@ -4,6 +4,7 @@
 //! code; the webhook secret is sealed at rest and shown only when made or rotated.
 
 use coss_store::MerchantRecord;
+use coss_types::UserId;
 
 use crate::{Accounts, IdentityError, Secret, random_secret};
 use zeroize::Zeroizing;
@@ -70,7 +71,7 @@ pub struct Merchant {
 
 impl Accounts {
     /// The account's profile.
-    pub async fn profile(&self, user_id: i64) -> Result<Profile, IdentityError> {
+    pub async fn profile(&self, user_id: UserId) -> Result<Profile, IdentityError> {
         let record = self.store.profile(user_id).await?;
         Ok(Profile {
             display_name: record.display_name,
@@ -82,7 +83,7 @@ impl Accounts {
     /// Applies a patch after validating every field it sets (nothing changes if one fails).
     pub async fn update_profile(
         &self,
-        user_id: i64,
+        user_id: UserId,
         patch: &ProfilePatch,
         now: i64,
     ) -> Result<Profile, IdentityError> {
@@ -105,7 +106,7 @@ impl Accounts {
     }
 
     /// The account's merchant profile, if it has one.
-    pub async fn merchant(&self, user_id: i64) -> Result<Option<Merchant>, IdentityError> {
+    pub async fn merchant(&self, user_id: UserId) -> Result<Option<Merchant>, IdentityError> {
         Ok(self.store.merchant(user_id).await?.map(merchant))
     }
 
@@ -113,7 +114,7 @@ impl Accounts {
     /// secret and returns it (the only time it is shown); later saves keep it.
     pub async fn put_merchant(
         &self,
-        user_id: i64,
+        user_id: UserId,
         input: &MerchantInput,
         now: i64,
     ) -> Result<(Merchant, Option<Secret>), IdentityError> {
@@ -182,7 +183,7 @@ impl Accounts {
     /// Replaces the webhook signing secret and returns the new one (shown once).
     pub async fn rotate_webhook_secret(
         &self,
-        user_id: i64,
+        user_id: UserId,
         now: i64,
     ) -> Result<Secret, IdentityError> {
         let mut record = self.store.merchant(user_id).await?.ok_or_else(|| {
@@ -198,7 +199,7 @@ impl Accounts {
     }
 
     /// The webhook signing secret (for the gateway that signs webhook deliveries).
-    pub async fn webhook_secret(&self, user_id: i64) -> Result<Option<Secret>, IdentityError> {
+    pub async fn webhook_secret(&self, user_id: UserId) -> Result<Option<Secret>, IdentityError> {
         let Some(record) = self.store.merchant(user_id).await? else {
             return Ok(None);
         };
@@ -222,7 +223,7 @@ fn merchant(record: MerchantRecord) -> Merchant {
     }
 }
 
-fn purpose(user_id: i64) -> Vec<u8> {
+fn purpose(user_id: UserId) -> Vec<u8> {
     format!("webhook:{user_id}").into_bytes()
 }
 

@@ -6,6 +6,7 @@
 //! in place of a TOTP code at login. Enabling and disabling email the owner.
 
 use coss_store::{Mail, StoreError};
+use coss_types::UserId;
 use totp_rs::{Builder, Totp};
 
 use crate::{
@@ -45,7 +46,7 @@ pub struct Enrolment {
 
 impl Accounts {
     /// Whether the account has a confirmed second factor.
-    pub async fn two_factor_enabled(&self, user_id: i64) -> Result<bool, IdentityError> {
+    pub async fn two_factor_enabled(&self, user_id: UserId) -> Result<bool, IdentityError> {
         Ok(self
             .store
             .totp(user_id)
@@ -157,7 +158,7 @@ impl Accounts {
     /// code given; wrong codes lock the factor after [`SECOND_FACTOR_FAILURE_LIMIT`].
     pub async fn require_second_factor(
         &self,
-        user_id: i64,
+        user_id: UserId,
         code: Option<&str>,
         now: i64,
     ) -> Result<(), IdentityError> {
@@ -173,7 +174,7 @@ impl Accounts {
     /// locked, and a wrong code counts towards the lock.
     async fn throttled_check(
         &self,
-        user_id: i64,
+        user_id: UserId,
         factor: &SecondFactor<'_>,
         now: i64,
     ) -> Result<(), IdentityError> {
@@ -186,7 +187,7 @@ impl Accounts {
     }
 
     /// How many unused recovery codes the account has.
-    pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, IdentityError> {
+    pub async fn recovery_codes_left(&self, user_id: UserId) -> Result<i64, IdentityError> {
         Ok(self.store.recovery_codes_left(user_id).await?)
     }
 
@@ -194,7 +195,7 @@ impl Accounts {
     /// works once).
     pub(crate) async fn check_second_factor(
         &self,
-        user_id: i64,
+        user_id: UserId,
         factor: &SecondFactor<'_>,
         now: i64,
     ) -> Result<(), IdentityError> {
@@ -223,11 +224,11 @@ impl Accounts {
         }
     }
 
-    async fn check_lock(&self, user_id: i64, now: i64) -> Result<(), IdentityError> {
+    async fn check_lock(&self, user_id: UserId, now: i64) -> Result<(), IdentityError> {
         self.ensure_unlocked(&[&lock_key(user_id)], now).await
     }
 
-    async fn second_factor_failed(&self, user_id: i64, now: i64) -> Result<(), IdentityError> {
+    async fn second_factor_failed(&self, user_id: UserId, now: i64) -> Result<(), IdentityError> {
         self.store
             .record_failure(
                 &lock_key(user_id),
@@ -241,11 +242,11 @@ impl Accounts {
     }
 }
 
-fn lock_key(user_id: i64) -> String {
+fn lock_key(user_id: UserId) -> String {
     format!("2fa:{user_id}")
 }
 
-fn purpose(user_id: i64) -> Vec<u8> {
+fn purpose(user_id: UserId) -> Vec<u8> {
     format!("{SEAL_PURPOSE}:{user_id}").into_bytes()
 }
 

@@ -7,6 +7,7 @@ use coss_identity::{
     VERIFY_EMAIL_TTL_MS,
 };
 use coss_store::SessionKind;
+use coss_types::UserId;
 
 const T0: i64 = 1_700_000_000_000;
 use coss_testkit::PASSWORD;
@@ -55,7 +56,7 @@ async fn login(
     accounts.login(&request, now).await
 }
 
-async fn verified(accounts: &Accounts, email: &str) -> i64 {
+async fn verified(accounts: &Accounts, email: &str) -> UserId {
     let id = accounts.signup(email, PASSWORD, T0).await.unwrap();
     let token = emailed_token(accounts, &email.to_lowercase(), "verify_email").await;
     assert_eq!(accounts.verify_email(&token, T0 + 1).await.unwrap(), id);

@@ -7,6 +7,7 @@ use coss_identity::{
     MerchantInput, Permission, ProfilePatch, SecondFactor, SignedRequest, sign, totp_code,
 };
 use coss_store::SessionKind;
+use coss_types::UserId;
 
 const T0: i64 = 1_700_000_000_000;
 const STEP: i64 = 30_000;
@@ -30,7 +31,7 @@ async fn templates(a: &Accounts) -> Vec<String> {
     mail.into_iter().map(|m| m.mail.template).collect()
 }
 
-async fn verified(a: &Accounts, email: &str) -> i64 {
+async fn verified(a: &Accounts, email: &str) -> UserId {
     coss_testkit::verified(a, email, T0).await
 }
 
@@ -644,7 +645,7 @@ async fn check(
     a: &Accounts,
     request: &(String, String, std::net::IpAddr, Permission),
     now: i64,
-) -> Result<i64, IdentityError> {
+) -> Result<UserId, IdentityError> {
     a.verify_signed(
         &SignedRequest {
             api_key: &request.0,
@@ -782,7 +783,7 @@ async fn api_keys_need_a_second_factor_and_sign_requests_the_binance_way() {
         .await;
     assert_eq!(ok.unwrap().user_id, id);
 
-    let code = |r: Result<i64, IdentityError>| r.unwrap_err().code();
+    let code = |r: Result<UserId, IdentityError>| r.unwrap_err().code();
     let forged = (
         key.to_owned(),
         format!("{}&signature={}", q(now), sign("not the secret", &q(now))),
@@ -938,7 +939,7 @@ async fn api_keys_need_a_second_factor_and_sign_requests_the_binance_way() {
         "api_key_not_found"
     );
     assert_eq!(
-        a.revoke_api_key(id + 1, pinned.key.id, now)
+        a.revoke_api_key(UserId(id.0 + 1), pinned.key.id, now)
             .await
             .unwrap_err()
             .code(),

@@ -172,7 +172,7 @@ async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
     // Through the trusted proxy, from the allowed address.
     let through_proxy = whoami("127.0.0.1", Some("203.0.113.66, 198.51.100.7")).await;
     assert_eq!(through_proxy.status, 200, "{}", through_proxy.body);
-    assert_eq!(through_proxy.json()["user_id"], user);
+    assert_eq!(through_proxy.json()["user_id"], user.0);
     // The same header from an address that is not a trusted proxy is ignored.
     let spoofed = whoami("127.0.0.2", Some("198.51.100.7")).await;
     assert_eq!(

@@ -22,6 +22,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use coss_http::{Auth, BufferedBody, ClientInfo, Gate, Public, Routes};
 use coss_identity::{Accounts, Authenticated, IdentityError, Login, SecondFactor};
 use coss_store::{CodeOutcome, OidcClient, OidcCode, OidcKey, SessionKind, StoreError};
+use coss_types::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -381,7 +382,7 @@ impl FromRequestParts<Provider> for OAuthClient {
 /// The userinfo endpoint's caller: a live access token this provider issued, as a Bearer
 /// token; the grant it stands for (account, client, scopes).
 struct AccessToken {
-    user_id: i64,
+    user_id: UserId,
     scopes: String,
 }
 
@@ -1041,7 +1042,7 @@ async fn issue_tokens(provider: &Provider, grant: &OidcCode, now: i64) -> Result
 /// The claims the scopes allow: `email`, `email_verified` (email), `name` (profile).
 async fn user_claims(
     provider: &Provider,
-    user_id: i64,
+    user_id: UserId,
     scopes: &str,
 ) -> Result<Vec<(&'static str, Value)>, SsoError> {
     let mut claims = vec![];

@@ -3,7 +3,7 @@
 //! rebuilt from them) and the chain holdings it counted. A week's report is written once, in
 //! one transaction, before any of it is paid; writing it again changes nothing.
 
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 use sqlx::Row;
 
 use crate::history::{multi_row, pow2_chunks};
@@ -109,7 +109,7 @@ impl Store {
     /// Gives `username` to the user for good.
     pub async fn claim_username(
         &self,
-        user_id: i64,
+        user_id: UserId,
         username: &str,
         now: i64,
     ) -> Result<UsernameClaim, StoreError> {
@@ -124,7 +124,7 @@ impl Store {
             "INSERT INTO dao_usernames (username, user_id, created_at) VALUES ($1, $2, $3)",
         )
         .bind(username)
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(now)
         .execute(&self.pool)
         .await;
@@ -143,21 +143,21 @@ impl Store {
     }
 
     /// The user's username.
-    pub async fn username_of(&self, user_id: i64) -> Result<Option<String>, StoreError> {
+    pub async fn username_of(&self, user_id: UserId) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT username FROM dao_usernames WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.0)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// Every username with its user.
-    pub async fn usernames(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn usernames(&self) -> Result<Vec<(String, UserId)>, StoreError> {
         let rows = sqlx::query("SELECT username, user_id FROM dao_usernames")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
             .collect()
     }
 

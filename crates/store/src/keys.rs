@@ -2,6 +2,7 @@
 //! must be read back to check HMAC signatures, so the caller stores it sealed with the server
 //! key. Permissions and the address allow-list are stored as comma-separated text.
 
+use coss_types::UserId;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -13,7 +14,7 @@ pub struct NewApiKey {
     /// The public key string.
     pub api_key: String,
     /// The owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The owner's name for it.
     pub label: String,
     /// The HMAC secret, sealed.
@@ -32,7 +33,7 @@ pub struct ApiKeyRecord {
     /// The public key string.
     pub api_key: String,
     /// The owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The owner's name for it.
     pub label: String,
     /// The HMAC secret, sealed.
@@ -58,7 +59,7 @@ impl Store {
              ip_allow_list, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(key.api_key.as_str())
-        .bind(key.user_id)
+        .bind(key.user_id.0)
         .bind(key.label.as_str())
         .bind(key.sealed_secret.as_slice())
         .bind(key.permissions.as_str())
@@ -85,11 +86,11 @@ impl Store {
     }
 
     /// An account's keys, revoked ones included, oldest first.
-    pub async fn api_keys_of(&self, user_id: i64) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    pub async fn api_keys_of(&self, user_id: UserId) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id"
         )))
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(record).collect()
@@ -98,7 +99,7 @@ impl Store {
     /// Revokes one of the account's keys; false if it has no such live key.
     pub async fn revoke_api_key(
         &self,
-        user_id: i64,
+        user_id: UserId,
         id: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -108,7 +109,7 @@ impl Store {
         )
         .bind(now)
         .bind(id)
-        .bind(user_id)
+        .bind(user_id.0)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -119,7 +120,7 @@ fn record(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
     Ok(ApiKeyRecord {
         id: row.try_get(0)?,
         api_key: row.try_get(1)?,
-        user_id: row.try_get(2)?,
+        user_id: UserId(row.try_get(2)?),
         label: row.try_get(3)?,
         sealed_secret: row.try_get(4)?,
         permissions: row.try_get(5)?,

@@ -10,6 +10,7 @@
 //! server must use them again (TOTP seeds, API and webhook secrets), sealed by the caller with
 //! the server key: this crate never sees them in the clear.
 
+use coss_types::UserId;
 use std::path::Path;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -109,7 +110,7 @@ impl StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The account id.
-    pub id: i64,
+    pub id: UserId,
     /// Normalised (trimmed, lower-case) email address.
     pub email: String,
     /// argon2id PHC string.
@@ -252,8 +253,8 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await;
-        let id: i64 = match inserted {
-            Ok(row) => row.try_get(0)?,
+        let id = match inserted {
+            Ok(row) => UserId(row.try_get(0)?),
             Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
@@ -283,12 +284,12 @@ impl Store {
     }
 
     /// The account with this id.
-    pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
             "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at \
              FROM users WHERE id = $1",
         )
-        .bind(id)
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| user(&r)).transpose()
@@ -297,7 +298,7 @@ impl Store {
     /// Stores another token for `user_id` and the email that carries it, in one transaction.
     pub async fn issue_token(
         &self,
-        user_id: i64,
+        user_id: UserId,
         token: &EmailToken,
         mail: &Mail,
         now: i64,
@@ -316,7 +317,7 @@ impl Store {
         hash: &[u8],
         purpose: Purpose,
         now: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<UserId, StoreError> {
         let row = sqlx::query(
             "UPDATE email_tokens SET used_at = $1 \
              WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
@@ -328,7 +329,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(row.try_get(0)?),
+            Some(row) => Ok(UserId(row.try_get(0)?)),
             None => Err(StoreError::TokenInvalid),
         }
     }
@@ -340,7 +341,7 @@ impl Store {
         hash: &[u8],
         purpose: Purpose,
         now: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<UserId, StoreError> {
         let row = sqlx::query(
             "SELECT user_id FROM email_tokens \
              WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
@@ -351,7 +352,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(row.try_get(0)?),
+            Some(row) => Ok(UserId(row.try_get(0)?)),
             None => Err(StoreError::TokenInvalid),
         }
     }
@@ -365,7 +366,7 @@ impl Store {
         password_hash: &str,
         throttle_key: impl Fn(&str) -> String,
         now: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<UserId, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE email_tokens SET used_at = $1 \
@@ -377,8 +378,8 @@ impl Store {
         .bind(Purpose::ResetPassword.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let user_id: i64 = match row {
-            Some(row) => row.try_get(0)?,
+        let user_id = match row {
+            Some(row) => UserId(row.try_get(0)?),
             None => return Err(StoreError::TokenInvalid),
         };
         let email: String = sqlx::query(
@@ -387,7 +388,7 @@ impl Store {
         )
         .bind(password_hash)
         .bind(now)
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -401,12 +402,12 @@ impl Store {
     }
 
     /// Marks the account's email address verified (the first time only).
-    pub async fn mark_email_verified(&self, user_id: i64, now: i64) -> Result<(), StoreError> {
+    pub async fn mark_email_verified(&self, user_id: UserId, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
         )
         .bind(now)
-        .bind(user_id)
+        .bind(user_id.0)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -415,7 +416,7 @@ impl Store {
     /// Sets a new password hash; returns `NotFound` for an unknown account.
     pub async fn set_password(
         &self,
-        user_id: i64,
+        user_id: UserId,
         password_hash: &str,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -427,7 +428,7 @@ impl Store {
     /// account and queues the notification.
     pub async fn change_password(
         &self,
-        user_id: i64,
+        user_id: UserId,
         password_hash: &str,
         keep_session: i64,
         mail: &Mail,
@@ -503,7 +504,7 @@ impl Store {
 /// Sets an account's password hash; `NotFound` for an unknown account.
 async fn write_password(
     conn: &mut sqlx::AnyConnection,
-    user_id: i64,
+    user_id: UserId,
     password_hash: &str,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -511,7 +512,7 @@ async fn write_password(
         sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
             .bind(password_hash)
             .bind(now)
-            .bind(user_id)
+            .bind(user_id.0)
             .execute(conn)
             .await?;
     if done.rows_affected() == 0 {
@@ -522,7 +523,7 @@ async fn write_password(
 
 fn user(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
-        id: row.try_get(0)?,
+        id: UserId(row.try_get(0)?),
         email: row.try_get(1)?,
         password_hash: row.try_get(2)?,
         email_verified_at: row.try_get(3)?,
@@ -533,7 +534,7 @@ fn user(row: &AnyRow) -> Result<User, StoreError> {
 
 pub(crate) async fn insert_token(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    user_id: i64,
+    user_id: UserId,
     token: &EmailToken,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -542,7 +543,7 @@ pub(crate) async fn insert_token(
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token.hash.as_slice())
-    .bind(user_id)
+    .bind(user_id.0)
     .bind(token.purpose.as_str())
     .bind(now)
     .bind(token.expires_at)

@@ -2,6 +2,7 @@
 //! website, settlement preferences, webhook URL and its sealed signing secret). Validation is
 //! the caller's; this stores what it is given.
 
+use coss_types::UserId;
 use sqlx::Row;
 
 use crate::{Store, StoreError};
@@ -40,11 +41,11 @@ pub struct MerchantRecord {
 
 impl Store {
     /// The account's profile (the default if none was saved).
-    pub async fn profile(&self, user_id: i64) -> Result<ProfileRecord, StoreError> {
+    pub async fn profile(&self, user_id: UserId) -> Result<ProfileRecord, StoreError> {
         let row = sqlx::query(
             "SELECT display_name, country, verification_level FROM profiles WHERE user_id = $1",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
@@ -60,7 +61,7 @@ impl Store {
     /// Saves display name and country (the verification level is kept).
     pub async fn put_profile(
         &self,
-        user_id: i64,
+        user_id: UserId,
         display_name: Option<&str>,
         country: Option<&str>,
         now: i64,
@@ -71,7 +72,7 @@ impl Store {
              display_name = excluded.display_name, country = excluded.country, \
              updated_at = excluded.updated_at",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(display_name)
         .bind(country)
         .bind(now)
@@ -83,7 +84,7 @@ impl Store {
     /// Sets the verification level (the back office's decision, never the user's).
     pub async fn set_verification_level(
         &self,
-        user_id: i64,
+        user_id: UserId,
         level: i64,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -92,7 +93,7 @@ impl Store {
              ON CONFLICT (user_id) DO UPDATE SET verification_level = excluded.verification_level, \
              updated_at = excluded.updated_at",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(level)
         .bind(now)
         .execute(&self.pool)
@@ -101,12 +102,12 @@ impl Store {
     }
 
     /// The account's merchant profile, if it has one.
-    pub async fn merchant(&self, user_id: i64) -> Result<Option<MerchantRecord>, StoreError> {
+    pub async fn merchant(&self, user_id: UserId) -> Result<Option<MerchantRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT business_name, website, settlement_asset, settlement_mode, webhook_url, \
              sealed_webhook_secret, created_at, updated_at FROM merchants WHERE user_id = $1",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -127,7 +128,7 @@ impl Store {
     /// Creates or replaces the account's merchant profile (`created_at` is kept on replace).
     pub async fn put_merchant(
         &self,
-        user_id: i64,
+        user_id: UserId,
         merchant: &MerchantRecord,
     ) -> Result<(), StoreError> {
         sqlx::query(
@@ -140,7 +141,7 @@ impl Store {
              sealed_webhook_secret = excluded.sealed_webhook_secret, \
              updated_at = excluded.updated_at",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(merchant.business_name.as_str())
         .bind(merchant.website.as_deref())
         .bind(merchant.settlement_asset.as_str())

@@ -4,6 +4,7 @@
 //! work once. Throttle counters count failures per key (an account's email, a client address)
 //! in a window and lock the key for a while once a limit is reached.
 
+use coss_types::UserId;
 use sqlx::Row;
 
 use crate::{Mail, Store, StoreError, enqueue};
@@ -24,7 +25,7 @@ impl Store {
     /// if a confirmed one is active.
     pub async fn put_pending_totp(
         &self,
-        user_id: i64,
+        user_id: UserId,
         sealed_secret: &[u8],
         now: i64,
     ) -> Result<(), StoreError> {
@@ -33,7 +34,7 @@ impl Store {
              ON CONFLICT (user_id) DO UPDATE SET sealed_secret = excluded.sealed_secret, \
              created_at = excluded.created_at, last_step = 0 WHERE totp.confirmed_at IS NULL",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(sealed_secret)
         .bind(now)
         .execute(&self.pool)
@@ -45,11 +46,11 @@ impl Store {
     }
 
     /// The account's TOTP factor, confirmed or not.
-    pub async fn totp(&self, user_id: i64) -> Result<Option<TotpRecord>, StoreError> {
+    pub async fn totp(&self, user_id: UserId) -> Result<Option<TotpRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT sealed_secret, confirmed_at, last_step FROM totp WHERE user_id = $1",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -64,13 +65,13 @@ impl Store {
 
     /// Records that a code for time step `step` was used; false if that step (or a later one)
     /// was used before, so the code must be refused.
-    pub async fn use_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+    pub async fn use_totp_step(&self, user_id: UserId, step: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE totp SET last_step = $1 \
              WHERE user_id = $2 AND last_step < $1 AND confirmed_at IS NOT NULL",
         )
         .bind(step)
-        .bind(user_id)
+        .bind(user_id.0)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -81,7 +82,7 @@ impl Store {
     /// changes) if there is no pending seed or the step was used.
     pub async fn confirm_totp(
         &self,
-        user_id: i64,
+        user_id: UserId,
         step: i64,
         recovery_hashes: &[Vec<u8>],
         mail: &Mail,
@@ -94,14 +95,14 @@ impl Store {
         )
         .bind(step)
         .bind(now)
-        .bind(user_id)
+        .bind(user_id.0)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
             return Ok(false);
         }
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.0)
             .execute(&mut *tx)
             .await?;
         for hash in recovery_hashes {
@@ -109,7 +110,7 @@ impl Store {
                 "INSERT INTO recovery_codes (code_hash, user_id, created_at) VALUES ($1, $2, $3)",
             )
             .bind(hash.as_slice())
-            .bind(user_id)
+            .bind(user_id.0)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -120,14 +121,19 @@ impl Store {
     }
 
     /// Removes the second factor and its recovery codes and queues the notification.
-    pub async fn remove_totp(&self, user_id: i64, mail: &Mail, now: i64) -> Result<(), StoreError> {
+    pub async fn remove_totp(
+        &self,
+        user_id: UserId,
+        mail: &Mail,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM totp WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.0)
             .execute(&mut *tx)
             .await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.0)
             .execute(&mut *tx)
             .await?;
         enqueue(&mut tx, mail, now).await?;
@@ -138,7 +144,7 @@ impl Store {
     /// Uses a recovery code (by hash) once; false if unknown or used.
     pub async fn use_recovery_code(
         &self,
-        user_id: i64,
+        user_id: UserId,
         hash: &[u8],
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -148,18 +154,18 @@ impl Store {
         )
         .bind(now)
         .bind(hash)
-        .bind(user_id)
+        .bind(user_id.0)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// How many unused recovery codes the account has.
-    pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
+    pub async fn recovery_codes_left(&self, user_id: UserId) -> Result<i64, StoreError> {
         Ok(sqlx::query(
             "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_one(&self.pool)
         .await?
         .try_get(0)?)

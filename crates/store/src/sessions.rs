@@ -4,6 +4,7 @@
 //! and, when the device is new to an account that had signed in before, queues the
 //! new-device email in the same transaction.
 
+use coss_types::UserId;
 use sqlx::Row;
 
 use crate::{Mail, Store, StoreError, enqueue};
@@ -71,7 +72,7 @@ pub struct NewToken {
 #[derive(Debug, Clone)]
 pub struct NewSession {
     /// The account.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// Browser or app.
     pub kind: SessionKind,
     /// A description of the device for the account owner (user agent and address).
@@ -90,7 +91,7 @@ pub struct LiveToken {
     /// The session.
     pub session_id: i64,
     /// The account.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// What the token is.
     pub kind: TokenKind,
 }
@@ -103,7 +104,7 @@ pub enum RefreshOutcome {
         /// The session.
         session_id: i64,
         /// The account.
-        user_id: i64,
+        user_id: UserId,
     },
     /// It had been used before: someone replayed it, so its whole session has ended.
     Reused,
@@ -121,7 +122,7 @@ impl Store {
     ) -> Result<(i64, bool), StoreError> {
         let mut tx = self.pool.begin().await?;
         let known: i64 = sqlx::query("SELECT COUNT(*) FROM known_devices WHERE user_id = $1")
-            .bind(session.user_id)
+            .bind(session.user_id.0)
             .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
@@ -129,7 +130,7 @@ impl Store {
             "INSERT INTO known_devices (user_id, device_hash, first_seen_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id, device_hash) DO NOTHING",
         )
-        .bind(session.user_id)
+        .bind(session.user_id.0)
         .bind(session.device_hash.as_slice())
         .bind(now)
         .execute(&mut *tx)
@@ -140,7 +141,7 @@ impl Store {
             "INSERT INTO sessions (user_id, kind, device, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id",
         )
-        .bind(session.user_id)
+        .bind(session.user_id.0)
         .bind(session.kind.as_str())
         .bind(session.device.as_str())
         .bind(now)
@@ -174,7 +175,7 @@ impl Store {
         row.map(|r| {
             Ok(LiveToken {
                 session_id: r.try_get(0)?,
-                user_id: r.try_get(1)?,
+                user_id: UserId(r.try_get(1)?),
                 kind: TokenKind::parse(r.try_get::<String, _>(2)?.as_str())?,
             })
         })
@@ -223,7 +224,7 @@ impl Store {
         let Some(live) = live else {
             return Ok(RefreshOutcome::Invalid);
         };
-        let user_id: i64 = live.try_get(0)?;
+        let user_id = UserId(live.try_get(0)?);
         for token in successors {
             insert_session_token(&mut tx, session_id, token, now).await?;
         }
@@ -246,7 +247,7 @@ impl Store {
     /// how many ended.
     pub async fn revoke_other_sessions(
         &self,
-        user_id: i64,
+        user_id: UserId,
         keep: Option<i64>,
         now: i64,
     ) -> Result<u64, StoreError> {
@@ -257,13 +258,13 @@ impl Store {
     /// Live sessions of an account: (id, kind, device, created_at), newest first.
     pub async fn sessions_of(
         &self,
-        user_id: i64,
+        user_id: UserId,
     ) -> Result<Vec<(i64, String, String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, kind, device, created_at FROM sessions \
              WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -308,7 +309,7 @@ async fn end_session(
 /// Ends every live session of `user_id` except `keep`; returns how many ended.
 pub(crate) async fn end_sessions_of(
     conn: &mut sqlx::AnyConnection,
-    user_id: i64,
+    user_id: UserId,
     keep: Option<i64>,
     now: i64,
 ) -> Result<u64, StoreError> {
@@ -317,7 +318,7 @@ pub(crate) async fn end_sessions_of(
          WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3",
     )
     .bind(now)
-    .bind(user_id)
+    .bind(user_id.0)
     .bind(keep.unwrap_or(-1))
     .execute(conn)
     .await?;

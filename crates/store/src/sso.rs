@@ -2,6 +2,7 @@
 //! authorization codes (hashed, single use; a second use revokes what the first issued),
 //! access tokens (hashed) and the ID-token signing keys (private halves sealed by the caller).
 
+use coss_types::UserId;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -30,7 +31,7 @@ pub struct OidcCode {
     /// The client it was issued to.
     pub client_id: String,
     /// The account.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The redirect URI it was sent to.
     pub redirect_uri: String,
     /// Space-separated scopes.
@@ -57,7 +58,7 @@ pub enum CodeOutcome {
 }
 
 /// A live access token's grant: (account, client, scopes).
-pub type OidcGrant = (i64, String, String);
+pub type OidcGrant = (UserId, String, String);
 
 /// A signing key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,12 +129,12 @@ impl Store {
     /// The scopes the user has consented to for the client (space-separated), if any.
     pub async fn oidc_consent(
         &self,
-        user_id: i64,
+        user_id: UserId,
         client_id: &str,
     ) -> Result<Option<String>, StoreError> {
         let row =
             sqlx::query("SELECT scopes FROM oidc_consents WHERE user_id = $1 AND client_id = $2")
-                .bind(user_id)
+                .bind(user_id.0)
                 .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -143,7 +144,7 @@ impl Store {
     /// Records (or widens) the user's consent for the client.
     pub async fn grant_oidc_consent(
         &self,
-        user_id: i64,
+        user_id: UserId,
         client_id: &str,
         scopes: &str,
         now: i64,
@@ -153,7 +154,7 @@ impl Store {
              ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, \
              granted_at = excluded.granted_at",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(client_id)
         .bind(scopes)
         .bind(now)
@@ -170,7 +171,7 @@ impl Store {
         )
         .bind(code.code_hash.as_slice())
         .bind(code.client_id.as_str())
-        .bind(code.user_id)
+        .bind(code.user_id.0)
         .bind(code.redirect_uri.as_str())
         .bind(code.scopes.as_str())
         .bind(code.nonce.as_deref())
@@ -238,7 +239,7 @@ impl Store {
         .bind(token_hash)
         .bind(code.code_hash.as_slice())
         .bind(code.client_id.as_str())
-        .bind(code.user_id)
+        .bind(code.user_id.0)
         .bind(code.scopes.as_str())
         .bind(expires_at)
         .execute(&self.pool)
@@ -260,7 +261,7 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        row.map(|r| Ok((UserId(r.try_get(0)?), r.try_get(1)?, r.try_get(2)?)))
             .transpose()
     }
 
@@ -329,7 +330,7 @@ fn code_row(row: &AnyRow) -> Result<OidcCode, StoreError> {
     Ok(OidcCode {
         code_hash: row.try_get(0)?,
         client_id: row.try_get(1)?,
-        user_id: row.try_get(2)?,
+        user_id: UserId(row.try_get(2)?),
         redirect_uri: row.try_get(3)?,
         scopes: row.try_get(4)?,
         nonce: row.try_get(5)?,

@@ -6,7 +6,7 @@
 //! expects, and writes its history row in the same transaction. The exchange core holds the
 //! balances.
 
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -146,7 +146,7 @@ pub struct NewDeposit {
     /// call's trace address (`call:` alone is the transaction's own value).
     pub position: String,
     /// The credited user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The asset's symbol.
     pub asset: String,
     /// Smallest units.
@@ -169,7 +169,7 @@ pub struct DepositRecord {
     /// Where in the transaction (see [`NewDeposit::position`]).
     pub position: String,
     /// The credited user.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The asset's symbol.
     pub asset: String,
     /// Smallest units.
@@ -194,7 +194,7 @@ pub struct DepositRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWithdrawal {
     /// The owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The chain.
     pub chain_id: i64,
     /// The asset's symbol.
@@ -215,7 +215,7 @@ pub struct WithdrawalRecord {
     /// Row id.
     pub id: i64,
     /// The owner.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The chain.
     pub chain_id: i64,
     /// The asset's symbol.
@@ -276,9 +276,9 @@ pub struct TransferRecord {
     /// Row id.
     pub id: i64,
     /// Sender.
-    pub from_user: i64,
+    pub from_user: UserId,
     /// Recipient.
-    pub to_user: i64,
+    pub to_user: UserId,
     /// The asset's symbol.
     pub asset: String,
     /// Smallest units.
@@ -316,7 +316,7 @@ fn deposit(row: &AnyRow) -> Result<DepositRecord, StoreError> {
         chain_id: row.try_get(1)?,
         tx_hash: row.try_get(2)?,
         position: row.try_get(3)?,
-        user_id: row.try_get(4)?,
+        user_id: UserId(row.try_get(4)?),
         asset: row.try_get(5)?,
         amount: stored_amount(row.try_get(6)?)?,
         address: row.try_get(7)?,
@@ -332,7 +332,7 @@ fn deposit(row: &AnyRow) -> Result<DepositRecord, StoreError> {
 fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
     Ok(WithdrawalRecord {
         id: row.try_get(0)?,
-        user_id: row.try_get(1)?,
+        user_id: UserId(row.try_get(1)?),
         chain_id: row.try_get(2)?,
         asset: row.try_get(3)?,
         to_address: row.try_get(4)?,
@@ -352,8 +352,8 @@ fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
 fn transfer(row: &AnyRow) -> Result<TransferRecord, StoreError> {
     Ok(TransferRecord {
         id: row.try_get(0)?,
-        from_user: row.try_get(1)?,
-        to_user: row.try_get(2)?,
+        from_user: UserId(row.try_get(1)?),
+        to_user: UserId(row.try_get(2)?),
         asset: row.try_get(3)?,
         amount: stored_amount(row.try_get(4)?)?,
         idempotency_key: row.try_get(5)?,
@@ -455,13 +455,13 @@ impl Store {
     pub async fn deposit_address(
         &self,
         chain_id: i64,
-        user_id: i64,
+        user_id: UserId,
     ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
             "SELECT address FROM deposit_addresses WHERE chain_id = $1 AND user_id = $2",
         )
         .bind(chain_id)
-        .bind(user_id)
+        .bind(user_id.0)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
@@ -471,7 +471,7 @@ impl Store {
     pub async fn add_deposit_address(
         &self,
         chain_id: i64,
-        user_id: i64,
+        user_id: UserId,
         address: &str,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -480,7 +480,7 @@ impl Store {
              VALUES ($1, $2, $3, $4)",
         )
         .bind(chain_id)
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(address)
         .bind(now)
         .execute(&self.pool)
@@ -498,7 +498,7 @@ impl Store {
         &self,
         chain_id: i64,
         since: i64,
-    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    ) -> Result<Vec<(String, UserId, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT address, user_id, created_at FROM deposit_addresses \
              WHERE chain_id = $1 AND created_at >= $2 ORDER BY created_at",
@@ -508,7 +508,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?), r.try_get(2)?)))
             .collect()
     }
 
@@ -606,7 +606,7 @@ impl Store {
                 .bind(chain_id)
                 .bind(d.tx_hash.as_str())
                 .bind(d.position.as_str())
-                .bind(d.user_id)
+                .bind(d.user_id.0)
                 .bind(d.asset.as_str())
                 .bind(d.amount.to_string())
                 .bind(d.address.as_str())
@@ -770,7 +770,7 @@ impl Store {
         &self,
         chain_id: i64,
         limit: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<(String, UserId)>, StoreError> {
         let rows = sqlx::query(
             "SELECT address, user_id, MIN(id) AS first FROM deposits WHERE chain_id = $1 \
              AND status = $3 AND swept_at IS NULL GROUP BY address, user_id \
@@ -782,7 +782,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
             .collect()
     }
 
@@ -809,13 +809,13 @@ impl Store {
     /// A user's deposits, newest first.
     pub async fn deposits_of(
         &self,
-        user_id: i64,
+        user_id: UserId,
         limit: i64,
     ) -> Result<Vec<DepositRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
         )))
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -859,7 +859,7 @@ impl Store {
              idempotency_key, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING {WITHDRAWAL_COLUMNS}"
         )))
-        .bind(new.user_id)
+        .bind(new.user_id.0)
         .bind(new.chain_id)
         .bind(new.asset.as_str())
         .bind(new.to_address.as_str())
@@ -892,13 +892,13 @@ impl Store {
     /// The user's withdrawal made with this idempotency key.
     pub async fn withdrawal_by_key(
         &self,
-        user_id: i64,
+        user_id: UserId,
         idempotency_key: &str,
     ) -> Result<Option<WithdrawalRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2"
         )))
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(idempotency_key)
         .fetch_optional(&self.pool)
         .await?;
@@ -996,13 +996,13 @@ impl Store {
     /// A user's withdrawals, newest first.
     pub async fn withdrawals_of(
         &self,
-        user_id: i64,
+        user_id: UserId,
         limit: i64,
     ) -> Result<Vec<WithdrawalRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
         )))
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -1014,7 +1014,7 @@ impl Store {
     /// a withdrawal limit.
     pub async fn withdrawn_since(
         &self,
-        user_id: i64,
+        user_id: UserId,
         asset: &str,
         since: i64,
     ) -> Result<Vec<Amount>, StoreError> {
@@ -1022,7 +1022,7 @@ impl Store {
             "SELECT amount FROM withdrawals WHERE user_id = $1 AND asset = $2 AND created_at >= $3 \
              AND status NOT IN ($4, $5, $6)",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(asset)
         .bind(since)
         .bind(WithdrawalStatus::Cancelled.as_str())
@@ -1160,7 +1160,7 @@ impl Store {
     /// Adds an address to the user's withdrawal allow-list (re-adding renames it).
     pub async fn allow_withdrawal_address(
         &self,
-        user_id: i64,
+        user_id: UserId,
         chain_id: i64,
         address: &str,
         label: &str,
@@ -1170,7 +1170,7 @@ impl Store {
         sqlx::query(
             "DELETE FROM withdrawal_addresses WHERE user_id = $1 AND chain_id = $2 AND address = $3",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(chain_id)
         .bind(address)
         .execute(&mut *tx)
@@ -1179,7 +1179,7 @@ impl Store {
             "INSERT INTO withdrawal_addresses (user_id, chain_id, address, label, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(chain_id)
         .bind(address)
         .bind(label)
@@ -1193,14 +1193,14 @@ impl Store {
     /// Removes an address from the allow-list (false if it was not on it).
     pub async fn remove_withdrawal_address(
         &self,
-        user_id: i64,
+        user_id: UserId,
         chain_id: i64,
         address: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "DELETE FROM withdrawal_addresses WHERE user_id = $1 AND chain_id = $2 AND address = $3",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(chain_id)
         .bind(address)
         .execute(&self.pool)
@@ -1211,14 +1211,14 @@ impl Store {
     /// The user's allow-list on the chain.
     pub async fn withdrawal_addresses(
         &self,
-        user_id: i64,
+        user_id: UserId,
         chain_id: i64,
     ) -> Result<Vec<AllowedAddress>, StoreError> {
         let rows = sqlx::query(
             "SELECT address, label, created_at FROM withdrawal_addresses \
              WHERE user_id = $1 AND chain_id = $2 ORDER BY created_at, address",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(chain_id)
         .fetch_all(&self.pool)
         .await?;
@@ -1234,9 +1234,9 @@ impl Store {
     }
 
     /// Whether the user withdraws only to allow-listed addresses.
-    pub async fn allow_list_only(&self, user_id: i64) -> Result<bool, StoreError> {
+    pub async fn allow_list_only(&self, user_id: UserId) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT allow_list_only FROM wallet_settings WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.0)
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()? == Some(1))
@@ -1245,19 +1245,19 @@ impl Store {
     /// Turns allow-list-only withdrawals on or off.
     pub async fn set_allow_list_only(
         &self,
-        user_id: i64,
+        user_id: UserId,
         on: bool,
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM wallet_settings WHERE user_id = $1")
-            .bind(user_id)
+            .bind(user_id.0)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "INSERT INTO wallet_settings (user_id, allow_list_only, updated_at) VALUES ($1, $2, $3)",
         )
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(i64::from(on))
         .bind(now)
         .execute(&mut *tx)
@@ -1270,8 +1270,8 @@ impl Store {
     /// already made with this idempotency key (`false`).
     pub async fn create_transfer(
         &self,
-        from_user: i64,
-        to_user: i64,
+        from_user: UserId,
+        to_user: UserId,
         asset: &str,
         amount: Amount,
         idempotency_key: &str,
@@ -1281,8 +1281,8 @@ impl Store {
             "INSERT INTO internal_transfers (from_user, to_user, asset, amount, idempotency_key, \
              status, created_at) VALUES ($1, $2, $3, $4, $5, $7, $6) RETURNING {TRANSFER_COLUMNS}"
         )))
-        .bind(from_user)
-        .bind(to_user)
+        .bind(from_user.0)
+        .bind(to_user.0)
         .bind(asset)
         .bind(amount.to_string())
         .bind(idempotency_key)
@@ -1303,13 +1303,13 @@ impl Store {
     /// The sender's transfer made with this idempotency key.
     pub async fn transfer_by_key(
         &self,
-        from_user: i64,
+        from_user: UserId,
         idempotency_key: &str,
     ) -> Result<Option<TransferRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TRANSFER_COLUMNS} FROM internal_transfers WHERE from_user = $1 AND idempotency_key = $2"
         )))
-        .bind(from_user)
+        .bind(from_user.0)
         .bind(idempotency_key)
         .fetch_optional(&self.pool)
         .await?;
@@ -1337,14 +1337,14 @@ impl Store {
     /// Transfers the user sent or received, newest first.
     pub async fn transfers_of(
         &self,
-        user_id: i64,
+        user_id: UserId,
         limit: i64,
     ) -> Result<Vec<TransferRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {TRANSFER_COLUMNS} FROM internal_transfers WHERE from_user = $1 OR to_user = $1 \
              ORDER BY id DESC LIMIT $2"
         )))
-        .bind(user_id)
+        .bind(user_id.0)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -9,7 +9,7 @@ use coss_store::{
     OidcCode, OidcKey, ProfileRecord, Purpose, RefreshOutcome, ScratchDatabase, SessionKind, Store,
     StoreError, Subject, TokenKind, TransferStatus, UsernameClaim, WithdrawalStatus,
 };
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 
 struct Db {
     store: Store,
@@ -211,7 +211,7 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
         .await
         .unwrap();
 
-    let invalid = |r: Result<i64, StoreError>| matches!(r, Err(StoreError::TokenInvalid));
+    let invalid = |r: Result<UserId, StoreError>| matches!(r, Err(StoreError::TokenInvalid));
     // Wrong purpose, unknown, expired.
     assert!(invalid(
         store.use_token(&[1; 32], Purpose::ResetPassword, T0).await
@@ -251,7 +251,7 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
     ));
 }
 
-async fn alice(store: &Store) -> i64 {
+async fn alice(store: &Store) -> UserId {
     store
         .create_user(
             "alice@example.com",
@@ -266,7 +266,7 @@ async fn alice(store: &Store) -> i64 {
 }
 
 fn sign_in(
-    user_id: i64,
+    user_id: UserId,
     kind: SessionKind,
     device: u8,
     tokens: &[(u8, TokenKind, i64)],
@@ -356,7 +356,7 @@ async fn sessions_live_until_revoked_or_expired_and_a_password_change_ends_the_o
         ("h2", T0 + 3)
     );
     assert!(matches!(
-        store.set_password(user + 1000, "x", T0).await,
+        store.set_password(UserId(user.0 + 1000), "x", T0).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -554,7 +554,7 @@ async fn a_second_factor_is_active_once_confirmed_and_each_step_and_recovery_cod
     );
     assert!(
         !store
-            .use_recovery_code(user + 1, &[41; 32], T0 + 3)
+            .use_recovery_code(UserId(user.0 + 1), &[41; 32], T0 + 3)
             .await
             .unwrap(),
         "another account's code"
@@ -652,7 +652,10 @@ async fn api_keys_are_listed_found_by_key_and_revoked_by_their_owner_only(db: &D
     );
     assert_eq!(store.api_keys_of(user).await.unwrap().len(), 1);
     assert!(
-        !store.revoke_api_key(user + 1, id, T0).await.unwrap(),
+        !store
+            .revoke_api_key(UserId(user.0 + 1), id, T0)
+            .await
+            .unwrap(),
         "not the owner"
     );
     assert!(store.revoke_api_key(user, id, T0 + 1).await.unwrap());

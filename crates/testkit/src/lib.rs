@@ -13,7 +13,7 @@ use coss_core::Command;
 use coss_engine::EngineHandle;
 use coss_identity::{Accounts, Authenticated, Permission, Vault, totp_code};
 use coss_store::{ScratchDatabase, SessionKind, Store};
-use coss_types::{AccountId, Amount, AssetId, MarketId};
+use coss_types::{AccountId, Amount, AssetId, MarketId, UserId};
 
 /// The password every test account has.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -58,7 +58,7 @@ async fn token_in(accounts: &Accounts, to: &str, template: Option<&str>) -> Stri
 }
 
 /// Signs `email` up (password [`PASSWORD`]) and verifies it with its emailed token, at `now`.
-pub async fn verified(accounts: &Accounts, email: &str, now: i64) -> i64 {
+pub async fn verified(accounts: &Accounts, email: &str, now: i64) -> UserId {
     let id = accounts.signup(email, PASSWORD, now).await.unwrap();
     let token = emailed_token(accounts, email).await;
     accounts.verify_email(&token, now).await.unwrap();
@@ -67,7 +67,7 @@ pub async fn verified(accounts: &Accounts, email: &str, now: i64) -> i64 {
 
 /// Who `user` is, as an app session (for the account services that take the caller).
 #[must_use]
-pub fn app(user: i64) -> Authenticated {
+pub fn app(user: UserId) -> Authenticated {
     Authenticated {
         user_id: user,
         session_id: 0,
@@ -77,7 +77,7 @@ pub fn app(user: i64) -> Authenticated {
 
 /// Turns TOTP on for `user` (confirmed with the previous step's code, so that the current
 /// step's code is still unused) and returns its seed.
-pub async fn with_totp(accounts: &Accounts, user: i64, now: i64) -> String {
+pub async fn with_totp(accounts: &Accounts, user: UserId, now: i64) -> String {
     let who = app(user);
     let enrolment = accounts.begin_totp_enrolment(&who, now).await.unwrap();
     let seed = enrolment.secret.expose().to_owned();
@@ -91,7 +91,7 @@ pub async fn with_totp(accounts: &Accounts, user: i64, now: i64) -> String {
 /// An API key of `user` (TOTP on, with `seed`) with `permissions`: (key, secret).
 pub async fn api_key(
     accounts: &Accounts,
-    user: i64,
+    user: UserId,
     seed: &str,
     permissions: &[Permission],
     now: i64,

@@ -11,7 +11,7 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use coss_http::{ApiError, Caller, Gate, JsonBody, Public, Query, Routes};
 use coss_store::{DepositRecord, DepositStatus, Subject, WalletEvent, WithdrawalRecord};
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::{BalanceView, TransferRequest, Wallet, WalletError, WithdrawalRequest, hex_of};
@@ -210,7 +210,7 @@ async fn statement(
         .asset(&query.asset)
         .ok_or_else(|| WalletError::UnknownAsset(query.asset.clone()))?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
-    let account = coss_core::user_account(user).ok_or(WalletError::NotFound)?;
+    let account = coss_identity::exchange_account(user).ok_or(WalletError::NotFound)?;
     let account = i64::try_from(account.0).map_err(|_| WalletError::NotFound)?;
     let rows = wallet
         .store()
@@ -626,7 +626,7 @@ struct AllowedView {
     created_at: i64,
 }
 
-async fn allow_list_view(wallet: &Wallet, user: i64) -> Result<AllowListView, ApiError> {
+async fn allow_list_view(wallet: &Wallet, user: UserId) -> Result<AllowListView, ApiError> {
     let store = &wallet.inner.store;
     let only = store
         .allow_list_only(user)

@@ -8,6 +8,7 @@
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use bip32::{ChildNumber, DerivationPath, Prefix, XPrv, XPub};
+use coss_types::UserId;
 use zeroize::Zeroizing;
 
 use crate::WalletError;
@@ -42,15 +43,15 @@ pub fn parse_xpub(text: &str) -> Result<XPub, WalletError> {
         .map_err(|_| WalletError::Keys("invalid extended public key"))
 }
 
-fn child(user_id: i64) -> Result<u32, WalletError> {
-    u32::try_from(user_id)
+fn child(user_id: UserId) -> Result<u32, WalletError> {
+    u32::try_from(user_id.0)
         .ok()
         .filter(|i| *i < (1 << 31))
         .ok_or(WalletError::Keys("user id out of the derivation range"))
 }
 
 /// The deposit address of a user, from the deposit account's xpub.
-pub fn deposit_address(xpub: &XPub, user_id: i64) -> Result<Address, WalletError> {
+pub fn deposit_address(xpub: &XPub, user_id: UserId) -> Result<Address, WalletError> {
     let index = child(user_id)?;
     let external = ChildNumber::new(0, false)
         .and_then(|zero| xpub.derive_child(zero))
@@ -60,7 +61,7 @@ pub fn deposit_address(xpub: &XPub, user_id: i64) -> Result<Address, WalletError
 }
 
 /// The key of a user's deposit address (for sweeping it).
-pub fn deposit_signer(seed: &[u8], user_id: i64) -> Result<PrivateKeySigner, WalletError> {
+pub fn deposit_signer(seed: &[u8], user_id: UserId) -> Result<PrivateKeySigner, WalletError> {
     let full = format!("{DEPOSIT_ACCOUNT_PATH}/0/{}", child(user_id)?);
     signer_at(seed, &full)
 }
@@ -87,18 +88,18 @@ mod tests {
     fn the_xpub_alone_gives_the_same_addresses_as_the_private_keys() {
         let seed = new_seed().unwrap();
         let xpub = parse_xpub(&deposit_xpub(&seed).unwrap()).unwrap();
-        for user in [1, 2, 1000, 2_147_483_647] {
+        for user in [1, 2, 1000, 2_147_483_647].map(UserId) {
             assert_eq!(
                 deposit_address(&xpub, user).unwrap(),
                 deposit_signer(&seed, user).unwrap().address()
             );
         }
         assert_ne!(
-            deposit_address(&xpub, 1).unwrap(),
-            deposit_address(&xpub, 2).unwrap()
+            deposit_address(&xpub, UserId(1)).unwrap(),
+            deposit_address(&xpub, UserId(2)).unwrap()
         );
-        assert!(deposit_address(&xpub, 1 << 31).is_err());
-        assert!(deposit_address(&xpub, -1).is_err());
+        assert!(deposit_address(&xpub, UserId(1 << 31)).is_err());
+        assert!(deposit_address(&xpub, UserId(-1)).is_err());
     }
 
     #[test]
@@ -110,12 +111,12 @@ mod tests {
         );
         let xpub = parse_xpub(&deposit_xpub(&seed).unwrap()).unwrap();
         assert_eq!(
-            deposit_address(&xpub, 0).unwrap().to_checksum(None),
+            deposit_address(&xpub, UserId(0)).unwrap().to_checksum(None),
             "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
         );
         assert_ne!(
             hot_signer(&seed).unwrap().address(),
-            deposit_address(&xpub, 0).unwrap()
+            deposit_address(&xpub, UserId(0)).unwrap()
         );
     }
 

@@ -24,7 +24,7 @@ use coss_core::{Command, RejectReason};
 use coss_engine::EngineHandle;
 use coss_identity::{Accounts, IdentityError};
 use coss_store::{SeedRecord, Store, StoreError};
-use coss_types::{AccountId, Amount, AssetId, RequestId};
+use coss_types::{AccountId, Amount, AssetId, RequestId, UserId};
 use zeroize::Zeroizing;
 
 pub mod api;
@@ -198,8 +198,8 @@ pub fn deposit_reference(chain_id: i64, tx_hash: &str, position: &str) -> String
     format!("eth:{chain_id}:{tx_hash}:{position}")
 }
 
-pub(crate) fn account_of(user_id: i64) -> Result<AccountId, WalletError> {
-    coss_core::user_account(user_id).ok_or(WalletError::NotFound)
+pub(crate) fn account_of(user_id: UserId) -> Result<AccountId, WalletError> {
+    coss_identity::exchange_account(user_id).ok_or(WalletError::NotFound)
 }
 
 /// One user's balance of one asset, in whole units and smallest units.
@@ -403,7 +403,7 @@ impl Wallet {
 
     /// The user's deposit address on this chain (the same for every asset), made on first
     /// request and watched from then on.
-    pub async fn deposit_address(&self, user_id: i64) -> Result<Address, WalletError> {
+    pub async fn deposit_address(&self, user_id: UserId) -> Result<Address, WalletError> {
         let address = hd::deposit_address(&self.inner.xpub, user_id)?;
         let chain = self.chain_key();
         if self
@@ -423,7 +423,7 @@ impl Wallet {
     }
 
     /// The user's balances of this chain's assets.
-    pub async fn balances(&self, user_id: i64) -> Result<Vec<BalanceView>, WalletError> {
+    pub async fn balances(&self, user_id: UserId) -> Result<Vec<BalanceView>, WalletError> {
         let account = account_of(user_id)?;
         let assets: Vec<(String, AssetId, u8)> = self
             .inner

@@ -5,7 +5,7 @@
 
 use coss_core::{Command, RejectReason};
 use coss_store::{TransferRecord, TransferStatus};
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 
 use crate::withdraw::{check_key, parse_positive};
 use crate::{Wallet, WalletError, account_of, transfer_request};
@@ -14,7 +14,7 @@ use crate::{Wallet, WalletError, account_of, transfer_request};
 #[derive(Debug, Clone)]
 pub struct TransferRequest {
     /// The sender.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The recipient's email.
     pub to_email: String,
     /// The asset's symbol.

@@ -24,7 +24,7 @@ use alloy::providers::Provider;
 use alloy::rpc::types::{Block, TransactionReceipt};
 use coss_core::{Command, RejectReason};
 use coss_store::{BlockRef, DepositStatus, NewDeposit, Store};
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 use serde::Deserialize;
 
 use crate::chain::timed;
@@ -37,7 +37,7 @@ pub const TRANSFER_TOPIC: B256 =
 /// The watched deposit addresses and their users, in memory.
 #[derive(Debug, Default)]
 pub struct AddressBook {
-    map: RwLock<HashMap<Address, i64>>,
+    map: RwLock<HashMap<Address, UserId>>,
     /// Creation time of the newest address loaded from the database.
     loaded_until: AtomicI64,
 }
@@ -48,7 +48,7 @@ const REFRESH_OVERLAP_MS: i64 = 60_000;
 
 impl AddressBook {
     /// Watches an address.
-    pub fn insert(&self, address: Address, user_id: i64) {
+    pub fn insert(&self, address: Address, user_id: UserId) {
         if let Ok(mut map) = self.map.write() {
             map.insert(address, user_id);
         }
@@ -56,7 +56,7 @@ impl AddressBook {
 
     /// The user an address belongs to.
     #[must_use]
-    pub fn user(&self, address: &Address) -> Option<i64> {
+    pub fn user(&self, address: &Address) -> Option<UserId> {
         self.map.read().ok().and_then(|m| m.get(address).copied())
     }
 
@@ -73,7 +73,7 @@ impl AddressBook {
     }
 
     /// Watches many addresses at once (start-up, benchmarks).
-    pub fn extend(&self, entries: impl IntoIterator<Item = (Address, i64)>) {
+    pub fn extend(&self, entries: impl IntoIterator<Item = (Address, UserId)>) {
         if let Ok(mut map) = self.map.write() {
             map.extend(entries);
         }
@@ -483,7 +483,7 @@ impl Wallet {
             {
                 credited += 1;
                 tracing::info!(
-                    user = deposit.user_id,
+                    user = %deposit.user_id,
                     asset = %deposit.asset,
                     amount = %deposit.amount,
                     tx = %deposit.tx_hash,

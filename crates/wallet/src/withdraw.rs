@@ -23,7 +23,7 @@ use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
 use coss_core::{Command, RejectReason};
 use coss_store::{NewWithdrawal, SignedTx, WithdrawalRecord, WithdrawalStatus};
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 
 use crate::chain::timed;
 use crate::{AssetConfig, Wallet, WalletError, account_of, hex_of, rpc_error, withdrawal_request};
@@ -40,7 +40,7 @@ alloy::sol! {
 #[derive(Debug, Clone)]
 pub struct WithdrawalRequest {
     /// Who.
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The asset's symbol.
     pub asset: String,
     /// Destination: `0x` and 40 hex digits (mixed case must be a valid EIP-55 checksum).
@@ -270,7 +270,7 @@ impl Wallet {
     /// Cancels a withdrawal that is not signed yet; its hold returns to the balance.
     pub async fn cancel_withdrawal(
         &self,
-        user_id: i64,
+        user_id: UserId,
         id: i64,
     ) -> Result<WithdrawalRecord, WalletError> {
         let store = &self.inner.store;

@@ -21,7 +21,7 @@ use coss_identity::{Accounts, Vault, totp_code};
 use coss_store::{
     DepositStatus, ScratchDatabase, SessionKind, Store, Subject, TransferStatus, WithdrawalStatus,
 };
-use coss_types::Amount;
+use coss_types::{Amount, UserId};
 use coss_wallet::{
     ChainConfig, DEV_ETH, DEV_TUSD, TransferRequest, Wallet, WalletError, WithdrawalRequest,
 };
@@ -168,7 +168,7 @@ impl World {
     }
 
     /// A verified user; with `totp`, second factor enabled and its seed returned.
-    async fn user(&self, email: &str, totp: bool) -> (i64, Option<String>) {
+    async fn user(&self, email: &str, totp: bool) -> (UserId, Option<String>) {
         let id = coss_testkit::verified(&self.accounts, email, T0).await;
         let seed = match totp {
             true => Some(coss_testkit::with_totp(&self.accounts, id, T0).await),
@@ -221,19 +221,25 @@ impl World {
             .unwrap()
     }
 
-    async fn balance(&self, user: i64, asset: coss_types::AssetId) -> coss_core::Balance {
-        let account = coss_core::user_account(user).unwrap();
+    async fn balance(&self, user: UserId, asset: coss_types::AssetId) -> coss_core::Balance {
+        let account = coss_identity::exchange_account(user).unwrap();
         self.handle
             .read_async(move |e| e.balance(account, asset))
             .await
             .unwrap()
     }
 
-    async fn credit(&self, user: i64, asset: coss_types::AssetId, amount: u128, reference: &str) {
+    async fn credit(
+        &self,
+        user: UserId,
+        asset: coss_types::AssetId,
+        amount: u128,
+        reference: &str,
+    ) {
         let receipt = self
             .handle
             .submit_async(Command::Deposit {
-                account: coss_core::user_account(user).unwrap(),
+                account: coss_identity::exchange_account(user).unwrap(),
                 asset,
                 amount: Amount(amount),
                 reference: reference.into(),
@@ -268,7 +274,7 @@ impl World {
 }
 
 fn withdrawal(
-    user: i64,
+    user: UserId,
     asset: &str,
     address: &str,
     amount: &str,

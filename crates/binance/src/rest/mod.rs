@@ -32,7 +32,7 @@ use coss_market::{
     tif_name,
 };
 use coss_store::{HistoryRange, ReadFrom};
-use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side};
+use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side, UserId};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 
@@ -81,7 +81,7 @@ pub(crate) struct Call {
     now: u64,
     /// The caller's account, for signed endpoints.
     account: Option<AccountId>,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     ip: Option<IpAddr>,
 }
 
@@ -198,6 +198,6 @@ async fn authenticate(
         _ => accounts.key_owner(key, call.ip).await?,
     };
     call.user_id = Some(user_id);
-    call.account = coss_core::user_account(user_id);
+    call.account = coss_identity::exchange_account(user_id);
     Ok(())
 }

@@ -73,7 +73,7 @@ pub(crate) async fn close_listen_key(c: Call) -> Answer {
 impl Binance {
     /// The user a live listen key belongs to.
     #[must_use]
-    pub fn listen_key_user(&self, key: &str) -> Option<i64> {
+    pub fn listen_key_user(&self, key: &str) -> Option<UserId> {
         let keys = self
             .inner
             .listen_keys

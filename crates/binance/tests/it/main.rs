@@ -138,7 +138,7 @@ impl Fixture {
         let id = coss_testkit::verified(a, email, t).await;
         let seed = coss_testkit::with_totp(a, id, t).await;
         let (key, secret) = coss_testkit::api_key(a, id, &seed, permissions, t).await;
-        let account = coss_core::user_account(id).unwrap();
+        let account = coss_identity::exchange_account(id).unwrap();
         for (asset, amount) in [(ETH, eth), (TUSD, tusd)] {
             if amount > 0 {
                 coss_testkit::deposit(&self.handle, account, asset, amount).await;

@@ -12,8 +12,9 @@ use coss_contracts::{
     COSS as COSS_UNIT, Chain, CossSale, CossToken, DeployParams, ETHER, chain_time, connect,
     deploy, spawn_anvil, username_to_bytes32,
 };
-use coss_core::{dao_share, user_account};
+use coss_core::dao_share;
 use coss_dao::{ChainReader, ChainSource};
+use coss_identity::exchange_account;
 use coss_store::Store;
 
 use crate::*;
@@ -106,7 +107,7 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     for name in ["alice", "bob", "carol"] {
         let id = user(&store, &format!("{name}@example.com")).await;
         store.claim_username(id, name, 0).await.unwrap();
-        accounts.insert(name, user_account(id).unwrap());
+        accounts.insert(name, exchange_account(id).unwrap());
     }
     let clock = ManualClock::starting_now();
     let (engine, handle) = engine(dir.path(), &clock).await;
@@ -198,10 +199,14 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     forged.payouts[0].amount = (dao_share(eth_pool, alice, total) + 1).to_string();
     assert!(!forged.verify());
     assert!(
-        dao.holder_week(user_account(424_242).unwrap(), &week, &symbols)
-            .await
-            .unwrap()
-            .is_none()
+        dao.holder_week(
+            exchange_account(coss_types::UserId(424_242)).unwrap(),
+            &week,
+            &symbols,
+        )
+        .await
+        .unwrap()
+        .is_none()
     );
     drop(handle);
     drop(dao);

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use coss_core::{DAO_PAYOUTS, FEES_HOLDERS, dao_share, user_account};
+use coss_core::{DAO_PAYOUTS, FEES_HOLDERS, dao_share};
+use coss_identity::exchange_account;
 use coss_store::Store;
 use coss_types::AccountId;
 
@@ -20,7 +21,7 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
     let holders: Vec<(AccountId, u128)> = (0..2_500u64)
         .map(|i| {
             (
-                user_account(i64::try_from(i).unwrap() + 1).unwrap(),
+                exchange_account(coss_types::UserId(i64::try_from(i).unwrap() + 1)).unwrap(),
                 UNIT + u128::from(i) * 7_919,
             )
         })

@@ -14,7 +14,7 @@ use coss_core::{Command, FEES_HOLDERS};
 use coss_dao::{Dao, DaoConfig};
 use coss_engine::{Engine, EngineConfig, EngineHandle};
 use coss_store::{EmailToken, Mail, Purpose, Store};
-use coss_types::{AccountId, Amount, AssetId, RequestId};
+use coss_types::{AccountId, Amount, AssetId, RequestId, UserId};
 
 pub const ETH: AssetId = AssetId(1);
 pub const COSS: AssetId = AssetId(2);
@@ -62,7 +62,7 @@ pub async fn pool(handle: &EngineHandle, asset: AssetId, amount: u128) {
     .await;
 }
 
-pub async fn user(store: &Store, email: &str) -> i64 {
+pub async fn user(store: &Store, email: &str) -> UserId {
     let token = EmailToken {
         hash: email.as_bytes().to_vec(),
         purpose: Purpose::VerifyEmail,
