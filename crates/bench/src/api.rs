@@ -111,8 +111,7 @@ pub fn run(options: Options) -> Result<Value> {
     let history = server_rt.block_on(async {
         // How far behind the history writer is once the load stops.
         let start = Instant::now();
-        while store.history_position().await.unwrap_or(0)
-            < i64::try_from(status.last_seq).unwrap_or(i64::MAX)
+        while store.history_position().await.unwrap_or(0) < status.last_seq
             && start.elapsed() < Duration::from_secs(60)
         {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -9,7 +9,7 @@
 use crate::{Interval, MarketService, OrderStatus, order_type_name, side_name, stp_name, tif_name};
 use coss_core::{Event, EventKind};
 use coss_store::{BalanceRow, CandleRow, HistoryBatch, OrderRow, Store, TradeRow};
-use coss_types::{MarketId, OrderId};
+use coss_types::{Amount, MarketId, OrderId, UnixMs};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,12 +95,8 @@ async fn run(store: Store, market: MarketService, mut events: mpsc::Receiver<Arc
     }
 }
 
-fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// The rows of the events after `position`.
-fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) -> HistoryBatch {
+fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: u64) -> HistoryBatch {
     let mut batch = HistoryBatch {
         seq: position,
         ..HistoryBatch::default()
@@ -109,7 +105,7 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
     let mut orders: BTreeSet<OrderId> = BTreeSet::new();
     let mut candles: BTreeSet<(MarketId, u64)> = BTreeSet::new();
     for event in chunks.iter().flat_map(|c| c.iter()) {
-        let seq = i64_of(event.seq);
+        let seq = event.seq;
         if seq <= position {
             continue;
         }
@@ -140,11 +136,11 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
                 locked,
             } => batch.balances.push(BalanceRow {
                 seq,
-                account: i64_of(account.0),
-                asset: i64::from(asset.0),
-                available: available.0.to_string(),
-                locked: locked.0.to_string(),
-                time_ms: i64_of(event.time_ms),
+                account: *account,
+                asset: *asset,
+                available: *available,
+                locked: *locked,
+                time_ms: UnixMs(event.time_ms),
             }),
             _ => {}
         }
@@ -156,19 +152,19 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
         };
         if let Some(t) = view.trade(id) {
             batch.trades.push(TradeRow {
-                id: i64_of(t.id),
-                market: i64::from(t.market.0),
-                price: i64_of(t.price.0),
-                qty: i64_of(t.qty.0),
-                quote: t.quote.to_string(),
+                id: t.id,
+                market: t.market,
+                price: t.price,
+                qty: t.qty,
+                quote: Amount(t.quote),
                 taker_side: side_name(t.taker_side),
-                maker_order: i64_of(t.maker_order.0),
-                taker_order: i64_of(t.taker_order.0),
-                maker_account: i64_of(t.maker_account.0),
-                taker_account: i64_of(t.taker_account.0),
-                maker_fee: t.maker_fee.to_string(),
-                taker_fee: t.taker_fee.to_string(),
-                time_ms: i64_of(t.time_ms),
+                maker_order: t.maker_order,
+                taker_order: t.taker_order,
+                maker_account: t.maker_account,
+                taker_account: t.taker_account,
+                maker_fee: Amount(t.maker_fee),
+                taker_fee: Amount(t.taker_fee),
+                time_ms: UnixMs(t.time_ms),
             });
         }
     }
@@ -177,24 +173,24 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
             continue;
         };
         batch.orders.push(OrderRow {
-            id: i64_of(o.id.0),
-            account: i64_of(o.new.account.0),
-            market: i64::from(o.new.market.0),
+            id: o.id,
+            account: o.new.account,
+            market: o.new.market,
             side: side_name(o.new.side),
             kind: order_type_name(&o.new.kind),
-            price: o.price.map(|p| i64_of(p.0)),
-            qty: o.qty.map(|q| i64_of(q.0)),
+            price: o.price,
+            qty: o.qty,
             client_id: o.new.client_id.map(|c| c.as_str().to_owned()),
-            executed: i64_of(o.executed),
-            cum_quote: o.cum_quote.to_string(),
+            executed: o.executed,
+            cum_quote: Amount(o.cum_quote),
             status: OrderStatus::name(o.status),
-            time_ms: i64_of(o.time_ms),
-            update_ms: i64_of(o.update_ms),
+            time_ms: UnixMs(o.time_ms),
+            update_ms: UnixMs(o.update_ms),
             time_in_force: o.time_in_force().map(tif_name),
-            stop_price: o.stop_price().map(|p| i64_of(p.0)),
-            quote_order_qty: o.quote_order_qty().map(|a| a.0.to_string()),
+            stop_price: o.stop_price(),
+            quote_order_qty: o.quote_order_qty(),
             stp: stp_name(o.stp()),
-            working_ms: o.working_ms.map(i64_of),
+            working_ms: o.working_ms.map(UnixMs),
         });
     }
     for (market_id, open) in candles {
@@ -205,17 +201,17 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: i64) ->
             continue;
         };
         batch.candles.push(CandleRow {
-            market: i64::from(market_id.0),
-            open_time: i64_of(c.open_time),
-            open: i64_of(c.open.0),
-            high: i64_of(c.high.0),
-            low: i64_of(c.low.0),
-            close: i64_of(c.close.0),
-            volume: c.volume.to_string(),
-            quote_volume: c.quote_volume.to_string(),
-            trades: i64_of(c.trades),
-            taker_buy_volume: c.taker_buy_volume.to_string(),
-            taker_buy_quote: c.taker_buy_quote.to_string(),
+            market: market_id,
+            open_time: UnixMs(c.open_time),
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume: c.volume,
+            quote_volume: Amount(c.quote_volume),
+            trades: c.trades,
+            taker_buy_volume: c.taker_buy_volume,
+            taker_buy_quote: Amount(c.taker_buy_quote),
         });
     }
     batch

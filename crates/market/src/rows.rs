@@ -3,10 +3,6 @@
 
 use super::*;
 
-pub(crate) fn u64_of(n: i64) -> Option<u64> {
-    u64::try_from(n).ok()
-}
-
 /// The side [`side_name`] names.
 pub(crate) fn side_of(name: &str) -> Option<Side> {
     match name {
@@ -27,9 +23,7 @@ impl Order {
             Some("FOK") => TimeInForce::Fok,
             _ => TimeInForce::Gtc,
         };
-        let price = row.price.and_then(u64_of).map(Price);
-        let qty = row.qty.and_then(u64_of).map(Qty);
-        let stop = row.stop_price.and_then(u64_of).map(Price);
+        let (price, qty, stop) = (row.price, row.qty, row.stop_price);
         let kind = match (row.kind, price, qty, stop) {
             ("LIMIT_MAKER", Some(price), Some(qty), _) => OrderKind::Limit {
                 price,
@@ -38,7 +32,7 @@ impl Order {
             },
             ("LIMIT", Some(price), Some(qty), _) => OrderKind::Limit { price, qty, tif },
             ("MARKET", _, _, _) if row.quote_order_qty.is_some() => OrderKind::MarketQuote {
-                amount: Amount(row.quote_order_qty.as_deref()?.parse().ok()?),
+                amount: row.quote_order_qty?,
             },
             ("MARKET", _, Some(qty), _) => OrderKind::Market { qty },
             ("STOP_LOSS_LIMIT", Some(price), Some(qty), Some(stop)) => OrderKind::StopLimit {
@@ -73,10 +67,10 @@ impl Order {
             _ => return None,
         };
         Some(Order {
-            id: OrderId(u64_of(row.id)?),
+            id: row.id,
             new: NewOrder {
-                account: AccountId(u64_of(row.account)?),
-                market: MarketId(u32::try_from(row.market).ok()?),
+                account: row.account,
+                market: row.market,
                 side,
                 kind,
                 client_id: match &row.client_id {
@@ -87,12 +81,12 @@ impl Order {
             },
             price,
             qty,
-            executed: u64_of(row.executed)?,
-            cum_quote: row.cum_quote.parse().ok()?,
+            executed: row.executed,
+            cum_quote: row.cum_quote.0,
             status,
-            time_ms: u64_of(row.time_ms)?,
-            update_ms: u64_of(row.update_ms)?,
-            working_ms: row.working_ms.and_then(u64_of),
+            time_ms: row.time_ms.0,
+            update_ms: row.update_ms.0,
+            working_ms: row.working_ms.map(|t| t.0),
             book_lots: 0,
         })
     }
@@ -103,71 +97,53 @@ impl Trade {
     #[must_use]
     pub fn from_row(row: &coss_store::TradeRow) -> Option<Trade> {
         Some(Trade {
-            id: u64_of(row.id)?,
-            market: MarketId(u32::try_from(row.market).ok()?),
-            price: Price(u64_of(row.price)?),
-            qty: Qty(u64_of(row.qty)?),
-            quote: row.quote.parse().ok()?,
-            time_ms: u64_of(row.time_ms)?,
+            id: row.id,
+            market: row.market,
+            price: row.price,
+            qty: row.qty,
+            quote: row.quote.0,
+            time_ms: row.time_ms.0,
             taker_side: side_of(row.taker_side)?,
-            maker_order: OrderId(u64_of(row.maker_order)?),
-            taker_order: OrderId(u64_of(row.taker_order)?),
-            maker_account: AccountId(u64_of(row.maker_account)?),
-            taker_account: AccountId(u64_of(row.taker_account)?),
-            maker_fee: row.maker_fee.parse().ok()?,
-            taker_fee: row.taker_fee.parse().ok()?,
+            maker_order: row.maker_order,
+            taker_order: row.taker_order,
+            maker_account: row.maker_account,
+            taker_account: row.taker_account,
+            maker_fee: row.maker_fee.0,
+            taker_fee: row.taker_fee.0,
         })
     }
 }
 
 /// Candles of `interval` made from one-minute candles the history stored (oldest first, one
 /// market): each holds the minutes that open within it. Trade ids are not stored, so
-/// `first_trade` and `last_trade` are 0. Rows this version cannot read are skipped.
+/// `first_trade` and `last_trade` are 0.
 #[must_use]
 pub fn candles_from_minutes(interval: Interval, minutes: &[coss_store::CandleRow]) -> Vec<Candle> {
     let mut out: Vec<Candle> = Vec::new();
     for row in minutes {
-        let (Some(open_time), Some(open), Some(high), Some(low), Some(close), Some(trades)) = (
-            u64_of(row.open_time),
-            u64_of(row.open),
-            u64_of(row.high),
-            u64_of(row.low),
-            u64_of(row.close),
-            u64_of(row.trades),
-        ) else {
-            continue;
-        };
-        let amounts = (
-            row.volume.parse::<u128>(),
-            row.quote_volume.parse::<u128>(),
-            row.taker_buy_volume.parse::<u128>(),
-            row.taker_buy_quote.parse::<u128>(),
-        );
-        let (Ok(volume), Ok(quote_volume), Ok(taker_buy_volume), Ok(taker_buy_quote)) = amounts
-        else {
-            continue;
-        };
-        let start = interval.open_time(open_time);
+        let (volume, quote_volume) = (row.volume, row.quote_volume.0);
+        let (taker_buy_volume, taker_buy_quote) = (row.taker_buy_volume, row.taker_buy_quote.0);
+        let start = interval.open_time(row.open_time.0);
         match out.last_mut() {
             Some(c) if c.open_time == start => {
-                c.high = c.high.max(Price(high));
-                c.low = c.low.min(Price(low));
-                c.close = Price(close);
+                c.high = c.high.max(row.high);
+                c.low = c.low.min(row.low);
+                c.close = row.close;
                 c.volume += volume;
                 c.quote_volume += quote_volume;
-                c.trades += trades;
+                c.trades += row.trades;
                 c.taker_buy_volume += taker_buy_volume;
                 c.taker_buy_quote += taker_buy_quote;
             }
             _ => out.push(Candle {
                 open_time: start,
-                open: Price(open),
-                high: Price(high),
-                low: Price(low),
-                close: Price(close),
+                open: row.open,
+                high: row.high,
+                low: row.low,
+                close: row.close,
                 volume,
                 quote_volume,
-                trades,
+                trades: row.trades,
                 taker_buy_volume,
                 taker_buy_quote,
                 first_trade: 0,

@@ -7,7 +7,7 @@ use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
 use coss_engine::{Engine, EngineConfig};
 use coss_market::{Interval, MarketService, Order, Trade, spawn_history};
 use coss_store::{HistoryRange, ReadFrom, Store};
-use coss_types::{AccountId, Amount, AssetId, MarketId, Price, Qty, Side};
+use coss_types::{AccountId, Amount, AssetId, MarketId, OrderId, Price, Qty, Side, UnixMs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> (u64, MarketS
     }
     let last = handle.status_async().await.unwrap().last_seq;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while u64::try_from(store.history_position().await.unwrap()).unwrap() < last {
+    while store.history_position().await.unwrap() < last {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the history never caught up"
@@ -77,8 +77,8 @@ async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> (u64, MarketS
 async fn reads_back(store: &Store, market: &MarketService) {
     let everything = |from| HistoryRange {
         from_id: 0,
-        start_ms: 0,
-        end_ms: i64::MAX,
+        start_ms: UnixMs::EPOCH,
+        end_ms: UnixMs(u64::MAX),
         limit: 1000,
         from,
     };
@@ -97,22 +97,27 @@ async fn reads_back(store: &Store, market: &MarketService) {
     };
     for from in [ReadFrom::Oldest, ReadFrom::Newest] {
         let trades = store
-            .history_trades(1, None, None, everything(from))
+            .history_trades(MarketId(1), None, None, everything(from))
             .await
             .unwrap();
         let trades: Vec<Trade> = trades.iter().map(|t| Trade::from_row(t).unwrap()).collect();
         assert_eq!(trades, kept_trades);
     }
     let mine = store
-        .history_trades(1, Some(1001), None, everything(ReadFrom::Oldest))
+        .history_trades(
+            MarketId(1),
+            Some(AccountId(1001)),
+            None,
+            everything(ReadFrom::Oldest),
+        )
         .await
         .unwrap();
     assert_eq!(mine.len(), 2);
     let first_order = mine[0].taker_order;
     let of_order = store
         .history_trades(
-            1,
-            Some(1001),
+            MarketId(1),
+            Some(AccountId(1001)),
             Some(first_order),
             everything(ReadFrom::Oldest),
         )
@@ -125,14 +130,18 @@ async fn reads_back(store: &Store, market: &MarketService) {
     };
     assert_eq!(
         store
-            .history_trades(1, Some(1000), None, newest)
+            .history_trades(MarketId(1), Some(AccountId(1000)), None, newest)
             .await
             .unwrap(),
         mine[1..]
     );
     for (account, kept) in [1000u64, 1001].into_iter().zip(&kept_orders) {
         let rows = store
-            .history_orders(account as i64, 1, everything(ReadFrom::Oldest))
+            .history_orders(
+                AccountId(account),
+                MarketId(1),
+                everything(ReadFrom::Oldest),
+            )
             .await
             .unwrap();
         assert_eq!(rows.len(), kept.len());
@@ -163,15 +172,24 @@ async fn reads_back(store: &Store, market: &MarketService) {
                 (kept.time_ms, kept.update_ms, kept.working_ms)
             );
             let by_id = store
-                .history_order(account as i64, row.id)
+                .history_order(AccountId(account), row.id)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(&by_id, row);
         }
     }
-    assert_eq!(store.history_order(1000, 999_999).await.unwrap(), None);
-    let minutes = store.history_candles(1, 0, i64::MAX).await.unwrap();
+    assert_eq!(
+        store
+            .history_order(AccountId(1000), OrderId(999_999))
+            .await
+            .unwrap(),
+        None
+    );
+    let minutes = store
+        .history_candles(MarketId(1), UnixMs::EPOCH, UnixMs(u64::MAX))
+        .await
+        .unwrap();
     assert_eq!(
         coss_market::candles_from_minutes(Interval::M1, &minutes)
             .iter()
@@ -196,23 +214,29 @@ async fn the_history_holds_everything_once_and_is_rebuilt_from_the_journal(
     assert_eq!(counts[0], 2, "trades");
     assert_eq!(counts[1], 3, "orders");
     assert_eq!(counts[3], 1, "candles");
-    let seller = store.statement(1000, 2, 0, 100).await.unwrap();
+    let seller = store
+        .statement(AccountId(1000), AssetId(2), 0, 100)
+        .await
+        .unwrap();
     let last_tusd = seller.last().unwrap();
     // 30 lots of 0.0001 ETH at 2000.00 = 6 TUSD, less the maker fee.
     let fee = coss_core::fee_for(6_000_000, coss_core::default_fee_schedule()[0].maker_ppm);
-    assert_eq!(last_tusd.available, (6_000_000 - fee).to_string());
+    assert_eq!(last_tusd.available, Amount(6_000_000 - fee));
     // A restart replays the journal; nothing is written twice.
     let (again, _) = run(dir.path(), &store, Vec::new()).await;
     assert_eq!(again, last);
     assert_eq!(store.history_counts().await.unwrap(), counts);
-    assert_eq!(
-        u64::try_from(store.history_position().await.unwrap()).unwrap(),
-        last
-    );
+    assert_eq!(store.history_position().await.unwrap(), last);
     // An empty database is rebuilt from the journal to the same history.
     run(dir.path(), &fresh, Vec::new()).await;
     assert_eq!(fresh.history_counts().await.unwrap(), counts);
-    assert_eq!(fresh.statement(1000, 2, 0, 100).await.unwrap(), seller);
+    assert_eq!(
+        fresh
+            .statement(AccountId(1000), AssetId(2), 0, 100)
+            .await
+            .unwrap(),
+        seller
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

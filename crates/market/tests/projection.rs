@@ -165,17 +165,17 @@ fn check_retention(full: &Projection, small: &Projection) -> Result<(), TestCase
 /// A candle as the history stores it.
 fn row(c: &Candle) -> CandleRow {
     CandleRow {
-        market: i64::from(MARKET.0),
-        open_time: c.open_time as i64,
-        open: c.open.0 as i64,
-        high: c.high.0 as i64,
-        low: c.low.0 as i64,
-        close: c.close.0 as i64,
-        volume: c.volume.to_string(),
-        quote_volume: c.quote_volume.to_string(),
-        trades: c.trades as i64,
-        taker_buy_volume: c.taker_buy_volume.to_string(),
-        taker_buy_quote: c.taker_buy_quote.to_string(),
+        market: MARKET,
+        open_time: coss_types::UnixMs(c.open_time),
+        open: c.open,
+        high: c.high,
+        low: c.low,
+        close: c.close,
+        volume: c.volume,
+        quote_volume: Amount(c.quote_volume),
+        trades: c.trades,
+        taker_buy_volume: c.taker_buy_volume,
+        taker_buy_quote: Amount(c.taker_buy_quote),
     }
 }
 

@@ -3,9 +3,25 @@
 //! reached. Writes are idempotent (rows are keyed by trade id, order id, event sequence
 //! number and candle start), so a batch written twice after a crash changes nothing.
 
+use coss_types::{AccountId, Amount, AssetId, MarketId, OrderId, Price, Qty, UnixMs};
 use sqlx::Row;
 
-use crate::{Backend, Store, StoreError};
+use crate::{Backend, Store, StoreError, stored_amount};
+
+/// A count, id or time as the database's BIGINT (none comes near `i64::MAX`).
+fn db(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored BIGINT that must not be negative.
+fn unsigned(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Invalid(format!("negative count or id {n}")))
+}
+
+/// A stored decimal count of lots (128 bits, like an amount).
+fn stored_lots(text: &str) -> Result<u128, StoreError> {
+    stored_amount(text).map(|a| a.0)
+}
 
 /// Most rows per multi-row statement (13 columns × 256 stays far below both backends' limits
 /// on bound parameters).
@@ -71,72 +87,72 @@ pub(crate) fn pow2_chunks<T>(mut rows: &[T], max: usize) -> impl Iterator<Item =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TradeRow {
     /// Trade id.
-    pub id: i64,
-    /// Market id.
-    pub market: i64,
+    pub id: u64,
+    /// Market.
+    pub market: MarketId,
     /// Price in ticks.
-    pub price: i64,
+    pub price: Price,
     /// Quantity in lots.
-    pub qty: i64,
+    pub qty: Qty,
     /// Quote amount, smallest units.
-    pub quote: String,
+    pub quote: Amount,
     /// `BUY` or `SELL`.
     pub taker_side: &'static str,
     /// Resting order.
-    pub maker_order: i64,
+    pub maker_order: OrderId,
     /// Incoming order.
-    pub taker_order: i64,
+    pub taker_order: OrderId,
     /// Resting order's account.
-    pub maker_account: i64,
+    pub maker_account: AccountId,
     /// Incoming order's account.
-    pub taker_account: i64,
+    pub taker_account: AccountId,
     /// Maker's fee, smallest units of what it received.
-    pub maker_fee: String,
+    pub maker_fee: Amount,
     /// Taker's fee.
-    pub taker_fee: String,
+    pub taker_fee: Amount,
     /// When.
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
 }
 
 /// An order row (its latest state).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRow {
     /// Order id.
-    pub id: i64,
+    pub id: OrderId,
     /// Owner.
-    pub account: i64,
-    /// Market id.
-    pub market: i64,
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
     /// `BUY` or `SELL`.
     pub side: &'static str,
     /// `LIMIT`, `LIMIT_MAKER`, `MARKET`, `STOP_LOSS_LIMIT`, `TAKE_PROFIT_LIMIT`.
     pub kind: &'static str,
     /// Limit price in ticks.
-    pub price: Option<i64>,
+    pub price: Option<Price>,
     /// Quantity in lots.
-    pub qty: Option<i64>,
+    pub qty: Option<Qty>,
     /// Client order id.
     pub client_id: Option<String>,
     /// Lots executed.
-    pub executed: i64,
+    pub executed: u64,
     /// Quote exchanged, smallest units.
-    pub cum_quote: String,
+    pub cum_quote: Amount,
     /// Binance status name.
     pub status: &'static str,
     /// Accepted at.
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
     /// Last change.
-    pub update_ms: i64,
+    pub update_ms: UnixMs,
     /// `GTC`, `IOC`, `FOK` (limit-like orders), or none.
     pub time_in_force: Option<&'static str>,
     /// Trigger price in ticks (stop and take-profit orders).
-    pub stop_price: Option<i64>,
+    pub stop_price: Option<Price>,
     /// Quote amount of a market order by quote amount, smallest units.
-    pub quote_order_qty: Option<String>,
+    pub quote_order_qty: Option<Amount>,
     /// Self-trade prevention mode: `NONE`, `EXPIRE_TAKER`, `EXPIRE_MAKER`, `EXPIRE_BOTH`.
     pub stp: &'static str,
     /// When it started working (stops: when triggered).
-    pub working_ms: Option<i64>,
+    pub working_ms: Option<UnixMs>,
 }
 
 /// Every name an order row's text columns may hold (what the history writer writes).
@@ -185,13 +201,13 @@ pub enum ReadFrom {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryRange {
     /// Smallest id.
-    pub from_id: i64,
-    /// Earliest time (ms).
-    pub start_ms: i64,
-    /// Latest time (ms).
-    pub end_ms: i64,
+    pub from_id: u64,
+    /// Earliest time.
+    pub start_ms: UnixMs,
+    /// Latest time.
+    pub end_ms: UnixMs,
     /// Most rows.
-    pub limit: i64,
+    pub limit: u64,
     /// Which end.
     pub from: ReadFrom,
 }
@@ -206,25 +222,28 @@ fn order_row(r: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
     let status: String = r.try_get(10)?;
     let tif: Option<String> = r.try_get(13)?;
     let stp: Option<String> = r.try_get(16)?;
+    let cum_quote: String = r.try_get(9)?;
+    let quote_order_qty: Option<String> = r.try_get(15)?;
+    let ticks = |n: Option<i64>| n.map(unsigned).transpose();
     Ok(OrderRow {
-        id: r.try_get(0)?,
-        account: r.try_get(1)?,
-        market: r.try_get(2)?,
+        id: OrderId(unsigned(r.try_get(0)?)?),
+        account: AccountId(unsigned(r.try_get(1)?)?),
+        market: market_id(r.try_get(2)?)?,
         side: known(&side)?,
         kind: known(&kind)?,
-        price: r.try_get(5)?,
-        qty: r.try_get(6)?,
+        price: ticks(r.try_get(5)?)?.map(Price),
+        qty: ticks(r.try_get(6)?)?.map(Qty),
         client_id: r.try_get(7)?,
-        executed: r.try_get(8)?,
-        cum_quote: r.try_get(9)?,
+        executed: unsigned(r.try_get(8)?)?,
+        cum_quote: stored_amount(&cum_quote)?,
         status: known(&status)?,
-        time_ms: r.try_get(11)?,
-        update_ms: r.try_get(12)?,
+        time_ms: UnixMs(unsigned(r.try_get(11)?)?),
+        update_ms: UnixMs(unsigned(r.try_get(12)?)?),
         time_in_force: tif.as_deref().map(known).transpose()?,
-        stop_price: r.try_get(14)?,
-        quote_order_qty: r.try_get(15)?,
+        stop_price: ticks(r.try_get(14)?)?.map(Price),
+        quote_order_qty: quote_order_qty.as_deref().map(stored_amount).transpose()?,
         stp: known(stp.as_deref().unwrap_or("NONE"))?,
-        working_ms: r.try_get(17)?,
+        working_ms: ticks(r.try_get(17)?)?.map(UnixMs),
     })
 }
 
@@ -233,21 +252,33 @@ const TRADE_COLUMNS: &str = "id, market, price, qty, quote, taker_side, maker_or
 
 fn trade_row(r: &sqlx::any::AnyRow) -> Result<TradeRow, StoreError> {
     let side: String = r.try_get(5)?;
+    let amount = |n: usize| -> Result<Amount, StoreError> {
+        let text: String = r.try_get(n)?;
+        stored_amount(&text)
+    };
+    let number = |n: usize| -> Result<u64, StoreError> { unsigned(r.try_get(n)?) };
     Ok(TradeRow {
-        id: r.try_get(0)?,
-        market: r.try_get(1)?,
-        price: r.try_get(2)?,
-        qty: r.try_get(3)?,
-        quote: r.try_get(4)?,
+        id: number(0)?,
+        market: market_id(r.try_get(1)?)?,
+        price: Price(number(2)?),
+        qty: Qty(number(3)?),
+        quote: amount(4)?,
         taker_side: known(&side)?,
-        maker_order: r.try_get(6)?,
-        taker_order: r.try_get(7)?,
-        maker_account: r.try_get(8)?,
-        taker_account: r.try_get(9)?,
-        maker_fee: r.try_get(10)?,
-        taker_fee: r.try_get(11)?,
-        time_ms: r.try_get(12)?,
+        maker_order: OrderId(number(6)?),
+        taker_order: OrderId(number(7)?),
+        maker_account: AccountId(number(8)?),
+        taker_account: AccountId(number(9)?),
+        maker_fee: amount(10)?,
+        taker_fee: amount(11)?,
+        time_ms: UnixMs(number(12)?),
     })
+}
+
+/// A stored market id.
+fn market_id(n: i64) -> Result<MarketId, StoreError> {
+    u32::try_from(n)
+        .map(MarketId)
+        .map_err(|_| StoreError::Invalid(format!("market id {n}")))
 }
 
 /// Rows read newest first put back oldest first.
@@ -269,44 +300,44 @@ fn direction(from: ReadFrom) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceRow {
     /// Event sequence number.
-    pub seq: i64,
+    pub seq: u64,
     /// Account.
-    pub account: i64,
-    /// Asset id.
-    pub asset: i64,
+    pub account: AccountId,
+    /// Asset.
+    pub asset: AssetId,
     /// Available after, smallest units.
-    pub available: String,
+    pub available: Amount,
     /// Locked after.
-    pub locked: String,
+    pub locked: Amount,
     /// When.
-    pub time_ms: i64,
+    pub time_ms: UnixMs,
 }
 
 /// A one-minute candle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CandleRow {
-    /// Market id.
-    pub market: i64,
-    /// Start (ms).
-    pub open_time: i64,
+    /// Market.
+    pub market: MarketId,
+    /// Start.
+    pub open_time: UnixMs,
     /// Prices in ticks.
-    pub open: i64,
+    pub open: Price,
     /// Highest.
-    pub high: i64,
+    pub high: Price,
     /// Lowest.
-    pub low: i64,
+    pub low: Price,
     /// Last.
-    pub close: i64,
+    pub close: Price,
     /// Lots traded.
-    pub volume: String,
+    pub volume: u128,
     /// Quote traded.
-    pub quote_volume: String,
+    pub quote_volume: Amount,
     /// Number of trades.
-    pub trades: i64,
+    pub trades: u64,
     /// Lots bought by takers.
-    pub taker_buy_volume: String,
+    pub taker_buy_volume: u128,
     /// Quote spent by buying takers.
-    pub taker_buy_quote: String,
+    pub taker_buy_quote: Amount,
 }
 
 /// One batch of history, written in one transaction with the new position.
@@ -321,19 +352,19 @@ pub struct HistoryBatch {
     /// Candles in their latest state.
     pub candles: Vec<CandleRow>,
     /// The last event sequence number covered.
-    pub seq: i64,
+    pub seq: u64,
 }
 
 impl Store {
     /// The last event sequence number the history holds (0: none).
-    pub async fn history_position(&self) -> Result<i64, StoreError> {
+    pub async fn history_position(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT seq FROM history_cursor WHERE id = 1")
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(row) => row.try_get(0)?,
-            None => 0,
-        })
+        match row {
+            Some(row) => unsigned(row.try_get(0)?),
+            None => Ok(0),
+        }
     }
 
     /// Writes a batch and the new position in one transaction (rows go in multi-row
@@ -352,19 +383,19 @@ impl Store {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for t in rows {
                 query = query
-                    .bind(t.id)
-                    .bind(t.market)
-                    .bind(t.price)
-                    .bind(t.qty)
-                    .bind(t.quote.as_str())
+                    .bind(db(t.id))
+                    .bind(i64::from(t.market.0))
+                    .bind(db(t.price.0))
+                    .bind(db(t.qty.0))
+                    .bind(t.quote.to_string())
                     .bind(t.taker_side)
-                    .bind(t.maker_order)
-                    .bind(t.taker_order)
-                    .bind(t.maker_account)
-                    .bind(t.taker_account)
-                    .bind(t.maker_fee.as_str())
-                    .bind(t.taker_fee.as_str())
-                    .bind(t.time_ms);
+                    .bind(db(t.maker_order.0))
+                    .bind(db(t.taker_order.0))
+                    .bind(db(t.maker_account.0))
+                    .bind(db(t.taker_account.0))
+                    .bind(t.maker_fee.to_string())
+                    .bind(t.taker_fee.to_string())
+                    .bind(t.time_ms.as_i64());
             }
             query.execute(&mut *tx).await?;
         }
@@ -384,24 +415,24 @@ impl Store {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for o in rows {
                 query = query
-                    .bind(o.id)
-                    .bind(o.account)
-                    .bind(o.market)
+                    .bind(db(o.id.0))
+                    .bind(db(o.account.0))
+                    .bind(i64::from(o.market.0))
                     .bind(o.side)
                     .bind(o.kind)
-                    .bind(o.price)
-                    .bind(o.qty)
+                    .bind(o.price.map(|p| db(p.0)))
+                    .bind(o.qty.map(|q| db(q.0)))
                     .bind(o.client_id.as_deref())
-                    .bind(o.executed)
-                    .bind(o.cum_quote.as_str())
+                    .bind(db(o.executed))
+                    .bind(o.cum_quote.to_string())
                     .bind(o.status)
-                    .bind(o.time_ms)
-                    .bind(o.update_ms)
+                    .bind(o.time_ms.as_i64())
+                    .bind(o.update_ms.as_i64())
                     .bind(o.time_in_force)
-                    .bind(o.stop_price)
-                    .bind(o.quote_order_qty.as_deref())
+                    .bind(o.stop_price.map(|p| db(p.0)))
+                    .bind(o.quote_order_qty.map(|q| q.to_string()))
                     .bind(o.stp)
-                    .bind(o.working_ms);
+                    .bind(o.working_ms.map(UnixMs::as_i64));
             }
             query.execute(&mut *tx).await?;
         }
@@ -416,12 +447,12 @@ impl Store {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for b in rows {
                 query = query
-                    .bind(b.seq)
-                    .bind(b.account)
-                    .bind(b.asset)
-                    .bind(b.available.as_str())
-                    .bind(b.locked.as_str())
-                    .bind(b.time_ms);
+                    .bind(db(b.seq))
+                    .bind(db(b.account.0))
+                    .bind(i64::from(b.asset.0))
+                    .bind(b.available.to_string())
+                    .bind(b.locked.to_string())
+                    .bind(b.time_ms.as_i64());
             }
             query.execute(&mut *tx).await?;
         }
@@ -441,17 +472,17 @@ impl Store {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for c in rows {
                 query = query
-                    .bind(c.market)
-                    .bind(c.open_time)
-                    .bind(c.open)
-                    .bind(c.high)
-                    .bind(c.low)
-                    .bind(c.close)
-                    .bind(c.volume.as_str())
-                    .bind(c.quote_volume.as_str())
-                    .bind(c.trades)
-                    .bind(c.taker_buy_volume.as_str())
-                    .bind(c.taker_buy_quote.as_str());
+                    .bind(i64::from(c.market.0))
+                    .bind(c.open_time.as_i64())
+                    .bind(db(c.open.0))
+                    .bind(db(c.high.0))
+                    .bind(db(c.low.0))
+                    .bind(db(c.close.0))
+                    .bind(c.volume.to_string())
+                    .bind(c.quote_volume.to_string())
+                    .bind(db(c.trades))
+                    .bind(c.taker_buy_volume.to_string())
+                    .bind(c.taker_buy_quote.to_string());
             }
             query.execute(&mut *tx).await?;
         }
@@ -459,7 +490,7 @@ impl Store {
             "INSERT INTO history_cursor (id, seq) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET seq = excluded.seq",
         )
-        .bind(batch.seq)
+        .bind(db(batch.seq))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -470,30 +501,34 @@ impl Store {
     /// after `after_seq`, at most `limit`.
     pub async fn statement(
         &self,
-        account: i64,
-        asset: i64,
-        after_seq: i64,
-        limit: i64,
+        account: AccountId,
+        asset: AssetId,
+        after_seq: u64,
+        limit: u64,
     ) -> Result<Vec<BalanceRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT seq, account, asset, available, locked, time_ms FROM balance_changes \
              WHERE account = $1 AND asset = $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
-        .bind(account)
-        .bind(asset)
-        .bind(after_seq)
-        .bind(limit)
+        .bind(db(account.0))
+        .bind(i64::from(asset.0))
+        .bind(db(after_seq))
+        .bind(db(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
+                let (available, locked): (String, String) = (r.try_get(3)?, r.try_get(4)?);
                 Ok(BalanceRow {
-                    seq: r.try_get(0)?,
-                    account: r.try_get(1)?,
-                    asset: r.try_get(2)?,
-                    available: r.try_get(3)?,
-                    locked: r.try_get(4)?,
-                    time_ms: r.try_get(5)?,
+                    seq: unsigned(r.try_get(0)?)?,
+                    account: AccountId(unsigned(r.try_get(1)?)?),
+                    asset: AssetId(
+                        u32::try_from(r.try_get::<i64, _>(2)?)
+                            .map_err(|_| StoreError::Invalid("asset id".into()))?,
+                    ),
+                    available: stored_amount(&available)?,
+                    locked: stored_amount(&locked)?,
+                    time_ms: UnixMs(unsigned(r.try_get(5)?)?),
                 })
             })
             .collect()
@@ -502,13 +537,13 @@ impl Store {
     /// An account's order by id.
     pub async fn history_order(
         &self,
-        account: i64,
-        id: i64,
+        account: AccountId,
+        id: OrderId,
     ) -> Result<Option<OrderRow>, StoreError> {
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(id)
+            .bind(db(account.0))
+            .bind(db(id.0))
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(order_row).transpose()
@@ -517,7 +552,7 @@ impl Store {
     /// An account's newest order with a client order id.
     pub async fn history_order_by_client_id(
         &self,
-        account: i64,
+        account: AccountId,
         client_id: &str,
     ) -> Result<Option<OrderRow>, StoreError> {
         let sql = format!(
@@ -525,7 +560,7 @@ impl Store {
              ORDER BY id DESC LIMIT 1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
+            .bind(db(account.0))
             .bind(client_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -535,8 +570,8 @@ impl Store {
     /// An account's orders in one market within `range`, oldest first.
     pub async fn history_orders(
         &self,
-        account: i64,
-        market: i64,
+        account: AccountId,
+        market: MarketId,
         range: HistoryRange,
     ) -> Result<Vec<OrderRow>, StoreError> {
         let sql = format!(
@@ -545,12 +580,12 @@ impl Store {
             direction(range.from)
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(account)
-            .bind(market)
-            .bind(range.from_id)
-            .bind(range.start_ms)
-            .bind(range.end_ms)
-            .bind(range.limit)
+            .bind(db(account.0))
+            .bind(i64::from(market.0))
+            .bind(db(range.from_id))
+            .bind(range.start_ms.as_i64())
+            .bind(range.end_ms.as_i64())
+            .bind(db(range.limit))
             .fetch_all(&self.pool)
             .await?;
         let rows = rows.iter().map(order_row).collect::<Result<Vec<_>, _>>()?;
@@ -561,9 +596,9 @@ impl Store {
     /// is given; of one of its orders when `order` is given too), oldest first.
     pub async fn history_trades(
         &self,
-        market: i64,
-        account: Option<i64>,
-        order: Option<i64>,
+        market: MarketId,
+        account: Option<AccountId>,
+        order: Option<OrderId>,
         range: HistoryRange,
     ) -> Result<Vec<TradeRow>, StoreError> {
         let order_by = format!("ORDER BY id {} LIMIT $5", direction(range.from));
@@ -584,15 +619,15 @@ impl Store {
             ),
         };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(market)
-            .bind(range.from_id)
-            .bind(range.start_ms)
-            .bind(range.end_ms)
-            .bind(range.limit);
+            .bind(i64::from(market.0))
+            .bind(db(range.from_id))
+            .bind(range.start_ms.as_i64())
+            .bind(range.end_ms.as_i64())
+            .bind(db(range.limit));
         if let Some(account) = account {
-            query = query.bind(account);
+            query = query.bind(db(account.0));
             if let Some(order) = order {
-                query = query.bind(order);
+                query = query.bind(db(order.0));
             }
         }
         let rows = query.fetch_all(&self.pool).await?;
@@ -603,38 +638,41 @@ impl Store {
     /// A market's one-minute candles opening within `[start_ms, end_ms]`, oldest first.
     pub async fn history_candles(
         &self,
-        market: i64,
-        start_ms: i64,
-        end_ms: i64,
+        market: MarketId,
+        start_ms: UnixMs,
+        end_ms: UnixMs,
     ) -> Result<Vec<CandleRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT market, open_time, open, high, low, close, volume, quote_volume, trades, \
              taker_buy_volume, taker_buy_quote FROM candles WHERE market = $1 AND open_time >= $2 AND open_time <= $3 \
              ORDER BY open_time",
         )
-        .bind(market)
-        .bind(start_ms)
-        .bind(end_ms)
+        .bind(i64::from(market.0))
+        .bind(start_ms.as_i64())
+        .bind(end_ms.as_i64())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
+                let number = |n: usize| -> Result<u64, StoreError> { unsigned(r.try_get(n)?) };
+                let text = |n: usize| -> Result<String, StoreError> { Ok(r.try_get(n)?) };
+                // Rows from before migration 0007 have no taker figures: zero.
+                let optional = |n: usize| -> Result<String, StoreError> {
+                    Ok(r.try_get::<Option<String>, _>(n)?
+                        .unwrap_or_else(|| "0".to_owned()))
+                };
                 Ok(CandleRow {
-                    market: r.try_get(0)?,
-                    open_time: r.try_get(1)?,
-                    open: r.try_get(2)?,
-                    high: r.try_get(3)?,
-                    low: r.try_get(4)?,
-                    close: r.try_get(5)?,
-                    volume: r.try_get(6)?,
-                    quote_volume: r.try_get(7)?,
-                    trades: r.try_get(8)?,
-                    taker_buy_volume: r
-                        .try_get::<Option<String>, _>(9)?
-                        .unwrap_or_else(|| "0".to_owned()),
-                    taker_buy_quote: r
-                        .try_get::<Option<String>, _>(10)?
-                        .unwrap_or_else(|| "0".to_owned()),
+                    market: market_id(r.try_get(0)?)?,
+                    open_time: UnixMs(number(1)?),
+                    open: Price(number(2)?),
+                    high: Price(number(3)?),
+                    low: Price(number(4)?),
+                    close: Price(number(5)?),
+                    volume: stored_lots(&text(6)?)?,
+                    quote_volume: stored_amount(&text(7)?)?,
+                    trades: number(8)?,
+                    taker_buy_volume: stored_lots(&optional(9)?)?,
+                    taker_buy_quote: stored_amount(&optional(10)?)?,
                 })
             })
             .collect()

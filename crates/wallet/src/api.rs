@@ -211,29 +211,19 @@ async fn statement(
         .ok_or_else(|| WalletError::UnknownAsset(query.asset.clone()))?;
     let limit = query.limit.unwrap_or(500).clamp(1, 1000);
     let account = coss_identity::exchange_account(user).ok_or(WalletError::NotFound)?;
-    let account = i64::try_from(account.0).map_err(|_| WalletError::NotFound)?;
+    let after = u64::try_from(query.after.unwrap_or(0)).unwrap_or(0);
     let rows = wallet
         .store()
-        .statement(
-            account,
-            i64::from(asset.asset.0),
-            query.after.unwrap_or(0),
-            limit,
-        )
+        .statement(account, asset.asset, after, limit.unsigned_abs())
         .await
         .map_err(WalletError::from)?;
-    let whole = |text: &str| {
-        text.parse::<u128>()
-            .map(|units| Amount(units).to_decimal_string(asset.decimals))
-            .unwrap_or_default()
-    };
     Ok(Json(
         rows.iter()
             .map(|r| StatementLine {
-                seq: r.seq,
-                available: whole(&r.available),
-                locked: whole(&r.locked),
-                time: r.time_ms,
+                seq: i64::try_from(r.seq).unwrap_or(i64::MAX),
+                available: r.available.to_decimal_string(asset.decimals),
+                locked: r.locked.to_decimal_string(asset.decimals),
+                time: r.time_ms.as_i64(),
             })
             .collect(),
     ))

@@ -14,10 +14,10 @@ pub(crate) fn history_range(
     limit: usize,
 ) -> HistoryRange {
     HistoryRange {
-        from_id: from.map_or(0, i64_of),
-        start_ms: start.map_or(0, i64_of),
-        end_ms: end.map_or(i64::MAX, i64_of),
-        limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        from_id: from.unwrap_or(0),
+        start_ms: start.map_or(UnixMs::EPOCH, UnixMs),
+        end_ms: end.map_or(UnixMs(u64::MAX), UnixMs),
+        limit: u64::try_from(limit).unwrap_or(u64::MAX),
         from: if from.is_some() || start.is_some() {
             ReadFrom::Oldest
         } else {
@@ -56,11 +56,6 @@ pub(crate) fn keep_limit<T>(rows: &mut Vec<T>, from: ReadFrom, limit: usize) {
     }
 }
 
-/// An id or time for the database (whose integers are signed).
-pub(crate) fn i64_of(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 pub(crate) fn history_error(error: coss_store::StoreError) -> BinanceError {
     BinanceError::internal(format_args!("reading the history: {error}"))
 }
@@ -79,12 +74,7 @@ pub(crate) async fn stored_trades(
         .gate
         .accounts
         .store()
-        .history_trades(
-            i64::from(market.id.0),
-            account.map(|a| i64_of(a.0)),
-            order.map(i64_of),
-            range,
-        )
+        .history_trades(market.id, account, order.map(OrderId), range)
         .await
         .map_err(history_error)?;
     Ok(rows.iter().filter_map(Trade::from_row).collect())
@@ -103,7 +93,7 @@ pub(crate) async fn stored_orders(
         .gate
         .accounts
         .store()
-        .history_orders(i64_of(account.0), i64::from(market.id.0), range)
+        .history_orders(account, market.id, range)
         .await
         .map_err(history_error)?;
     Ok(rows.iter().filter_map(Order::from_row).collect())

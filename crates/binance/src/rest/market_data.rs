@@ -1,8 +1,6 @@
 //! Market data: ping, time, exchange information, the book, trades, candles, prices and tickers.
 
-use super::history::{
-    history_error, history_range, i64_of, keep_limit, merge_by_id, stored_trades,
-};
+use super::history::{history_error, history_range, keep_limit, merge_by_id, stored_trades};
 use super::*;
 
 // ---- general ----
@@ -325,7 +323,7 @@ pub(crate) async fn klines(c: Call) -> Answer {
             .gate
             .accounts
             .store()
-            .history_candles(i64::from(m.id.0), i64_of(from), i64_of(until))
+            .history_candles(m.id, UnixMs(from), UnixMs(until))
             .await
             .map_err(history_error)?;
         let mut older = coss_market::candles_from_minutes(interval, &minutes);

@@ -32,7 +32,7 @@ use coss_market::{
     tif_name,
 };
 use coss_store::{HistoryRange, ReadFrom};
-use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side, UserId};
+use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side, UnixMs, UserId};
 use serde_json::{Value, json};
 use std::net::IpAddr;
 

@@ -1,6 +1,6 @@
 //! Orders: new (and test), query, cancel, open orders, cancel all.
 
-use super::history::{history_error, i64_of};
+use super::history::history_error;
 use super::market_data::market_of;
 use super::*;
 
@@ -374,13 +374,12 @@ pub(crate) async fn stored_order(
     account: AccountId,
 ) -> Result<Option<Order>, BinanceError> {
     let store = c.binance.inner.gate.accounts.store();
-    let owner = i64_of(account.0);
     let row = match (
         c.params.integer("orderId")?,
         c.params.get("origClientOrderId"),
     ) {
-        (Some(id), _) => store.history_order(owner, i64_of(id)).await,
-        (None, Some(client)) => store.history_order_by_client_id(owner, client).await,
+        (Some(id), _) => store.history_order(account, OrderId(id)).await,
+        (None, Some(client)) => store.history_order_by_client_id(account, client).await,
         (None, None) => return Ok(None),
     }
     .map_err(history_error)?;
