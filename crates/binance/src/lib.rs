@@ -102,6 +102,15 @@ impl Binance {
         self.inner.hub.connections()
     }
 
+    /// The live listen keys (a poisoned lock still holds them: every change is one insert or
+    /// removal).
+    fn listen_keys(&self) -> std::sync::MutexGuard<'_, rustc_hash::FxHashMap<String, ListenKey>> {
+        self.inner
+            .listen_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The projection this API reads.
     #[must_use]
     pub fn market(&self) -> &MarketService {

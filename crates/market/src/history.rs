@@ -8,7 +8,7 @@
 
 use crate::{Interval, MarketService, OrderStatus, order_type_name, side_name, stp_name, tif_name};
 use coss_core::{Event, EventKind};
-use coss_store::{BalanceRow, CandleRow, HistoryBatch, OrderRow, Store, TradeRow};
+use coss_store::{BalanceRow, HistoryBatch, OrderRow, Store, TradeRow};
 use coss_types::{Amount, MarketId, OrderId, UnixMs};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -200,19 +200,7 @@ fn collect(market: &MarketService, chunks: &[Arc<Vec<Event>>], position: u64) ->
         else {
             continue;
         };
-        batch.candles.push(CandleRow {
-            market: market_id,
-            open_time: UnixMs(c.open_time),
-            open: c.open,
-            high: c.high,
-            low: c.low,
-            close: c.close,
-            volume: c.volume,
-            quote_volume: Amount(c.quote_volume),
-            trades: c.trades,
-            taker_buy_volume: c.taker_buy_volume,
-            taker_buy_quote: Amount(c.taker_buy_quote),
-        });
+        batch.candles.push(crate::candle_row(market_id, c));
     }
     batch
 }

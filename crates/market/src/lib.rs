@@ -21,7 +21,7 @@ pub use candles::Interval;
 pub use history::{HISTORY_BACKLOG, spawn_history};
 pub use model::*;
 pub use projection::Projection;
-pub use rows::candles_from_minutes;
+pub use rows::{candle_row, candles_from_minutes};
 pub use service::{MarketService, Published};
 
 use coss_core::{

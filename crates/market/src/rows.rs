@@ -114,6 +114,25 @@ impl Trade {
     }
 }
 
+/// A one-minute candle of `market` as the history stores it (the inverse of
+/// [`candles_from_minutes`] for one minute).
+#[must_use]
+pub fn candle_row(market: MarketId, c: &Candle) -> coss_store::CandleRow {
+    coss_store::CandleRow {
+        market,
+        open_time: coss_types::UnixMs(c.open_time),
+        open: c.open,
+        high: c.high,
+        low: c.low,
+        close: c.close,
+        volume: c.volume,
+        quote_volume: Amount(c.quote_volume),
+        trades: c.trades,
+        taker_buy_volume: c.taker_buy_volume,
+        taker_buy_quote: Amount(c.taker_buy_quote),
+    }
+}
+
 /// Candles of `interval` made from one-minute candles the history stored (oldest first, one
 /// market): each holds the minutes that open within it. Trade ids are not stored, so
 /// `first_trade` and `last_trade` are 0.

@@ -3,11 +3,11 @@
 //! emptied database is rebuilt from the journal.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
+use coss_core::Command;
 use coss_engine::{Engine, EngineConfig};
 use coss_market::{Interval, MarketService, Order, Trade, spawn_history};
 use coss_store::{HistoryRange, ReadFrom, Store};
-use coss_types::{AccountId, Amount, AssetId, MarketId, OrderId, Price, Qty, Side, UnixMs};
+use coss_types::{AccountId, Amount, AssetId, MarketId, OrderId, Side, UnixMs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,18 +26,12 @@ fn setup() -> Vec<Command> {
         (1001, Side::Buy, 20),
         (1001, Side::Buy, 10),
     ] {
-        commands.push(Command::PlaceOrder(NewOrder {
-            account: AccountId(account),
-            market: MarketId(1),
+        commands.push(coss_testkit::limit_order(
+            AccountId(account),
             side,
-            kind: OrderKind::Limit {
-                price: Price(200_000),
-                qty: Qty(qty),
-                tif: TimeInForce::Gtc,
-            },
-            client_id: None,
-            stp: SelfTradePrevention::None,
-        }));
+            200_000,
+            qty,
+        ));
     }
     commands
 }

@@ -164,19 +164,7 @@ fn check_retention(full: &Projection, small: &Projection) -> Result<(), TestCase
 
 /// A candle as the history stores it.
 fn row(c: &Candle) -> CandleRow {
-    CandleRow {
-        market: MARKET,
-        open_time: coss_types::UnixMs(c.open_time),
-        open: c.open,
-        high: c.high,
-        low: c.low,
-        close: c.close,
-        volume: c.volume,
-        quote_volume: Amount(c.quote_volume),
-        trades: c.trades,
-        taker_buy_volume: c.taker_buy_volume,
-        taker_buy_quote: Amount(c.taker_buy_quote),
-    }
+    coss_market::candle_row(MARKET, c)
 }
 
 proptest! {
@@ -285,18 +273,7 @@ proptest! {
 
 /// A good-till-cancelled limit order of seeded account `account`.
 fn place(account: u64, side: Side, price: u64, qty: u64) -> Command {
-    Command::PlaceOrder(NewOrder {
-        account: AccountId(1000 + account),
-        market: MARKET,
-        side,
-        kind: OrderKind::Limit {
-            price: Price(price),
-            qty: Qty(qty),
-            tif: TimeInForce::Gtc,
-        },
-        client_id: None,
-        stp: SelfTradePrevention::None,
-    })
+    coss_testkit::limit_order(AccountId(1000 + account), side, price, qty)
 }
 
 #[test]

@@ -182,19 +182,10 @@ async fn an_email_can_hold_one_account_only_and_a_refused_signup_leaves_nothing(
 
 async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
     let store = &db.store;
-    let user = store
-        .create_user(
-            "alice@example.com",
-            "h",
-            T0,
-            &token(1, Purpose::VerifyEmail, T0 + 1000),
-            &mail("alice@example.com", "verify_email"),
-        )
-        .await
-        .unwrap();
+    let user = alice(store).await;
     store
         .issue_token(
-            user.id,
+            user,
             &token(2, Purpose::ResetPassword, T0 + 1000),
             &mail("alice@example.com", "password_reset"),
             T0,
@@ -203,7 +194,7 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
         .unwrap();
     store
         .issue_token(
-            user.id,
+            user,
             &token(3, Purpose::ResetPassword, T0 + 10),
             &mail("alice@example.com", "password_reset"),
             T0,
@@ -230,7 +221,7 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
             .use_token(&[2; 32], Purpose::ResetPassword, T0 + 1)
             .await
             .unwrap(),
-        user.id
+        user
     );
     assert!(invalid(
         store
@@ -242,7 +233,7 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
             .use_token(&[1; 32], Purpose::VerifyEmail, T0 + 999)
             .await
             .unwrap(),
-        user.id
+        user
     );
     assert!(invalid(
         store
@@ -252,13 +243,18 @@ async fn a_token_works_once_for_its_purpose_and_until_it_expires(db: &Db) {
 }
 
 async fn alice(store: &Store) -> UserId {
+    user_with(store, "alice@example.com", 1).await
+}
+
+/// A user with `email`, made with a verification token of bytes `token_byte`.
+async fn user_with(store: &Store, email: &str, token_byte: u8) -> UserId {
     store
         .create_user(
-            "alice@example.com",
+            email,
             "h",
             T0,
-            &token(1, Purpose::VerifyEmail, T0 + 1000),
-            &mail("alice@example.com", "verify_email"),
+            &token(token_byte, Purpose::VerifyEmail, T0 + 1000),
+            &mail(email, "verify_email"),
         )
         .await
         .unwrap()
@@ -974,17 +970,7 @@ async fn oidc_codes_work_once_and_a_replay_revokes_their_tokens(db: &Db) {
 async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: &Db) {
     let store = &db.store;
     let alice = alice(store).await;
-    let bob = store
-        .create_user(
-            "bob@example.com",
-            "h",
-            T0,
-            &token(2, Purpose::VerifyEmail, T0 + 1000),
-            &mail("bob@example.com", "verify_email"),
-        )
-        .await
-        .unwrap()
-        .id;
+    let bob = user_with(store, "bob@example.com", 2).await;
     assert_eq!(
         store.claim_username(alice, "alice", T0).await.unwrap(),
         UsernameClaim::Claimed
@@ -1166,17 +1152,7 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
     ));
 
     // A transfer ends once.
-    let bob = store
-        .create_user(
-            "bob@example.com",
-            "h",
-            T0,
-            &token(2, Purpose::VerifyEmail, T0 + 1000),
-            &mail("bob@example.com", "verify_email"),
-        )
-        .await
-        .unwrap()
-        .id;
+    let bob = user_with(store, "bob@example.com", 2).await;
     let (transfer, _) = store
         .create_transfer(user, bob, "ETH", Amount(5), "t", T0)
         .await

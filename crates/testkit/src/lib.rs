@@ -9,11 +9,11 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use coss_core::Command;
+use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
 use coss_engine::EngineHandle;
 use coss_identity::{Accounts, Authenticated, Permission, Vault, totp_code};
 use coss_store::{ScratchDatabase, SessionKind, Store};
-use coss_types::{AccountId, Amount, AssetId, MarketId, UserId};
+use coss_types::{AccountId, Amount, AssetId, MarketId, Price, Qty, Side, UserId};
 
 /// The password every test account has.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -163,6 +163,24 @@ pub fn eth_tusd_with_minimum(min_notional: u128) -> [Command; 3] {
             min_notional: Amount(min_notional),
         },
     ]
+}
+
+/// A good-till-cancelled limit order of `account` on ETH/TUSD: `qty` lots at `price` ticks,
+/// without a client order id or self-trade prevention.
+#[must_use]
+pub fn limit_order(account: AccountId, side: Side, price: u64, qty: u64) -> Command {
+    Command::PlaceOrder(NewOrder {
+        account,
+        market: ETH_TUSD,
+        side,
+        kind: OrderKind::Limit {
+            price: Price(price),
+            qty: Qty(qty),
+            tif: TimeInForce::Gtc,
+        },
+        client_id: None,
+        stp: SelfTradePrevention::None,
+    })
 }
 
 /// A fresh PostgreSQL database on `COSS_TEST_POSTGRES` (default: the local server's `test`

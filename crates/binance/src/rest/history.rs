@@ -69,10 +69,6 @@ pub(crate) async fn stored_trades(
     range: HistoryRange,
 ) -> Result<Vec<Trade>, BinanceError> {
     let rows = c
-        .binance
-        .inner
-        .gate
-        .accounts
         .store()
         .history_trades(market.id, account, order.map(OrderId), range)
         .await
@@ -88,10 +84,6 @@ pub(crate) async fn stored_orders(
     range: HistoryRange,
 ) -> Result<Vec<Order>, BinanceError> {
     let rows = c
-        .binance
-        .inner
-        .gate
-        .accounts
         .store()
         .history_orders(account, market.id, range)
         .await

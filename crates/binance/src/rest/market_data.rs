@@ -318,10 +318,6 @@ pub(crate) async fn klines(c: Call) -> Answer {
             }
         };
         let minutes = c
-            .binance
-            .inner
-            .gate
-            .accounts
             .store()
             .history_candles(m.id, UnixMs(from), UnixMs(until))
             .await

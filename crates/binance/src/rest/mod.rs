@@ -85,6 +85,13 @@ pub(crate) struct Call {
     ip: Option<IpAddr>,
 }
 
+impl Call {
+    /// The database (the history the projection no longer keeps).
+    pub(crate) fn store(&self) -> &coss_store::Store {
+        self.binance.inner.gate.accounts.store()
+    }
+}
+
 /// How an endpoint is secured.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Security {

@@ -373,7 +373,7 @@ pub(crate) async fn stored_order(
     market: &Market,
     account: AccountId,
 ) -> Result<Option<Order>, BinanceError> {
-    let store = c.binance.inner.gate.accounts.store();
+    let store = c.store();
     let row = match (
         c.params.integer("orderId")?,
         c.params.get("origClientOrderId"),

@@ -12,12 +12,7 @@ pub(crate) async fn new_listen_key(c: Call) -> Answer {
     c.params.all_read()?;
     let user_id = c.user_id.ok_or_else(|| BinanceError::internal("no user"))?;
     let key = random_text(60)?;
-    let mut keys = c
-        .binance
-        .inner
-        .listen_keys
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut keys = c.binance.listen_keys();
     keys.retain(|_, k| k.expires_ms > c.now);
     keys.insert(
         key.clone(),
@@ -31,12 +26,7 @@ pub(crate) async fn new_listen_key(c: Call) -> Answer {
 
 pub(crate) fn listen_key_of(c: &Call) -> Result<String, BinanceError> {
     let key = c.params.require("listenKey")?.to_owned();
-    let keys = c
-        .binance
-        .inner
-        .listen_keys
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let keys = c.binance.listen_keys();
     match keys.get(&key) {
         Some(k) if Some(k.user_id) == c.user_id && k.expires_ms > c.now => Ok(key),
         _ => Err(BinanceError::new(-1125, "This listenKey does not exist.")),
@@ -46,12 +36,7 @@ pub(crate) fn listen_key_of(c: &Call) -> Result<String, BinanceError> {
 pub(crate) async fn keep_listen_key(c: Call) -> Answer {
     let key = listen_key_of(&c)?;
     c.params.all_read()?;
-    let mut keys = c
-        .binance
-        .inner
-        .listen_keys
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut keys = c.binance.listen_keys();
     if let Some(k) = keys.get_mut(&key) {
         k.expires_ms = c.now + LISTEN_KEY_MS;
     }
@@ -61,12 +46,7 @@ pub(crate) async fn keep_listen_key(c: Call) -> Answer {
 pub(crate) async fn close_listen_key(c: Call) -> Answer {
     let key = listen_key_of(&c)?;
     c.params.all_read()?;
-    c.binance
-        .inner
-        .listen_keys
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&key);
+    c.binance.listen_keys().remove(&key);
     Ok(json!({}))
 }
 
@@ -74,11 +54,7 @@ impl Binance {
     /// The user a live listen key belongs to.
     #[must_use]
     pub fn listen_key_user(&self, key: &str) -> Option<UserId> {
-        let keys = self
-            .inner
-            .listen_keys
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let keys = self.listen_keys();
         keys.get(key)
             .filter(|k| k.expires_ms > self.inner.gate.clock.now().0)
             .map(|k| k.user_id)

@@ -1,8 +1,8 @@
 use crate::{ETH, ETH_1, Fixture, TUSD_1, fixture, fixture_with_backlog};
 use coss_binance::RateLimits;
-use coss_core::{Command, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce};
+use coss_core::{Command, OrderRef};
 use coss_identity::Permission;
-use coss_types::{AccountId, MarketId, OrderId, Price, Qty, Side};
+use coss_types::{AccountId, MarketId, OrderId, Side};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -66,18 +66,7 @@ async fn until(socket: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
 }
 
 fn order(account: AccountId, side: Side, price: u64, qty: u64) -> Command {
-    Command::PlaceOrder(NewOrder {
-        account,
-        market: MarketId(1),
-        side,
-        kind: OrderKind::Limit {
-            price: Price(price),
-            qty: Qty(qty),
-            tif: TimeInForce::Gtc,
-        },
-        client_id: None,
-        stp: SelfTradePrevention::None,
-    })
+    coss_testkit::limit_order(account, side, price, qty)
 }
 
 type Book = BTreeMap<String, String>;
