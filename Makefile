@@ -17,7 +17,7 @@ lint:
 
 unit: contracts/node_modules/.package-lock.json tests/e2e/.venv/ok
 	$(CARGO) nextest run --workspace --no-fail-fast
-	$(CARGO) test --doc -p coss-http
+	$(CARGO) test --workspace --doc
 
 ## The end-to-end test's Python side: an unmodified CCXT (pinned with its dependencies).
 tests/e2e/.venv/ok: tests/e2e/requirements.txt
