@@ -192,10 +192,19 @@ where
                 ));
             }
         };
+        // The signature covers the text of the body: a body that is not text is refused
+        // rather than checked as if it were empty.
+        let body = std::str::from_utf8(body).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "the request body is not UTF-8 text",
+            )
+        })?;
         let request = SignedRequest {
             api_key,
             query: parts.uri.query().unwrap_or_default(),
-            body: std::str::from_utf8(body).unwrap_or_default(),
+            body,
             client_ip: client_addr(parts, &gate.proxies),
             needs: P::PERMISSION,
         };

@@ -209,6 +209,11 @@ impl Platform {
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));
         tracing::info!(%issuer, "single sign-on: OpenID Connect provider (register apps with `coss sso add-client`)");
+        // A bad certificate fails before any worker starts.
+        let acceptor = match &self.settings.config.tls {
+            Some(tls) => Some(crate::tls::acceptor(&tls.cert_file, &tls.key_file)?),
+            None => None,
+        };
         self.spawn_workers();
         let router = self.router(&issuer);
         let streams = self.binance.clone();
@@ -219,8 +224,7 @@ impl Platform {
             tracing::info!("shutting down: no new connections, closing streams, draining");
             streams.close_streams();
         };
-        if let Some(tls) = &self.settings.config.tls {
-            let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file)?;
+        if let (Some(tls), Some(acceptor)) = (&self.settings.config.tls, acceptor) {
             tracing::info!(cert = %tls.cert_file.display(), "HTTPS and HTTP on the same listener");
             crate::tls::serve(listener, router, acceptor, stop, DRAIN).await;
         } else {

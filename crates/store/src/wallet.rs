@@ -584,17 +584,23 @@ impl Store {
                     if DepositStatus::parse(row.try_get(1)?)? == DepositStatus::Credited {
                         continue;
                     }
-                    sqlx::query(
+                    // A credited deposit stays credited, even one credited since the read.
+                    let moved = sqlx::query(
                         "UPDATE deposits SET status = $5, block_height = $2, block_hash = $3, \
-                         updated_at = $4 WHERE id = $1",
+                         updated_at = $4 WHERE id = $1 AND status <> $6",
                     )
                     .bind(id)
                     .bind(height)
                     .bind(hash)
                     .bind(now)
                     .bind(DepositStatus::Pending.as_str())
+                    .bind(DepositStatus::Credited.as_str())
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    if moved == 0 {
+                        continue;
+                    }
                     id
                 }
                 None => sqlx::query(
@@ -676,6 +682,19 @@ impl Store {
                     now,
                 )
                 .await?;
+            } else {
+                // Credited since the read: the caller must hear of it (a reorg below a
+                // credit halts crediting).
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE id = $1"
+                )))
+                .bind(d.id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let now_credited = deposit(&row)?;
+                if now_credited.status == DepositStatus::Credited {
+                    credited.push(now_credited);
+                }
             }
         }
         sqlx::query("DELETE FROM chain_blocks WHERE chain_id = $1 AND height = $2")

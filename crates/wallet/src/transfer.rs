@@ -102,11 +102,21 @@ impl Wallet {
             Ok(()) | Err(RejectReason::DuplicateRequest) => TransferStatus::Settled,
             Err(_) => TransferStatus::Rejected,
         };
-        // Only the first to finish it records the end (a retry may race a crash recovery).
-        inner
+        // Only the first to finish it records the end (a retry may race a crash recovery);
+        // a later one answers with what the first recorded.
+        let recorded = inner
             .store
             .set_transfer_status(record.id, TransferStatus::Requested, status)
             .await?;
+        if !recorded
+            && let Some(first) = inner
+                .store
+                .transfer_by_key(record.from_user, &record.idempotency_key)
+                .await?
+            && first.status == TransferStatus::Settled
+        {
+            return Ok(first);
+        }
         match outcome {
             Ok(()) | Err(RejectReason::DuplicateRequest) => Ok(TransferRecord { status, ..record }),
             Err(reason) => Err(reason.into()),
