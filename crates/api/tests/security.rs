@@ -125,9 +125,19 @@ impl Api {
     }
 
     async fn signed_whoami(&self, key: &str, query: &str, peer: &str) -> Reply {
+        self.signed_whoami_with_body(key, query, peer, b"").await
+    }
+
+    async fn signed_whoami_with_body(
+        &self,
+        key: &str,
+        query: &str,
+        peer: &str,
+        body: &'static [u8],
+    ) -> Reply {
         let mut request = Request::get(format!("/api/v1/api-keys/self?{query}"))
             .header("X-MBX-APIKEY", key)
-            .body(Body::empty())
+            .body(Body::from(body))
             .unwrap();
         request
             .extensions_mut()
@@ -675,6 +685,11 @@ async fn api_keys_are_made_with_a_code_shown_once_checked_by_signature_and_revok
     api.signed_whoami("unknown", &good, "127.0.0.1:1")
         .await
         .error(StatusCode::UNAUTHORIZED, "invalid_api_key");
+    // The signature covers the body's text: a body that is not text is refused, not
+    // checked as if it were empty.
+    api.signed_whoami_with_body(key, &good, "127.0.0.1:1", b"\xff\xfe")
+        .await
+        .error(StatusCode::BAD_REQUEST, "malformed_request");
 
     let id = created["id"].as_i64().unwrap();
     api.call(

@@ -54,11 +54,7 @@ pub fn run(options: Options) -> Result<Value> {
     // The platform as `coss up` runs it, with the rate limits off (the load comes from one
     // address).
     let mut config = coss_server::Config::defaults()?;
-    config.limits = coss_server::Limits {
-        weight_per_minute: 0,
-        orders_per_10s: 0,
-        orders_per_day: 0,
-    };
+    config.limits = coss_server::Limits::OFF;
     let settings = coss_server::Settings::new(dir.path(), config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address, keys, platform) = server_rt.block_on(async {

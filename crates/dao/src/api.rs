@@ -93,10 +93,6 @@ async fn assets(dao: &Dao) -> Result<HashMap<u32, (String, u8, bool)>, ApiError>
         .map_err(|e| ApiError::from(DaoError::from(e)))
 }
 
-fn whole(units: Amount, decimals: u8) -> String {
-    units.to_decimal_string(decimals)
-}
-
 /// An asset's place in the revenue share.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -215,10 +211,10 @@ async fn report(
             AssetReport {
                 asset,
                 symbol,
-                pool: whole(line.pool, decimals),
+                pool: line.pool.to_decimal_string(decimals),
                 holders: line.holders,
-                paid: whole(line.paid, decimals),
-                carried: whole(line.carried, decimals),
+                paid: line.paid.to_decimal_string(decimals),
+                carried: line.carried.to_decimal_string(decimals),
             }
         })
         .collect();
@@ -227,7 +223,7 @@ async fn report(
         close_ms: record.close_ms,
         block_number: record.block_number,
         holders: record.holders,
-        total_holding: whole(record.total, coss_decimals),
+        total_holding: record.total.to_decimal_string(coss_decimals),
         root: record.root,
         paid_at: record.paid_at,
         assets,

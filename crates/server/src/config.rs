@@ -141,6 +141,15 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// No rate limit at all (benchmarks and tests, whose load comes from one address).
+    pub const OFF: Limits = Limits {
+        weight_per_minute: 0,
+        orders_per_10s: 0,
+        orders_per_day: 0,
+    };
+}
+
 impl From<Limits> for coss_binance::RateLimits {
     fn from(l: Limits) -> Self {
         coss_binance::RateLimits {

@@ -211,7 +211,11 @@ impl Platform {
         tracing::info!(%issuer, "single sign-on: OpenID Connect provider (register apps with `coss sso add-client`)");
         // A bad certificate fails before any worker starts.
         let acceptor = match &self.settings.config.tls {
-            Some(tls) => Some(crate::tls::acceptor(&tls.cert_file, &tls.key_file)?),
+            Some(tls) => {
+                let acceptor = crate::tls::acceptor(&tls.cert_file, &tls.key_file)?;
+                tracing::info!(cert = %tls.cert_file.display(), "HTTPS and HTTP on the same listener");
+                Some(acceptor)
+            }
             None => None,
         };
         self.spawn_workers();
@@ -224,8 +228,7 @@ impl Platform {
             tracing::info!("shutting down: no new connections, closing streams, draining");
             streams.close_streams();
         };
-        if let (Some(tls), Some(acceptor)) = (&self.settings.config.tls, acceptor) {
-            tracing::info!(cert = %tls.cert_file.display(), "HTTPS and HTTP on the same listener");
+        if let Some(acceptor) = acceptor {
             crate::tls::serve(listener, router, acceptor, stop, DRAIN).await;
         } else {
             let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);

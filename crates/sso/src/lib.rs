@@ -315,8 +315,12 @@ impl FromRequestParts<Provider> for BrowserSession {
 
 /// The token endpoint's caller: a registered client, authenticated by its secret (HTTP
 /// Basic, or `client_id` and `client_secret` in the form) or, for a public client, by its
-/// id alone (PKCE then proves the rest). Failures answer in the OAuth error shape.
-struct OAuthClient(OidcClient);
+/// id alone (PKCE then proves the rest), with the form it sent. Failures answer in the OAuth
+/// error shape.
+struct OAuthClient {
+    client: OidcClient,
+    form: HashMap<String, String>,
+}
 
 impl Auth for OAuthClient {
     const SCHEME: &'static str = "oauth_client";
@@ -375,7 +379,7 @@ impl FromRequestParts<Provider> for OAuthClient {
                 "client authentication failed",
             ));
         }
-        Ok(OAuthClient(client))
+        Ok(OAuthClient { client, form })
     }
 }
 
@@ -923,12 +927,10 @@ fn client_credentials(
               (status = 400, description = "an OAuth error (RFC 6749 §5.2)"),
               (status = 401, description = "invalid_client")))]
 async fn token(
-    OAuthClient(client): OAuthClient,
+    OAuthClient { client, form }: OAuthClient,
     State(provider): State<Provider>,
-    body: Bytes,
 ) -> Response {
     let now = provider.gate.now_ms();
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return oauth_error(
             StatusCode::BAD_REQUEST,

@@ -212,37 +212,42 @@ pub struct HistoryRange {
     pub from: ReadFrom,
 }
 
+impl HistoryRange {
+    /// Whether a row with this id and time is in the range (what the reads' `WHERE` asks,
+    /// for rows still in memory).
+    #[must_use]
+    pub fn holds(&self, id: u64, time: UnixMs) -> bool {
+        id >= self.from_id && self.start_ms <= time && time <= self.end_ms
+    }
+}
+
 const ORDER_COLUMNS: &str = "id, account, market, side, kind, price, qty, client_id, executed, \
      cum_quote, status, time_ms, update_ms, time_in_force, stop_price, quote_order_qty, stp, \
      working_ms";
 
 fn order_row(r: &sqlx::any::AnyRow) -> Result<OrderRow, StoreError> {
-    let side: String = r.try_get(3)?;
-    let kind: String = r.try_get(4)?;
-    let status: String = r.try_get(10)?;
-    let tif: Option<String> = r.try_get(13)?;
-    let stp: Option<String> = r.try_get(16)?;
-    let cum_quote: String = r.try_get(9)?;
-    let quote_order_qty: Option<String> = r.try_get(15)?;
     let ticks = |n: Option<i64>| n.map(unsigned).transpose();
     Ok(OrderRow {
         id: OrderId(unsigned(r.try_get(0)?)?),
         account: AccountId(unsigned(r.try_get(1)?)?),
         market: market_id(r.try_get(2)?)?,
-        side: known(&side)?,
-        kind: known(&kind)?,
+        side: known(r.try_get(3)?)?,
+        kind: known(r.try_get(4)?)?,
         price: ticks(r.try_get(5)?)?.map(Price),
         qty: ticks(r.try_get(6)?)?.map(Qty),
         client_id: r.try_get(7)?,
         executed: unsigned(r.try_get(8)?)?,
-        cum_quote: stored_amount(&cum_quote)?,
-        status: known(&status)?,
+        cum_quote: stored_amount(r.try_get(9)?)?,
+        status: known(r.try_get(10)?)?,
         time_ms: UnixMs(unsigned(r.try_get(11)?)?),
         update_ms: UnixMs(unsigned(r.try_get(12)?)?),
-        time_in_force: tif.as_deref().map(known).transpose()?,
+        time_in_force: r.try_get::<Option<&str>, _>(13)?.map(known).transpose()?,
         stop_price: ticks(r.try_get(14)?)?.map(Price),
-        quote_order_qty: quote_order_qty.as_deref().map(stored_amount).transpose()?,
-        stp: known(stp.as_deref().unwrap_or("NONE"))?,
+        quote_order_qty: r
+            .try_get::<Option<&str>, _>(15)?
+            .map(stored_amount)
+            .transpose()?,
+        stp: known(r.try_get::<Option<&str>, _>(16)?.unwrap_or("NONE"))?,
         working_ms: ticks(r.try_get(17)?)?.map(UnixMs),
     })
 }
@@ -251,34 +256,32 @@ const TRADE_COLUMNS: &str = "id, market, price, qty, quote, taker_side, maker_or
      maker_account, taker_account, maker_fee, taker_fee, time_ms";
 
 fn trade_row(r: &sqlx::any::AnyRow) -> Result<TradeRow, StoreError> {
-    let side: String = r.try_get(5)?;
-    let amount = |n: usize| -> Result<Amount, StoreError> {
-        let text: String = r.try_get(n)?;
-        stored_amount(&text)
-    };
     let number = |n: usize| -> Result<u64, StoreError> { unsigned(r.try_get(n)?) };
     Ok(TradeRow {
         id: number(0)?,
         market: market_id(r.try_get(1)?)?,
         price: Price(number(2)?),
         qty: Qty(number(3)?),
-        quote: amount(4)?,
-        taker_side: known(&side)?,
+        quote: stored_amount(r.try_get(4)?)?,
+        taker_side: known(r.try_get(5)?)?,
         maker_order: OrderId(number(6)?),
         taker_order: OrderId(number(7)?),
         maker_account: AccountId(number(8)?),
         taker_account: AccountId(number(9)?),
-        maker_fee: amount(10)?,
-        taker_fee: amount(11)?,
+        maker_fee: stored_amount(r.try_get(10)?)?,
+        taker_fee: stored_amount(r.try_get(11)?)?,
         time_ms: UnixMs(number(12)?),
     })
 }
 
+/// A stored 32-bit id (markets and assets are numbered in `u32`).
+fn id32(n: i64, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| StoreError::Invalid(format!("{what} {n}")))
+}
+
 /// A stored market id.
 fn market_id(n: i64) -> Result<MarketId, StoreError> {
-    u32::try_from(n)
-        .map(MarketId)
-        .map_err(|_| StoreError::Invalid(format!("market id {n}")))
+    id32(n, "market id").map(MarketId)
 }
 
 /// Rows read newest first put back oldest first.
@@ -518,16 +521,12 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let (available, locked): (String, String) = (r.try_get(3)?, r.try_get(4)?);
                 Ok(BalanceRow {
                     seq: unsigned(r.try_get(0)?)?,
                     account: AccountId(unsigned(r.try_get(1)?)?),
-                    asset: AssetId(
-                        u32::try_from(r.try_get::<i64, _>(2)?)
-                            .map_err(|_| StoreError::Invalid("asset id".into()))?,
-                    ),
-                    available: stored_amount(&available)?,
-                    locked: stored_amount(&locked)?,
+                    asset: AssetId(id32(r.try_get(2)?, "asset id")?),
+                    available: stored_amount(r.try_get(3)?)?,
+                    locked: stored_amount(r.try_get(4)?)?,
                     time_ms: UnixMs(unsigned(r.try_get(5)?)?),
                 })
             })
@@ -655,11 +654,9 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let number = |n: usize| -> Result<u64, StoreError> { unsigned(r.try_get(n)?) };
-                let text = |n: usize| -> Result<String, StoreError> { Ok(r.try_get(n)?) };
                 // Rows from before migration 0007 have no taker figures: zero.
-                let optional = |n: usize| -> Result<String, StoreError> {
-                    Ok(r.try_get::<Option<String>, _>(n)?
-                        .unwrap_or_else(|| "0".to_owned()))
+                let taker = |n: usize| -> Result<&str, StoreError> {
+                    Ok(r.try_get::<Option<&str>, _>(n)?.unwrap_or("0"))
                 };
                 Ok(CandleRow {
                     market: market_id(r.try_get(0)?)?,
@@ -668,11 +665,11 @@ impl Store {
                     high: Price(number(3)?),
                     low: Price(number(4)?),
                     close: Price(number(5)?),
-                    volume: stored_lots(&text(6)?)?,
-                    quote_volume: stored_amount(&text(7)?)?,
+                    volume: stored_lots(r.try_get(6)?)?,
+                    quote_volume: stored_amount(r.try_get(7)?)?,
                     trades: number(8)?,
-                    taker_buy_volume: stored_lots(&optional(9)?)?,
-                    taker_buy_quote: stored_amount(&optional(10)?)?,
+                    taker_buy_volume: stored_lots(taker(9)?)?,
+                    taker_buy_quote: stored_amount(taker(10)?)?,
                 })
             })
             .collect()

@@ -1142,10 +1142,7 @@ impl Store {
                     tx_hash: r.try_get(0)?,
                     nonce: r.try_get(1)?,
                     raw: r.try_get(2)?,
-                    max_fee_per_gas: {
-                        let text: String = r.try_get(3)?;
-                        stored_amount(&text)?.0
-                    },
+                    max_fee_per_gas: stored_amount(r.try_get(3)?)?.0,
                     created_at: r.try_get(4)?,
                 })
             })

@@ -233,13 +233,7 @@ pub struct TestPlatform {
 impl TestPlatform {
     /// Opens and serves a platform with the built-in configuration and the rate limits off.
     pub async fn start() -> TestPlatform {
-        let mut config = coss_server::Config::defaults().unwrap();
-        config.limits = coss_server::Limits {
-            weight_per_minute: 0,
-            orders_per_10s: 0,
-            orders_per_day: 0,
-        };
-        TestPlatform::start_with(|settings| settings.config = config).await
+        TestPlatform::start_with(|settings| settings.config.limits = coss_server::Limits::OFF).await
     }
 
     /// Opens and serves a platform with settings `edit` changed.

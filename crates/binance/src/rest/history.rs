@@ -104,8 +104,7 @@ pub(crate) async fn all_orders(c: Call) -> Answer {
         let kept: Vec<Order> = projection
             .orders_of(account)
             .filter(|o| o.new.market == view.market.id)
-            .filter(|o| from.is_none_or(|f| o.id.0 >= f))
-            .filter(|o| start.is_none_or(|s| o.time_ms >= s) && end.is_none_or(|e| o.time_ms <= e))
+            .filter(|o| range.holds(o.id.0, UnixMs(o.time_ms)))
             .cloned()
             .collect();
         (view.market.clone(), kept)
@@ -186,8 +185,7 @@ pub(crate) async fn my_trades(c: Call) -> Answer {
             .trades_of(account)
             .filter(|t| t.market == id)
             .filter(|t| order_id.is_none_or(|o| t.maker_order.0 == o || t.taker_order.0 == o))
-            .filter(|t| from.is_none_or(|f| t.id >= f))
-            .filter(|t| start.is_none_or(|s| t.time_ms >= s) && end.is_none_or(|e| t.time_ms <= e))
+            .filter(|t| range.holds(t.id, UnixMs(t.time_ms)))
             .copied()
             .collect();
         (view.market.clone(), kept)

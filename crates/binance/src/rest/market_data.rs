@@ -217,19 +217,22 @@ pub(crate) async fn agg_trades(c: Call) -> Answer {
     let from_id = c.params.integer("fromId")?;
     let start = c.params.integer("startTime")?;
     let end = c.params.integer("endTime")?;
-    let in_time =
-        |t: &&Trade| start.is_none_or(|s| t.time_ms >= s) && end.is_none_or(|e| t.time_ms <= e);
+    let range = history_range(from_id, start, end, limit);
+    let in_range = |t: &&Trade| range.holds(t.id, UnixMs(t.time_ms));
     let (market, kept, reach_back) = {
         let projection = c.binance.inner.market.read();
         let view = market_of(&projection, &c.params)?;
         let kept: Vec<Trade> = if from_id.is_some() || start.is_some() {
             view.trades_from(from_id.unwrap_or(0))
-                .filter(in_time)
+                .filter(in_range)
                 .take(limit)
                 .copied()
                 .collect()
         } else {
-            view.recent_trades(limit).filter(in_time).copied().collect()
+            view.recent_trades(limit)
+                .filter(in_range)
+                .copied()
+                .collect()
         };
         // Whether the history holds trades the range asks for that memory let go.
         let oldest_kept_time = view.trades.front().map_or(u64::MAX, |t| t.time_ms);
@@ -244,7 +247,6 @@ pub(crate) async fn agg_trades(c: Call) -> Answer {
     c.params.all_read()?;
     let m = &market;
     let selected: Vec<Trade> = if reach_back {
-        let range = history_range(from_id, start, end, limit);
         let stored = stored_trades(&c, m, None, None, range).await?;
         merge_by_id(stored, kept, |t| t.id, range.from, limit)
     } else {

@@ -134,7 +134,15 @@ async fn call(
     let query = parts.uri.query().unwrap_or_default();
     let now = binance.inner.gate.clock.now().0;
     let ip = coss_http::client_addr(parts, &binance.inner.gate.proxies);
-    let body = std::str::from_utf8(body).unwrap_or_default();
+    // The signature covers the text of the body: a body that is not text is refused rather
+    // than read (and checked) as if it were empty.
+    let Ok(body) = std::str::from_utf8(body) else {
+        return BinanceError::new(
+            -1100,
+            "Illegal characters found in the request body; it must be UTF-8 text.",
+        )
+        .into_response();
+    };
     let params = match Params::parse(query, body) {
         Ok(params) => params,
         Err(error) => return error.into_response(),

@@ -158,6 +158,17 @@ impl Fixture {
         key: Option<&str>,
         body: &str,
     ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        self.send_bytes(method, uri, key, body.as_bytes()).await
+    }
+
+    /// [`Fixture::send`] with a body that need not be text.
+    pub async fn send_bytes(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: &[u8],
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(key) = key {
             request = request.header("X-MBX-APIKEY", key);
@@ -165,7 +176,7 @@ impl Fixture {
         if !body.is_empty() {
             request = request.header("content-type", "application/x-www-form-urlencoded");
         }
-        let mut request = request.body(Body::from(body.to_owned())).unwrap();
+        let mut request = request.body(Body::from(body.to_vec())).unwrap();
         request.extensions_mut().insert(ConnectInfo(
             "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
         ));

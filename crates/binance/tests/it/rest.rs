@@ -535,6 +535,27 @@ async fn mistakes_get_binance_codes_and_move_nothing() {
     let unsigned = format!("/api/v3/openOrders?{query}");
     let (_, unsigned, _) = f.send("GET", &unsigned, Some(&alice.key), "").await;
     assert_eq!(code(&unsigned), -1102);
+    // A body that is not text is refused, not read as empty: the order signed in the query
+    // beside it is not placed.
+    let order_query = format!(
+        "symbol=ETHTUSD&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&timestamp={}",
+        now()
+    );
+    let uri = format!(
+        "/api/v3/order?{order_query}&signature={}",
+        sign(&alice.secret, &order_query)
+    );
+    let (status, not_text, _) = f
+        .send_bytes("POST", &uri, Some(&alice.key), b"price=\xff\xfe")
+        .await;
+    assert_eq!(
+        (status, code(&not_text), not_text["msg"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            -1100,
+            Some("Illegal characters found in the request body; it must be UTF-8 text.")
+        )
+    );
     // A read-only key cannot trade.
     let (status, denied) = f
         .post_form(
