@@ -69,6 +69,12 @@ enum Top {
         #[command(subcommand)]
         command: JournalCommand,
     },
+    /// The history database (trades, orders, statements, candles): a projection of the
+    /// journal.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Ethereum: deploy the COSS contracts.
     Chain {
         #[command(subcommand)]
@@ -107,6 +113,20 @@ enum JournalCommand {
         /// One JSON line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Empties the history so that the next `coss up` rebuilds it from a full replay of the
+    /// journal (with `coss up` stopped). For a journal restored from a backup on purpose:
+    /// the history then runs ahead of it and `coss up` refuses to start.
+    Reset {
+        #[command(flatten)]
+        data: DataDir,
+        /// The database: `postgres://…`; default SQLite `coss.db` in the data dir.
+        #[arg(long, env = "COSS_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -249,6 +269,9 @@ fn run(cli: Cli) -> Result<()> {
         Top::Journal {
             command: JournalCommand::Verify { data, json },
         } => journal_verify(data.resolve()?, json),
+        Top::History {
+            command: HistoryCommand::Reset { data, database_url },
+        } => history_reset(data, database_url),
         Top::Chain { command } => chain::run(command),
         Top::Sso { command } => sso::run(command),
         Top::Dao { command } => dao::run(command),
@@ -382,6 +405,26 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn history_reset(data: DataDir, database_url: Option<String>) -> Result<()> {
+    let data_dir = data.resolve()?;
+    let config = coss_server::Config::load(None, &data_dir)?;
+    let settings = coss_server::Settings::from_env(data_dir, database_url, config);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let accounts = coss_server::open_accounts(&settings).await?;
+            let before = accounts.store().history_position().await?;
+            accounts.store().reset_history().await?;
+            println!(
+                "history emptied (it held events through {before}); the next start rebuilds it \
+                 from the journal"
+            );
+            anyhow::Ok(())
+        })
 }
 
 fn journal_verify(data_dir: PathBuf, json: bool) -> Result<()> {

@@ -203,6 +203,8 @@ pub struct Recovery {
     pub skipped_snapshots: Vec<String>,
     /// Commands in the journal.
     pub commands: u64,
+    /// The last event's sequence number after recovery.
+    pub last_seq: u64,
     /// The state's hash after recovery.
     pub state_hash: StateHash,
 }
@@ -867,6 +869,7 @@ fn recover(
         torn_tail: report.torn_tail,
         skipped_snapshots,
         commands: exchange.commands(),
+        last_seq: exchange.last_seq(),
         state_hash: exchange.state_hash(),
     };
     Ok((exchange, journal, recovery))

@@ -5,9 +5,19 @@
 //! The header has its own CRC so that a damaged length can never pass for a record cut short
 //! by a crash: only a record whose header is intact (or wholly absent, or zero) and whose
 //! payload is incomplete or fails its CRC at the very end of the last segment is a torn tail.
+//!
+//! Bytes alone cannot tell a torn write from a durable record damaged later (a flipped bit in
+//! the last record looks exactly like a crash mid-write), so the journal also keeps a *synced
+//! mark*, the file `synced`: `[index: u64 LE][crc: u32 LE over index LE]`, rewritten after every
+//! successful `fdatasync` with the last index that sync made durable. It is written only after
+//! the records are durable, so after any crash it is never ahead of what the disk holds (it
+//! may lag, if the machine lost power before the mark reached the disk: then the records after
+//! it are judged by their bytes, as before). A record at or below the mark was acknowledged:
+//! if it is damaged or missing, that is corruption, never a torn tail, and nothing is truncated.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result, io_err, list_indexed, sync_dir, take};
@@ -16,6 +26,9 @@ use crate::{Error, Result, io_err, list_indexed, sync_dir, take};
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 const HEADER_BYTES: usize = 20;
 const SEGMENT_EXT: &str = "log";
+/// The synced mark's file name, inside the journal directory.
+pub const SYNCED_MARK: &str = "synced";
+const MARK_BYTES: usize = 12;
 
 /// Options of a [`Journal`] writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +55,9 @@ pub struct ScanReport {
     pub last_index: u64,
     /// The incomplete final record, if a crash left one.
     pub torn_tail: Option<TornTail>,
+    /// The synced mark found: every record up to this index was durable once (0: no mark,
+    /// a journal written before marks existed).
+    pub synced: u64,
 }
 
 /// An incomplete record at the end of the last segment, left by a crash mid-commit.
@@ -70,16 +86,20 @@ pub struct Journal {
     pending_first_index: u64,
     pending: Vec<u8>,
     poisoned: bool,
+    /// The synced mark, rewritten after every successful sync.
+    mark: File,
 }
 
 impl Journal {
     /// Opens the journal in `dir` (creating it if needed) and recovers: validates every
     /// record of every segment, truncates a torn tail, and positions the writer after the
-    /// last valid record. Corruption is an error and nothing is modified.
+    /// last valid record. Corruption is an error and nothing is modified; so is a damaged or
+    /// missing record that the synced mark says was durable.
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<(Self, ScanReport)> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let segments = list_indexed(dir, SEGMENT_EXT)?;
-        let report = scan(&segments, 0, &mut |_, _| Ok::<_, Error>(()))?;
+        let synced = read_mark(dir)?;
+        let report = scan(dir, &segments, 0, synced, &mut |_, _| Ok::<_, Error>(()))?;
         let next_index = report.last_index + 1;
         let path = match segments.last() {
             Some((_, path)) => path.clone(),
@@ -99,6 +119,20 @@ impl Journal {
                 .map_err(io_err(&path))?;
         }
         let segment_len_bytes = file.metadata().map_err(io_err(&path))?.len();
+        // What the segments hold now is durable (a journal from before marks existed, or
+        // records whose mark a power loss kept from the disk): mark it so, durably.
+        file.sync_data().map_err(io_err(&path))?;
+        let mark_path = dir.join(SYNCED_MARK);
+        let mark = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&mark_path)
+            .map_err(io_err(&mark_path))?;
+        write_mark(&mark, report.last_index)
+            .and_then(|()| mark.sync_all())
+            .map_err(io_err(&mark_path))?;
+        sync_dir(dir)?;
         let journal = Self {
             dir: dir.to_owned(),
             segment_bytes: opts.segment_bytes,
@@ -109,6 +143,7 @@ impl Journal {
             pending_first_index: next_index,
             pending: Vec::new(),
             poisoned: false,
+            mark,
         };
         Ok((journal, report))
     }
@@ -165,9 +200,52 @@ impl Journal {
         self.segment_len_bytes += self.pending.len() as u64;
         self.pending.clear();
         self.pending_first_index = self.next_index;
+        // Only now are the records durable, so the mark can never run ahead of the disk. It
+        // is not synced here (that would double the cost of a commit): a power loss may keep
+        // it behind, which only weakens the check for the last groups, never wrongs it.
+        write_mark(&self.mark, self.next_index - 1).map_err(io_err(&self.dir.join(SYNCED_MARK)))?;
         self.poisoned = false;
         Ok(())
     }
+}
+
+impl Drop for Journal {
+    /// A stopped journal leaves its mark on the disk, so that damage found at the next start
+    /// is told from a torn write however the machine goes down in between.
+    fn drop(&mut self) {
+        // Best effort: a mark left behind only weakens the next start's check.
+        let _ = self.mark.sync_all();
+    }
+}
+
+fn write_mark(file: &File, index: u64) -> std::io::Result<()> {
+    let mut bytes = [0u8; MARK_BYTES];
+    bytes[..8].copy_from_slice(&index.to_le_bytes());
+    bytes[8..].copy_from_slice(&crc32fast::hash(&index.to_le_bytes()).to_le_bytes());
+    file.write_all_at(&bytes, 0)
+}
+
+/// The synced mark of `dir`: 0 when there is none (a new journal, or one written before
+/// marks existed). A mark that fails its check is corruption: it cannot be torn (it is one
+/// 12-byte write at the start of a file), so something else damaged it.
+fn read_mark(dir: &Path) -> Result<u64> {
+    let path = dir.join(SYNCED_MARK);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let mut rest = bytes.as_slice();
+    if let (Some(index), Some(crc), true) = (take(&mut rest), take(&mut rest), rest.is_empty())
+        && crc32fast::hash(&index) == u32::from_le_bytes(crc)
+    {
+        return Ok(u64::from_le_bytes(index));
+    }
+    Err(Error::Corrupt {
+        file: path,
+        offset: 0,
+        reason: "the synced mark fails its check".to_owned(),
+    })
 }
 
 /// Streams every record with index `>= from` to `on_record`, validating with the same rules
@@ -180,7 +258,8 @@ pub fn for_each_record<E: From<Error>>(
     mut on_record: impl FnMut(u64, &[u8]) -> Result<(), E>,
 ) -> Result<ScanReport, E> {
     let segments = list_indexed(dir, SEGMENT_EXT)?;
-    scan(&segments, from, &mut on_record)
+    let synced = read_mark(dir)?;
+    scan(dir, &segments, from, synced, &mut on_record)
 }
 
 fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
@@ -202,11 +281,16 @@ fn record_crc(index: u64, payload: &[u8]) -> u32 {
 }
 
 fn scan<E: From<Error>>(
+    dir: &Path,
     segments: &[(u64, PathBuf)],
     from: u64,
+    synced: u64,
     on_record: &mut impl FnMut(u64, &[u8]) -> Result<(), E>,
 ) -> Result<ScanReport, E> {
-    let mut report = ScanReport::default();
+    let mut report = ScanReport {
+        synced,
+        ..ScanReport::default()
+    };
     let mut buf = Vec::new();
     for (position, (first_index, path)) in segments.iter().enumerate() {
         let next_segment = segments.get(position + 1);
@@ -237,9 +321,17 @@ fn scan<E: From<Error>>(
             let rest = &buf[offset..];
             let (index, payload) = match decode(rest) {
                 Ok(record) => record,
-                Err((may_be_torn, _))
+                Err((may_be_torn, reason))
                     if is_last && (may_be_torn || rest.iter().all(|&b| b == 0)) =>
                 {
+                    if report.last_index < synced {
+                        let reason = format!(
+                            "{reason} in record {}, which was synced (the mark says through \
+                             {synced}): damage to an acknowledged record, not a torn write",
+                            report.last_index + 1
+                        );
+                        return Err(corrupt(offset, reason).into());
+                    }
                     report.torn_tail = Some(TornTail {
                         file: path.clone(),
                         offset: offset as u64,
@@ -261,6 +353,22 @@ fn scan<E: From<Error>>(
             report.last_index = index;
             offset += HEADER_BYTES + payload.len();
         }
+        if is_last && report.last_index < synced {
+            let reason = format!(
+                "the journal ends after record {}, but records through {synced} were synced: \
+                 acknowledged records are missing",
+                report.last_index
+            );
+            return Err(corrupt(buf.len(), reason).into());
+        }
+    }
+    if segments.is_empty() && synced > 0 {
+        return Err(Error::Corrupt {
+            file: dir.join(SYNCED_MARK),
+            offset: 0,
+            reason: format!("no segments, but records through {synced} were synced"),
+        }
+        .into());
     }
     Ok(report)
 }

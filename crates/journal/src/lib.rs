@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use journal::{
-    Journal, JournalOptions, MAX_PAYLOAD_BYTES, ScanReport, TornTail, for_each_record,
+    Journal, JournalOptions, MAX_PAYLOAD_BYTES, SYNCED_MARK, ScanReport, TornTail, for_each_record,
 };
 pub use snapshot::{
     InvalidSnapshot, LatestSnapshot, latest_snapshot, list_snapshots, read_snapshot, write_snapshot,
@@ -33,7 +33,13 @@ pub enum Error {
         source: io::Error,
     },
     /// A journal file holds bytes that no crash can explain; nothing after them is trusted.
-    #[error("journal corrupt at {} offset {offset}: {reason}", file.display())]
+    /// Nothing was modified: the way out is to restore the journal directory from a backup
+    /// or a replica (or, accepting the loss of what follows, to truncate it by hand there).
+    #[error(
+        "journal corrupt at {} offset {offset}: {reason}; nothing was modified: restore the \
+         journal directory from a backup or a replica",
+        file.display()
+    )]
     Corrupt {
         /// The damaged file.
         file: PathBuf,

@@ -25,6 +25,25 @@ pub enum PlatformError {
     /// A setting is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// The history database holds events the journal does not: the journal lost
+    /// acknowledged commands, or was restored from an older backup, or belongs to another
+    /// database. Starting would hand new orders the ids of lost ones.
+    #[error(
+        "the history database holds events through sequence {history}, but the journal in {} \
+         ends at event {journal}: the journal lost acknowledged commands or belongs to another \
+         database. Nothing was changed. Restore the journal that matches this database; or, if \
+         the journal was restored from a backup on purpose, empty the history with \
+         `coss history reset` so that the next start rebuilds it from the journal",
+        dir.display()
+    )]
+    HistoryAhead {
+        /// The history's last event.
+        history: u64,
+        /// The journal's last event.
+        journal: u64,
+        /// The journal directory.
+        dir: std::path::PathBuf,
+    },
     /// A part of the platform failed (what was being done, and why).
     #[error("{what}: {source}")]
     Failed {
@@ -42,6 +61,7 @@ impl PlatformError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
+            Self::HistoryAhead { .. } => "history_ahead",
             Self::Failed { .. } => "failed",
         }
     }

@@ -95,6 +95,11 @@ impl Platform {
         let mut engine_config = EngineConfig::new(&data_dir);
         engine_config.feed = Some(feed);
         engine_config.clock = settings.clock.clone();
+        let history = accounts
+            .store()
+            .history_position()
+            .await
+            .context("cannot read the history's position")?;
         let (engine, recovery) = tokio::task::spawn_blocking(move || Engine::start(engine_config))
             .await
             .context("the engine's start was interrupted")?
@@ -102,6 +107,20 @@ impl Platform {
                 "cannot recover the engine from {}",
                 data_dir.display()
             ))?;
+        if history > recovery.last_seq {
+            // The database saw events the journal no longer holds: a journal restored from an
+            // older backup, or one that lost acknowledged commands. Going on would hand the
+            // next orders the ids of lost ones and keep their events out of the history.
+            let stopped = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+            if let Ok(Err(error)) = stopped {
+                tracing::warn!(%error, "the engine did not shut down cleanly");
+            }
+            return Err(PlatformError::HistoryAhead {
+                history,
+                journal: recovery.last_seq,
+                dir: coss_engine::journal_dir(&settings.data_dir),
+            });
+        }
         if let Some(torn) = &recovery.torn_tail {
             tracing::warn!(
                 file = %torn.file.display(),

@@ -1,13 +1,14 @@
 //! The whole platform in process, as `coss up` assembles it, serving on a loopback port: every
 //! mounted route is described and declares its authentication, the edges answer on one port,
 //! and the client's address is believed from `X-Forwarded-For` only when a trusted proxy
-//! sends it.
+//! sends it. A history database that runs ahead of the journal stops start-up.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use coss_identity::{Permission, sign};
+use coss_server::{Config, Platform, Settings};
 use coss_testkit::{TestPlatform, http, verified, with_totp};
 
 /// `(method, path)` pairs of an OpenAPI document.
@@ -183,4 +184,62 @@ async fn a_forwarded_client_address_is_believed_only_from_a_trusted_proxy() {
     let direct = whoami("127.0.0.1", None).await;
     assert_eq!(direct.status, 403, "{}", direct.body);
     platform.stop().await;
+}
+
+/// Opens the platform on `dir` (SQLite, the local anvil), waits until the history holds every
+/// event of the engine, and stops it.
+async fn run_platform(dir: &std::path::Path, work: impl AsyncFnOnce(&coss_engine::EngineHandle)) {
+    let settings = Settings::new(dir, Config::defaults().unwrap());
+    let platform = Platform::open(settings).await.unwrap();
+    let engine = platform.engine().clone();
+    work(&engine).await;
+    let last = engine.status_async().await.unwrap().last_seq;
+    let store = platform.accounts().store().clone();
+    while store.history_position().await.unwrap() < last {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(engine);
+    let stopped = platform.stop();
+    tokio::task::spawn_blocking(move || stopped.finish())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_ahead_of_the_journal_stops_start_up_until_it_is_reset() {
+    // The history database saw events the journal no longer holds (here: an operator put back
+    // an older journal). Starting anyway would give the next orders the ids of the lost ones
+    // and keep their events out of the history, so start-up refuses and says the way out.
+    let dir = tempfile::tempdir().unwrap();
+    run_platform(dir.path(), async |_| {}).await;
+    let journal = coss_engine::journal_dir(dir.path());
+    let older = tempfile::tempdir().unwrap();
+    copy_files(&journal, older.path());
+    run_platform(dir.path(), async |engine| {
+        let account = coss_identity::exchange_account(coss_types::UserId(7)).unwrap();
+        coss_testkit::deposit(engine, account, coss_wallet::DEV_ETH, 5_000).await;
+    })
+    .await;
+    std::fs::remove_dir_all(&journal).unwrap();
+    copy_files(older.path(), &journal);
+
+    let settings = || Settings::new(dir.path(), Config::defaults().unwrap());
+    let error = Platform::open(settings()).await.unwrap_err();
+    assert_eq!(error.code(), "history_ahead", "{error}");
+    assert!(error.to_string().contains("coss history reset"), "{error}");
+
+    let accounts = coss_server::open_accounts(&settings()).await.unwrap();
+    accounts.store().reset_history().await.unwrap();
+    drop(accounts);
+    // Rebuilt from the journal it now has.
+    run_platform(dir.path(), async |_| {}).await;
 }

@@ -370,6 +370,24 @@ impl Store {
         }
     }
 
+    /// Empties the history (trades, orders, balance changes, candles and the position), so
+    /// that the next start rebuilds it from a full replay of the journal. For an operator who
+    /// restored the journal from a backup on purpose: the history then runs ahead of it.
+    pub async fn reset_history(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for statement in [
+            "DELETE FROM trades",
+            "DELETE FROM orders",
+            "DELETE FROM balance_changes",
+            "DELETE FROM candles",
+            "DELETE FROM history_cursor",
+        ] {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Writes a batch and the new position in one transaction (rows go in multi-row
     /// statements of at most [`ROWS_PER_STATEMENT`], see [`pow2_chunks`]).
     pub async fn write_history(&self, batch: &HistoryBatch) -> Result<(), StoreError> {

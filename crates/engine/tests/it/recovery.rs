@@ -75,6 +75,14 @@ fn recovery_from_a_snapshot_matches_a_full_replay() {
 fn a_torn_tail_is_truncated_and_reported_and_the_rest_survives() {
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), 0, 10);
+    // A crash in the middle of the next commit: its record reaches the disk in part, its
+    // synced mark not at all.
+    let mark = journal_dir(dir.path()).join(coss_journal::SYNCED_MARK);
+    let marked = fs::read(&mark).unwrap();
+    let (engine, _) = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    engine.handle().submit(deposit(50)).unwrap();
+    engine.shutdown().unwrap();
+    fs::write(&mark, marked).unwrap();
     let last = segments(dir.path()).pop().unwrap();
     let len = fs::metadata(&last).unwrap().len();
     OpenOptions::new()
@@ -85,7 +93,7 @@ fn a_torn_tail_is_truncated_and_reported_and_the_rest_survives() {
         .unwrap();
 
     let verified = verify(dir.path()).unwrap();
-    assert_eq!(verified.commands, 10);
+    assert_eq!(verified.commands, 11);
     assert!(verified.torn_tail.is_some());
     assert_eq!(
         fs::metadata(&last).unwrap().len(),
@@ -96,12 +104,39 @@ fn a_torn_tail_is_truncated_and_reported_and_the_rest_survives() {
     let (engine, recovery) = Engine::start(EngineConfig::new(dir.path())).unwrap();
     let torn = recovery.torn_tail.expect("torn tail reported");
     assert_eq!(torn.file, last);
-    assert_eq!(recovery.commands, 10);
+    assert_eq!(recovery.commands, 11);
     // The journal continues where the valid records end.
     let receipt = engine.handle().submit(deposit(99)).unwrap();
-    assert_eq!(receipt.index, 11);
+    assert_eq!(receipt.index, 12);
     engine.shutdown().unwrap();
-    assert_eq!(verify(dir.path()).unwrap().commands, 11);
+    assert_eq!(verify(dir.path()).unwrap().commands, 12);
+}
+
+#[test]
+fn an_acknowledged_last_command_damaged_on_disk_stops_start_up_instead_of_vanishing() {
+    // One bit flips in the last record's payload of a stopped engine: bytes alone look like
+    // a torn write, but the command was acknowledged, so start-up and verify refuse (naming
+    // the file and the offset) and nothing is truncated.
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), 0, 10);
+    let last = segments(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    fs::write(&last, &bytes).unwrap();
+    let error = Engine::start(EngineConfig::new(dir.path())).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(
+            error,
+            EngineError::Journal(coss_journal::Error::Corrupt { .. })
+        ),
+        "{text}"
+    );
+    assert!(text.contains(&last.display().to_string()), "{text}");
+    assert!(text.contains("which was synced"), "{text}");
+    assert!(text.contains("restore the journal directory"), "{text}");
+    assert!(verify(dir.path()).is_err(), "verify must not say ok");
+    assert_eq!(fs::read(&last).unwrap(), bytes, "nothing was truncated");
 }
 
 #[test]

@@ -35,6 +35,20 @@ fn journal(count: u64) -> TempDir {
     dir
 }
 
+/// What a crash in the middle of the commit of record `count` leaves: records
+/// `1..count` durable and marked synced, and record `count` on disk without its mark.
+fn crashed_before_marking(count: u64) -> TempDir {
+    let dir = journal(count - 1);
+    let full = journal(count);
+    for entry in fs::read_dir(full.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
+}
+
 fn open(dir: &Path) -> (Journal, ScanReport) {
     Journal::open(dir, SMALL_SEGMENTS).unwrap()
 }
@@ -78,7 +92,8 @@ fn corruption(dir: &Path) -> String {
 
 fn corrupt_at(file: &Path, offset: u64, reason: &str) -> String {
     format!(
-        "journal corrupt at {} offset {offset}: {reason}",
+        "journal corrupt at {} offset {offset}: {reason}; nothing was modified: restore the \
+         journal directory from a backup or a replica",
         file.display()
     )
 }
@@ -117,7 +132,7 @@ fn reader_yields_records_from_a_given_index() {
 
 #[test]
 fn torn_tail_is_truncated_and_reported_at_every_cut_within_the_last_record() {
-    let dir = journal(10);
+    let dir = crashed_before_marking(10);
     let last = segment(dir.path(), 7);
     let intact = fs::read(&last).unwrap();
     let start = intact.len() - (20 + payload(10).len());
@@ -139,14 +154,79 @@ fn torn_tail_is_truncated_and_reported_at_every_cut_within_the_last_record() {
 }
 
 #[test]
-fn crc_failure_in_the_final_record_is_a_torn_tail() {
-    let dir = journal(10);
+fn crc_failure_in_a_final_record_never_marked_synced_is_a_torn_tail() {
+    let dir = crashed_before_marking(10);
     let last = segment(dir.path(), 7);
     edit(&last, |bytes| *bytes.last_mut().unwrap() ^= 1);
     let len = fs::metadata(&last).unwrap().len();
     let record_bytes = 20 + payload(10).len() as u64;
     let torn = torn(&last, len - record_bytes, record_bytes);
     assert_eq!(summary(open(dir.path()).1), (9, 9, torn));
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_synced_record_is_corruption_not_a_torn_tail() {
+    // Record 10 was committed (acknowledged); a bit flips while the server is stopped. Its
+    // header checks and its payload fails at the very end of the file, exactly as a torn
+    // write would, but the synced mark says it was durable: dropping it would lose an
+    // acknowledged command, so start-up refuses and modifies nothing.
+    let dir = journal(10);
+    let last = segment(dir.path(), 7);
+    edit(&last, |bytes| *bytes.last_mut().unwrap() ^= 1);
+    let damaged = fs::read(&last).unwrap();
+    let offset = damaged.len() as u64 - (20 + payload(10).len() as u64);
+    let reason = "crc mismatch in record 10, which was synced (the mark says through 10): \
+                  damage to an acknowledged record, not a torn write";
+    assert_eq!(corruption(dir.path()), corrupt_at(&last, offset, reason));
+    assert_eq!(fs::read(&last).unwrap(), damaged, "nothing is truncated");
+}
+
+#[test]
+fn synced_records_cut_off_or_missing_are_corruption() {
+    let dir = journal(10);
+    let last = segment(dir.path(), 7);
+    let intact = fs::read(&last).unwrap();
+    let start = intact.len() - (20 + payload(10).len());
+    fs::write(&last, &intact[..start + 5]).unwrap();
+    let reason = "truncated record header in record 10, which was synced (the mark says \
+                  through 10): damage to an acknowledged record, not a torn write";
+    assert_eq!(
+        corruption(dir.path()),
+        corrupt_at(&last, start as u64, reason)
+    );
+    fs::write(&last, &intact[..start]).unwrap();
+    let reason = "the journal ends after record 9, but records through 10 were synced: \
+                  acknowledged records are missing";
+    assert_eq!(
+        corruption(dir.path()),
+        corrupt_at(&last, start as u64, reason)
+    );
+}
+
+#[test]
+fn a_journal_without_a_mark_is_judged_by_its_bytes_and_marked_at_open() {
+    // Journals written before the mark existed: the old rule applies once, then the mark
+    // covers what was found.
+    let dir = journal(10);
+    fs::remove_file(dir.path().join(coss_journal::SYNCED_MARK)).unwrap();
+    let last = segment(dir.path(), 7);
+    edit(&last, |bytes| *bytes.last_mut().unwrap() ^= 1);
+    let (journal, report) = open(dir.path());
+    assert_eq!((report.last_index, report.synced), (9, 0));
+    assert!(report.torn_tail.is_some());
+    drop(journal);
+    assert_eq!(open(dir.path()).1.synced, 9);
+}
+
+#[test]
+fn a_damaged_mark_is_corruption() {
+    let dir = journal(10);
+    let mark = dir.path().join(coss_journal::SYNCED_MARK);
+    edit(&mark, |bytes| bytes[0] ^= 1);
+    assert_eq!(
+        corruption(dir.path()),
+        corrupt_at(&mark, 0, "the synced mark fails its check")
+    );
 }
 
 #[test]
