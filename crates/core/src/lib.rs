@@ -95,6 +95,21 @@ pub struct RestingOrder {
     pub qty: coss_types::Qty,
 }
 
+/// A withdrawal the core holds or held, as the outside sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WithdrawalInfo {
+    /// Whose.
+    pub account: AccountId,
+    /// Which asset.
+    pub asset: AssetId,
+    /// What the destination receives.
+    pub amount: Amount,
+    /// The fee on top.
+    pub fee: Amount,
+    /// Still held (neither confirmed nor released).
+    pub pending: bool,
+}
+
 /// A listed asset as the outside sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetInfo {
@@ -516,6 +531,19 @@ impl Exchange {
             decimals: a.decimals,
             fees_shared: a.fees_shared,
             withdrawal_fee: Amount(a.withdrawal_fee),
+        })
+    }
+
+    /// The withdrawal held under `request`, if the core knows it: what a caller compares with
+    /// its own record before trusting a `DuplicateRequest`.
+    #[must_use]
+    pub fn withdrawal(&self, request: RequestId) -> Option<WithdrawalInfo> {
+        self.withdrawals.get(&request).map(|w| WithdrawalInfo {
+            account: w.account,
+            asset: w.asset,
+            amount: Amount(w.amount),
+            fee: Amount(w.fee),
+            pending: matches!(w.state, WithdrawalState::Pending),
         })
     }
 

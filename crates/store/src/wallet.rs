@@ -81,6 +81,9 @@ stored_status!(
         Credited => "credited",
         /// Its block left the canonical chain before it was credited.
         Orphaned => "orphaned",
+        /// The exchange core refused it, or its record does not read: never credited by
+        /// the watcher, alerted, left for an operator (final unless its block is re-mined).
+        Refused => "refused",
     }
 );
 
@@ -136,6 +139,10 @@ stored_status!(
 /// The history label of a transaction replaced by one with a higher fee (not a status: the
 /// withdrawal stays `broadcast`).
 pub const REPLACED: &str = "replaced";
+
+/// The history label of a cancel signed for a withdrawal whose transfer cannot be mined (not a
+/// status: the withdrawal stays where it is until the chain decides).
+pub const CANCEL_SIGNED: &str = "cancel_signed";
 
 /// A deposit found in a block, before it is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +214,8 @@ pub struct NewWithdrawal {
     pub fee: Amount,
     /// The caller's idempotency key.
     pub idempotency_key: String,
+    /// The exchange core's request id of its hold (random, never reused).
+    pub request_key: u64,
 }
 
 /// A recorded withdrawal.
@@ -242,6 +251,9 @@ pub struct WithdrawalRecord {
     pub created_at: i64,
     /// Last status change (Unix ms).
     pub updated_at: i64,
+    /// The exchange core's request id of its hold; `None` for withdrawals made before these
+    /// were random (their request id derives from the row id).
+    pub request_key: Option<u64>,
 }
 
 /// A signed transaction stored before it is broadcast.
@@ -257,6 +269,8 @@ pub struct SignedTx {
     pub max_fee_per_gas: u128,
     /// When it was signed (Unix ms).
     pub created_at: i64,
+    /// A cancel: a zero-value send to the hot wallet itself at the same nonce.
+    pub cancels: bool,
 }
 
 /// One step in a deposit's or withdrawal's history.
@@ -306,7 +320,7 @@ const DEPOSIT_COLUMNS: &str = "id, chain_id, tx_hash, position, user_id, asset, 
                                sender, block_height, block_hash, status, created_at, updated_at";
 const WITHDRAWAL_COLUMNS: &str = "id, user_id, chain_id, asset, to_address, amount, fee, \
                                   idempotency_key, status, nonce, tx_hash, block_height, error, \
-                                  created_at, updated_at";
+                                  created_at, updated_at, request_key";
 const TRANSFER_COLUMNS: &str =
     "id, from_user, to_user, asset, amount, idempotency_key, status, created_at";
 
@@ -346,6 +360,13 @@ fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
         error: row.try_get(12)?,
         created_at: row.try_get(13)?,
         updated_at: row.try_get(14)?,
+        request_key: row
+            .try_get::<Option<&str>, _>(15)?
+            .map(|text| {
+                text.parse()
+                    .map_err(|_| StoreError::Invalid(format!("request key {text:?}")))
+            })
+            .transpose()?,
     })
 }
 
@@ -742,12 +763,13 @@ impl Store {
             .flatten())
     }
 
-    /// Deposits on the chain in a status, oldest first.
+    /// The chain's deposits in `status`, oldest first. A row that does not read (a damaged
+    /// amount) comes back as its id and why, so that one bad row never hides the others.
     pub async fn deposits_in(
         &self,
         chain_id: i64,
         status: DepositStatus,
-    ) -> Result<Vec<DepositRecord>, StoreError> {
+    ) -> Result<Vec<Result<DepositRecord, (i64, StoreError)>>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE chain_id = $1 AND status = $2 ORDER BY id"
         )))
@@ -755,7 +777,37 @@ impl Store {
         .bind(status.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(deposit).collect()
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0)?;
+                Ok(deposit(row).map_err(|error| (id, error)))
+            })
+            .collect()
+    }
+
+    /// Marks a pending deposit refused, with why (false if it was not pending).
+    pub async fn mark_deposit_refused(
+        &self,
+        id: i64,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (from, to) = (DepositStatus::Pending, DepositStatus::Refused);
+        let changed = cas_deposit(&mut tx, id, from, to, now).await?;
+        if changed {
+            event(
+                &mut tx,
+                Subject::Deposit,
+                id,
+                to.as_str(),
+                Some(reason),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Marks a pending deposit credited (false if it was not pending).
@@ -875,8 +927,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO withdrawals (user_id, chain_id, asset, to_address, amount, fee, \
-             idempotency_key, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8) RETURNING {WITHDRAWAL_COLUMNS}"
+             idempotency_key, status, created_at, updated_at, request_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING {WITHDRAWAL_COLUMNS}"
         )))
         .bind(new.user_id.0)
         .bind(new.chain_id)
@@ -887,6 +939,7 @@ impl Store {
         .bind(new.idempotency_key.as_str())
         .bind(now)
         .bind(WithdrawalStatus::Requested.as_str())
+        .bind(new.request_key.to_string())
         .fetch_one(&mut *tx)
         .await;
         match inserted {
@@ -1099,8 +1152,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Stores a replacement (same nonce, higher fee) of a withdrawal's transaction and makes
-    /// it the one shown; the earlier ones stay on record, since any of them may be mined.
+    /// Stores a replacement (same nonce, higher fee) of a withdrawal's transaction, or a cancel
+    /// (`signed.cancels`), and makes it the one shown; the earlier ones stay on record, since
+    /// any of them may be mined.
     pub async fn replace_withdrawal_tx(
         &self,
         id: i64,
@@ -1118,7 +1172,11 @@ impl Store {
             &mut tx,
             Subject::Withdrawal,
             id,
-            REPLACED,
+            if signed.cancels {
+                CANCEL_SIGNED
+            } else {
+                REPLACED
+            },
             Some(&signed.tx_hash),
             signed.created_at,
         )
@@ -1130,8 +1188,8 @@ impl Store {
     /// Every transaction signed for a withdrawal, oldest first.
     pub async fn withdrawal_txs(&self, id: i64) -> Result<Vec<SignedTx>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tx_hash, nonce, raw, max_fee_per_gas, created_at FROM withdrawal_txs \
-             WHERE withdrawal_id = $1 ORDER BY created_at, tx_hash",
+            "SELECT tx_hash, nonce, raw, max_fee_per_gas, created_at, cancels \
+             FROM withdrawal_txs WHERE withdrawal_id = $1 ORDER BY created_at, tx_hash",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -1144,6 +1202,7 @@ impl Store {
                     raw: r.try_get(2)?,
                     max_fee_per_gas: stored_amount(r.try_get(3)?)?.0,
                     created_at: r.try_get(4)?,
+                    cancels: r.try_get::<i64, _>(5)? != 0,
                 })
             })
             .collect()
@@ -1374,8 +1433,8 @@ async fn insert_signed(
     signed: &SignedTx,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO withdrawal_txs (tx_hash, withdrawal_id, nonce, raw, max_fee_per_gas, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO withdrawal_txs (tx_hash, withdrawal_id, nonce, raw, max_fee_per_gas, \
+         created_at, cancels) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(signed.tx_hash.as_str())
     .bind(withdrawal_id)
@@ -1383,6 +1442,7 @@ async fn insert_signed(
     .bind(signed.raw.as_slice())
     .bind(signed.max_fee_per_gas.to_string())
     .bind(signed.created_at)
+    .bind(i64::from(signed.cancels))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1070,6 +1070,7 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
                 amount: Amount(10),
                 fee: Amount(1),
                 idempotency_key: "k".into(),
+                request_key: 7,
             },
             T0,
         )

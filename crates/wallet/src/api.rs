@@ -116,7 +116,9 @@ impl From<WalletError> for ApiError {
             E::LimitExceeded { .. } | E::NotAllowListed => StatusCode::FORBIDDEN,
             E::NotFound => StatusCode::NOT_FOUND,
             E::NotCancellable(_) => StatusCode::CONFLICT,
-            E::Chain(_) | E::WrongChain { .. } | E::Engine(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Chain(_) | E::WrongChain { .. } | E::Engine(_) | E::HoldMismatch => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             E::Config(_) | E::Keys(_) | E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -293,8 +295,9 @@ struct DepositView {
     block_height: i64,
     confirmations: u64,
     required_confirmations: u64,
-    /// `pending` (waiting for confirmations), `credited` or `orphaned` (its block left the
-    /// chain; it returns to `pending` if the transaction is mined again).
+    /// `pending` (waiting for confirmations), `credited`, `orphaned` (its block left the
+    /// chain; it returns to `pending` if the transaction is mined again) or `refused` (it
+    /// cannot be credited, e.g. it would overflow the asset's supply; support handles it).
     status: &'static str,
     created_at: i64,
     updated_at: i64,

@@ -37,10 +37,24 @@ pub struct AssetConfig {
     /// share; default yes, as for every crypto asset). Fixed when the asset is listed.
     #[serde(default = "shared")]
     pub fees_shared: bool,
+    /// The most a withdrawal of this asset may pay per gas (wei), bumps included. Above it
+    /// nothing is signed or bumped: the sender alerts and waits for the network to calm, so a
+    /// fee spike (or a stuck transaction re-bumped forever) can never drain the hot wallet.
+    #[serde(default = "max_fee_per_gas")]
+    pub max_fee_per_gas: u128,
 }
 
 fn shared() -> bool {
     true
+}
+
+fn max_fee_per_gas() -> u128 {
+    // 500 gwei: well above any ordinary mainnet fee, far below what a runaway bump reaches.
+    500_000_000_000
+}
+
+fn cancel_after_ms() -> u64 {
+    6 * 3_600_000
 }
 
 /// One chain.
@@ -58,6 +72,12 @@ pub struct ChainConfig {
     pub poll_interval_ms: u64,
     /// After this long unmined, a withdrawal's transaction is replaced with a higher fee (ms).
     pub stuck_after_ms: u64,
+    /// After this long with none of its transactions mined, a withdrawal is cancelled on
+    /// chain (a zero-value send to the hot wallet itself at its nonce), so that a transaction
+    /// no node will mine never blocks the later nonces; once the cancel is mined, its hold is
+    /// released (ms).
+    #[serde(default = "cancel_after_ms")]
+    pub cancel_after_ms: u64,
     /// The cold wallet (an address only: its key is never on the server).
     pub cold_address: Option<Address>,
     /// The assets.
@@ -90,6 +110,7 @@ impl ChainConfig {
             start_block: Some(0),
             poll_interval_ms: 500,
             stuck_after_ms: 60_000,
+            cancel_after_ms: cancel_after_ms(),
             cold_address: None,
             sale: None,
             assets: vec![
@@ -105,6 +126,7 @@ impl ChainConfig {
                     hot_max: Some(100 * eth),
                     hot_keep: 20 * eth,
                     fees_shared: true,
+                    max_fee_per_gas: max_fee_per_gas(),
                 },
                 AssetConfig {
                     symbol: "COSS".into(),
@@ -118,6 +140,7 @@ impl ChainConfig {
                     hot_max: None,
                     hot_keep: 0,
                     fees_shared: true,
+                    max_fee_per_gas: max_fee_per_gas(),
                 },
                 AssetConfig {
                     symbol: "TUSD".into(),
@@ -131,6 +154,7 @@ impl ChainConfig {
                     hot_max: None,
                     hot_keep: 0,
                     fees_shared: true,
+                    max_fee_per_gas: max_fee_per_gas(),
                 },
             ],
         }

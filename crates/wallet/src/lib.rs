@@ -121,6 +121,10 @@ pub enum WalletError {
     /// Sender and recipient are the same account.
     #[error("cannot transfer to yourself")]
     SameAccount,
+    /// The exchange core holds a different withdrawal under this one's request id: the
+    /// database and the core disagree, and the wallet halts until an operator looks.
+    #[error("the exchange core disagrees with the withdrawal's record; withdrawals are halted")]
+    HoldMismatch,
     /// The idempotency key is empty or longer than 64 characters.
     #[error("the idempotency key must be 1 to 64 characters")]
     InvalidIdempotencyKey,
@@ -152,6 +156,7 @@ impl WalletError {
             Self::UnknownRecipient => "unknown_recipient",
             Self::SameAccount => "same_account",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::HoldMismatch => "hold_mismatch",
         }
     }
 }
@@ -184,6 +189,13 @@ pub(crate) fn hex_of(bytes: impl AsRef<[u8]>) -> String {
 #[must_use]
 pub fn withdrawal_request(id: i64) -> RequestId {
     RequestId((1u128 << 64) | u128::from(id.unsigned_abs()))
+}
+
+/// The core request id of a withdrawal made with a random request key (its own range, apart
+/// from the row-id ones of older withdrawals).
+#[must_use]
+pub fn held_request(key: u64) -> RequestId {
+    RequestId((3u128 << 64) | u128::from(key))
 }
 
 /// The core request id of an internal transfer.

@@ -27,7 +27,7 @@ use crate::withdraw::IERC20;
 use crate::{Wallet, WalletError, hd, rpc_error};
 
 /// Gas of a plain ETH transfer.
-const ETH_TRANSFER_GAS: u64 = 21_000;
+pub(crate) const ETH_TRANSFER_GAS: u64 = 21_000;
 /// Deposit addresses looked at per pass.
 const SWEEP_BATCH: i64 = 100;
 
@@ -225,7 +225,7 @@ impl Wallet {
             access_list: Default::default(),
             input,
         };
-        let signed = self.sign(tx)?;
+        let signed = self.sign(tx, false)?;
         let _pending = timed(inner.provider.send_raw_transaction(&signed.raw))
             .await?
             .map_err(rpc_error)?;

@@ -450,6 +450,14 @@ impl Wallet {
             .deposits_in(chain, DepositStatus::Pending)
             .await?
         {
+            let deposit = match deposit {
+                Ok(deposit) => deposit,
+                Err((id, error)) => {
+                    self.refuse_deposit(id, &format!("its record does not read: {error}"))
+                        .await?;
+                    continue;
+                }
+            };
             let Some(asset) = inner.config.asset(&deposit.asset) else {
                 continue;
             };
@@ -458,10 +466,15 @@ impl Wallet {
                 continue;
             }
             let reference = deposit_reference(chain, &deposit.tx_hash, &deposit.position);
+            let Ok(account) = account_of(deposit.user_id) else {
+                self.refuse_deposit(deposit.id, "no exchange account for its user")
+                    .await?;
+                continue;
+            };
             let receipt = inner
                 .engine
                 .submit_async(Command::Deposit {
-                    account: account_of(deposit.user_id)?,
+                    account,
                     asset: asset.asset,
                     amount: deposit.amount,
                     reference: reference.clone(),
@@ -472,7 +485,10 @@ impl Wallet {
                 // reference check makes the retry harmless.
                 Ok(()) | Err(RejectReason::DuplicateReference) => {}
                 Err(reason) => {
-                    tracing::error!(%reason, %reference, "the exchange core refused a deposit");
+                    // Refused for good (the core is deterministic: the same command is
+                    // refused again): a final state and one alert, not a retry every block.
+                    let why = format!("the exchange core refused it: {}", reason.code());
+                    self.refuse_deposit(deposit.id, &why).await?;
                     continue;
                 }
             }
@@ -492,6 +508,17 @@ impl Wallet {
             }
         }
         Ok(credited)
+    }
+
+    /// Ends a deposit that can never be credited as `refused`, with an alert; crediting of
+    /// the others goes on.
+    async fn refuse_deposit(&self, id: i64, reason: &str) -> Result<(), WalletError> {
+        tracing::error!(deposit = id, %reason, "ALERT: a deposit is refused and left for an operator");
+        self.inner
+            .store
+            .mark_deposit_refused(id, reason, self.now())
+            .await?;
+        Ok(())
     }
 }
 

@@ -1,16 +1,22 @@
 //! Withdrawals. A request is checked (asset, amount, address and its EIP-55 checksum, the
 //! minimum, the second factor, the allow-list, the 24-hour limit of the account's
-//! verification level) before anything moves; then it is recorded (`requested`) and its
-//! amount plus fee is held in the exchange core (`held`). The sender, one at a time per hot
-//! address, takes the hot wallet's next nonce, signs the transfer and stores the raw
-//! transaction together with the advanced nonce in one database transaction (`signed`) —
-//! only then is it broadcast (`broadcast`). After a crash, signed transactions are broadcast
-//! again byte for byte (the same hash: a node cannot mine it twice), so nothing is sent twice
-//! or lost. Once mined with the asset's confirmations the hold is confirmed (`settled`); a
-//! transaction that reverted, or that the node refused before it ever entered the mempool,
-//! releases the hold (`failed`); one left unmined too long is replaced (same nonce, fees up
-//! by at least 12.5%). Releases go through `cancelling` / `failing`, so a crash between the
-//! core's release and the record can never let a released withdrawal be signed.
+//! verification level) before anything moves; then it is recorded (`requested`) with a random
+//! core request id and its amount plus fee is held in the exchange core (`held`; a
+//! `DuplicateRequest` counts only if the core holds exactly this withdrawal, else the wallet
+//! halts). The sender, one at a time per hot address, signs a withdrawal only when the hot
+//! wallet holds its amount and, in ETH, its worst-case gas, and the network fee is within the
+//! asset's cap; it takes the next nonce and stores the raw transaction together with the
+//! advanced nonce in one database transaction (`signed`) — only then is it broadcast
+//! (`broadcast` once a node took it). Stored transactions are sent again byte for byte until
+//! the chain decides, so nothing is sent twice or lost. The chain alone decides the end: one
+//! of its transactions mined with the asset's confirmations settles it (`settled`), or
+//! releases the hold if it reverted or was the withdrawal's cancel (`failed`); its nonce used
+//! on chain by a transaction not recorded for it releases it too. What a node answered is
+//! only logged. A transaction left unmined is replaced (same nonce, fees up by at least
+//! 12.5%, never above the asset's cap), and one unmined too long is cancelled with a
+//! zero-value send to the hot wallet itself at its nonce, so no nonce stays a hole under the
+//! later ones. Releases go through `cancelling` / `failing`, so a crash between the core's
+//! release and the record can never let a released withdrawal be signed.
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::BlockId;
@@ -18,15 +24,19 @@ use alloy::eips::eip2718::{Decodable2718, Encodable2718};
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, U256};
 use alloy::providers::Provider;
-use alloy::rpc::types::TransactionRequest;
+use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
 use coss_core::{Command, RejectReason};
 use coss_store::{NewWithdrawal, SignedTx, WithdrawalRecord, WithdrawalStatus};
-use coss_types::{Amount, UserId};
+use coss_types::{Amount, RequestId, UserId};
 
 use crate::chain::timed;
-use crate::{AssetConfig, Wallet, WalletError, account_of, hex_of, rpc_error, withdrawal_request};
+use crate::sweep::ETH_TRANSFER_GAS;
+use crate::{
+    AssetConfig, Wallet, WalletError, account_of, held_request, hex_of, rpc_error,
+    withdrawal_request,
+};
 
 alloy::sol! {
     #[sol(rpc)]
@@ -110,13 +120,20 @@ pub(crate) fn parse_positive(text: &str, asset: &AssetConfig) -> Result<u128, Wa
     Ok(amount.0)
 }
 
-enum Broadcast {
-    /// The node has it (or already mined it).
-    Accepted,
-    /// The node refused it for good: it never entered the mempool.
-    Refused(String),
-    /// The node could not be asked: try again later.
-    Unknown(String),
+/// How a withdrawal's hold is named in the exchange core.
+fn request_of(record: &WithdrawalRecord) -> RequestId {
+    match record.request_key {
+        Some(key) => held_request(key),
+        None => withdrawal_request(record.id),
+    }
+}
+
+/// What the hot wallet has promised in one signing pass: ETH (values and worst-case gas) and
+/// each token.
+#[derive(Default)]
+struct Committed {
+    eth: U256,
+    tokens: std::collections::HashMap<Address, U256>,
 }
 
 impl Wallet {
@@ -192,6 +209,11 @@ impl Wallet {
             .read_async(move |e| e.asset_info(asset_id))
             .await?
             .map_or(asset.withdrawal_fee, |info| info.withdrawal_fee.0);
+        // Random, not the row id: a database restored from a backup reuses row ids, and a
+        // reused request id would name a hold the core already has for someone else.
+        let request_key = u64::from_le_bytes(
+            *coss_identity::random_bytes::<8>().map_err(|_| WalletError::Keys("no randomness"))?,
+        );
         let (record, created) = store
             .create_withdrawal(
                 &NewWithdrawal {
@@ -202,6 +224,7 @@ impl Wallet {
                     amount: Amount(amount),
                     fee: Amount(fee),
                     idempotency_key: request.idempotency_key.clone(),
+                    request_key,
                 },
                 now,
             )
@@ -217,18 +240,23 @@ impl Wallet {
     }
 
     /// Holds a `requested` withdrawal in the core (again, after a crash: the core's
-    /// request id makes that harmless).
+    /// request id makes that harmless). The API and the sender's recovery may both try at
+    /// once; the status changes are compare-and-sets, and whichever loses follows the winner:
+    /// a hold made after the other path recorded a refusal is given back, and a refusal seen
+    /// after the other path held it is no refusal for the user.
     async fn hold(&self, record: &WithdrawalRecord) -> Result<(), WalletError> {
         let inner = &self.inner;
         let asset = inner
             .config
             .asset(&record.asset)
             .ok_or_else(|| WalletError::UnknownAsset(record.asset.clone()))?;
+        let request = request_of(record);
+        let account = account_of(record.user_id)?;
         let outcome = inner
             .engine
             .submit_async(Command::WithdrawHold {
-                request: withdrawal_request(record.id),
-                account: account_of(record.user_id)?,
+                request,
+                account,
                 asset: asset.asset,
                 amount: record.amount,
             })
@@ -236,22 +264,30 @@ impl Wallet {
             .outcome;
         let now = self.now();
         match outcome {
-            Ok(()) | Err(RejectReason::DuplicateRequest) => {
-                inner
-                    .store
-                    .set_withdrawal_status(
-                        record.id,
-                        &[WithdrawalStatus::Requested],
-                        WithdrawalStatus::Held,
-                        None,
-                        None,
-                        now,
-                    )
+            Ok(()) => {}
+            Err(RejectReason::DuplicateRequest) => {
+                // Trusted only if the core holds exactly this withdrawal: anything else means
+                // the database and the core disagree (a restored database, a reused id), and
+                // marking it held would promise coins that nothing locks.
+                let held = inner
+                    .engine
+                    .read_async(move |e| e.withdrawal(request))
                     .await?;
-                Ok(())
+                let same = held.is_some_and(|h| {
+                    h.account == account && h.asset == asset.asset && h.amount == record.amount
+                });
+                if !same {
+                    let reason = format!(
+                        "withdrawal {}: the exchange core holds a different withdrawal under \
+                         its request id",
+                        record.id
+                    );
+                    self.halt(reason).await?;
+                    return Err(WalletError::HoldMismatch);
+                }
             }
             Err(reason) => {
-                inner
+                if inner
                     .store
                     .set_withdrawal_status(
                         record.id,
@@ -261,10 +297,33 @@ impl Wallet {
                         None,
                         now,
                     )
-                    .await?;
-                Err(reason.into())
+                    .await?
+                {
+                    return Err(reason.into());
+                }
+                // The other path held it meanwhile: the withdrawal stands.
+                return Ok(());
             }
         }
+        if !inner
+            .store
+            .set_withdrawal_status(
+                record.id,
+                &[WithdrawalStatus::Requested],
+                WithdrawalStatus::Held,
+                None,
+                None,
+                now,
+            )
+            .await?
+        {
+            let current = inner.store.withdrawal(record.id).await?;
+            if current.is_some_and(|w| w.status == WithdrawalStatus::Rejected) {
+                // The other path saw a refusal before this hold was made: give it back.
+                self.release_in_core(record).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Cancels a withdrawal that is not signed yet; its hold returns to the balance.
@@ -296,7 +355,7 @@ impl Wallet {
             return Err(WalletError::NotCancellable(now.status));
         }
         self.release(
-            id,
+            &record,
             WithdrawalStatus::Cancelling,
             WithdrawalStatus::Cancelled,
             None,
@@ -305,34 +364,40 @@ impl Wallet {
         store.withdrawal(id).await?.ok_or(WalletError::NotFound)
     }
 
-    /// Returns a withdrawal's hold and ends it (`from` is `cancelling` or `failing`).
-    async fn release(
-        &self,
-        id: i64,
-        from: WithdrawalStatus,
-        to: WithdrawalStatus,
-        reason: Option<&str>,
-    ) -> Result<(), WalletError> {
+    async fn release_in_core(&self, record: &WithdrawalRecord) -> Result<(), WalletError> {
         let outcome = self
             .inner
             .engine
             .submit_async(Command::WithdrawRelease {
-                request: withdrawal_request(id),
+                request: request_of(record),
             })
             .await?
             .outcome;
         match outcome {
-            Ok(()) | Err(RejectReason::RequestNotPending | RejectReason::UnknownRequest) => {}
-            Err(other) => return Err(WalletError::Rejected(other)),
+            Ok(()) | Err(RejectReason::RequestNotPending | RejectReason::UnknownRequest) => Ok(()),
+            Err(other) => Err(WalletError::Rejected(other)),
         }
+    }
+
+    /// Returns a withdrawal's hold and ends it (`from` is `cancelling` or `failing`).
+    async fn release(
+        &self,
+        record: &WithdrawalRecord,
+        from: WithdrawalStatus,
+        to: WithdrawalStatus,
+        reason: Option<&str>,
+    ) -> Result<(), WalletError> {
+        self.release_in_core(record).await?;
         self.inner
             .store
-            .set_withdrawal_status(id, &[from], to, reason, None, self.now())
+            .set_withdrawal_status(record.id, &[from], to, reason, None, self.now())
             .await?;
         Ok(())
     }
 
-    /// Moves a withdrawal that never reached the chain to `failed`, releasing its hold.
+    /// Moves a withdrawal none of whose transactions can ever be mined to `failed`, releasing
+    /// its hold. Callers decide that from chain state only (a receipt, or its nonce used on
+    /// chain by another transaction), never from what a node said.
     async fn fail(&self, record: &WithdrawalRecord, reason: &str) -> Result<(), WalletError> {
         tracing::warn!(withdrawal = record.id, %reason, "withdrawal failed; hold released");
         if self
@@ -353,7 +418,7 @@ impl Wallet {
             .await?
         {
             self.release(
-                record.id,
+                record,
                 WithdrawalStatus::Failing,
                 WithdrawalStatus::Failed,
                 Some(reason),
@@ -364,17 +429,15 @@ impl Wallet {
     }
 
     /// One pass of the sender: finishes what a crash interrupted, signs held withdrawals,
-    /// broadcasts signed ones, and follows broadcast ones to settlement (or a fee bump).
+    /// broadcasts signed ones, and follows them to settlement (or a fee bump, or a cancel).
     pub async fn process_withdrawals(&self) -> Result<ProcessReport, WalletError> {
         let mut report = ProcessReport::default();
         self.recover().await?;
         report.signed = self.sign_held().await?;
-        let (broadcast, failed) = self.broadcast_signed().await?;
-        report.broadcast = broadcast;
-        report.failed = failed;
+        report.broadcast = self.broadcast_signed().await?;
         let (settled, failed, replaced) = self.track().await?;
         report.settled = settled;
-        report.failed += failed;
+        report.failed = failed;
         report.replaced = replaced;
         Ok(report)
     }
@@ -396,7 +459,7 @@ impl Wallet {
             .await?
         {
             self.release(
-                record.id,
+                &record,
                 WithdrawalStatus::Cancelling,
                 WithdrawalStatus::Cancelled,
                 None,
@@ -409,7 +472,7 @@ impl Wallet {
         {
             let reason = record.error.clone();
             self.release(
-                record.id,
+                &record,
                 WithdrawalStatus::Failing,
                 WithdrawalStatus::Failed,
                 reason.as_deref(),
@@ -437,15 +500,11 @@ impl Wallet {
 
     /// What the hot wallet holds of an asset (at the pending block: sends in flight count).
     pub(crate) async fn hot_balance(&self, asset: &AssetConfig) -> Result<U256, WalletError> {
-        let provider = &self.inner.provider;
-        let hot = self.inner.hot.address();
         match asset.token {
-            None => timed(provider.get_balance(hot).block_id(BlockId::pending()))
-                .await?
-                .map_err(rpc_error),
+            None => self.hot_eth().await,
             Some(token) => timed(
-                IERC20::new(token, provider)
-                    .balanceOf(hot)
+                IERC20::new(token, &self.inner.provider)
+                    .balanceOf(self.inner.hot.address())
                     .call()
                     .block(BlockId::pending()),
             )
@@ -454,11 +513,31 @@ impl Wallet {
         }
     }
 
+    async fn hot_eth(&self) -> Result<U256, WalletError> {
+        let hot = self.inner.hot.address();
+        timed(
+            self.inner
+                .provider
+                .get_balance(hot)
+                .block_id(BlockId::pending()),
+        )
+        .await?
+        .map_err(rpc_error)
+    }
+
     /// Signs every `held` withdrawal the hot wallet can pay, storing each signed transaction
-    /// with its nonce before anything is broadcast. Returns how many were signed.
+    /// with its nonce before anything is broadcast. A withdrawal is signed only if the hot
+    /// wallet holds, beyond what this pass already promised, the amount and (in ETH) the
+    /// transaction's worst-case gas, and only while the network's fee is within the asset's
+    /// cap; otherwise it waits, so a signed transaction is never one the node must refuse for
+    /// funds. Returns how many were signed.
     pub async fn sign_held(&self) -> Result<u64, WalletError> {
         let inner = &self.inner;
         let _guard = inner.signing.lock().await;
+        if let Some(reason) = self.halted() {
+            tracing::warn!(%reason, "withdrawals wait: the wallet is halted");
+            return Ok(0);
+        }
         let held = inner
             .store
             .withdrawals_in(self.chain_key(), WithdrawalStatus::Held)
@@ -469,28 +548,28 @@ impl Wallet {
         let fees = timed(inner.provider.estimate_eip1559_fees())
             .await?
             .map_err(rpc_error)?;
-        let mut committed: std::collections::HashMap<String, U256> = Default::default();
+        let mut committed = Committed::default();
         let mut signed = 0;
         for record in held {
             let Some(asset) = inner.config.asset(&record.asset) else {
                 self.fail(&record, "asset no longer configured").await?;
                 continue;
             };
+            if fees.max_fee_per_gas > asset.max_fee_per_gas {
+                tracing::error!(
+                    withdrawal = record.id,
+                    asset = %asset.symbol,
+                    fee = fees.max_fee_per_gas,
+                    cap = asset.max_fee_per_gas,
+                    "ALERT: the network fee is above the asset's cap; the withdrawal waits"
+                );
+                continue;
+            }
             let amount = U256::from(record.amount.0);
             let to: Address = record
                 .to_address
                 .parse()
                 .map_err(|_| WalletError::InvalidAddress)?;
-            let spent = committed.entry(asset.symbol.clone()).or_default();
-            let balance = self.hot_balance(asset).await?;
-            if balance < *spent + amount {
-                tracing::warn!(
-                    withdrawal = record.id,
-                    asset = %asset.symbol,
-                    "the hot wallet is short; the withdrawal waits for a refill"
-                );
-                continue;
-            }
             let (kind_to, value, input) = match asset.token {
                 None => (to, amount, Bytes::new()),
                 Some(token) => (
@@ -499,6 +578,17 @@ impl Wallet {
                     Bytes::from(IERC20::transferCall { to, amount }.abi_encode()),
                 ),
             };
+            if let Some(token) = asset.token {
+                let spent = committed.tokens.get(&token).copied().unwrap_or_default();
+                if self.hot_balance(asset).await? < spent + amount {
+                    tracing::warn!(
+                        withdrawal = record.id,
+                        asset = %asset.symbol,
+                        "the hot wallet is short; the withdrawal waits for a refill"
+                    );
+                    continue;
+                }
+            }
             let estimate = timed(
                 inner.provider.estimate_gas(
                     TransactionRequest::default()
@@ -512,12 +602,23 @@ impl Wallet {
             let gas_limit = match estimate {
                 Ok(gas) => gas + gas / 5,
                 Err(RpcError::ErrorResp(e)) => {
+                    // Nothing was signed, no nonce taken: the transfer itself would fail.
                     self.fail(&record, &format!("the transfer would fail: {}", e.message))
                         .await?;
                     continue;
                 }
                 Err(e) => return Err(rpc_error(e)),
             };
+            let worst_gas = U256::from(gas_limit) * U256::from(fees.max_fee_per_gas);
+            let eth_needed = committed.eth + value + worst_gas;
+            if self.hot_eth().await? < eth_needed {
+                tracing::warn!(
+                    withdrawal = record.id,
+                    asset = %asset.symbol,
+                    "the hot wallet lacks ETH for the value and gas; the withdrawal waits"
+                );
+                continue;
+            }
             let nonce = self.next_nonce().await?;
             let tx = TxEip1559 {
                 chain_id: inner.config.chain_id,
@@ -530,13 +631,16 @@ impl Wallet {
                 access_list: Default::default(),
                 input,
             };
-            let stored = self.sign(tx)?;
+            let stored = self.sign(tx, false)?;
             if inner
                 .store
                 .sign_withdrawal(record.id, &hex_of(inner.hot.address()), &stored)
                 .await?
             {
-                *spent += amount;
+                committed.eth = eth_needed;
+                if let Some(token) = asset.token {
+                    *committed.tokens.entry(token).or_default() += amount;
+                }
                 signed += 1;
                 if std::env::var_os("COSS_WALLET_CRASH_AFTER_SIGN").is_some() {
                     // Fault injection for the crash test: die between storing and broadcast.
@@ -548,7 +652,7 @@ impl Wallet {
         Ok(signed)
     }
 
-    pub(crate) fn sign(&self, mut tx: TxEip1559) -> Result<SignedTx, WalletError> {
+    pub(crate) fn sign(&self, mut tx: TxEip1559, cancels: bool) -> Result<SignedTx, WalletError> {
         let signature = self
             .inner
             .hot
@@ -563,35 +667,30 @@ impl Wallet {
             raw: envelope.encoded_2718(),
             max_fee_per_gas: max_fee,
             created_at: self.now(),
+            cancels,
         })
     }
 
-    async fn send_raw(&self, raw: &[u8]) -> Result<Broadcast, WalletError> {
+    /// Sends stored bytes to the node. Whatever the node answers is only logged: whether a
+    /// transaction counts is decided from the chain (receipts and nonces), never from the
+    /// wording of an error. `true` when the node took it without complaint.
+    async fn send_raw(&self, withdrawal: i64, raw: &[u8]) -> Result<bool, WalletError> {
         let sent = timed(self.inner.provider.send_raw_transaction(raw)).await;
-        Ok(match sent {
-            Err(timeout) => Broadcast::Unknown(timeout.to_string()),
-            Ok(Ok(_)) => Broadcast::Accepted,
-            Ok(Err(RpcError::ErrorResp(e))) => {
-                let message = e.message.to_lowercase();
-                if message.contains("already known")
-                    || message.contains("known transaction")
-                    || message.contains("already imported")
-                    || message.contains("nonce too low")
-                {
-                    Broadcast::Accepted
-                } else {
-                    Broadcast::Refused(e.message.to_string())
-                }
-            }
-            Ok(Err(other)) => Broadcast::Unknown(other.to_string()),
-        })
+        let complaint = match sent {
+            Ok(Ok(_)) => return Ok(true),
+            Err(timeout) => timeout.to_string(),
+            Ok(Err(e)) => e.to_string(),
+        };
+        tracing::warn!(withdrawal, %complaint, "the node did not take the transaction; it is sent again later");
+        Ok(false)
     }
 
-    /// Broadcasts every `signed` withdrawal's stored transaction. Returns (broadcast, failed).
-    pub async fn broadcast_signed(&self) -> Result<(u64, u64), WalletError> {
+    /// Broadcasts every `signed` withdrawal's stored transaction; those a node took move to
+    /// `broadcast`. Returns how many.
+    pub async fn broadcast_signed(&self) -> Result<u64, WalletError> {
         let inner = &self.inner;
         let _guard = inner.signing.lock().await;
-        let mut done = (0, 0);
+        let mut done = 0;
         for record in inner
             .store
             .withdrawals_in(self.chain_key(), WithdrawalStatus::Signed)
@@ -599,106 +698,145 @@ impl Wallet {
         {
             let txs = inner.store.withdrawal_txs(record.id).await?;
             let Some(latest) = txs.last() else { continue };
-            match self.send_raw(&latest.raw).await? {
-                Broadcast::Accepted => {
-                    inner
-                        .store
-                        .set_withdrawal_status(
-                            record.id,
-                            &[WithdrawalStatus::Signed],
-                            WithdrawalStatus::Broadcast,
-                            Some(&latest.tx_hash),
-                            None,
-                            self.now(),
-                        )
-                        .await?;
-                    done.0 += 1;
-                }
-                Broadcast::Refused(reason) => {
-                    // It never entered a mempool, so it can never be mined: free its nonce
-                    // (it is the newest: signing and broadcast are serialised) and release.
-                    let hot = hex_of(inner.hot.address());
-                    if inner.store.hot_nonce(self.chain_key(), &hot).await?
-                        == Some(latest.nonce + 1)
-                    {
-                        inner
-                            .store
-                            .set_hot_nonce(self.chain_key(), &hot, latest.nonce)
-                            .await?;
-                    }
-                    self.fail(&record, &format!("the node refused it: {reason}"))
-                        .await?;
-                    done.1 += 1;
-                }
-                Broadcast::Unknown(reason) => {
-                    tracing::warn!(withdrawal = record.id, %reason, "broadcast deferred");
-                }
+            if self.send_raw(record.id, &latest.raw).await? {
+                inner
+                    .store
+                    .set_withdrawal_status(
+                        record.id,
+                        &[WithdrawalStatus::Signed],
+                        WithdrawalStatus::Broadcast,
+                        Some(&latest.tx_hash),
+                        None,
+                        self.now(),
+                    )
+                    .await?;
+                done += 1;
             }
         }
         Ok(done)
     }
 
-    /// Follows broadcast withdrawals: settles mined ones with their confirmations, releases
-    /// reverted ones, rebroadcasts or fee-bumps unmined ones. Returns (settled, failed,
-    /// replaced).
+    /// The first of `txs` the chain has mined, with its receipt.
+    async fn mined<'t>(
+        &self,
+        txs: &'t [SignedTx],
+    ) -> Result<Option<(&'t SignedTx, TransactionReceipt)>, WalletError> {
+        for tx in txs {
+            let hash = tx
+                .tx_hash
+                .parse()
+                .map_err(|_| WalletError::Chain("stored hash does not parse".into()))?;
+            if let Some(receipt) = timed(self.inner.provider.get_transaction_receipt(hash))
+                .await?
+                .map_err(rpc_error)?
+            {
+                return Ok(Some((tx, receipt)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Follows signed and broadcast withdrawals, deciding from the chain alone: one of its
+    /// transactions mined with the asset's confirmations settles it (or, reverted or a
+    /// cancel, releases it); its nonce used with those confirmations by a transaction not
+    /// recorded for it releases it (none of its can ever be mined). Otherwise its latest
+    /// transaction is sent again, replaced with a higher fee when stuck (up to the asset's
+    /// cap), or cancelled when it has waited too long. Returns (settled, failed, replaced).
     async fn track(&self) -> Result<(u64, u64, u64), WalletError> {
         let inner = &self.inner;
-        let broadcast = inner
-            .store
-            .withdrawals_in(self.chain_key(), WithdrawalStatus::Broadcast)
+        let store = &inner.store;
+        let chain = self.chain_key();
+        let mut pending = store
+            .withdrawals_in(chain, WithdrawalStatus::Signed)
             .await?;
-        if broadcast.is_empty() {
+        pending.extend(
+            store
+                .withdrawals_in(chain, WithdrawalStatus::Broadcast)
+                .await?,
+        );
+        if pending.is_empty() {
             return Ok((0, 0, 0));
         }
         let head = timed(inner.provider.get_block_number())
             .await?
             .map_err(rpc_error)?;
         let mut done = (0, 0, 0);
-        for record in broadcast {
-            let txs = inner.store.withdrawal_txs(record.id).await?;
-            let mut mined = None;
-            for tx in &txs {
-                let hash = tx
-                    .tx_hash
-                    .parse()
-                    .map_err(|_| WalletError::Chain("stored hash does not parse".into()))?;
-                if let Some(receipt) = timed(inner.provider.get_transaction_receipt(hash))
-                    .await?
-                    .map_err(rpc_error)?
-                {
-                    mined = Some((tx.tx_hash.clone(), receipt));
-                    break;
-                }
-            }
+        for record in pending {
             let Some(asset) = inner.config.asset(&record.asset) else {
                 continue;
             };
-            match mined {
-                Some((hash, receipt)) => {
-                    let height = receipt.block_number.unwrap_or(u64::MAX);
-                    if head.saturating_add(1).saturating_sub(height) < asset.confirmations {
-                        continue;
-                    }
-                    if receipt.status() {
-                        self.settle(&record, &hash, height).await?;
-                        done.0 += 1;
-                    } else {
-                        inner.store.set_withdrawal_tx(record.id, &hash).await?;
-                        self.fail(&record, "the transaction reverted on chain")
-                            .await?;
-                        done.1 += 1;
-                    }
+            let txs = store.withdrawal_txs(record.id).await?;
+            let Some(first) = txs.first() else { continue };
+            let confirmed = head.saturating_add(1).saturating_sub(asset.confirmations);
+            if let Some((tx, receipt)) = self.mined(&txs).await? {
+                let height = receipt.block_number.unwrap_or(u64::MAX);
+                if height > confirmed {
+                    continue;
                 }
-                None => {
-                    let Some(latest) = txs.last() else { continue };
-                    let age = self.now() - latest.created_at;
-                    if age > i64::try_from(inner.config.stuck_after_ms).unwrap_or(i64::MAX) {
-                        self.bump(&record, latest).await?;
-                        done.2 += 1;
-                    } else if let Broadcast::Unknown(reason) = self.send_raw(&latest.raw).await? {
-                        tracing::debug!(withdrawal = record.id, %reason, "rebroadcast deferred");
-                    }
+                if tx.cancels {
+                    store.set_withdrawal_tx(record.id, &tx.tx_hash).await?;
+                    self.fail(
+                        &record,
+                        "cancelled on chain: its transfer could not be mined",
+                    )
+                    .await?;
+                    done.1 += 1;
+                } else if receipt.status() {
+                    self.settle(&record, &tx.tx_hash, height).await?;
+                    done.0 += 1;
+                } else {
+                    store.set_withdrawal_tx(record.id, &tx.tx_hash).await?;
+                    self.fail(&record, "the transaction reverted on chain")
+                        .await?;
+                    done.1 += 1;
                 }
+                continue;
+            }
+            let used = timed(
+                inner
+                    .provider
+                    .get_transaction_count(inner.hot.address())
+                    .block_id(BlockId::number(confirmed)),
+            )
+            .await?
+            .map_err(rpc_error)?;
+            let nonce = u64::try_from(first.nonce).unwrap_or(u64::MAX);
+            // Receipts again after the count: one of ours mined in between must not be taken
+            // for another transaction.
+            if used > nonce && self.mined(&txs).await?.is_none() {
+                self.fail(
+                    &record,
+                    "its nonce was used on chain by another transaction",
+                )
+                .await?;
+                done.1 += 1;
+                continue;
+            }
+            let Some(latest) = txs.last() else { continue };
+            let now = self.now();
+            let waited = now - first.created_at;
+            let age = now - latest.created_at;
+            let stuck = i64::try_from(inner.config.stuck_after_ms).unwrap_or(i64::MAX);
+            let cancel = i64::try_from(inner.config.cancel_after_ms).unwrap_or(i64::MAX);
+            if !latest.cancels && waited > cancel {
+                if self.replace(&record, latest, asset, true).await? {
+                    done.2 += 1;
+                }
+            } else if age > stuck {
+                if self.replace(&record, latest, asset, latest.cancels).await? {
+                    done.2 += 1;
+                }
+            } else if self.send_raw(record.id, &latest.raw).await? {
+                store
+                    .set_withdrawal_status(
+                        record.id,
+                        &[WithdrawalStatus::Signed],
+                        WithdrawalStatus::Broadcast,
+                        Some(&latest.tx_hash),
+                        None,
+                        now,
+                    )
+                    .await?;
             }
         }
         Ok(done)
@@ -714,7 +852,7 @@ impl Wallet {
             .inner
             .engine
             .submit_async(Command::WithdrawConfirm {
-                request: withdrawal_request(record.id),
+                request: request_of(record),
             })
             .await?
             .outcome;
@@ -727,7 +865,7 @@ impl Wallet {
             .store
             .set_withdrawal_status(
                 record.id,
-                &[WithdrawalStatus::Broadcast],
+                &[WithdrawalStatus::Signed, WithdrawalStatus::Broadcast],
                 WithdrawalStatus::Settled,
                 Some(hash),
                 i64::try_from(height).ok(),
@@ -738,9 +876,18 @@ impl Wallet {
         Ok(())
     }
 
-    /// Replaces a stuck transaction: the same nonce and transfer, fees raised by at least
-    /// 12.5% (what nodes require of a replacement) or to the current estimate if higher.
-    async fn bump(&self, record: &WithdrawalRecord, latest: &SignedTx) -> Result<(), WalletError> {
+    /// Replaces a withdrawal's latest transaction at the same nonce with fees raised by at
+    /// least 12.5% (what nodes require of a replacement) or to the current estimate if
+    /// higher: the same transfer, or with `cancel` a zero-value send to the hot wallet
+    /// itself. Above the asset's fee cap nothing is signed: it alerts, sends the latest again
+    /// and waits. Returns whether a replacement was stored.
+    async fn replace(
+        &self,
+        record: &WithdrawalRecord,
+        latest: &SignedTx,
+        asset: &AssetConfig,
+        cancel: bool,
+    ) -> Result<bool, WalletError> {
         let inner = &self.inner;
         let _guard = inner.signing.lock().await;
         let old = TxEnvelope::decode_2718(&mut latest.raw.as_slice())
@@ -755,13 +902,32 @@ impl Wallet {
             .await?
             .map_err(rpc_error)?;
         let raise = |fee: u128| fee.saturating_add(fee / 8).saturating_add(1);
-        let tx = TxEip1559 {
-            max_fee_per_gas: raise(old.max_fee_per_gas).max(fees.max_fee_per_gas),
+        let max_fee_per_gas = raise(old.max_fee_per_gas).max(fees.max_fee_per_gas);
+        if max_fee_per_gas > asset.max_fee_per_gas {
+            tracing::error!(
+                withdrawal = record.id,
+                asset = %asset.symbol,
+                fee = max_fee_per_gas,
+                cap = asset.max_fee_per_gas,
+                "ALERT: a stuck withdrawal needs a fee above the asset's cap; it waits"
+            );
+            self.send_raw(record.id, &latest.raw).await?;
+            return Ok(false);
+        }
+        let mut tx = TxEip1559 {
+            max_fee_per_gas,
             max_priority_fee_per_gas: raise(old.max_priority_fee_per_gas)
-                .max(fees.max_priority_fee_per_gas),
+                .max(fees.max_priority_fee_per_gas)
+                .min(max_fee_per_gas),
             ..old.clone()
         };
-        let replacement = self.sign(tx)?;
+        if cancel {
+            tx.to = TxKind::Call(inner.hot.address());
+            tx.value = U256::ZERO;
+            tx.input = Bytes::new();
+            tx.gas_limit = ETH_TRANSFER_GAS;
+        }
+        let replacement = self.sign(tx, cancel)?;
         inner
             .store
             .replace_withdrawal_tx(record.id, &replacement)
@@ -769,12 +935,22 @@ impl Wallet {
         tracing::warn!(
             withdrawal = record.id,
             tx = %replacement.tx_hash,
-            "stuck withdrawal replaced with a higher fee"
+            cancel,
+            "stuck withdrawal replaced"
         );
-        if let Broadcast::Refused(reason) | Broadcast::Unknown(reason) =
-            self.send_raw(&replacement.raw).await?
-        {
-            tracing::warn!(withdrawal = record.id, %reason, "replacement not accepted yet");
+        self.send_raw(record.id, &replacement.raw).await?;
+        Ok(true)
+    }
+
+    /// Stops signing (and crediting) until an operator clears it: persisted and alerted.
+    pub(crate) async fn halt(&self, reason: String) -> Result<(), WalletError> {
+        tracing::error!(%reason, "ALERT: the wallet is halted");
+        self.inner
+            .store
+            .set_chain_halt(self.chain_key(), Some(&reason), self.now())
+            .await?;
+        if let Ok(mut halted) = self.inner.halted.write() {
+            *halted = Some(reason);
         }
         Ok(())
     }

@@ -997,3 +997,314 @@ async fn the_wallet_api_serves_addresses_history_and_clear_errors() {
     let (_, balances) = call(&api, "GET", "/api/v1/wallet/balances", Some(&token), None).await;
     assert_eq!(balances[0]["available"], "0.250000000000000000");
 }
+
+impl World {
+    async fn set_eth(&self, who: Address, wei: u128) {
+        let _: serde_json::Value = self
+            .provider()
+            .raw_request(
+                "anvil_setBalance".into(),
+                (who, format!("0x{:x}", U256::from(wei))),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn automine(&self, on: bool) {
+        let _: serde_json::Value = self
+            .provider()
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .unwrap();
+    }
+
+    async fn record(&self, id: i64) -> coss_store::WithdrawalRecord {
+        self.accounts.store().withdrawal(id).await.unwrap().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_middle_transaction_waits_for_a_refill_instead_of_freezing_later_nonces() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 3 * ETH, "test:alice").await;
+    w.credit(alice, DEV_TUSD, 100 * USD, "test:alice-usd").await;
+    let hot = w.wallet.hot_address();
+    w.mint_usd(hot, 1_000 * USD).await;
+    let to: Address = "0x00000000000000000000000000000000000000e1"
+        .parse()
+        .unwrap();
+    let to = to.to_checksum(None);
+    let mut ids = Vec::new();
+    for (step, (asset, amount)) in [("ETH", "1"), ("ETH", "1"), ("TUSD", "20")]
+        .into_iter()
+        .enumerate()
+    {
+        let step = step as i64 + 1;
+        let request = withdrawal(
+            alice,
+            asset,
+            &to,
+            amount,
+            code(&seed, step),
+            &format!("r{step}"),
+            step,
+        );
+        ids.push(w.wallet.request_withdrawal(&request).await.unwrap().id);
+    }
+
+    // No ETH in the hot wallet: nothing is signed, not even the token transfer (its gas is
+    // paid in ETH), so no signed transaction is one the node must refuse.
+    assert_eq!(w.wallet.sign_held().await.unwrap(), 0);
+
+    // Enough for all three: signed with nonces 0, 1, 2.
+    w.set_eth(hot, 10 * ETH).await;
+    assert_eq!(w.wallet.sign_held().await.unwrap(), 3);
+    let nonces: Vec<_> = futures_nonces(&w, &ids).await;
+    assert_eq!(nonces, vec![0, 1, 2]);
+
+    // The hot wallet loses ETH before the broadcast (another send, a reorg): the node mines
+    // nonce 0, refuses nonce 1 for funds and queues the token transfer at nonce 2 behind it.
+    w.set_eth(hot, 3 * ETH / 2).await;
+    w.wallet.process_withdrawals().await.unwrap();
+    w.mine(3).await;
+    w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!(w.record(ids[0]).await.status, WithdrawalStatus::Settled);
+    // The refusal's wording decides nothing: the second withdrawal keeps its hold and its
+    // nonce, since its transaction may still be mined.
+    let second = w.record(ids[1]).await;
+    assert!(
+        matches!(
+            second.status,
+            WithdrawalStatus::Signed | WithdrawalStatus::Broadcast
+        ),
+        "{second:?}"
+    );
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.locked,
+        Amount(ETH + ETH / 2000)
+    );
+
+    // A refill, and the same stored transactions go out in nonce order: nothing frozen.
+    w.set_eth(hot, 10 * ETH).await;
+    for _ in 0..4 {
+        w.wallet.process_withdrawals().await.unwrap();
+        w.mine(3).await;
+    }
+    for id in &ids {
+        assert_eq!(
+            w.record(*id).await.status,
+            WithdrawalStatus::Settled,
+            "{id}"
+        );
+    }
+    assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 3);
+    assert_eq!(w.eth_of(to.parse().unwrap()).await, U256::from(2 * ETH));
+    assert_eq!(w.usd_of(to.parse().unwrap()).await, U256::from(20 * USD));
+    assert_eq!(w.balance(alice, DEV_ETH).await.locked, Amount(0));
+}
+
+async fn futures_nonces(w: &World, ids: &[i64]) -> Vec<i64> {
+    let mut nonces = Vec::new();
+    for id in ids {
+        nonces.push(w.record(*id).await.nonce.unwrap());
+    }
+    nonces
+}
+
+/// A world whose node mines nothing until told, with `alice` holding 2 ETH, a 1 ETH
+/// withdrawal of hers broadcast and unmined, and its id.
+async fn stuck_withdrawal(tweak: impl FnOnce(&mut ChainConfig)) -> (World, UserId, Address, i64) {
+    let w = world(Transport::Http, tweak).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    w.send_eth(w.wallet.hot_address(), 10 * ETH).await;
+    w.automine(false).await;
+    let to: Address = "0x00000000000000000000000000000000000000e2"
+        .parse()
+        .unwrap();
+    let request = withdrawal(
+        alice,
+        "ETH",
+        &to.to_checksum(None),
+        "1",
+        code(&seed, 1),
+        "stuck",
+        1,
+    );
+    let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
+    assert_eq!(w.wallet.process_withdrawals().await.unwrap().broadcast, 1);
+    (w, alice, to, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fee_bumps_of_a_stuck_withdrawal_stop_at_the_assets_cap() {
+    const GWEI: u128 = 1_000_000_000;
+    let (w, _, _, id) = stuck_withdrawal(|c| {
+        c.stuck_after_ms = 300;
+        for asset in &mut c.assets {
+            asset.max_fee_per_gas = 6 * GWEI;
+        }
+    })
+    .await;
+    // Stuck pass after pass: each bump is 12.5% up, until the next would pass the cap; then
+    // it alerts and waits, however long it stays stuck.
+    for _ in 0..30 {
+        w.clock.advance(w.config.stuck_after_ms + 1);
+        w.wallet.process_withdrawals().await.unwrap();
+    }
+    let txs = w.accounts.store().withdrawal_txs(id).await.unwrap();
+    assert!(txs.len() > 2, "bumped a few times: {}", txs.len());
+    assert!(txs.len() < 30, "not every pass: {}", txs.len());
+    assert!(txs.iter().all(|t| t.max_fee_per_gas <= 6 * GWEI));
+    let top = txs.last().unwrap().max_fee_per_gas;
+    assert!(top + top / 8 > 6 * GWEI, "stopped only at the cap: {top}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_unmined_too_long_is_cancelled_on_chain_and_only_then_released() {
+    let (w, alice, to, id) = stuck_withdrawal(|c| c.cancel_after_ms = 60_000).await;
+    let hot = w.wallet.hot_address();
+    // Unmined for longer than cancel_after: a cancel (zero value to the hot wallet itself, at
+    // the same nonce, with a higher fee) is signed and recorded. The hold stays until the
+    // chain decides.
+    w.clock.advance(w.config.cancel_after_ms + 1);
+    assert_eq!(w.wallet.process_withdrawals().await.unwrap().replaced, 1);
+    let txs = w.accounts.store().withdrawal_txs(id).await.unwrap();
+    assert_eq!(txs.len(), 2);
+    assert!(txs[1].cancels && txs[1].nonce == txs[0].nonce);
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.locked,
+        Amount(ETH + ETH / 2000)
+    );
+    let events = w.status(Subject::Withdrawal, id).await;
+    assert!(events.contains(&"cancel_signed".to_owned()), "{events:?}");
+
+    // The node mines the cancel (it outbids the transfer); with confirmations, the hold is
+    // released and nothing was sent.
+    w.mine(4).await;
+    w.wallet.process_withdrawals().await.unwrap();
+    let record = w.record(id).await;
+    assert_eq!(record.status, WithdrawalStatus::Failed, "{record:?}");
+    assert_eq!(record.tx_hash.as_deref(), Some(txs[1].tx_hash.as_str()));
+    assert_eq!(w.eth_of(to).await, U256::ZERO, "nothing sent");
+    let balance = w.balance(alice, DEV_ETH).await;
+    assert_eq!(
+        (balance.available, balance.locked),
+        (Amount(2 * ETH), Amount(0))
+    );
+    assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_hold_that_differs_from_the_record_halts_instead_of_marking_it_held() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let (bob, _) = w.user("bob@example.com", false).await;
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    w.credit(bob, DEV_ETH, 2 * ETH, "test:bob").await;
+    let to = "0x00000000000000000000000000000000000000e3";
+    // Request ids are random, not row ids: a restored database that reuses a row id does
+    // not reuse the hold's name.
+    let first = w
+        .wallet
+        .request_withdrawal(&withdrawal(
+            alice,
+            "ETH",
+            to,
+            "0.5",
+            code(seed.as_deref().unwrap(), 1),
+            "a",
+            1,
+        ))
+        .await
+        .unwrap();
+    let key = first.request_key.unwrap();
+    assert_ne!(
+        coss_wallet::held_request(key),
+        coss_wallet::withdrawal_request(first.id)
+    );
+
+    // A record whose request id the core already holds for someone else (what a restored
+    // database could produce): the core answers DuplicateRequest, and that must not pass
+    // for "held" — nothing of alice's is locked for it.
+    let collided = 42u64;
+    let receipt = w
+        .handle
+        .submit_async(Command::WithdrawHold {
+            request: coss_wallet::held_request(collided),
+            account: coss_identity::exchange_account(bob).unwrap(),
+            asset: DEV_ETH,
+            amount: Amount(ETH),
+        })
+        .await
+        .unwrap();
+    assert_eq!(receipt.outcome, Ok(()));
+    let (record, created) = w
+        .accounts
+        .store()
+        .create_withdrawal(
+            &coss_store::NewWithdrawal {
+                user_id: alice,
+                chain_id: w.config.chain_id as i64,
+                asset: "ETH".into(),
+                to_address: to.into(),
+                amount: Amount(ETH),
+                fee: Amount(ETH / 2000),
+                idempotency_key: "restored".into(),
+                request_key: collided,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    let locked_before = w.balance(alice, DEV_ETH).await.locked;
+    w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!(
+        w.record(record.id).await.status,
+        WithdrawalStatus::Requested
+    );
+    assert_eq!(w.balance(alice, DEV_ETH).await.locked, locked_before);
+    let halted = w.wallet.halted().expect("halted");
+    assert!(halted.contains("different withdrawal"), "{halted}");
+    // Halted: nothing is signed until an operator clears it.
+    assert_eq!(w.wallet.sign_held().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_the_core_refuses_ends_refused_and_the_others_are_still_credited() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let (bob, _) = w.user("bob@example.com", false).await;
+    // So much tUSD is on the platform that any further tUSD deposit would overflow it: the
+    // core refuses the next one, deterministically, every time it is asked.
+    w.credit(alice, DEV_TUSD, u128::MAX - 1, "test:alice-huge")
+        .await;
+    let (to_alice, to_bob) = (
+        w.wallet.deposit_address(alice).await.unwrap(),
+        w.wallet.deposit_address(bob).await.unwrap(),
+    );
+    w.mint_usd(to_alice, 5 * USD).await;
+    w.send_eth(to_bob, ETH).await;
+    w.wallet.sync().await.unwrap();
+    w.mine(3).await;
+    let report = w.wallet.sync().await.unwrap();
+    assert_eq!(report.credited, 1, "bob's is credited: {report:?}");
+    assert_eq!(w.balance(bob, DEV_ETH).await.available, Amount(ETH));
+    let refused = &w.accounts.store().deposits_of(alice, 10).await.unwrap()[0];
+    assert_eq!(refused.status, DepositStatus::Refused);
+    assert_eq!(
+        w.status(Subject::Deposit, refused.id).await,
+        ["pending", "refused"]
+    );
+    // Final: later blocks neither retry nor re-log it.
+    w.mine(2).await;
+    assert_eq!(w.wallet.sync().await.unwrap().credited, 0);
+    assert_eq!(
+        w.accounts.store().deposits_of(alice, 10).await.unwrap()[0].status,
+        DepositStatus::Refused
+    );
+}
