@@ -36,9 +36,9 @@ pub use security::TotpRecord;
 pub use sessions::{LiveToken, NewSession, NewToken, RefreshOutcome, SessionKind, TokenKind};
 pub use sso::{CodeOutcome, OidcClient, OidcCode, OidcGrant, OidcKey};
 pub use wallet::{
-    AllowedAddress, BlockRef, CANCEL_SIGNED, DepositRecord, DepositStatus, NewDeposit,
-    NewWithdrawal, REPLACED, SeedRecord, SignedTx, Subject, TransferRecord, TransferStatus,
-    WalletEvent, WithdrawalRecord, WithdrawalStatus,
+    AllowedAddress, BlockRef, CANCEL_SIGNED, DepositRecord, DepositStatus, NewDeposit, NewTransfer,
+    NewWithdrawal, OutflowLimit, REPLACED, SeedRecord, SignedTx, Subject, TransferRecord,
+    TransferStatus, WalletEvent, WithdrawalRecord, WithdrawalStatus,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -80,6 +80,12 @@ pub enum StoreError {
     /// A stored value is not one this version knows.
     #[error("invalid stored value: {0}")]
     Invalid(String),
+    /// The request would take the user's outflow of the asset past its limit.
+    #[error("over the limit (already used {used})")]
+    OverLimit {
+        /// What the user already moved out in the window (smallest units).
+        used: coss_types::Amount,
+    },
 }
 
 /// An amount stored as decimal text (smallest units): every table keeps amounts so, since
@@ -102,6 +108,7 @@ impl StoreError {
             Self::NotFound => "store.not_found",
             Self::Conflict => "store.conflict",
             Self::Invalid(_) => "store.invalid_row",
+            Self::OverLimit { .. } => "store.over_limit",
         }
     }
 }

@@ -218,6 +218,31 @@ pub struct NewWithdrawal {
     pub request_key: u64,
 }
 
+/// An internal transfer to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTransfer {
+    /// The sender.
+    pub from_user: UserId,
+    /// The recipient.
+    pub to_user: UserId,
+    /// The asset's symbol.
+    pub asset: String,
+    /// How much, smallest units.
+    pub amount: Amount,
+    /// The sender's idempotency key.
+    pub idempotency_key: String,
+}
+
+/// A rolling limit on what a user moves out of the platform (withdrawals and internal
+/// transfers together) in one asset: checked and recorded in one serialized step per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutflowLimit {
+    /// The most, in smallest units.
+    pub limit: Amount,
+    /// The window's start (Unix ms): what was made since counts.
+    pub since: i64,
+}
+
 /// A recorded withdrawal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithdrawalRecord {
@@ -918,14 +943,32 @@ impl Store {
     }
 
     /// Creates a withdrawal in status `requested`, or returns the one the user already made
-    /// with this idempotency key (`false`: nothing was created).
+    /// with this idempotency key (`false`: nothing was created). With a `limit`, the user's
+    /// outflow of the asset in its window plus this amount must stay within it
+    /// ([`StoreError::OverLimit`] otherwise): the check and the insert are one transaction
+    /// that first locks the user's row, so concurrent requests are counted one after another.
     pub async fn create_withdrawal(
         &self,
         new: &NewWithdrawal,
+        limit: Option<OutflowLimit>,
         now: i64,
     ) -> Result<(WithdrawalRecord, bool), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        lock_user(&mut tx, new.user_id).await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE user_id = $1 AND idempotency_key = $2"
+        )))
+        .bind(new.user_id.0)
+        .bind(new.idempotency_key.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok((withdrawal(&row)?, false));
+        }
+        if let Some(limit) = limit {
+            check_outflow(&mut tx, new.user_id, &new.asset, new.amount, limit).await?;
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO withdrawals (user_id, chain_id, asset, to_address, amount, fee, \
              idempotency_key, status, created_at, updated_at, request_key) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING {WITHDRAWAL_COLUMNS}"
@@ -941,24 +984,12 @@ impl Store {
         .bind(WithdrawalStatus::Requested.as_str())
         .bind(new.request_key.to_string())
         .fetch_one(&mut *tx)
-        .await;
-        match inserted {
-            Ok(row) => {
-                let record = withdrawal(&row)?;
-                let status = record.status.as_str();
-                event(&mut tx, Subject::Withdrawal, record.id, status, None, now).await?;
-                tx.commit().await?;
-                Ok((record, true))
-            }
-            Err(e) if is_unique_violation(&e) => {
-                drop(tx);
-                let existing = self
-                    .withdrawal_by_key(new.user_id, &new.idempotency_key)
-                    .await?;
-                Ok((existing.ok_or(StoreError::NotFound)?, false))
-            }
-            Err(e) => Err(e.into()),
-        }
+        .await?;
+        let record = withdrawal(&row)?;
+        let status = record.status.as_str();
+        event(&mut tx, Subject::Withdrawal, record.id, status, None, now).await?;
+        tx.commit().await?;
+        Ok((record, true))
     }
 
     /// The user's withdrawal made with this idempotency key.
@@ -1079,30 +1110,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(withdrawal).collect()
-    }
-
-    /// Amounts of the user's withdrawals of an asset created at or after `since` that did
-    /// not end unsent (everything but cancelled, failed and rejected): what counts against
-    /// a withdrawal limit.
-    pub async fn withdrawn_since(
-        &self,
-        user_id: UserId,
-        asset: &str,
-        since: i64,
-    ) -> Result<Vec<Amount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT amount FROM withdrawals WHERE user_id = $1 AND asset = $2 AND created_at >= $3 \
-             AND status NOT IN ($4, $5, $6)",
-        )
-        .bind(user_id.0)
-        .bind(asset)
-        .bind(since)
-        .bind(WithdrawalStatus::Cancelled.as_str())
-        .bind(WithdrawalStatus::Failed.as_str())
-        .bind(WithdrawalStatus::Rejected.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| stored_amount(r.try_get(0)?)).collect()
     }
 
     /// Stores the signed transaction of a `held` withdrawal and moves it to `signed`, and
@@ -1345,14 +1352,36 @@ impl Store {
     /// already made with this idempotency key (`false`).
     pub async fn create_transfer(
         &self,
-        from_user: UserId,
-        to_user: UserId,
-        asset: &str,
-        amount: Amount,
-        idempotency_key: &str,
+        new: &NewTransfer,
+        limit: Option<OutflowLimit>,
         now: i64,
     ) -> Result<(TransferRecord, bool), StoreError> {
-        let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let NewTransfer {
+            from_user,
+            to_user,
+            asset,
+            amount,
+            idempotency_key,
+        } = new;
+        let (from_user, to_user, amount) = (*from_user, *to_user, *amount);
+        let (asset, idempotency_key) = (asset.as_str(), idempotency_key.as_str());
+        let mut tx = self.pool.begin().await?;
+        lock_user(&mut tx, from_user).await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TRANSFER_COLUMNS} FROM internal_transfers \
+             WHERE from_user = $1 AND idempotency_key = $2"
+        )))
+        .bind(from_user.0)
+        .bind(idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok((transfer(&row)?, false));
+        }
+        if let Some(limit) = limit {
+            check_outflow(&mut tx, from_user, asset, amount, limit).await?;
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO internal_transfers (from_user, to_user, asset, amount, idempotency_key, \
              status, created_at) VALUES ($1, $2, $3, $4, $5, $7, $6) RETURNING {TRANSFER_COLUMNS}"
         )))
@@ -1363,16 +1392,11 @@ impl Store {
         .bind(idempotency_key)
         .bind(now)
         .bind(TransferStatus::Requested.as_str())
-        .fetch_one(&self.pool)
-        .await;
-        match inserted {
-            Ok(row) => Ok((transfer(&row)?, true)),
-            Err(e) if is_unique_violation(&e) => {
-                let existing = self.transfer_by_key(from_user, idempotency_key).await?;
-                Ok((existing.ok_or(StoreError::NotFound)?, false))
-            }
-            Err(e) => Err(e.into()),
-        }
+        .fetch_one(&mut *tx)
+        .await?;
+        let record = transfer(&row)?;
+        tx.commit().await?;
+        Ok((record, true))
     }
 
     /// The sender's transfer made with this idempotency key.
@@ -1445,6 +1469,67 @@ async fn insert_signed(
     .bind(i64::from(signed.cancels))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Serializes a user's money-moving requests: PostgreSQL locks the user's row until the
+/// transaction ends; SQLite takes its one write lock. Must be the transaction's first
+/// statement, so SQLite never upgrades a read lock (which could fail at once instead of
+/// waiting).
+async fn lock_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    let locked = sqlx::query("UPDATE users SET created_at = created_at WHERE id = $1")
+        .bind(user_id.0)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if locked != 1 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Fails with [`StoreError::OverLimit`] if `amount` would take the user's outflow of `asset`
+/// since `limit.since` (withdrawals not cancelled, failed or rejected, and transfers not
+/// rejected) past `limit.limit`.
+async fn check_outflow(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: UserId,
+    asset: &str,
+    amount: Amount,
+    limit: OutflowLimit,
+) -> Result<(), StoreError> {
+    let withdrawn = sqlx::query(
+        "SELECT amount FROM withdrawals WHERE user_id = $1 AND asset = $2 AND created_at >= $3 \
+         AND status NOT IN ($4, $5, $6)",
+    )
+    .bind(user_id.0)
+    .bind(asset)
+    .bind(limit.since)
+    .bind(WithdrawalStatus::Cancelled.as_str())
+    .bind(WithdrawalStatus::Failed.as_str())
+    .bind(WithdrawalStatus::Rejected.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let transferred = sqlx::query(
+        "SELECT amount FROM internal_transfers WHERE from_user = $1 AND asset = $2 \
+         AND created_at >= $3 AND status <> $4",
+    )
+    .bind(user_id.0)
+    .bind(asset)
+    .bind(limit.since)
+    .bind(TransferStatus::Rejected.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut used = 0u128;
+    for row in withdrawn.iter().chain(&transferred) {
+        used = used.saturating_add(stored_amount(row.try_get(0)?)?.0);
+    }
+    if used.saturating_add(amount.0) > limit.limit.0 {
+        return Err(StoreError::OverLimit { used: Amount(used) });
+    }
     Ok(())
 }
 

@@ -1072,6 +1072,7 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
                 idempotency_key: "k".into(),
                 request_key: 7,
             },
+            None,
             T0,
         )
         .await
@@ -1155,7 +1156,17 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
     // A transfer ends once.
     let bob = user_with(store, "bob@example.com", 2).await;
     let (transfer, _) = store
-        .create_transfer(user, bob, "ETH", Amount(5), "t", T0)
+        .create_transfer(
+            &coss_store::NewTransfer {
+                from_user: user,
+                to_user: bob,
+                asset: "ETH".into(),
+                amount: Amount(5),
+                idempotency_key: "t".into(),
+            },
+            None,
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(transfer.status, TransferStatus::Requested);

@@ -1,10 +1,11 @@
 //! Internal transfers: one COSS user pays another by email, settled at once in the exchange
 //! core (`Transfer`), with no chain transaction and no fee. The sender confirms with the
-//! second factor, as for a withdrawal; a retry with the same idempotency key returns the
-//! first transfer.
+//! second factor, as for a withdrawal, and within the same rolling 24-hour limit (what the
+//! user withdrew and transferred together); a retry with the same idempotency key returns
+//! the first transfer.
 
 use coss_core::{Command, RejectReason};
-use coss_store::{TransferRecord, TransferStatus};
+use coss_store::{NewTransfer, TransferRecord, TransferStatus};
 use coss_types::{Amount, UserId};
 
 use crate::withdraw::{check_key, parse_positive};
@@ -65,16 +66,23 @@ impl Wallet {
             .accounts
             .require_second_factor(request.user_id, request.code.as_deref(), now)
             .await?;
-        let (record, created) = store
+        // Transfers count against the same 24-hour limit as withdrawals: a stolen account
+        // must not move everything to an accomplice who withdraws it under a fresh limit.
+        let limit = self.outflow_limit(request.user_id, asset, now).await?;
+        let created = store
             .create_transfer(
-                request.user_id,
-                recipient.id,
-                &asset.symbol,
-                Amount(amount),
-                &request.idempotency_key,
+                &NewTransfer {
+                    from_user: request.user_id,
+                    to_user: recipient.id,
+                    asset: asset.symbol.clone(),
+                    amount: Amount(amount),
+                    idempotency_key: request.idempotency_key.clone(),
+                },
+                limit,
                 now,
             )
-            .await?;
+            .await;
+        let (record, created) = Self::within_limit(created, asset, limit)?;
         if !created {
             return Ok(record);
         }

@@ -28,7 +28,9 @@ use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolCall;
 use alloy::transports::RpcError;
 use coss_core::{Command, RejectReason};
-use coss_store::{NewWithdrawal, SignedTx, WithdrawalRecord, WithdrawalStatus};
+use coss_store::{
+    NewWithdrawal, OutflowLimit, SignedTx, StoreError, WithdrawalRecord, WithdrawalStatus,
+};
 use coss_types::{Amount, RequestId, UserId};
 
 use crate::chain::timed;
@@ -120,6 +122,43 @@ pub(crate) fn parse_positive(text: &str, asset: &AssetConfig) -> Result<u128, Wa
     Ok(amount.0)
 }
 
+impl Wallet {
+    /// The user's rolling 24-hour outflow limit of `asset` (withdrawals and internal
+    /// transfers together), by verification level; `None` when unlimited.
+    pub(crate) async fn outflow_limit(
+        &self,
+        user_id: UserId,
+        asset: &AssetConfig,
+        now: i64,
+    ) -> Result<Option<OutflowLimit>, WalletError> {
+        let level = self
+            .inner
+            .accounts
+            .profile(user_id)
+            .await?
+            .verification_level;
+        Ok(asset.daily_limit(level).map(|limit| OutflowLimit {
+            limit: Amount(limit),
+            since: now - LIMIT_WINDOW_MS,
+        }))
+    }
+
+    /// A store answer, with its limit refusal in the wallet's words.
+    pub(crate) fn within_limit<T>(
+        created: Result<T, StoreError>,
+        asset: &AssetConfig,
+        limit: Option<OutflowLimit>,
+    ) -> Result<T, WalletError> {
+        created.map_err(|error| match (error, limit) {
+            (StoreError::OverLimit { used }, Some(limit)) => WalletError::LimitExceeded {
+                limit: limit.limit.to_decimal_string(asset.decimals),
+                used: used.to_decimal_string(asset.decimals),
+            },
+            (other, _) => other.into(),
+        })
+    }
+}
+
 /// How a withdrawal's hold is named in the exchange core.
 fn request_of(record: &WithdrawalRecord) -> RequestId {
     match record.request_key {
@@ -183,26 +222,7 @@ impl Wallet {
         {
             return Err(WalletError::NotAllowListed);
         }
-        let level = inner
-            .accounts
-            .profile(request.user_id)
-            .await?
-            .verification_level;
-        if let Some(limit) = asset.daily_limit(level) {
-            let mut used = 0u128;
-            for past in store
-                .withdrawn_since(request.user_id, &asset.symbol, now - LIMIT_WINDOW_MS)
-                .await?
-            {
-                used = used.saturating_add(past.0);
-            }
-            if used.saturating_add(amount) > limit {
-                return Err(WalletError::LimitExceeded {
-                    limit: Amount(limit).to_decimal_string(asset.decimals),
-                    used: Amount(used).to_decimal_string(asset.decimals),
-                });
-            }
-        }
+        let limit = self.outflow_limit(request.user_id, asset, now).await?;
         let asset_id = asset.asset;
         let fee = inner
             .engine
@@ -214,7 +234,7 @@ impl Wallet {
         let request_key = u64::from_le_bytes(
             *coss_identity::random_bytes::<8>().map_err(|_| WalletError::Keys("no randomness"))?,
         );
-        let (record, created) = store
+        let created = store
             .create_withdrawal(
                 &NewWithdrawal {
                     user_id: request.user_id,
@@ -226,9 +246,11 @@ impl Wallet {
                     idempotency_key: request.idempotency_key.clone(),
                     request_key,
                 },
+                limit,
                 now,
             )
-            .await?;
+            .await;
+        let (record, created) = Self::within_limit(created, asset, limit)?;
         if !created {
             return Ok(record);
         }

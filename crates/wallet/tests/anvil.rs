@@ -1256,6 +1256,7 @@ async fn a_duplicate_hold_that_differs_from_the_record_halts_instead_of_marking_
                 idempotency_key: "restored".into(),
                 request_key: collided,
             },
+            None,
             T0,
         )
         .await
@@ -1307,4 +1308,83 @@ async fn a_deposit_the_core_refuses_ends_refused_and_the_others_are_still_credit
         w.accounts.store().deposits_of(alice, 10).await.unwrap()[0].status,
         DepositStatus::Refused
     );
+}
+
+async fn concurrent_requests_stay_within_the_daily_limit(db: Db) {
+    let w = world_on(db, Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    let (_bob, _) = w.user("bob@example.com", false).await;
+    w.credit(alice, DEV_ETH, 30 * ETH, "test:alice").await;
+    let to = "0x00000000000000000000000000000000000000e4";
+    // Level 0 may move 10 ETH a day. Three requests of 4 ETH sent at once, each with its own
+    // valid code: the check and the record are one serialized step per user, so at most two
+    // pass. (A code older than one already used is refused too, so where the database lets
+    // the requests overtake each other, a refusal may name the code instead.)
+    let requests: Vec<_> = (1..=3)
+        .map(|step| {
+            withdrawal(
+                alice,
+                "ETH",
+                to,
+                "4",
+                code(&seed, step),
+                &format!("c{step}"),
+                step,
+            )
+        })
+        .collect();
+    let (a, b, c) = tokio::join!(
+        w.wallet.request_withdrawal(&requests[0]),
+        w.wallet.request_withdrawal(&requests[1]),
+        w.wallet.request_withdrawal(&requests[2]),
+    );
+    let results = [a, b, c];
+    let passed = results.iter().filter(|r| r.is_ok()).count() as u128;
+    let limited = results
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == "limit_exceeded"))
+        .count();
+    assert!(
+        results.iter().all(|r| match r {
+            Ok(_) => true,
+            Err(e) => ["limit_exceeded", "invalid_two_factor_code"].contains(&e.code()),
+        }),
+        "{results:?}"
+    );
+    if matches!(db, Db::Sqlite) {
+        // One connection, requests in order: exactly the third is over the limit.
+        assert_eq!((passed, limited), (2, 1), "{results:?}");
+    }
+    assert!(passed <= 2, "{results:?}");
+    let locked = w.balance(alice, DEV_ETH).await.locked;
+    assert_eq!(locked, Amount(passed * (4 * ETH + ETH / 2000)));
+
+    // Internal transfers count against the same limit.
+    let left = 10 - 4 * passed;
+    let transfer = |amount: u128, step: i64| TransferRequest {
+        user_id: alice,
+        to_email: "bob@example.com".into(),
+        asset: "ETH".into(),
+        amount: amount.to_string(),
+        code: code(&seed, step),
+        idempotency_key: format!("t{step}"),
+        now: T0 + step * STEP,
+    };
+    let over = w.wallet.transfer(&transfer(left + 1, 4)).await.unwrap_err();
+    assert_eq!(over.code(), "limit_exceeded", "{over}");
+    w.wallet.transfer(&transfer(left, 5)).await.unwrap();
+    let more = w.wallet.transfer(&transfer(1, 6)).await.unwrap_err();
+    assert_eq!(more.code(), "limit_exceeded", "{more}");
+    w.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_withdrawals_cannot_pass_the_daily_limit_and_transfers_share_it() {
+    concurrent_requests_stay_within_the_daily_limit(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_withdrawals_cannot_pass_the_daily_limit_on_postgres_either() {
+    concurrent_requests_stay_within_the_daily_limit(Db::Postgres).await;
 }
