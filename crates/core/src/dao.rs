@@ -22,7 +22,10 @@
 //! sealed or paid.
 
 use crate::event::{Event, EventKind, RejectReason};
-use crate::{DAO_PAYOUTS, Exchange, FEES_HOLDERS, FIRST_USER_ACCOUNT, Outcome, invariant_broken};
+use crate::{
+    DAO_PAYOUTS, Exchange, FEES_HOLDERS, FIRST_USER_ACCOUNT, Outcome, WithdrawalState,
+    invariant_broken,
+};
 use coss_types::{AccountId, Amount, AssetId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -255,8 +258,18 @@ impl Exchange {
         if self.time_ms < close_ms {
             return Err(RejectReason::WeekNotDue);
         }
-        // Platform holdings: every user account's COSS, available and locked.
+        // Platform holdings: every user account's COSS, available and locked in orders. COSS
+        // held for a pending withdrawal is on its way to an address, where the chain holdings
+        // count it: counted here too, it would count twice. (If the withdrawal is released
+        // later, it missed this week: never counted twice beats always counted.)
         let coss = schedule.coss;
+        let mut in_flight: BTreeMap<AccountId, u128> = BTreeMap::new();
+        for w in self.withdrawals.values() {
+            if w.asset == coss && w.state == WithdrawalState::Pending {
+                let sum = in_flight.entry(w.account).or_default();
+                *sum = sum.saturating_add(w.amount.saturating_add(w.fee));
+            }
+        }
         let mut holders = Vec::new();
         if (coss.0 as usize) < self.stride {
             for (index, account) in self.hot.iter().enumerate() {
@@ -264,7 +277,8 @@ impl Exchange {
                     continue;
                 }
                 let cell = &self.cells[index * self.stride + coss.0 as usize];
-                let holding = cell.available + cell.locked;
+                let leaving = in_flight.get(&account.id).copied().unwrap_or(0);
+                let holding = (cell.available + cell.locked).saturating_sub(leaving);
                 if holding > 0 {
                     holders.push((account.id, holding));
                 }

@@ -1,5 +1,6 @@
 //! The DAO revenue share in the core: the week closes at its exact instant, holdings are
-//! COSS available + locked on the platform plus chain holdings added in numbered parts, pools
+//! COSS available + locked on the platform (less what pending withdrawals hold: it counts on
+//! chain) plus chain holdings added in numbered parts, pools
 //! are what the holders' fee account held at the close, every holder receives
 //! `floor(pool × holding / total)` once, and the remainder stays for next week.
 
@@ -138,13 +139,14 @@ fn a_schedule_must_start_in_the_future_with_a_period() {
 }
 
 #[test]
-fn holdings_are_available_plus_locked_and_fees_after_the_close_belong_to_next_week() {
+fn holdings_are_available_plus_locked_in_orders_and_fees_after_the_close_belong_to_next_week() {
     let mut w = with_coss();
     w.fund(ALICE);
     w.fund(BOB);
     w.deposit(ALICE, COSS, 3 * UNIT);
     w.deposit(BOB, COSS, 2 * UNIT);
-    // Half of BOB's COSS is locked in a pending withdrawal: it still counts.
+    // Half of BOB's COSS is locked in a pending withdrawal: on its way to an address, where
+    // the chain holdings count it, so the platform does not (it would count twice).
     let request = w.request();
     w.ok(withdraw_hold(request, BOB, COSS, UNIT));
     // A week of trading: fees in BTC and USDT, half of them the holders'.
@@ -168,13 +170,13 @@ fn holdings_are_available_plus_locked_and_fees_after_the_close_belong_to_next_we
 
     seal(&mut w, SUNDAY_0500, 0);
     let view = &w.ex.dao_weeks()[0];
-    assert_eq!((view.holders, view.total), (2, Amount(5 * UNIT)));
+    assert_eq!((view.holders, view.total), (2, Amount(4 * UNIT)));
     let alice_btc = available(&w, ALICE, BTC);
     let paid = pay_all(&mut w, SUNDAY_0500, 1_000);
     assert_eq!(paid.len(), 2, "one report per pool asset: {paid:?}");
     assert_eq!(
         available(&w, ALICE, BTC) - alice_btc,
-        dao_share(btc_pool, 3 * UNIT, 5 * UNIT)
+        dao_share(btc_pool, 3 * UNIT, 4 * UNIT)
     );
     assert_eq!(
         w.ex.balance(BOB, COSS).locked,
@@ -183,8 +185,8 @@ fn holdings_are_available_plus_locked_and_fees_after_the_close_belong_to_next_we
     );
     assert_eq!(available(&w, DAO_PAYOUTS, BTC), 0);
     let carried = btc_pool
-        - dao_share(btc_pool, 3 * UNIT, 5 * UNIT)
-        - dao_share(btc_pool, 2 * UNIT, 5 * UNIT);
+        - dao_share(btc_pool, 3 * UNIT, 4 * UNIT)
+        - dao_share(btc_pool, UNIT, 4 * UNIT);
     assert_eq!(available(&w, FEES_HOLDERS, BTC), next_week_btc + carried);
     assert!(w.ex.dao_weeks().is_empty());
 }
@@ -442,4 +444,20 @@ proptest! {
         let b = run_week(&shuffled, (987_654_321, 777), 1, 1_000);
         prop_assert_eq!(a, b);
     }
+}
+
+#[test]
+fn coss_in_flight_at_the_close_is_left_out_of_the_platform_holding_so_it_counts_once() {
+    let mut w = with_coss();
+    w.fund(ALICE);
+    w.deposit(ALICE, COSS, 10 * UNIT);
+    // 4 COSS (plus its fee, none here) leave in a withdrawal still pending at the close: the
+    // destination address holds them on chain by then, and the chain holdings count them.
+    let request = w.request();
+    w.ok(withdraw_hold(request, ALICE, COSS, 4 * UNIT));
+    assert_eq!(w.ex.balance(ALICE, COSS).locked, Amount(4 * UNIT));
+    close(&mut w, SUNDAY_0500);
+    seal(&mut w, SUNDAY_0500, 0);
+    let view = &w.ex.dao_weeks()[0];
+    assert_eq!((view.holders, view.total), (1, Amount(6 * UNIT)));
 }
