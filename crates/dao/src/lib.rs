@@ -312,18 +312,32 @@ fn compute(close_ms: u64, holders: &[(AccountId, u128)], pools: &[(AssetId, u128
     Computed { leaves, assets }
 }
 
-/// The tree of a week, kept for proofs.
+/// The whole tree of a week, while its report is made.
 #[derive(Debug)]
 struct WeekTree {
     close_ms: u64,
     tree: MerkleTree,
-    /// Leaf index by account.
-    index: HashMap<u64, usize>,
     holders: Vec<(AccountId, u128)>,
     pools: Vec<(AssetId, u128)>,
     /// The report's per-asset lines.
     assets: Vec<DaoAssetRecord>,
 }
+
+/// Leaves per block of a week's tree: a proof rebuilds only its leaf's block (from the stored
+/// holdings of that block) and takes the rest from the week's [`WeekTop`].
+const BLOCK_LEVELS: usize = 10;
+
+/// What a reported week keeps in memory for proofs: its tree above the blocks (one hash per
+/// 1,024 holders), its total and its pools. Built once per week and process.
+#[derive(Debug)]
+struct WeekTop {
+    total: u128,
+    pools: Vec<(AssetId, u128)>,
+    top: MerkleTree,
+}
+
+/// Most weeks whose tops are kept (about 31 KB each at a million holders).
+const TOPS_KEPT: usize = 520;
 
 struct Inner {
     engine: EngineHandle,
@@ -331,8 +345,12 @@ struct Inner {
     chain: Option<ChainSource>,
     config: DaoConfig,
     clock: Clock,
-    /// The most recently used week trees (at most two).
-    trees: Mutex<Vec<Arc<WeekTree>>>,
+    /// Reported weeks' tops, by close.
+    tops: Mutex<HashMap<u64, Arc<WeekTop>>>,
+    /// Held while a week's top is built, so concurrent first requests build it once.
+    building: tokio::sync::Mutex<()>,
+    /// Whole trees built from the database for proofs (a figure for tests and metrics).
+    trees_built: std::sync::atomic::AtomicU64,
     /// Chain holdings read for the week being collected, kept for its report.
     chain_read: Mutex<Option<(u64, u64, Vec<DaoChainRecord>)>>,
 }
@@ -379,7 +397,9 @@ impl Dao {
                 chain,
                 config,
                 clock,
-                trees: Mutex::new(Vec::new()),
+                tops: Mutex::new(HashMap::new()),
+                building: tokio::sync::Mutex::new(()),
+                trees_built: std::sync::atomic::AtomicU64::new(0),
                 chain_read: Mutex::new(None),
             }),
         }
@@ -702,7 +722,7 @@ impl Dao {
                 .collect(),
             chain: records,
         };
-        self.remember(tree);
+        self.remember(&tree);
         let store = self.inner.store.clone();
         Ok(Some(tokio::spawn(async move {
             store.save_dao_report(&record).await
@@ -809,26 +829,51 @@ impl Dao {
         }
     }
 
-    fn remember(&self, tree: Arc<WeekTree>) {
-        if let Ok(mut trees) = self.inner.trees.lock() {
-            trees.retain(|t| t.close_ms != tree.close_ms);
-            trees.insert(0, tree);
-            trees.truncate(2);
+    fn remember(&self, tree: &WeekTree) {
+        let top = WeekTop {
+            total: tree.holders.iter().map(|&(_, h)| h).sum(),
+            pools: tree.pools.clone(),
+            top: tree.tree.above(BLOCK_LEVELS),
+        };
+        self.keep(tree.close_ms, Arc::new(top));
+    }
+
+    fn keep(&self, close_ms: u64, top: Arc<WeekTop>) {
+        if let Ok(mut tops) = self.inner.tops.lock() {
+            if tops.len() >= TOPS_KEPT
+                && let Some(&oldest) = tops.keys().min()
+            {
+                tops.remove(&oldest);
+            }
+            tops.insert(close_ms, top);
         }
     }
 
-    /// The tree of a reported week (rebuilt from the database when not cached), checked
-    /// against the stored root.
-    async fn tree(&self, record: &DaoWeekRecord) -> Result<Arc<WeekTree>, DaoError> {
+    /// How many whole week trees were rebuilt from the database for proofs.
+    #[must_use]
+    pub fn trees_built(&self) -> u64 {
+        self.inner
+            .trees_built
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The top of a reported week: kept, or built once from the database (under a lock, so
+    /// concurrent first requests build it once) and checked against the stored root.
+    async fn top(&self, record: &DaoWeekRecord) -> Result<Arc<WeekTop>, DaoError> {
         let close_ms = UnixMs::from_i64(record.close_ms).0;
-        if let Some(tree) = self
-            .inner
-            .trees
-            .lock()
-            .ok()
-            .and_then(|t| t.iter().find(|t| t.close_ms == close_ms).cloned())
-        {
-            return Ok(tree);
+        let kept = |dao: &Self| {
+            dao.inner
+                .tops
+                .lock()
+                .ok()
+                .and_then(|t| t.get(&close_ms).cloned())
+        };
+        if let Some(top) = kept(self) {
+            return Ok(top);
+        }
+        let _building = self.inner.building.lock().await;
+        if let Some(top) = kept(self) {
+            return Ok(top);
         }
         let holders = self
             .inner
@@ -838,26 +883,36 @@ impl Dao {
             .into_iter()
             .map(|(a, h)| (AccountId(u64::try_from(a).unwrap_or(0)), h.0))
             .collect();
-        let pools = self
-            .inner
-            .store
-            .dao_week_assets(record.close_ms)
-            .await?
-            .into_iter()
-            .map(|a| (AssetId(u32::try_from(a.asset).unwrap_or(0)), a.pool.0))
-            .collect();
-        let tree = Arc::new(build_tree(close_ms, holders, pools).await);
+        let pools = self.pools_of(record.close_ms).await?;
+        let tree = build_tree(close_ms, holders, pools).await;
+        self.inner
+            .trees_built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if hex::encode(tree.tree.root()) != record.root {
             return Err(DaoError::Chain(format!(
                 "week {}: the stored holdings do not give the stored root",
                 record.week
             )));
         }
-        self.remember(tree.clone());
-        Ok(tree)
+        self.remember(&tree);
+        kept(self).ok_or_else(|| DaoError::Chain("the week's tree was not kept".into()))
+    }
+
+    async fn pools_of(&self, close_ms: i64) -> Result<Vec<(AssetId, u128)>, DaoError> {
+        Ok(self
+            .inner
+            .store
+            .dao_week_assets(close_ms)
+            .await?
+            .into_iter()
+            .map(|a| (AssetId(u32::try_from(a.asset).unwrap_or(0)), a.pool.0))
+            .collect())
     }
 
     /// A holder's leaf, payouts and proof for a reported week (`None`: not a holder then).
+    /// The holder is looked up first (one indexed row), so asking costs a non-holder
+    /// nothing more; a holder's proof rebuilds only its leaf's block of 1,024 holdings and
+    /// takes the rest from the week's kept top.
     pub async fn holder_week(
         &self,
         account: AccountId,
@@ -871,14 +926,43 @@ impl Dao {
             .dao_week(&week)
             .await?
             .ok_or(DaoError::UnknownWeek)?;
-        let tree = self.tree(&record).await?;
-        let Some(&index) = tree.index.get(&account.0) else {
+        let Some((leaf, holding)) = self
+            .inner
+            .store
+            .dao_holding_of(
+                i64::try_from(account.0).unwrap_or(i64::MAX),
+                record.close_ms,
+            )
+            .await?
+        else {
             return Ok(None);
         };
-        let (_, holding) = tree.holders[index];
-        let total: u128 = tree.holders.iter().map(|&(_, h)| h).sum();
+        let top = self.top(&record).await?;
+        let close_ms = UnixMs::from_i64(record.close_ms).0;
+        let index = usize::try_from(leaf).map_err(|_| DaoError::UnknownWeek)?;
+        let block = 1usize << BLOCK_LEVELS;
+        let start = index / block * block;
+        let rows = self
+            .inner
+            .store
+            .dao_holdings_between(
+                record.close_ms,
+                i64::try_from(start).unwrap_or(i64::MAX),
+                i64::try_from(start + block).unwrap_or(i64::MAX),
+            )
+            .await?;
+        let divided = divide(&top.pools, top.total);
         let mut payouts = Vec::new();
-        payouts_into(&divide(&tree.pools, total), holding, total, &mut payouts);
+        let mut leaves = Vec::with_capacity(rows.len());
+        for (holder, amount) in rows {
+            payouts_into(&divided, amount.0, top.total, &mut payouts);
+            let holder = u64::try_from(holder).unwrap_or(0);
+            leaves.push(leaf_hash(close_ms, holder, amount.0, &payouts));
+        }
+        let own = MerkleTree::build(leaves);
+        let mut proof = own.proof(index - start).unwrap_or_default();
+        proof.extend(top.top.proof(index / block).unwrap_or_default());
+        payouts_into(&divided, holding.0, top.total, &mut payouts);
         let payouts = payouts
             .into_iter()
             .map(|(asset, amount)| {
@@ -893,13 +977,13 @@ impl Dao {
             .collect();
         Ok(Some(HolderWeek {
             week: record.week.clone(),
-            close_ms: tree.close_ms,
+            close_ms,
             account: account.0,
-            holding: holding.to_string(),
+            holding: holding.0.to_string(),
             payouts,
             leaf_index: index as u64,
-            leaf: hex::encode(tree.tree.leaf(index).unwrap_or([0; 32])),
-            proof: tree.tree.proof(index).unwrap_or_default(),
+            leaf: hex::encode(own.leaf(index - start).unwrap_or([0; 32])),
+            proof,
             root: record.root,
         }))
     }
@@ -912,15 +996,9 @@ async fn build_tree(
 ) -> WeekTree {
     let work = move || {
         let computed = compute(close_ms, &holders, &pools);
-        let index = holders
-            .iter()
-            .enumerate()
-            .map(|(i, &(a, _))| (a.0, i))
-            .collect();
         WeekTree {
             close_ms,
             tree: MerkleTree::build(computed.leaves),
-            index,
             holders,
             pools,
             assets: computed.assets,

@@ -85,6 +85,16 @@ impl MerkleTree {
     }
 
     /// The root (zero for no leaves).
+    /// The tree over this tree's level `k` (its nodes of `2^k` leaves each; the top level if
+    /// `k` is above it): the same upper levels and root. With it, a leaf's proof is its
+    /// `2^k`-leaf block's own proof followed by the block's proof here, so a server can keep
+    /// only this small tree and rebuild one block per proof.
+    #[must_use]
+    pub fn above(&self, k: usize) -> MerkleTree {
+        let level = self.levels.get(k).or(self.levels.last());
+        MerkleTree::build(level.cloned().unwrap_or_default())
+    }
+
     #[must_use]
     pub fn root(&self) -> Hash {
         self.levels
@@ -210,6 +220,25 @@ mod tests {
                 let other = (i + 1) % n;
                 prop_assert!(!verify(all[other], &proof, &root));
             }
+        }
+
+        #[test]
+        fn a_blocks_proof_then_the_upper_trees_proof_is_the_whole_trees_proof(
+            n in 1usize..300,
+            k in 0usize..6,
+            pick in any::<prop::sample::Index>(),
+        ) {
+            let all = leaves(n);
+            let tree = MerkleTree::build(all.clone());
+            let upper = tree.above(k);
+            prop_assert_eq!(upper.root(), tree.root());
+            let i = pick.index(n);
+            let block = 1usize << k;
+            let start = i / block * block;
+            let own = MerkleTree::build(all[start..(start + block).min(n)].to_vec());
+            let mut proof = own.proof(i - start).unwrap();
+            proof.extend(upper.proof(i / block).unwrap_or_default());
+            prop_assert_eq!(proof, tree.proof(i).unwrap());
         }
     }
 }

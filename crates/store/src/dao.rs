@@ -320,6 +320,44 @@ impl Store {
             .collect()
     }
 
+    /// An account's leaf and holding in one week, if it was a holder then (one indexed row).
+    pub async fn dao_holding_of(
+        &self,
+        account: i64,
+        close_ms: i64,
+    ) -> Result<Option<(i64, Amount)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT leaf, holding FROM dao_holdings WHERE account = $1 AND close_ms = $2",
+        )
+        .bind(account)
+        .bind(close_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, stored_amount(r.try_get(1)?)?)))
+            .transpose()
+    }
+
+    /// A week's holders with leaves in `from..to`, by leaf: (account, holding).
+    pub async fn dao_holdings_between(
+        &self,
+        close_ms: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, Amount)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, holding FROM dao_holdings \
+             WHERE close_ms = $1 AND leaf >= $2 AND leaf < $3 ORDER BY leaf",
+        )
+        .bind(close_ms)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, stored_amount(r.try_get(1)?)?)))
+            .collect()
+    }
+
     /// The weeks an account was a holder in, newest first: (close, leaf, holding).
     pub async fn dao_holdings_of(
         &self,

@@ -184,9 +184,8 @@ fn holdings_are_available_plus_locked_in_orders_and_fees_after_the_close_belong_
         "the payout leaves locked funds alone"
     );
     assert_eq!(available(&w, DAO_PAYOUTS, BTC), 0);
-    let carried = btc_pool
-        - dao_share(btc_pool, 3 * UNIT, 4 * UNIT)
-        - dao_share(btc_pool, UNIT, 4 * UNIT);
+    let carried =
+        btc_pool - dao_share(btc_pool, 3 * UNIT, 4 * UNIT) - dao_share(btc_pool, UNIT, 4 * UNIT);
     assert_eq!(available(&w, FEES_HOLDERS, BTC), next_week_btc + carried);
     assert!(w.ex.dao_weeks().is_empty());
 }

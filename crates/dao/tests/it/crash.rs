@@ -118,6 +118,38 @@ async fn a_payout_stopped_midway_pays_everyone_once_after_a_restart() {
         "paid + carried = pool"
     );
     assert!(progress.len() == 1);
+
+    // Proofs after the restart: a non-holder costs no tree; holders' proofs (first, last and
+    // around the 1,024-leaf block edges) verify against the root, and the week's tree is
+    // built from the database once, however the weeks are asked for.
+    let symbols = HashMap::from([(ETH.0, ("ETH".to_owned(), 18u8))]);
+    let week = coss_dao::week_name(close_ms);
+    let stranger = exchange_account(coss_types::UserId(999_999)).unwrap();
+    assert!(
+        dao.holder_week(stranger, &week, &symbols)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        dao.trees_built(),
+        0,
+        "asking for a non-holder built nothing"
+    );
+    for _ in 0..3 {
+        for i in [0usize, 1, 1_023, 1_024, 1_025, 2_047, 2_048, 2_499] {
+            let (account, holding) = holders[i];
+            let mine = dao
+                .holder_week(account, &week, &symbols)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(mine.root, report.root);
+            assert_eq!(mine.holding, holding.to_string());
+            assert!(mine.verify(), "holder {i}");
+        }
+    }
+    assert_eq!(dao.trees_built(), 1, "one tree for the week, then blocks");
     drop(handle);
     drop(dao);
     tokio::task::spawn_blocking(move || engine.shutdown().unwrap())
