@@ -14,6 +14,13 @@
 //! came from several origins, the first one decides). If neither is known it counts for
 //! nobody that week. The platform's own addresses (hot, cold, deposit) are left out: their
 //! COSS is already counted inside the platform.
+//!
+//! Attribution must not be capturable by others, so: the platform's addresses never pass an
+//! origin on (anyone can dust the hot wallet, and every withdrawal leaves from it); a transfer
+//! below the dust threshold sets no origin (anyone can dust a fresh address before its owner's
+//! first real transfer); and a username counts for an address only if the account claimed it
+//! on the platform before the address named it on chain (usernames seen on chain could
+//! otherwise be claimed by whoever is first).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -47,8 +54,12 @@ pub struct AddressHolding {
     pub amount: u128,
     /// The username it set with `setRevenueUsername`, if any.
     pub username: Option<String>,
+    /// When it set that username (the block's time, Unix ms, end of its second).
+    pub username_at_ms: u64,
     /// The username of the original buyer of its coins, if known.
     pub buyer: Option<String>,
+    /// When the buyer named it in the purchase (Unix ms, end of its second).
+    pub buyer_at_ms: u64,
 }
 
 /// Every address holding COSS at a block.
@@ -136,8 +147,29 @@ impl ChainReader {
         Ok(logs)
     }
 
-    /// Every holder at `block`, with its username and original buyer.
-    pub async fn snapshot(&self, block: u64) -> Result<ChainSnapshot, DaoError> {
+    /// When the block of `log` was made (Unix ms, the end of its second): from the log, or
+    /// asked once per block.
+    async fn named_at(&self, log: &Log, times: &mut HashMap<u64, u64>) -> Result<u64, DaoError> {
+        let number = log.block_number.unwrap_or(0);
+        let seconds = match (log.block_timestamp, times.get(&number)) {
+            (Some(seconds), _) | (None, Some(&seconds)) => seconds,
+            (None, None) => {
+                let seconds = self.timestamp(number).await?;
+                times.insert(number, seconds);
+                seconds
+            }
+        };
+        Ok(seconds.saturating_mul(1000).saturating_add(999))
+    }
+
+    /// Every holder at `block`, with its username and original buyer. Transfers from
+    /// `platform` addresses and transfers below `dust` pass no origin.
+    pub async fn snapshot(
+        &self,
+        block: u64,
+        platform: &HashSet<Address>,
+        dust: u128,
+    ) -> Result<ChainSnapshot, DaoError> {
         let mut logs = self
             .logs(
                 self.token,
@@ -157,9 +189,10 @@ impl ChainReader {
         let position = |log: &Log| (log.block_number.unwrap_or(0), log.log_index.unwrap_or(0));
         logs.sort_by_key(position);
         let mut balances: BTreeMap<Address, u128> = BTreeMap::new();
-        let mut usernames: HashMap<Address, String> = HashMap::new();
-        let mut purchases: HashMap<Address, String> = HashMap::new();
-        let mut origins: HashMap<Address, Option<String>> = HashMap::new();
+        let mut usernames: HashMap<Address, (String, u64)> = HashMap::new();
+        let mut purchases: HashMap<Address, (String, u64)> = HashMap::new();
+        let mut origins: HashMap<Address, Option<(String, u64)>> = HashMap::new();
+        let mut times: HashMap<u64, u64> = HashMap::new();
         for log in &logs {
             let topic = log.topic0().copied().unwrap_or_default();
             if topic == CossToken::Transfer::SIGNATURE_HASH && log.address() == self.token {
@@ -174,7 +207,8 @@ impl ChainReader {
                 }
                 if to != Address::ZERO {
                     *balances.entry(to).or_default() += value;
-                    if !origins.contains_key(&to) && value > 0 {
+                    let passes = value >= dust.max(1) && !platform.contains(&from);
+                    if !origins.contains_key(&to) && passes {
                         let origin = if from == Address::ZERO {
                             purchases.get(&to).cloned()
                         } else {
@@ -189,25 +223,44 @@ impl ChainReader {
                     .map_err(rpc)?;
                 let CossToken::RevenueUsernameSet { holder, username } = event.inner.data;
                 match username_from_bytes32(username) {
-                    Some(name) => usernames.insert(holder, name),
+                    Some(name) => {
+                        let at = self.named_at(log, &mut times).await?;
+                        usernames.insert(holder, (name, at))
+                    }
                     None => usernames.remove(&holder),
                 };
             } else if topic == CossSale::Purchased::SIGNATURE_HASH {
                 let event = log.log_decode::<CossSale::Purchased>().map_err(rpc)?;
                 let purchase = event.inner.data;
-                if let Some(name) = username_from_bytes32(purchase.username) {
-                    purchases.entry(purchase.buyer).or_insert(name);
+                if let Some(name) = username_from_bytes32(purchase.username)
+                    && !purchases.contains_key(&purchase.buyer)
+                {
+                    let at = self.named_at(log, &mut times).await?;
+                    purchases.insert(purchase.buyer, (name, at));
                 }
             }
         }
         let addresses = balances
             .into_iter()
             .filter(|&(_, amount)| amount > 0)
-            .map(|(address, amount)| AddressHolding {
-                address,
-                amount,
-                username: usernames.get(&address).cloned(),
-                buyer: origins.get(&address).cloned().flatten(),
+            .map(|(address, amount)| {
+                let (username, username_at_ms) = usernames
+                    .get(&address)
+                    .cloned()
+                    .map_or((None, 0), |(n, t)| (Some(n), t));
+                let (buyer, buyer_at_ms) = origins
+                    .get(&address)
+                    .cloned()
+                    .flatten()
+                    .map_or((None, 0), |(n, t)| (Some(n), t));
+                AddressHolding {
+                    address,
+                    amount,
+                    username,
+                    username_at_ms,
+                    buyer,
+                    buyer_at_ms,
+                }
             })
             .collect();
         Ok(ChainSnapshot { block, addresses })
@@ -238,20 +291,26 @@ impl Rule {
 }
 
 /// Applies the rules: each address (other than `excluded`) to an account id, through
-/// `accounts` (username → account). Returns the attribution per address.
+/// `accounts` (username → account and when it claimed the name, Unix ms). Returns the
+/// attribution per address.
 #[must_use]
 pub fn attribute(
     snapshot: &ChainSnapshot,
     excluded: &HashSet<Address>,
-    accounts: &HashMap<String, u64>,
+    accounts: &HashMap<String, (u64, i64)>,
 ) -> Vec<(AddressHolding, Option<u64>, Rule)> {
     snapshot
         .addresses
         .iter()
         .filter(|a| !excluded.contains(&a.address))
         .map(|a| {
-            let by = |name: &Option<String>| name.as_ref().and_then(|n| accounts.get(n)).copied();
-            let (account, rule) = match (by(&a.username), by(&a.buyer)) {
+            // A name counts only for the account that claimed it before it was named here.
+            let by = |name: &Option<String>, named_ms: u64| {
+                let (account, claimed_ms) = *accounts.get(name.as_ref()?)?;
+                (u64::try_from(claimed_ms).unwrap_or(u64::MAX) <= named_ms).then_some(account)
+            };
+            let username = by(&a.username, a.username_at_ms);
+            let (account, rule) = match (username, by(&a.buyer, a.buyer_at_ms)) {
                 (Some(account), _) => (Some(account), Rule::Username),
                 (None, Some(account)) => (Some(account), Rule::Buyer),
                 (None, None) => (None, Rule::Nobody),

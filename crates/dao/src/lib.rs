@@ -115,10 +115,14 @@ pub struct DaoConfig {
     pub min_holding: u128,
     /// Holders per payout command.
     pub pay_chunk: u32,
+    /// A chain transfer smaller than this (COSS units) passes no original buyer to a fresh
+    /// address, so nobody can capture an address's attribution by dusting it first.
+    pub origin_dust: u128,
 }
 
 impl DaoConfig {
-    /// Sunday 05:00 UTC, 50%, at least 1 COSS (8 decimals), 2,000 holders per command.
+    /// Sunday 05:00 UTC, 50%, at least 1 COSS (8 decimals), 2,000 holders per command,
+    /// transfers below 1 COSS pass no origin.
     #[must_use]
     pub fn new(coss: AssetId) -> Self {
         Self {
@@ -127,6 +131,7 @@ impl DaoConfig {
             share_ppm: coss_core::DEFAULT_HOLDERS_SHARE_PPM,
             min_holding: 100_000_000,
             pay_chunk: 2_000,
+            origin_dust: 100_000_000,
         }
     }
 }
@@ -577,7 +582,6 @@ impl Dao {
         let Some(block) = source.reader.block_at_or_after(close_ms).await? else {
             return Ok(None);
         };
-        let snapshot = source.reader.snapshot(block).await?;
         let mut excluded: HashSet<Address> = source.platform.iter().copied().collect();
         for (address, _, _) in self
             .inner
@@ -589,13 +593,19 @@ impl Dao {
                 excluded.insert(address);
             }
         }
-        let accounts: HashMap<String, u64> = self
+        let snapshot = source
+            .reader
+            .snapshot(block, &excluded, self.inner.config.origin_dust)
+            .await?;
+        let accounts: HashMap<String, (u64, i64)> = self
             .inner
             .store
             .usernames()
             .await?
             .into_iter()
-            .filter_map(|(name, user)| coss_identity::exchange_account(user).map(|a| (name, a.0)))
+            .filter_map(|(name, user, claimed)| {
+                coss_identity::exchange_account(user).map(|a| (name, (a.0, claimed)))
+            })
             .collect();
         let mut per_account: std::collections::BTreeMap<u64, u128> =
             std::collections::BTreeMap::new();

@@ -152,12 +152,12 @@ impl Store {
     }
 
     /// Every username with its user.
-    pub async fn usernames(&self) -> Result<Vec<(String, UserId)>, StoreError> {
-        let rows = sqlx::query("SELECT username, user_id FROM dao_usernames")
+    pub async fn usernames(&self) -> Result<Vec<(String, UserId, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT username, user_id, created_at FROM dao_usernames")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
+            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?), r.try_get(2)?)))
             .collect()
     }
 

@@ -990,7 +990,7 @@ async fn a_username_is_given_once_for_good_and_a_dao_report_is_written_once(db: 
     assert_eq!(store.username_of(bob).await.unwrap(), None);
     assert_eq!(
         store.usernames().await.unwrap(),
-        vec![("alice".to_owned(), alice)]
+        vec![("alice".to_owned(), alice, T0)]
     );
 
     // A report with more holders than one statement takes, written twice.

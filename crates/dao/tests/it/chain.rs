@@ -74,14 +74,14 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
         .unwrap();
     let (token, sale) = (deployment.token, deployment.sale);
     let mut chains = Vec::new();
-    for index in 1..=7 {
+    for index in 1..=9 {
         chains.push(
             connect(&anvil.endpoint(), Some(signer(&anvil, index)))
                 .await
                 .unwrap(),
         );
     }
-    let [a, b, c, d, e, hot, x] = [0, 1, 2, 3, 4, 5, 6].map(|i| &chains[i]);
+    let [a, b, c, d, e, hot, x, y, z] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| &chains[i]);
 
     // A buys naming alice and sets nothing; it sends coins to C (new, no username) and to
     // the platform's hot wallet.
@@ -100,6 +100,28 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     // X buys naming alice and sets a name no account has: the buyer, alice.
     buy(x, sale, Some("alice")).await;
     set_username(x, token, Some("nobody-here")).await;
+    // Capture attempts, none of which may work:
+    // - the hot wallet (its origin: alice, from A's dust) pays a withdrawal to F: the
+    //   platform passes no origin, so F counts for nobody;
+    let f: Address = "0x00000000000000000000000000000000000000f1"
+        .parse()
+        .unwrap();
+    send(hot, token, f, 20_000).await;
+    // - alice's X dusts fresh Z before B's real transfer: dust sets no origin, B's does (bob);
+    let dust = CossToken::new(token, &x.provider)
+        .transfer(z.sender, U256::from(COSS_UNIT / 2))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(dust.status());
+    send(b, token, z.sender, 1_000).await;
+    // - Y buys naming nobody and names "dave" on chain; mallory claims "dave" on the platform
+    //   only afterwards: it does not count for her.
+    buy(y, sale, None).await;
+    set_username(y, token, Some("dave")).await;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_in(dir.path()).await.unwrap();
@@ -109,6 +131,12 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
         store.claim_username(id, name, 0).await.unwrap();
         accounts.insert(name, exchange_account(id).unwrap());
     }
+    let mallory = user(&store, "mallory@example.com").await;
+    let named_at = chain_time(&deployer).await.unwrap() * 1000;
+    store
+        .claim_username(mallory, "dave", (named_at + 60_000) as i64)
+        .await
+        .unwrap();
     let clock = ManualClock::starting_now();
     let (engine, handle) = engine(dir.path(), &clock).await;
     // alice also holds 10 COSS on the platform.
@@ -155,10 +183,23 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
     let expect = [
         (a.sender, id("alice"), "buyer", bought - 150_000 * COSS_UNIT),
         (c.sender, id("alice"), "buyer", 100_000 * COSS_UNIT),
-        (b.sender, id("carol"), "username", bought),
+        (
+            b.sender,
+            id("carol"),
+            "username",
+            bought - 1_000 * COSS_UNIT,
+        ),
         (d.sender, None, "none", bought),
         (e.sender, id("bob"), "buyer", bought),
-        (x.sender, id("alice"), "buyer", bought),
+        (x.sender, id("alice"), "buyer", bought - COSS_UNIT / 2),
+        (f, None, "none", 20_000 * COSS_UNIT),
+        (
+            z.sender,
+            id("bob"),
+            "buyer",
+            1_000 * COSS_UNIT + COSS_UNIT / 2,
+        ),
+        (y.sender, None, "none", bought),
     ];
     for (address, account, rule, amount) in expect {
         assert_eq!(
@@ -172,9 +213,15 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
         "platform addresses are left out"
     );
 
-    // Holdings: alice 10 on the platform + A, C and X on chain; bob E; carol B.
-    let alice = 10 * UNIT + (bought - 150_000 * COSS_UNIT) + 100_000 * COSS_UNIT + bought;
-    let holdings = [("alice", alice), ("bob", bought), ("carol", bought)];
+    // Holdings: alice 10 on the platform + A, C and X on chain; bob E and Z; carol B.
+    let alice =
+        10 * UNIT + (bought - 150_000 * COSS_UNIT) + 100_000 * COSS_UNIT + bought - COSS_UNIT / 2;
+    let bob = bought + 1_000 * COSS_UNIT + COSS_UNIT / 2;
+    let holdings = [
+        ("alice", alice),
+        ("bob", bob),
+        ("carol", bought - 1_000 * COSS_UNIT),
+    ];
     let total: u128 = holdings.iter().map(|&(_, h)| h).sum();
     assert_eq!(report.total, Amount(total));
     for (name, holding) in holdings {
