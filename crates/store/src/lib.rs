@@ -36,9 +36,9 @@ pub use security::TotpRecord;
 pub use sessions::{LiveToken, NewSession, NewToken, RefreshOutcome, SessionKind, TokenKind};
 pub use sso::{CodeOutcome, OidcClient, OidcCode, OidcGrant, OidcKey};
 pub use wallet::{
-    AllowedAddress, BlockRef, CANCEL_SIGNED, DepositRecord, DepositStatus, NewDeposit, NewTransfer,
-    NewWithdrawal, OutflowLimit, REPLACED, SeedRecord, SignedTx, Subject, TransferRecord,
-    TransferStatus, WalletEvent, WithdrawalRecord, WithdrawalStatus,
+    AllowedAddress, BlockRef, CANCEL_SIGNED, DepositRecord, DepositStatus, HotTx, NewDeposit,
+    NewTransfer, NewWithdrawal, OutflowLimit, REPLACED, SeedRecord, SignedTx, Subject,
+    TransferRecord, TransferStatus, WalletEvent, WithdrawalRecord, WithdrawalStatus,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");

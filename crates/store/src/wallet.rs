@@ -298,6 +298,23 @@ pub struct SignedTx {
     pub cancels: bool,
 }
 
+/// A hot-wallet move (a gas top-up or a move to the cold wallet), recorded before broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotTx {
+    /// Its hash.
+    pub tx_hash: String,
+    /// Its nonce.
+    pub nonce: i64,
+    /// `top_up` or `to_cold`.
+    pub purpose: String,
+    /// Where it sends (lower-case hex): the topped-up address, or the token or cold wallet.
+    pub destination: String,
+    /// The raw signed bytes.
+    pub raw: Vec<u8>,
+    /// When it was signed (Unix ms).
+    pub created_at: i64,
+}
+
 /// One step in a deposit's or withdrawal's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletEvent {
@@ -1213,6 +1230,70 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Records a hot-wallet move and advances the hot wallet's next nonce past it, in one
+    /// transaction, before it is broadcast.
+    pub async fn record_hot_tx(
+        &self,
+        chain_id: i64,
+        hot_address: &str,
+        hot: &HotTx,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO hot_txs (tx_hash, chain_id, nonce, purpose, destination, raw, status, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
+        )
+        .bind(hot.tx_hash.as_str())
+        .bind(chain_id)
+        .bind(hot.nonce)
+        .bind(hot.purpose.as_str())
+        .bind(hot.destination.as_str())
+        .bind(hot.raw.as_slice())
+        .bind(hot.created_at)
+        .execute(&mut *tx)
+        .await?;
+        put_nonce(&mut tx, chain_id, hot_address, hot.nonce + 1).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The chain's hot-wallet moves not yet seen on chain, by nonce.
+    pub async fn pending_hot_txs(&self, chain_id: i64) -> Result<Vec<HotTx>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tx_hash, nonce, purpose, destination, raw, created_at FROM hot_txs \
+             WHERE chain_id = $1 AND status = 'pending' ORDER BY nonce",
+        )
+        .bind(chain_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HotTx {
+                    tx_hash: r.try_get(0)?,
+                    nonce: r.try_get(1)?,
+                    purpose: r.try_get(2)?,
+                    destination: r.try_get(3)?,
+                    raw: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a hot-wallet move done (mined, or its nonce used): false if it was not pending.
+    pub async fn finish_hot_tx(&self, tx_hash: &str, now: i64) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "UPDATE hot_txs SET status = 'done', updated_at = $2 \
+             WHERE tx_hash = $1 AND status = 'pending'",
+        )
+        .bind(tx_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
     }
 
     /// The hot wallet's next nonce as recorded.

@@ -11,6 +11,10 @@
 //! `hot_max`; the rest goes to the cold wallet, whose key never touches the server — the
 //! platform's fee revenue included, since the hot wallet only keeps a float. The watcher
 //! ignores transfers sent by the hot wallet, so top-ups are never taken for deposits.
+//! The hot wallet's own moves take their nonce from the same allocator as withdrawals and
+//! are recorded before broadcast and sent again until the chain has them (or their nonce was
+//! used), one at a time per destination, so a dropped move never leaves a hole under later
+//! withdrawals.
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
 use alloy::eips::BlockId;
@@ -21,6 +25,8 @@ use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
+
+use coss_store::HotTx;
 
 use crate::chain::timed;
 use crate::withdraw::IERC20;
@@ -50,6 +56,7 @@ impl Wallet {
         let inner = &self.inner;
         let _guard = inner.signing.lock().await;
         let mut report = SweepReport::default();
+        self.follow_hot_txs().await?;
         let chain = self.chain_key();
         let gas_price = timed(inner.provider.get_gas_price())
             .await?
@@ -132,8 +139,12 @@ impl Wallet {
             }
             let need = U256::from(gas_total) * U256::from(gas_price);
             if eth < need {
-                self.send_from_hot(from, need - eth, Bytes::new()).await?;
-                report.topped_up += 1;
+                // One top-up at a time: a recorded one on its way is sent again, not doubled.
+                if !self.move_pending(from).await? {
+                    self.send_from_hot(from, need - eth, Bytes::new(), "top_up", from)
+                        .await?;
+                    report.topped_up += 1;
+                }
                 return Ok(false);
             }
             for (token, input, gas) in calls {
@@ -189,14 +200,16 @@ impl Wallet {
         Ok(())
     }
 
-    /// Sends from the hot wallet with its next nonce (top-ups and moves to cold). Nothing is
-    /// recorded: the node's pending count carries the nonce, and a lost send is simply made
-    /// again on the next pass.
+    /// Sends from the hot wallet with its next nonce (top-ups and moves to cold), recorded with
+    /// that nonce before the broadcast, like a withdrawal: [`Self::follow_hot_txs`] sends it
+    /// again until the chain has it, so a dropped one never leaves a gap under later nonces.
     async fn send_from_hot(
         &self,
         to: Address,
         value: U256,
         input: Bytes,
+        purpose: &str,
+        destination: Address,
     ) -> Result<(), WalletError> {
         let inner = &self.inner;
         let fees = timed(inner.provider.estimate_eip1559_fees())
@@ -226,10 +239,76 @@ impl Wallet {
             input,
         };
         let signed = self.sign(tx, false)?;
-        let _pending = timed(inner.provider.send_raw_transaction(&signed.raw))
-            .await?
-            .map_err(rpc_error)?;
+        inner
+            .store
+            .record_hot_tx(
+                self.chain_key(),
+                &crate::hex_of(inner.hot.address()),
+                &HotTx {
+                    tx_hash: signed.tx_hash.clone(),
+                    nonce: signed.nonce,
+                    purpose: purpose.to_owned(),
+                    destination: crate::hex_of(destination),
+                    raw: signed.raw.clone(),
+                    created_at: signed.created_at,
+                },
+            )
+            .await?;
+        if let Err(error) = timed(inner.provider.send_raw_transaction(&signed.raw)).await {
+            tracing::warn!(%error, purpose, "hot-wallet move not sent yet; it is sent again");
+        }
         Ok(())
+    }
+
+    /// Follows the recorded hot-wallet moves: one the chain mined, or whose nonce the chain
+    /// used (at the latest block), is done; any other is sent again, byte for byte. Returns
+    /// how many pending moves remain.
+    pub async fn follow_hot_txs(&self) -> Result<usize, WalletError> {
+        let inner = &self.inner;
+        let pending = inner.store.pending_hot_txs(self.chain_key()).await?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let used = timed(
+            inner
+                .provider
+                .get_transaction_count(inner.hot.address())
+                .latest(),
+        )
+        .await?
+        .map_err(rpc_error)?;
+        let mut left = 0;
+        for tx in pending {
+            let hash = tx
+                .tx_hash
+                .parse()
+                .map_err(|_| WalletError::Chain("stored hash does not parse".into()))?;
+            let mined = timed(inner.provider.get_transaction_receipt(hash))
+                .await?
+                .map_err(rpc_error)?
+                .is_some();
+            if mined || used > u64::try_from(tx.nonce).unwrap_or(u64::MAX) {
+                inner.store.finish_hot_tx(&tx.tx_hash, self.now()).await?;
+                continue;
+            }
+            left += 1;
+            if let Ok(Err(error)) = timed(inner.provider.send_raw_transaction(&tx.raw)).await {
+                tracing::debug!(%error, tx = %tx.tx_hash, "hot-wallet move resent");
+            }
+        }
+        Ok(left)
+    }
+
+    /// Whether a recorded hot-wallet move to `destination` is still on its way.
+    async fn move_pending(&self, destination: Address) -> Result<bool, WalletError> {
+        let destination = crate::hex_of(destination);
+        Ok(self
+            .inner
+            .store
+            .pending_hot_txs(self.chain_key())
+            .await?
+            .iter()
+            .any(|t| t.destination == destination))
     }
 
     /// Moves each asset's hot balance above `hot_max` down to `hot_keep`, into the cold wallet.
@@ -244,9 +323,16 @@ impl Wallet {
             if balance <= U256::from(max) {
                 continue;
             }
+            if self.move_pending(cold).await? {
+                // A move to cold is on its way: the balance will drop when it lands.
+                continue;
+            }
             let excess = balance - U256::from(asset.hot_keep);
             match asset.token {
-                None => self.send_from_hot(cold, excess, Bytes::new()).await?,
+                None => {
+                    self.send_from_hot(cold, excess, Bytes::new(), "to_cold", cold)
+                        .await?;
+                }
                 Some(token) => {
                     let input = Bytes::from(
                         IERC20::transferCall {
@@ -255,7 +341,8 @@ impl Wallet {
                         }
                         .abi_encode(),
                     );
-                    self.send_from_hot(token, U256::ZERO, input).await?;
+                    self.send_from_hot(token, U256::ZERO, input, "to_cold", cold)
+                        .await?;
                 }
             }
             tracing::info!(asset = %asset.symbol, amount = %excess, %cold, "hot wallet excess moved to cold");

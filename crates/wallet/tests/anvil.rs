@@ -1388,3 +1388,74 @@ async fn concurrent_withdrawals_cannot_pass_the_daily_limit_and_transfers_share_
 async fn concurrent_withdrawals_cannot_pass_the_daily_limit_on_postgres_either() {
     concurrent_requests_stay_within_the_daily_limit(Db::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_move_to_cold_is_sent_again_so_later_withdrawals_are_not_frozen() {
+    let cold: Address = "0x00000000000000000000000000000000000c01d1"
+        .parse()
+        .unwrap();
+    let w = world(Transport::Http, |c| {
+        c.cold_address = Some(cold);
+        let eth = c.assets.iter_mut().find(|a| a.symbol == "ETH").unwrap();
+        eth.hot_max = Some(8 * ETH);
+        eth.hot_keep = 5 * ETH;
+    })
+    .await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    let hot = w.wallet.hot_address();
+    w.send_eth(hot, 10 * ETH).await;
+    w.automine(false).await;
+
+    // The hot wallet's excess goes to cold at nonce 0 (recorded first), then a withdrawal is
+    // signed at nonce 1.
+    assert_eq!(w.wallet.sweep().await.unwrap().to_cold, 1);
+    let to: Address = "0x00000000000000000000000000000000000000e5"
+        .parse()
+        .unwrap();
+    let request = withdrawal(
+        alice,
+        "ETH",
+        &to.to_checksum(None),
+        "1",
+        code(&seed, 1),
+        "w",
+        1,
+    );
+    let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
+    assert_eq!(w.wallet.process_withdrawals().await.unwrap().signed, 1);
+    assert_eq!(w.record(id).await.nonce, Some(1));
+
+    // The node drops the move to cold: nonce 0 is a hole under the withdrawal.
+    let moves = w
+        .accounts
+        .store()
+        .pending_hot_txs(w.config.chain_id as i64)
+        .await
+        .unwrap();
+    assert_eq!((moves.len(), moves[0].nonce), (1, 0));
+    let first = moves[0].tx_hash.clone();
+    let _: serde_json::Value = w
+        .provider()
+        .raw_request("anvil_dropTransaction".into(), (first,))
+        .await
+        .unwrap();
+    w.mine(1).await;
+    assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 0);
+
+    // The recorded move is sent again (not a second one): both nonces go through.
+    let report = w.wallet.sweep().await.unwrap();
+    assert_eq!(
+        report.to_cold, 0,
+        "no second move while the first is on its way"
+    );
+    for _ in 0..3 {
+        w.mine(3).await;
+        w.wallet.process_withdrawals().await.unwrap();
+    }
+    assert_eq!(w.record(id).await.status, WithdrawalStatus::Settled);
+    assert_eq!(w.eth_of(cold).await, U256::from(5 * ETH));
+    assert_eq!(w.eth_of(to).await, U256::from(ETH));
+    assert_eq!(w.wallet.follow_hot_txs().await.unwrap(), 0);
+}

@@ -7,3 +7,20 @@ ALTER TABLE withdrawal_txs ADD COLUMN cancels BIGINT NOT NULL DEFAULT 0;
 -- backup (which reuses row ids) never names a hold the core already knows. Decimal text (a
 -- u64). NULL for withdrawals made before: their request id derives from the row id.
 ALTER TABLE withdrawals ADD COLUMN request_key TEXT;
+
+-- The hot wallet's own moves (gas top-ups of deposit addresses, moves to the cold wallet):
+-- recorded with their nonce before broadcast, like withdrawals, and sent again until the
+-- chain has them (or their nonce was used), so a dropped one never leaves a nonce gap under
+-- later transactions.
+CREATE TABLE hot_txs (
+    tx_hash TEXT PRIMARY KEY,
+    chain_id BIGINT NOT NULL,
+    nonce BIGINT NOT NULL,
+    purpose TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    raw BYTEA NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX hot_txs_pending ON hot_txs (chain_id, status);
