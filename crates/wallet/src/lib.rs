@@ -5,10 +5,14 @@
 //! from the last recorded one, checks each block's parent against its stored recent chain
 //! (so a reorg of any depth up to the bound is seen, also after a restart; deeper halts
 //! crediting), and credits a deposit only after its asset's confirmations, idempotently by
-//! (chain, transaction, position). A withdrawal is held in the core, signed with the next
-//! hot-wallet nonce and stored (raw bytes) before it is broadcast, so a crash can neither send
-//! it twice nor lose it; it settles after confirmations, stuck transactions are replaced with
-//! a higher fee, and any failure before broadcast releases the hold. The node is reached over
+//! (chain, transaction, position); one the core refuses ends `refused`. A withdrawal is held
+//! in the core, signed with the next hot-wallet nonce (only if the hot wallet can pay it and
+//! its gas, within the asset's fee cap) and stored (raw bytes) before it is broadcast, so a
+//! crash can neither send it twice nor lose it; it settles after confirmations, stuck
+//! transactions are replaced with a higher fee or, after long enough, cancelled at their
+//! nonce, and its hold is released only when the chain shows none of its transactions can be
+//! mined. The hot wallet's own moves share the nonce allocator and are recorded and resent
+//! the same way. The node is reached over
 //! IPC, WebSocket or HTTP by URL, with retries, new-head subscriptions where the transport has
 //! them and polling otherwise.
 

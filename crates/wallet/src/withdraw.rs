@@ -814,14 +814,23 @@ impl Wallet {
                 }
                 continue;
             }
-            let used = timed(
+            // A node that cannot answer at that block (pruned state, a restart that kept no
+            // history) decides nothing: no release, but the transaction is still sent again.
+            let used = match timed(
                 inner
                     .provider
                     .get_transaction_count(inner.hot.address())
                     .block_id(BlockId::number(confirmed)),
             )
-            .await?
-            .map_err(rpc_error)?;
+            .await
+            {
+                Ok(Ok(used)) => used,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, block = confirmed, "nonce at the confirmed block unknown");
+                    0
+                }
+                Err(timeout) => return Err(timeout),
+            };
             let nonce = u64::try_from(first.nonce).unwrap_or(u64::MAX);
             // Receipts again after the count: one of ours mined in between must not be taken
             // for another transaction.

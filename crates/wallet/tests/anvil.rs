@@ -1459,3 +1459,80 @@ async fn a_dropped_move_to_cold_is_sent_again_so_later_withdrawals_are_not_froze
     assert_eq!(w.eth_of(to).await, U256::from(ETH));
     assert_eq!(w.wallet.follow_hot_txs().await.unwrap(), 0);
 }
+
+impl World {
+    /// Restarts the node as an operator would: its chain (blocks and state) survives, its
+    /// mempool does not. Same port, so the wallet's HTTP connection carries on.
+    async fn restart_node(&mut self) {
+        let state: String = self
+            .provider()
+            .raw_request("anvil_dumpState".into(), ())
+            .await
+            .unwrap();
+        let port = self._anvil.port();
+        let fresh = Anvil::at(coss_contracts::anvil_binary().unwrap()).port(port);
+        // The old node goes first: its port is the new node's.
+        self._anvil.child_mut().kill().unwrap();
+        let _ = self._anvil.child_mut().wait();
+        self._anvil = fresh.keep_stdout().try_spawn().unwrap();
+        let loaded: bool = self
+            .provider()
+            .raw_request("anvil_loadState".into(), (state,))
+            .await
+            .unwrap();
+        assert!(loaded);
+        if let Some(mut stdout) = self._anvil.child_mut().stdout.take() {
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restart_that_loses_the_mempool_loses_no_recorded_transaction() {
+    let cold: Address = "0x00000000000000000000000000000000000c01d2"
+        .parse()
+        .unwrap();
+    let mut w = world(Transport::Http, |c| {
+        c.cold_address = Some(cold);
+        let eth = c.assets.iter_mut().find(|a| a.symbol == "ETH").unwrap();
+        eth.hot_max = Some(8 * ETH);
+        eth.hot_keep = 5 * ETH;
+    })
+    .await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    let hot = w.wallet.hot_address();
+    w.send_eth(hot, 10 * ETH).await;
+    w.automine(false).await;
+    // A move to cold (nonce 0) and a withdrawal (nonce 1), both in the node's mempool only.
+    assert_eq!(w.wallet.sweep().await.unwrap().to_cold, 1);
+    let to: Address = "0x00000000000000000000000000000000000000e6"
+        .parse()
+        .unwrap();
+    let request = withdrawal(
+        alice,
+        "ETH",
+        &to.to_checksum(None),
+        "1",
+        code(&seed, 1),
+        "r",
+        1,
+    );
+    let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
+    assert_eq!(w.wallet.process_withdrawals().await.unwrap().broadcast, 1);
+
+    w.restart_node().await;
+    assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 0);
+
+    // Both are sent again from their records, in nonce order, and nothing is sent twice.
+    for _ in 0..4 {
+        w.wallet.sweep().await.unwrap();
+        w.wallet.process_withdrawals().await.unwrap();
+        w.mine(3).await;
+    }
+    assert_eq!(w.record(id).await.status, WithdrawalStatus::Settled);
+    assert_eq!(w.eth_of(cold).await, U256::from(5 * ETH));
+    assert_eq!(w.eth_of(to).await, U256::from(ETH));
+    assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 2);
+}
