@@ -834,22 +834,8 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let (from, to) = (DepositStatus::Pending, DepositStatus::Refused);
-        let changed = cas_deposit(&mut tx, id, from, to, now).await?;
-        if changed {
-            event(
-                &mut tx,
-                Subject::Deposit,
-                id,
-                to.as_str(),
-                Some(reason),
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(changed)
+        self.end_deposit(id, DepositStatus::Refused, reason, now)
+            .await
     }
 
     /// Marks a pending deposit credited (false if it was not pending).
@@ -859,16 +845,27 @@ impl Store {
         reference: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
+        self.end_deposit(id, DepositStatus::Credited, reference, now)
+            .await
+    }
+
+    /// Moves a pending deposit to `to` with `detail` in its history, in one transaction.
+    async fn end_deposit(
+        &self,
+        id: i64,
+        to: DepositStatus,
+        detail: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let (from, to) = (DepositStatus::Pending, DepositStatus::Credited);
-        let changed = cas_deposit(&mut tx, id, from, to, now).await?;
+        let changed = cas_deposit(&mut tx, id, DepositStatus::Pending, to, now).await?;
         if changed {
             event(
                 &mut tx,
                 Subject::Deposit,
                 id,
                 to.as_str(),
-                Some(reference),
+                Some(detail),
                 now,
             )
             .await?;

@@ -450,17 +450,16 @@ impl Wallet {
         Ok(())
     }
 
-    /// One pass of the sender: finishes what a crash interrupted, signs held withdrawals,
-    /// broadcasts signed ones, and follows them to settlement (or a fee bump, or a cancel).
+    /// One pass of the sender: finishes what a crash interrupted, follows the withdrawals
+    /// already signed to settlement (or resends, bumps or cancels them), then signs held
+    /// withdrawals and broadcasts them. Following first sends each pending transaction once
+    /// per pass: the newly signed ones are followed from the next pass on.
     pub async fn process_withdrawals(&self) -> Result<ProcessReport, WalletError> {
         let mut report = ProcessReport::default();
         self.recover().await?;
+        self.track(&mut report).await?;
         report.signed = self.sign_held().await?;
-        report.broadcast = self.broadcast_signed().await?;
-        let (settled, failed, replaced) = self.track().await?;
-        report.settled = settled;
-        report.failed = failed;
-        report.replaced = replaced;
+        report.broadcast += self.broadcast_signed().await?;
         Ok(report)
     }
 
@@ -720,22 +719,31 @@ impl Wallet {
         {
             let txs = inner.store.withdrawal_txs(record.id).await?;
             let Some(latest) = txs.last() else { continue };
-            if self.send_raw(record.id, &latest.raw).await? {
-                inner
-                    .store
-                    .set_withdrawal_status(
-                        record.id,
-                        &[WithdrawalStatus::Signed],
-                        WithdrawalStatus::Broadcast,
-                        Some(&latest.tx_hash),
-                        None,
-                        self.now(),
-                    )
-                    .await?;
+            if self.send_latest(record.id, latest).await? {
                 done += 1;
             }
         }
         Ok(done)
+    }
+
+    /// Sends a withdrawal's latest transaction; `true` when a node took it and that moved the
+    /// withdrawal from `signed` to `broadcast` (a resend of a broadcast one is `false`).
+    async fn send_latest(&self, id: i64, latest: &SignedTx) -> Result<bool, WalletError> {
+        if !self.send_raw(id, &latest.raw).await? {
+            return Ok(false);
+        }
+        Ok(self
+            .inner
+            .store
+            .set_withdrawal_status(
+                id,
+                &[WithdrawalStatus::Signed],
+                WithdrawalStatus::Broadcast,
+                Some(&latest.tx_hash),
+                None,
+                self.now(),
+            )
+            .await?)
     }
 
     /// The first of `txs` the chain has mined, with its receipt.
@@ -763,8 +771,8 @@ impl Wallet {
     /// cancel, releases it); its nonce used with those confirmations by a transaction not
     /// recorded for it releases it (none of its can ever be mined). Otherwise its latest
     /// transaction is sent again, replaced with a higher fee when stuck (up to the asset's
-    /// cap), or cancelled when it has waited too long. Returns (settled, failed, replaced).
-    async fn track(&self) -> Result<(u64, u64, u64), WalletError> {
+    /// cap), or cancelled when it has waited too long. Counts into `report`.
+    async fn track(&self, report: &mut ProcessReport) -> Result<(), WalletError> {
         let inner = &self.inner;
         let store = &inner.store;
         let chain = self.chain_key();
@@ -777,12 +785,11 @@ impl Wallet {
                 .await?,
         );
         if pending.is_empty() {
-            return Ok((0, 0, 0));
+            return Ok(());
         }
         let head = timed(inner.provider.get_block_number())
             .await?
             .map_err(rpc_error)?;
-        let mut done = (0, 0, 0);
         for record in pending {
             let Some(asset) = inner.config.asset(&record.asset) else {
                 continue;
@@ -802,15 +809,15 @@ impl Wallet {
                         "cancelled on chain: its transfer could not be mined",
                     )
                     .await?;
-                    done.1 += 1;
+                    report.failed += 1;
                 } else if receipt.status() {
                     self.settle(&record, &tx.tx_hash, height).await?;
-                    done.0 += 1;
+                    report.settled += 1;
                 } else {
                     store.set_withdrawal_tx(record.id, &tx.tx_hash).await?;
                     self.fail(&record, "the transaction reverted on chain")
                         .await?;
-                    done.1 += 1;
+                    report.failed += 1;
                 }
                 continue;
             }
@@ -840,7 +847,7 @@ impl Wallet {
                     "its nonce was used on chain by another transaction",
                 )
                 .await?;
-                done.1 += 1;
+                report.failed += 1;
                 continue;
             }
             let Some(latest) = txs.last() else { continue };
@@ -849,28 +856,17 @@ impl Wallet {
             let age = now - latest.created_at;
             let stuck = i64::try_from(inner.config.stuck_after_ms).unwrap_or(i64::MAX);
             let cancel = i64::try_from(inner.config.cancel_after_ms).unwrap_or(i64::MAX);
-            if !latest.cancels && waited > cancel {
-                if self.replace(&record, latest, asset, true).await? {
-                    done.2 += 1;
+            let cancel_now = !latest.cancels && waited > cancel;
+            if cancel_now || age > stuck {
+                let cancels = cancel_now || latest.cancels;
+                if self.replace(&record, latest, asset, cancels).await? {
+                    report.replaced += 1;
                 }
-            } else if age > stuck {
-                if self.replace(&record, latest, asset, latest.cancels).await? {
-                    done.2 += 1;
-                }
-            } else if self.send_raw(record.id, &latest.raw).await? {
-                store
-                    .set_withdrawal_status(
-                        record.id,
-                        &[WithdrawalStatus::Signed],
-                        WithdrawalStatus::Broadcast,
-                        Some(&latest.tx_hash),
-                        None,
-                        now,
-                    )
-                    .await?;
+            } else if self.send_latest(record.id, latest).await? {
+                report.broadcast += 1;
             }
         }
-        Ok(done)
+        Ok(())
     }
 
     async fn settle(
