@@ -1061,7 +1061,7 @@ async fn a_refused_middle_transaction_waits_for_a_refill_instead_of_freezing_lat
     // Enough for all three: signed with nonces 0, 1, 2.
     w.set_eth(hot, 10 * ETH).await;
     assert_eq!(w.wallet.sign_held().await.unwrap(), 3);
-    let nonces: Vec<_> = futures_nonces(&w, &ids).await;
+    let nonces: Vec<_> = nonces_of(&w, &ids).await;
     assert_eq!(nonces, vec![0, 1, 2]);
 
     // The hot wallet loses ETH before the broadcast (another send, a reorg): the node mines
@@ -1105,7 +1105,7 @@ async fn a_refused_middle_transaction_waits_for_a_refill_instead_of_freezing_lat
     assert_eq!(w.balance(alice, DEV_ETH).await.locked, Amount(0));
 }
 
-async fn futures_nonces(w: &World, ids: &[i64]) -> Vec<i64> {
+async fn nonces_of(w: &World, ids: &[i64]) -> Vec<i64> {
     let mut nonces = Vec::new();
     for id in ids {
         nonces.push(w.record(*id).await.nonce.unwrap());
@@ -1389,8 +1389,11 @@ async fn concurrent_withdrawals_cannot_pass_the_daily_limit_on_postgres_either()
     concurrent_requests_stay_within_the_daily_limit(Db::Postgres).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_move_to_cold_is_sent_again_so_later_withdrawals_are_not_frozen() {
+/// A world whose node mines nothing until told, where the hot wallet's excess went to the
+/// cold wallet at nonce 0 (recorded first) and alice's 1 ETH withdrawal was signed at nonce 1
+/// and broadcast, both only in the node's mempool. Returns the cold wallet, the withdrawal's
+/// destination and its id.
+async fn cold_move_under_a_withdrawal() -> (World, Address, Address, i64) {
     let cold: Address = "0x00000000000000000000000000000000000c01d1"
         .parse()
         .unwrap();
@@ -1404,12 +1407,8 @@ async fn a_dropped_move_to_cold_is_sent_again_so_later_withdrawals_are_not_froze
     let (alice, seed) = w.user("alice@example.com", true).await;
     let seed = seed.unwrap();
     w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
-    let hot = w.wallet.hot_address();
-    w.send_eth(hot, 10 * ETH).await;
+    w.send_eth(w.wallet.hot_address(), 10 * ETH).await;
     w.automine(false).await;
-
-    // The hot wallet's excess goes to cold at nonce 0 (recorded first), then a withdrawal is
-    // signed at nonce 1.
     assert_eq!(w.wallet.sweep().await.unwrap().to_cold, 1);
     let to: Address = "0x00000000000000000000000000000000000000e5"
         .parse()
@@ -1424,8 +1423,16 @@ async fn a_dropped_move_to_cold_is_sent_again_so_later_withdrawals_are_not_froze
         1,
     );
     let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
-    assert_eq!(w.wallet.process_withdrawals().await.unwrap().signed, 1);
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!((report.signed, report.broadcast), (1, 1));
     assert_eq!(w.record(id).await.nonce, Some(1));
+    (w, cold, to, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_move_to_cold_is_sent_again_so_later_withdrawals_are_not_frozen() {
+    let (w, cold, to, id) = cold_move_under_a_withdrawal().await;
+    let hot = w.wallet.hot_address();
 
     // The node drops the move to cold: nonce 0 is a hole under the withdrawal.
     let moves = w
@@ -1489,39 +1496,8 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restart_that_loses_the_mempool_loses_no_recorded_transaction() {
-    let cold: Address = "0x00000000000000000000000000000000000c01d2"
-        .parse()
-        .unwrap();
-    let mut w = world(Transport::Http, |c| {
-        c.cold_address = Some(cold);
-        let eth = c.assets.iter_mut().find(|a| a.symbol == "ETH").unwrap();
-        eth.hot_max = Some(8 * ETH);
-        eth.hot_keep = 5 * ETH;
-    })
-    .await;
-    let (alice, seed) = w.user("alice@example.com", true).await;
-    let seed = seed.unwrap();
-    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    let (mut w, cold, to, id) = cold_move_under_a_withdrawal().await;
     let hot = w.wallet.hot_address();
-    w.send_eth(hot, 10 * ETH).await;
-    w.automine(false).await;
-    // A move to cold (nonce 0) and a withdrawal (nonce 1), both in the node's mempool only.
-    assert_eq!(w.wallet.sweep().await.unwrap().to_cold, 1);
-    let to: Address = "0x00000000000000000000000000000000000000e6"
-        .parse()
-        .unwrap();
-    let request = withdrawal(
-        alice,
-        "ETH",
-        &to.to_checksum(None),
-        "1",
-        code(&seed, 1),
-        "r",
-        1,
-    );
-    let id = w.wallet.request_withdrawal(&request).await.unwrap().id;
-    assert_eq!(w.wallet.process_withdrawals().await.unwrap().broadcast, 1);
-
     w.restart_node().await;
     assert_eq!(w.provider().get_transaction_count(hot).await.unwrap(), 0);
 

@@ -51,8 +51,13 @@ async fn set_username(chain: &Chain, token: Address, name: Option<&str>) {
 }
 
 async fn send(chain: &Chain, token: Address, to: Address, coss: u128) {
+    send_units(chain, token, to, coss * COSS_UNIT).await;
+}
+
+/// Sends `units` of the token's smallest unit.
+async fn send_units(chain: &Chain, token: Address, to: Address, units: u128) {
     let receipt = CossToken::new(token, &chain.provider)
-        .transfer(to, U256::from(coss * COSS_UNIT))
+        .transfer(to, U256::from(units))
         .send()
         .await
         .unwrap()
@@ -108,15 +113,7 @@ async fn usernames_buyers_and_platform_addresses_decide_whom_chain_coss_counts_f
         .unwrap();
     send(hot, token, f, 20_000).await;
     // - alice's X dusts fresh Z before B's real transfer: dust sets no origin, B's does (bob);
-    let dust = CossToken::new(token, &x.provider)
-        .transfer(z.sender, U256::from(COSS_UNIT / 2))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(dust.status());
+    send_units(x, token, z.sender, COSS_UNIT / 2).await;
     send(b, token, z.sender, 1_000).await;
     // - Y buys naming nobody and names "dave" on chain; mallory claims "dave" on the platform
     //   only afterwards: it does not count for her.

@@ -40,6 +40,28 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Runs ten commands, damages the last segment with `damage`, and starts the engine, which
+/// must refuse with a corruption error naming that segment. Returns the segment, its damaged
+/// bytes and the error's text.
+fn damaged_start(dir: &Path, damage: impl FnOnce(&mut Vec<u8>)) -> (PathBuf, Vec<u8>, String) {
+    run(dir, 0, 10);
+    let last = segments(dir).pop().unwrap();
+    let mut bytes = fs::read(&last).unwrap();
+    damage(&mut bytes);
+    fs::write(&last, &bytes).unwrap();
+    let error = Engine::start(EngineConfig::new(dir)).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        matches!(
+            error,
+            EngineError::Journal(coss_journal::Error::Corrupt { .. })
+        ),
+        "{text}"
+    );
+    assert!(text.contains(&last.display().to_string()), "{text}");
+    (last, bytes, text)
+}
+
 #[test]
 fn restart_recovers_the_identical_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,21 +140,7 @@ fn an_acknowledged_last_command_damaged_on_disk_stops_start_up_instead_of_vanish
     // a torn write, but the command was acknowledged, so start-up and verify refuse (naming
     // the file and the offset) and nothing is truncated.
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), 0, 10);
-    let last = segments(dir.path()).pop().unwrap();
-    let mut bytes = fs::read(&last).unwrap();
-    *bytes.last_mut().unwrap() ^= 0x01;
-    fs::write(&last, &bytes).unwrap();
-    let error = Engine::start(EngineConfig::new(dir.path())).unwrap_err();
-    let text = error.to_string();
-    assert!(
-        matches!(
-            error,
-            EngineError::Journal(coss_journal::Error::Corrupt { .. })
-        ),
-        "{text}"
-    );
-    assert!(text.contains(&last.display().to_string()), "{text}");
+    let (last, bytes, text) = damaged_start(dir.path(), |bytes| *bytes.last_mut().unwrap() ^= 0x01);
     assert!(text.contains("which was synced"), "{text}");
     assert!(text.contains("restore the journal directory"), "{text}");
     assert!(verify(dir.path()).is_err(), "verify must not say ok");
@@ -142,21 +150,7 @@ fn an_acknowledged_last_command_damaged_on_disk_stops_start_up_instead_of_vanish
 #[test]
 fn corruption_in_the_middle_stops_start_up_naming_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
-    run(dir.path(), 0, 10);
-    let last = segments(dir.path()).pop().unwrap();
-    let mut bytes = fs::read(&last).unwrap();
-    bytes[40] ^= 0xff;
-    fs::write(&last, &bytes).unwrap();
-    let error = Engine::start(EngineConfig::new(dir.path())).unwrap_err();
-    let text = error.to_string();
-    assert!(
-        matches!(
-            error,
-            EngineError::Journal(coss_journal::Error::Corrupt { .. })
-        ),
-        "{text}"
-    );
-    assert!(text.contains(&last.display().to_string()), "{text}");
+    let (_, _, text) = damaged_start(dir.path(), |bytes| bytes[40] ^= 0xff);
     assert!(text.contains("offset"), "{text}");
     assert!(verify(dir.path()).is_err());
 }
