@@ -6,8 +6,8 @@ use crate::event::{Event, EventKind, RejectReason};
 use crate::fees::{PPM, holders_part};
 use crate::{
     Asset, DAO_PAYOUTS, Exchange, FEES_HOLDERS, FEES_HOLDERS_INDEX, FEES_PLATFORM_INDEX,
-    FIRST_USER_ACCOUNT, MAX_ASSETS, MAX_MARKETS, Market, Outcome, WITHDRAWAL_FEES_INDEX,
-    Withdrawal, WithdrawalState, invariant_broken,
+    FIRST_USER_ACCOUNT, MAX_ASSETS, MAX_MARKETS, Market, Outcome, TransferInfo,
+    WITHDRAWAL_FEES_INDEX, Withdrawal, WithdrawalState, invariant_broken,
 };
 use coss_book::OrderBook;
 use coss_types::{AccountId, Amount, AssetId, MarketId, RequestId};
@@ -233,7 +233,7 @@ impl Exchange {
         if amount.is_zero() {
             return Err(RejectReason::InvalidAmount);
         }
-        if self.withdrawals.contains_key(&request) || self.transfers.contains(&request) {
+        if self.withdrawals.contains_key(&request) || self.transfers.contains_key(&request) {
             return Err(RejectReason::DuplicateRequest);
         }
         let fee = asset.withdrawal_fee;
@@ -353,7 +353,7 @@ impl Exchange {
         if from == FEES_HOLDERS || from == DAO_PAYOUTS || to == DAO_PAYOUTS {
             return Err(RejectReason::SystemAccount);
         }
-        if self.withdrawals.contains_key(&request) || self.transfers.contains(&request) {
+        if self.withdrawals.contains_key(&request) || self.transfers.contains_key(&request) {
             return Err(RejectReason::DuplicateRequest);
         }
         let source = *self
@@ -364,7 +364,15 @@ impl Exchange {
             return Err(RejectReason::InsufficientBalance);
         }
         let target = self.account_or_open(to);
-        self.transfers.insert(request);
+        self.transfers.insert(
+            request,
+            TransferInfo {
+                from,
+                to,
+                asset,
+                amount,
+            },
+        );
         self.emit(
             events,
             EventKind::Transferred {

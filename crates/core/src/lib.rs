@@ -110,6 +110,19 @@ pub struct WithdrawalInfo {
     pub pending: bool,
 }
 
+/// A transfer the core made, as the outside sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TransferInfo {
+    /// The payer.
+    pub from: AccountId,
+    /// The payee.
+    pub to: AccountId,
+    /// Which asset.
+    pub asset: AssetId,
+    /// How much.
+    pub amount: Amount,
+}
+
 /// A listed asset as the outside sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetInfo {
@@ -265,7 +278,9 @@ pub struct Exchange {
     order_client: FxHashMap<OrderId, ClientOrderId>,
     deposit_refs: FxHashSet<String>,
     withdrawals: FxHashMap<RequestId, Withdrawal>,
-    transfers: FxHashSet<RequestId>,
+    /// Every transfer ever made, by request id: duplicates are refused, and a caller checks
+    /// what a `DuplicateRequest` names before trusting it.
+    transfers: FxHashMap<RequestId, TransferInfo>,
     /// The weekly revenue share: schedule and the weeks not yet paid out.
     dao: dao::Dao,
     next_order_id: u64,
@@ -307,7 +322,7 @@ impl Exchange {
             order_client: FxHashMap::default(),
             deposit_refs: FxHashSet::default(),
             withdrawals: FxHashMap::default(),
-            transfers: FxHashSet::default(),
+            transfers: FxHashMap::default(),
             dao: dao::Dao::default(),
             next_order_id: 1,
             next_trade_id: 1,
@@ -545,6 +560,13 @@ impl Exchange {
             fee: Amount(w.fee),
             pending: matches!(w.state, WithdrawalState::Pending),
         })
+    }
+
+    /// The transfer made under `request`, if any: what a caller compares with its own record
+    /// before trusting a `DuplicateRequest`.
+    #[must_use]
+    pub fn transferred(&self, request: RequestId) -> Option<TransferInfo> {
+        self.transfers.get(&request).copied()
     }
 
     /// The id the next accepted order will get.

@@ -10,8 +10,8 @@ use crate::dao::{DaoSchedule, Pool, Week, WeekStage};
 use crate::fees::{PPM, holders_part};
 use crate::ledger::{MAX_DECIMALS, MAX_OPEN_ORDER_LIMIT, notional_unit, valid_fee_schedule};
 use crate::{
-    Account, Asset, BalanceCell, Exchange, Maker, Market, Params, StopOrder, Withdrawal,
-    WithdrawalState,
+    Account, Asset, BalanceCell, Exchange, Maker, Market, Params, StopOrder, TransferInfo,
+    Withdrawal, WithdrawalState,
 };
 use coss_book::OrderBook;
 use coss_types::{
@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
-const SNAPSHOT_VERSION: u32 = 2;
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// SHA-256 of the canonical state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,7 +82,7 @@ struct Canonical {
     open_client_ids: Vec<(OrderId, ClientOrderId)>,
     deposit_refs: Vec<String>,
     withdrawals: Vec<(RequestId, WithdrawalRecord)>,
-    transfers: Vec<RequestId>,
+    transfers: Vec<(RequestId, TransferInfo)>,
     dao_schedule: Option<DaoSchedule>,
     dao_weeks: Vec<WeekState>,
 }
@@ -314,8 +314,9 @@ impl Exchange {
             })
             .collect();
         withdrawals.sort_unstable_by_key(|(r, _)| *r);
-        let mut transfers: Vec<RequestId> = self.transfers.iter().copied().collect();
-        transfers.sort_unstable();
+        let mut transfers: Vec<(RequestId, TransferInfo)> =
+            self.transfers.iter().map(|(r, t)| (*r, *t)).collect();
+        transfers.sort_unstable_by_key(|(r, _)| *r);
         Canonical {
             version: SNAPSHOT_VERSION,
             holders_share_ppm: self.params.holders_share_ppm,
@@ -367,14 +368,17 @@ impl Exchange {
 
     /// Rebuilds an exchange from [`Exchange::snapshot`] bytes.
     pub fn restore(bytes: &[u8]) -> Result<Exchange, SnapshotError> {
-        let c: Canonical =
-            postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
-        if c.version != SNAPSHOT_VERSION {
+        // The version leads, so that an older layout is told apart from damage.
+        let (version, _) = postcard::take_from_bytes::<u32>(bytes)
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        if version != SNAPSHOT_VERSION {
             return Err(SnapshotError::Version {
-                found: c.version,
+                found: version,
                 expected: SNAPSHOT_VERSION,
             });
         }
+        let c: Canonical =
+            postcard::from_bytes(bytes).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         let bad = |what: &str| SnapshotError::Inconsistent(what.to_owned());
         // Everything a command could trip over is checked here: a snapshot either restores to a
         // state that commands can run on, or is refused.

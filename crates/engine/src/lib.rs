@@ -807,7 +807,8 @@ fn recover(
 ) -> Result<(Exchange, Journal, Recovery)> {
     let (journal, report) = Journal::open(dir, JournalOptions { segment_bytes })?;
     let latest = coss_journal::latest_snapshot(dir)?;
-    let skipped_snapshots = latest.skipped.iter().map(ToString::to_string).collect();
+    let mut skipped_snapshots: Vec<String> =
+        latest.skipped.iter().map(ToString::to_string).collect();
     let snapshot = match latest.snapshot {
         // A feed that needs events from before the snapshot gets them from a full replay.
         Some(_) if feed.as_ref().is_some_and(|f| f.after_seq == 0) => None,
@@ -821,15 +822,24 @@ fn recover(
                     journal: report.last_index,
                 });
             }
-            let exchange = Exchange::restore(&bytes)
-                .map_err(|source| EngineError::Snapshot { index, source })?;
-            if exchange.commands() != index {
-                return Err(EngineError::CountMismatch {
-                    state: exchange.commands(),
-                    journal: index,
-                });
+            match Exchange::restore(&bytes) {
+                Ok(exchange) => {
+                    if exchange.commands() != index {
+                        return Err(EngineError::CountMismatch {
+                            state: exchange.commands(),
+                            journal: index,
+                        });
+                    }
+                    (index, exchange)
+                }
+                // Written before the state's layout changed (an upgrade): the journal holds
+                // every command, so the state is rebuilt from the first one instead.
+                Err(source @ coss_core::SnapshotError::Version { .. }) => {
+                    skipped_snapshots.push(format!("snapshot at command {index}: {source}"));
+                    (0, Exchange::new())
+                }
+                Err(source) => return Err(EngineError::Snapshot { index, source }),
             }
-            (index, exchange)
         }
         None => (0, Exchange::new()),
     };
@@ -884,7 +894,8 @@ pub struct Verified {
     pub last_seq: u64,
     /// Hash of the replayed state.
     pub state_hash: StateHash,
-    /// Snapshots whose hash matched the replay at their index.
+    /// Snapshots whose hash matched the replay at their index (those of an older layout are
+    /// not compared).
     pub snapshots_checked: u64,
     /// A torn tail (reported, not modified).
     pub torn_tail: Option<TornTail>,
@@ -904,11 +915,14 @@ pub fn verify(data_dir: &Path) -> Result<Verified> {
     let mut exchange = Exchange::new();
     let mut events = Vec::new();
     let mut snapshots_checked = 0;
-    let check = |exchange: &Exchange, index: u64, path: &Path| -> Result<()> {
+    let check = |exchange: &Exchange, index: u64, path: &Path| -> Result<bool> {
         let (_, bytes) = coss_journal::read_snapshot(path)?;
-        let snapshot = Exchange::restore(&bytes)
-            .map_err(|source| EngineError::Snapshot { index, source })?
-            .state_hash();
+        let snapshot = match Exchange::restore(&bytes) {
+            Ok(snapshot) => snapshot.state_hash(),
+            // An older layout (before an upgrade) cannot be compared; start-up skips it too.
+            Err(coss_core::SnapshotError::Version { .. }) => return Ok(false),
+            Err(source) => return Err(EngineError::Snapshot { index, source }),
+        };
         let replayed = exchange.state_hash();
         if snapshot != replayed {
             return Err(EngineError::SnapshotMismatch {
@@ -917,15 +931,14 @@ pub fn verify(data_dir: &Path) -> Result<Verified> {
                 replayed,
             });
         }
-        Ok(())
+        Ok(true)
     };
     let scan = coss_journal::for_each_record(&dir, 1, |index, payload| {
         let envelope = decode(index, payload)?;
         events.clear();
         let _ = exchange.apply(&envelope, &mut events);
         while let Some((at, path)) = snapshots.next_if(|(at, _)| *at <= index) {
-            if at == index {
-                check(&exchange, at, &path)?;
+            if at == index && check(&exchange, at, &path)? {
                 snapshots_checked += 1;
             }
         }

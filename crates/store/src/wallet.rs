@@ -231,6 +231,8 @@ pub struct NewTransfer {
     pub amount: Amount,
     /// The sender's idempotency key.
     pub idempotency_key: String,
+    /// The exchange core's request id of the transfer (random, never reused).
+    pub request_key: u64,
 }
 
 /// A rolling limit on what a user moves out of the platform (withdrawals and internal
@@ -345,6 +347,9 @@ pub struct TransferRecord {
     pub status: TransferStatus,
     /// Created (Unix ms).
     pub created_at: i64,
+    /// The exchange core's request id (random); `None` for transfers made before request
+    /// keys, named by their row id.
+    pub request_key: Option<u64>,
 }
 
 /// An address on a user's withdrawal allow-list.
@@ -364,7 +369,7 @@ const WITHDRAWAL_COLUMNS: &str = "id, user_id, chain_id, asset, to_address, amou
                                   idempotency_key, status, nonce, tx_hash, block_height, error, \
                                   created_at, updated_at, request_key";
 const TRANSFER_COLUMNS: &str =
-    "id, from_user, to_user, asset, amount, idempotency_key, status, created_at";
+    "id, from_user, to_user, asset, amount, idempotency_key, status, created_at, request_key";
 
 fn deposit(row: &AnyRow) -> Result<DepositRecord, StoreError> {
     Ok(DepositRecord {
@@ -402,14 +407,18 @@ fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
         error: row.try_get(12)?,
         created_at: row.try_get(13)?,
         updated_at: row.try_get(14)?,
-        request_key: row
-            .try_get::<Option<&str>, _>(15)?
-            .map(|text| {
-                text.parse()
-                    .map_err(|_| StoreError::Invalid(format!("request key {text:?}")))
-            })
-            .transpose()?,
+        request_key: request_key(row, 15)?,
     })
+}
+
+/// A stored request key (decimal text of a u64), if the row has one.
+fn request_key(row: &AnyRow, column: usize) -> Result<Option<u64>, StoreError> {
+    row.try_get::<Option<&str>, _>(column)?
+        .map(|text| {
+            text.parse()
+                .map_err(|_| StoreError::Invalid(format!("request key {text:?}")))
+        })
+        .transpose()
 }
 
 fn transfer(row: &AnyRow) -> Result<TransferRecord, StoreError> {
@@ -422,6 +431,7 @@ fn transfer(row: &AnyRow) -> Result<TransferRecord, StoreError> {
         idempotency_key: row.try_get(5)?,
         status: TransferStatus::parse(row.try_get(6)?)?,
         created_at: row.try_get(7)?,
+        request_key: request_key(row, 8)?,
     })
 }
 
@@ -1440,6 +1450,7 @@ impl Store {
             asset,
             amount,
             idempotency_key,
+            request_key,
         } = new;
         let (from_user, to_user, amount) = (*from_user, *to_user, *amount);
         let (asset, idempotency_key) = (asset.as_str(), idempotency_key.as_str());
@@ -1461,7 +1472,8 @@ impl Store {
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO internal_transfers (from_user, to_user, asset, amount, idempotency_key, \
-             status, created_at) VALUES ($1, $2, $3, $4, $5, $7, $6) RETURNING {TRANSFER_COLUMNS}"
+             status, created_at, request_key) VALUES ($1, $2, $3, $4, $5, $7, $6, $8) \
+             RETURNING {TRANSFER_COLUMNS}"
         )))
         .bind(from_user.0)
         .bind(to_user.0)
@@ -1470,6 +1482,7 @@ impl Store {
         .bind(idempotency_key)
         .bind(now)
         .bind(TransferStatus::Requested.as_str())
+        .bind(request_key.to_string())
         .fetch_one(&mut *tx)
         .await?;
         let record = transfer(&row)?;

@@ -1163,6 +1163,7 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
                 asset: "ETH".into(),
                 amount: Amount(5),
                 idempotency_key: "t".into(),
+                request_key: u64::MAX,
             },
             None,
             T0,
@@ -1170,6 +1171,11 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
         .await
         .unwrap();
     assert_eq!(transfer.status, TransferStatus::Requested);
+    assert_eq!(
+        transfer.request_key,
+        Some(u64::MAX),
+        "the whole u64 survives"
+    );
     let settle = |from, to| store.set_transfer_status(transfer.id, from, to);
     assert!(
         settle(TransferStatus::Requested, TransferStatus::Settled)

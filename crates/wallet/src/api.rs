@@ -116,7 +116,7 @@ impl From<WalletError> for ApiError {
             E::LimitExceeded { .. } | E::NotAllowListed => StatusCode::FORBIDDEN,
             E::NotFound => StatusCode::NOT_FOUND,
             E::NotCancellable(_) => StatusCode::CONFLICT,
-            E::Chain(_) | E::WrongChain { .. } | E::Engine(_) | E::HoldMismatch => {
+            E::Chain(_) | E::WrongChain { .. } | E::Engine(_) | E::HoldMismatch | E::Halted => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             E::Config(_) | E::Keys(_) | E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,

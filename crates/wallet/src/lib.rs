@@ -125,10 +125,14 @@ pub enum WalletError {
     /// Sender and recipient are the same account.
     #[error("cannot transfer to yourself")]
     SameAccount,
-    /// The exchange core holds a different withdrawal under this one's request id: the
-    /// database and the core disagree, and the wallet halts until an operator looks.
-    #[error("the exchange core disagrees with the withdrawal's record; withdrawals are halted")]
+    /// The exchange core holds a different withdrawal or transfer under this one's request
+    /// id: the database and the core disagree, and the wallet halts until an operator looks.
+    #[error("the exchange core disagrees with the wallet's record; the wallet is halted")]
     HoldMismatch,
+    /// The wallet is halted until an operator clears it (a deep reorganisation, or the
+    /// database and the core disagreeing): nothing leaves an account meanwhile.
+    #[error("the wallet is halted for an operator's check; try again later")]
+    Halted,
     /// The idempotency key is empty or longer than 64 characters.
     #[error("the idempotency key must be 1 to 64 characters")]
     InvalidIdempotencyKey,
@@ -161,6 +165,7 @@ impl WalletError {
             Self::SameAccount => "same_account",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::HoldMismatch => "hold_mismatch",
+            Self::Halted => "wallet_halted",
         }
     }
 }
@@ -202,10 +207,25 @@ pub fn held_request(key: u64) -> RequestId {
     RequestId((3u128 << 64) | u128::from(key))
 }
 
-/// The core request id of an internal transfer.
+/// The core request id of an internal transfer made before request keys (by row id).
 #[must_use]
 pub fn transfer_request(id: i64) -> RequestId {
     RequestId((2u128 << 64) | u128::from(id.unsigned_abs()))
+}
+
+/// The core request id of an internal transfer made with a random request key (its own
+/// range, apart from withdrawals' and from the row-id ones of older transfers).
+#[must_use]
+pub fn keyed_transfer_request(key: u64) -> RequestId {
+    RequestId((4u128 << 64) | u128::from(key))
+}
+
+/// A fresh random request key: a database restored from a backup reuses row ids, and a reused
+/// request id would name a hold or transfer the core already made for someone else.
+pub(crate) fn new_request_key() -> Result<u64, WalletError> {
+    Ok(u64::from_le_bytes(
+        *coss_identity::random_bytes::<8>().map_err(|_| WalletError::Keys("no randomness"))?,
+    ))
 }
 
 /// The core's deposit reference: chain, transaction and position in it.

@@ -4,12 +4,14 @@
 //! user withdrew and transferred together); a retry with the same idempotency key returns
 //! the first transfer.
 
-use coss_core::{Command, RejectReason};
+use coss_core::{Command, RejectReason, TransferInfo};
 use coss_store::{NewTransfer, TransferRecord, TransferStatus};
 use coss_types::{Amount, UserId};
 
 use crate::withdraw::{check_key, parse_positive};
-use crate::{Wallet, WalletError, account_of, transfer_request};
+use crate::{
+    Wallet, WalletError, account_of, keyed_transfer_request, new_request_key, transfer_request,
+};
 
 /// A user's transfer to another user.
 #[derive(Debug, Clone)]
@@ -46,6 +48,11 @@ impl Wallet {
             }
             return Ok(existing);
         }
+        // A halted wallet moves nothing: the halt may be about the very records a transfer
+        // would trust.
+        if self.halted().is_some() {
+            return Err(WalletError::Halted);
+        }
         let asset = inner
             .config
             .asset(&request.asset)
@@ -77,6 +84,8 @@ impl Wallet {
                     asset: asset.symbol.clone(),
                     amount: Amount(amount),
                     idempotency_key: request.idempotency_key.clone(),
+                    // Random, not the row id (see `new_request_key`).
+                    request_key: new_request_key()?,
                 },
                 limit,
                 now,
@@ -91,21 +100,52 @@ impl Wallet {
 
     async fn settle_transfer(&self, record: TransferRecord) -> Result<TransferRecord, WalletError> {
         let inner = &self.inner;
+        if self.halted().is_some() {
+            return Err(WalletError::Halted);
+        }
         let asset = inner
             .config
             .asset(&record.asset)
             .ok_or_else(|| WalletError::UnknownAsset(record.asset.clone()))?;
+        let request = match record.request_key {
+            Some(key) => keyed_transfer_request(key),
+            None => transfer_request(record.id),
+        };
+        let made = TransferInfo {
+            from: account_of(record.from_user)?,
+            to: account_of(record.to_user)?,
+            asset: asset.asset,
+            amount: record.amount,
+        };
         let outcome = inner
             .engine
             .submit_async(Command::Transfer {
-                request: transfer_request(record.id),
-                from: account_of(record.from_user)?,
-                to: account_of(record.to_user)?,
-                asset: asset.asset,
-                amount: record.amount,
+                request,
+                from: made.from,
+                to: made.to,
+                asset: made.asset,
+                amount: made.amount,
             })
             .await?
             .outcome;
+        if outcome == Err(RejectReason::DuplicateRequest) {
+            // Our own earlier attempt (a retry after a crash) only if the core made exactly
+            // this transfer under the id: anything else means the database and the core
+            // disagree, and calling it settled would report a payment nobody received.
+            let earlier = inner
+                .engine
+                .read_async(move |e| e.transferred(request))
+                .await?;
+            if earlier != Some(made) {
+                let reason = format!(
+                    "transfer {}: the exchange core made a different transfer under its \
+                     request id",
+                    record.id
+                );
+                self.halt(reason).await?;
+                return Err(WalletError::HoldMismatch);
+            }
+        }
         let status = match outcome {
             Ok(()) | Err(RejectReason::DuplicateRequest) => TransferStatus::Settled,
             Err(_) => TransferStatus::Rejected,

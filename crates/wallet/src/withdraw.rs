@@ -36,7 +36,7 @@ use coss_types::{Amount, RequestId, UserId};
 use crate::chain::timed;
 use crate::sweep::ETH_TRANSFER_GAS;
 use crate::{
-    AssetConfig, Wallet, WalletError, account_of, held_request, hex_of, rpc_error,
+    AssetConfig, Wallet, WalletError, account_of, held_request, hex_of, new_request_key, rpc_error,
     withdrawal_request,
 };
 
@@ -229,11 +229,8 @@ impl Wallet {
             .read_async(move |e| e.asset_info(asset_id))
             .await?
             .map_or(asset.withdrawal_fee, |info| info.withdrawal_fee.0);
-        // Random, not the row id: a database restored from a backup reuses row ids, and a
-        // reused request id would name a hold the core already has for someone else.
-        let request_key = u64::from_le_bytes(
-            *coss_identity::random_bytes::<8>().map_err(|_| WalletError::Keys("no randomness"))?,
-        );
+        // Random, not the row id (see `new_request_key`).
+        let request_key = new_request_key()?;
         let created = store
             .create_withdrawal(
                 &NewWithdrawal {

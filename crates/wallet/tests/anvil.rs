@@ -777,6 +777,94 @@ async fn internal_transfers_settle_at_once_without_fee_and_only_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_retried_after_a_crash_settles_once_and_a_duplicate_that_differs_halts() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, seed) = w.user("alice@example.com", true).await;
+    let (bob, _) = w.user("bob@example.com", false).await;
+    let seed = seed.unwrap();
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    w.credit(bob, DEV_ETH, 2 * ETH, "test:bob").await;
+    let store = w.accounts.store();
+    let recorded = |amount: u128, key: &str, request_key: u64| {
+        let new = coss_store::NewTransfer {
+            from_user: alice,
+            to_user: bob,
+            asset: "ETH".into(),
+            amount: Amount(amount),
+            idempotency_key: key.into(),
+            request_key,
+        };
+        async move { store.create_transfer(&new, None, T0).await.unwrap().0 }
+    };
+    let handle = &w.handle;
+    let move_in_core = |request_key: u64, from: UserId, to: UserId, amount: u128| async move {
+        let receipt = handle
+            .submit_async(Command::Transfer {
+                request: coss_wallet::keyed_transfer_request(request_key),
+                from: coss_identity::exchange_account(from).unwrap(),
+                to: coss_identity::exchange_account(to).unwrap(),
+                asset: DEV_ETH,
+                amount: Amount(amount),
+            })
+            .await
+            .unwrap();
+        assert_eq!(receipt.outcome, Ok(()));
+    };
+    let retry = |key: &str, step: i64| TransferRequest {
+        user_id: alice,
+        to_email: "bob@example.com".into(),
+        asset: "ETH".into(),
+        amount: "0".into(),
+        code: code(&seed, step),
+        idempotency_key: key.into(),
+        now: T0 + step * STEP,
+    };
+
+    // A crash after the core moved the coins and before the record said so: the retry finds
+    // the core's transfer, the same one, and settles the record without moving again.
+    let crashed = recorded(ETH / 2, "crashed", 7).await;
+    move_in_core(7, alice, bob, ETH / 2).await;
+    let settled = w.wallet.transfer(&retry("crashed", 1)).await.unwrap();
+    assert_eq!(settled.status, TransferStatus::Settled);
+    assert_eq!(settled.id, crashed.id);
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(3 * ETH / 2)
+    );
+    assert_eq!(w.balance(bob, DEV_ETH).await.available, Amount(5 * ETH / 2));
+
+    // A record whose request id the core already used for a different transfer (what a
+    // restored database could produce): "duplicate" must not pass for "settled" — bob was
+    // never paid by alice under it.
+    let restored = recorded(ETH, "restored", 42).await;
+    move_in_core(42, bob, alice, ETH / 10).await;
+    let error = w.wallet.transfer(&retry("restored", 2)).await.unwrap_err();
+    assert_eq!(error.code(), "hold_mismatch");
+    let record = store
+        .transfer_by_key(alice, "restored")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.id, restored.id);
+    assert_eq!(record.status, TransferStatus::Requested);
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(8 * ETH / 5)
+    );
+    let halted = w.wallet.halted().expect("halted");
+    assert!(halted.contains("different transfer"), "{halted}");
+    // Halted: no transfer moves anything until an operator clears it.
+    let mut fresh = retry("fresh", 3);
+    fresh.amount = "0.1".into();
+    let error = w.wallet.transfer(&fresh).await.unwrap_err();
+    assert_eq!(error.code(), "wallet_halted");
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(8 * ETH / 5)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deposits_are_swept_to_the_hot_wallet_and_its_excess_to_the_cold_wallet() {
     let cold: Address = "0x00000000000000000000000000000000000c01d0"
         .parse()

@@ -678,6 +678,19 @@ fn a_transfer_request_id_is_used_only_once() {
     );
     assert_eq!(w.available(ALICE, USDT), 600_000);
     assert_eq!(w.available(BOB, USDT), 400_000);
+    // What the request id names, for a caller deciding whether a duplicate is its own retry
+    // (and it survives a snapshot).
+    let made = coss_core::TransferInfo {
+        from: ALICE,
+        to: BOB,
+        asset: USDT,
+        amount: Amount(400_000),
+    };
+    assert_eq!(w.ex.transferred(request), Some(made));
+    let unused = w.request();
+    assert_eq!(w.ex.transferred(unused), None);
+    let restored = coss_core::Exchange::restore(&w.ex.snapshot()).unwrap();
+    assert_eq!(restored.transferred(request), Some(made));
 }
 
 #[test]

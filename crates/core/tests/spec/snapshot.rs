@@ -270,13 +270,13 @@ fn a_snapshot_with_impossible_parameters_is_refused() {
 fn a_snapshot_of_another_version_is_refused() {
     let mut bytes = Exchange::new().snapshot();
     // The version is the first field.
-    assert_eq!(bytes[0], 2);
-    bytes[0] = 1;
+    assert_eq!(bytes[0], 3);
+    bytes[0] = 2;
     assert!(matches!(
         Exchange::restore(&bytes),
         Err(SnapshotError::Version {
-            found: 1,
-            expected: 2
+            found: 2,
+            expected: 3
         })
     ));
 }
