@@ -562,6 +562,20 @@ impl Exchange {
         })
     }
 
+    /// Every withdrawal the core still holds (neither confirmed nor released), by request id
+    /// in ascending order: what a caller reconciles with its own records.
+    #[must_use]
+    pub fn pending_withdrawals(&self) -> Vec<(RequestId, WithdrawalInfo)> {
+        let mut pending: Vec<(RequestId, WithdrawalInfo)> = self
+            .withdrawals
+            .keys()
+            .filter_map(|r| Some((*r, self.withdrawal(*r)?)))
+            .filter(|(_, w)| w.pending)
+            .collect();
+        pending.sort_unstable_by_key(|(r, _)| *r);
+        pending
+    }
+
     /// The transfer made under `request`, if any: what a caller compares with its own record
     /// before trusting a `DuplicateRequest`.
     #[must_use]

@@ -1053,6 +1053,20 @@ impl Store {
         row.as_ref().map(withdrawal).transpose()
     }
 
+    /// The withdrawal whose exchange-core request key is `key`, if any.
+    pub async fn withdrawal_by_request_key(
+        &self,
+        key: u64,
+    ) -> Result<Option<WithdrawalRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE request_key = $1"
+        )))
+        .bind(key.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(withdrawal).transpose()
+    }
+
     /// Moves a withdrawal from one of `from` to `to`: a compare-and-set, false (and nothing
     /// changed) if it was in none of them. Records `detail` in its history (and as its error
     /// when `to` is `Failed` or `Rejected`) and the block it settled in.

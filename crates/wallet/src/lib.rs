@@ -44,7 +44,7 @@ pub use config::{AssetConfig, ChainConfig, DEV_COSS, DEV_ETH, DEV_TUSD};
 pub use sweep::SweepReport;
 pub use transfer::TransferRequest;
 pub use watcher::{AddressBook, SyncReport};
-pub use withdraw::{ProcessReport, WithdrawalRequest};
+pub use withdraw::{CoreHold, ProcessReport, WithdrawalRequest};
 
 /// Everything that can go wrong, with a stable `code()`. Messages never contain keys.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +268,8 @@ pub(crate) struct Inner {
     /// Serialises signing (one nonce manager per hot address).
     pub(crate) signing: tokio::sync::Mutex<()>,
     pub(crate) halted: RwLock<Option<String>>,
+    /// Whether this process has reconciled the core's held withdrawals with their records.
+    pub(crate) reconciled: std::sync::atomic::AtomicBool,
     /// When things happen (records, stuck transactions).
     pub(crate) clock: Clock,
 }
@@ -370,6 +372,7 @@ impl Wallet {
                 traces,
                 signing: tokio::sync::Mutex::new(()),
                 halted: RwLock::new(halted),
+                reconciled: std::sync::atomic::AtomicBool::new(false),
                 clock,
             }),
         })

@@ -32,6 +32,7 @@ use coss_store::{
     NewWithdrawal, OutflowLimit, SignedTx, StoreError, WithdrawalRecord, WithdrawalStatus,
 };
 use coss_types::{Amount, RequestId, UserId};
+use std::sync::atomic::Ordering;
 
 use crate::chain::timed;
 use crate::sweep::ETH_TRANSFER_GAS;
@@ -167,6 +168,19 @@ fn request_of(record: &WithdrawalRecord) -> RequestId {
     }
 }
 
+/// The exchange core's answer to a withdrawal's hold, not yet recorded (see
+/// [`Wallet::hold_in_core`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreHold(Result<(), RejectReason>);
+
+impl CoreHold {
+    /// Whether the core holds the withdrawal.
+    #[must_use]
+    pub fn held(&self) -> bool {
+        self.0.is_ok()
+    }
+}
+
 /// What the hot wallet has promised in one signing pass: ETH (values and worst-case gas) and
 /// each token.
 #[derive(Default)]
@@ -260,10 +274,19 @@ impl Wallet {
 
     /// Holds a `requested` withdrawal in the core (again, after a crash: the core's
     /// request id makes that harmless). The API and the sender's recovery may both try at
-    /// once; the status changes are compare-and-sets, and whichever loses follows the winner:
-    /// a hold made after the other path recorded a refusal is given back, and a refusal seen
-    /// after the other path held it is no refusal for the user.
+    /// once, and either may run between the other's two halves ([`Wallet::hold_in_core`],
+    /// then [`Wallet::record_hold`]).
     async fn hold(&self, record: &WithdrawalRecord) -> Result<(), WalletError> {
+        let answer = self.hold_in_core(record).await?;
+        self.record_hold(record, answer).await
+    }
+
+    /// The first half of a hold: asks the exchange core to hold the withdrawal and returns
+    /// its answer without recording it. A `DuplicateRequest` counts as held only if the core
+    /// holds exactly this withdrawal under the id; otherwise the wallet halts
+    /// (`HoldMismatch`). Public so that tests can interleave the two halves of two paths.
+    #[doc(hidden)]
+    pub async fn hold_in_core(&self, record: &WithdrawalRecord) -> Result<CoreHold, WalletError> {
         let inner = &self.inner;
         let asset = inner
             .config
@@ -281,48 +304,61 @@ impl Wallet {
             })
             .await?
             .outcome;
+        if outcome != Err(RejectReason::DuplicateRequest) {
+            return Ok(CoreHold(outcome));
+        }
+        // Trusted only if the core holds exactly this withdrawal: anything else means the
+        // database and the core disagree (a restored database, a reused id), and marking it
+        // held would promise coins that nothing locks.
+        let held = inner
+            .engine
+            .read_async(move |e| e.withdrawal(request))
+            .await?;
+        let same = held.is_some_and(|h| {
+            h.account == account && h.asset == asset.asset && h.amount == record.amount
+        });
+        if !same {
+            let reason = format!(
+                "withdrawal {}: the exchange core holds a different withdrawal under its \
+                 request id",
+                record.id
+            );
+            self.halt(reason).await?;
+            return Err(WalletError::HoldMismatch);
+        }
+        Ok(CoreHold(Ok(())))
+    }
+
+    /// The second half of a hold: records the core's answer with a compare-and-set from
+    /// `requested`. Whichever path loses follows the winner: a hold made after the other path
+    /// recorded a refusal is given back to the balance, and a refusal seen after the other
+    /// path recorded the hold is no refusal for the user (`Ok`). Public so that tests can
+    /// interleave the two halves of two paths.
+    #[doc(hidden)]
+    pub async fn record_hold(
+        &self,
+        record: &WithdrawalRecord,
+        answer: CoreHold,
+    ) -> Result<(), WalletError> {
+        let inner = &self.inner;
         let now = self.now();
-        match outcome {
-            Ok(()) => {}
-            Err(RejectReason::DuplicateRequest) => {
-                // Trusted only if the core holds exactly this withdrawal: anything else means
-                // the database and the core disagree (a restored database, a reused id), and
-                // marking it held would promise coins that nothing locks.
-                let held = inner
-                    .engine
-                    .read_async(move |e| e.withdrawal(request))
-                    .await?;
-                let same = held.is_some_and(|h| {
-                    h.account == account && h.asset == asset.asset && h.amount == record.amount
-                });
-                if !same {
-                    let reason = format!(
-                        "withdrawal {}: the exchange core holds a different withdrawal under \
-                         its request id",
-                        record.id
-                    );
-                    self.halt(reason).await?;
-                    return Err(WalletError::HoldMismatch);
-                }
+        if let Err(reason) = answer.0 {
+            if inner
+                .store
+                .set_withdrawal_status(
+                    record.id,
+                    &[WithdrawalStatus::Requested],
+                    WithdrawalStatus::Rejected,
+                    Some(reason.code()),
+                    None,
+                    now,
+                )
+                .await?
+            {
+                return Err(reason.into());
             }
-            Err(reason) => {
-                if inner
-                    .store
-                    .set_withdrawal_status(
-                        record.id,
-                        &[WithdrawalStatus::Requested],
-                        WithdrawalStatus::Rejected,
-                        Some(reason.code()),
-                        None,
-                        now,
-                    )
-                    .await?
-                {
-                    return Err(reason.into());
-                }
-                // The other path held it meanwhile: the withdrawal stands.
-                return Ok(());
-            }
+            // The other path held it meanwhile: the withdrawal stands.
+            return Ok(());
         }
         if !inner
             .store
@@ -338,7 +374,8 @@ impl Wallet {
         {
             let current = inner.store.withdrawal(record.id).await?;
             if current.is_some_and(|w| w.status == WithdrawalStatus::Rejected) {
-                // The other path saw a refusal before this hold was made: give it back.
+                // The other path recorded a refusal before this hold was recorded: the user
+                // was told "rejected", so the hold goes back.
                 self.release_in_core(record).await?;
             }
         }
@@ -447,6 +484,57 @@ impl Wallet {
         Ok(())
     }
 
+    /// Gives back every hold the exchange core keeps for a withdrawal of this chain whose
+    /// record says `rejected`. A path that lost the race to record a hold releases it at once
+    /// (`record_hold`); this covers a crash (or a stopped engine) between that path's loss and
+    /// its release, which would otherwise leave the user told "rejected" with the coins
+    /// locked for good. A held withdrawal with no matching record is alerted, not touched:
+    /// the database may have been restored, and an operator decides.
+    async fn reconcile_holds(&self) -> Result<(), WalletError> {
+        let inner = &self.inner;
+        let chain = self.chain_key();
+        let pending = inner.engine.read_async(|e| e.pending_withdrawals()).await?;
+        for (request, held) in pending {
+            let (range, low) = ((request.0 >> 64) as u64, request.0 as u64);
+            let record = match range {
+                1 => match i64::try_from(low) {
+                    Ok(id) => inner.store.withdrawal(id).await?,
+                    Err(_) => None,
+                },
+                3 => inner.store.withdrawal_by_request_key(low).await?,
+                _ => continue,
+            };
+            let Some(record) = record.filter(|r| request_of(r) == request) else {
+                tracing::error!(
+                    ?request,
+                    "ALERT: the exchange core holds a withdrawal with no record"
+                );
+                continue;
+            };
+            if record.chain_id != chain || record.status != WithdrawalStatus::Rejected {
+                continue;
+            }
+            let asset = inner.config.asset(&record.asset).map(|a| a.asset);
+            let same = account_of(record.user_id).is_ok_and(|a| a == held.account)
+                && asset == Some(held.asset)
+                && record.amount == held.amount;
+            if !same {
+                tracing::error!(
+                    withdrawal = record.id,
+                    "ALERT: the exchange core holds a different withdrawal under a rejected \
+                     record's request id"
+                );
+                continue;
+            }
+            tracing::warn!(
+                withdrawal = record.id,
+                "a rejected withdrawal was still held in the core: given back"
+            );
+            self.release_in_core(&record).await?;
+        }
+        Ok(())
+    }
+
     /// One pass of the sender: finishes what a crash interrupted, follows the withdrawals
     /// already signed to settlement (or resends, bumps or cancels them), then signs held
     /// withdrawals and broadcasts them. Following first sends each pending transaction once
@@ -461,10 +549,15 @@ impl Wallet {
     }
 
     /// Completes steps a crash cut short: holds for `requested`, releases for `cancelling`
-    /// and `failing`.
+    /// and `failing`, and (once per process) holds the core keeps for withdrawals whose
+    /// record says `rejected`.
     async fn recover(&self) -> Result<(), WalletError> {
         let chain = self.chain_key();
         let store = &self.inner.store;
+        if !self.inner.reconciled.load(Ordering::Acquire) {
+            self.reconcile_holds().await?;
+            self.inner.reconciled.store(true, Ordering::Release);
+        }
         for record in store
             .withdrawals_in(chain, WithdrawalStatus::Requested)
             .await?

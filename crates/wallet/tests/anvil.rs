@@ -1363,6 +1363,118 @@ async fn a_duplicate_hold_that_differs_from_the_record_halts_instead_of_marking_
     assert_eq!(w.wallet.sign_held().await.unwrap(), 0);
 }
 
+/// The API's hold and the sender's recovery on one `requested` withdrawal, interleaved step
+/// by step: the API's core answer (a refusal: alice has nothing yet), a deposit, then the
+/// recovery's core answer (held). Neither is recorded yet.
+async fn hold_race() -> (
+    World,
+    UserId,
+    coss_store::WithdrawalRecord,
+    coss_wallet::CoreHold,
+    coss_wallet::CoreHold,
+) {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    let (record, _) = w
+        .accounts
+        .store()
+        .create_withdrawal(
+            &coss_store::NewWithdrawal {
+                user_id: alice,
+                chain_id: w.config.chain_id as i64,
+                asset: "ETH".into(),
+                to_address: "0x00000000000000000000000000000000000000e4".into(),
+                amount: Amount(ETH),
+                fee: Amount(ETH / 2000),
+                idempotency_key: "raced".into(),
+                request_key: 9,
+            },
+            None,
+            T0,
+        )
+        .await
+        .unwrap();
+    let api = w.wallet.hold_in_core(&record).await.unwrap();
+    assert!(!api.held());
+    w.credit(alice, DEV_ETH, 2 * ETH, "test:alice").await;
+    let recovery = w.wallet.hold_in_core(&record).await.unwrap();
+    assert!(recovery.held());
+    (w, alice, record, api, recovery)
+}
+
+impl World {
+    /// The user was told "rejected": the record says so, nothing stays locked for it, and
+    /// the sender never sends it though the hot wallet could pay.
+    async fn rejected_and_free(&self, alice: UserId, record: &coss_store::WithdrawalRecord) {
+        assert_eq!(
+            self.record(record.id).await.status,
+            WithdrawalStatus::Rejected
+        );
+        let balance = self.balance(alice, DEV_ETH).await;
+        assert_eq!(
+            (balance.available, balance.locked),
+            (Amount(2 * ETH), Amount(0))
+        );
+        let core = self
+            .handle
+            .read_async(|e| e.withdrawal(coss_wallet::held_request(9)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!core.pending, "released in the core");
+        self.send_eth(self.wallet.hot_address(), 5 * ETH).await;
+        let report = self.wallet.process_withdrawals().await.unwrap();
+        assert_eq!(report.signed, 0);
+        assert_eq!(
+            self.record(record.id).await.status,
+            WithdrawalStatus::Rejected
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_made_after_the_other_path_recorded_a_refusal_is_given_back() {
+    let (w, alice, record, api, recovery) = hold_race().await;
+    let told = w.wallet.record_hold(&record, api).await;
+    assert_eq!(told.unwrap_err().code(), "insufficient_balance");
+    w.wallet.record_hold(&record, recovery).await.unwrap();
+    w.rejected_and_free(alice, &record).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_cut_off_by_a_crash_after_the_other_path_recorded_a_refusal_is_given_back_at_start()
+{
+    let (mut w, alice, record, api, _recovery) = hold_race().await;
+    let told = w.wallet.record_hold(&record, api).await;
+    assert_eq!(told.unwrap_err().code(), "insufficient_balance");
+    // The process dies before the recovery records (and so gives back) its hold: the core
+    // holds a withdrawal whose record says "rejected". The next process finds it.
+    assert_eq!(
+        w.balance(alice, DEV_ETH).await.available,
+        Amount(2 * ETH - ETH - ETH / 2000)
+    );
+    w.reopen().await;
+    w.wallet.process_withdrawals().await.unwrap();
+    w.rejected_and_free(alice, &record).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_seen_after_the_other_path_recorded_the_hold_is_no_refusal() {
+    let (w, alice, record, api, recovery) = hold_race().await;
+    w.wallet.record_hold(&record, recovery).await.unwrap();
+    let told = w.wallet.record_hold(&record, api).await;
+    assert!(told.is_ok(), "the user is not told of a refusal: {told:?}");
+    // Held once: the amount and fee are locked, and the sender goes on to send it.
+    assert_eq!(w.record(record.id).await.status, WithdrawalStatus::Held);
+    let balance = w.balance(alice, DEV_ETH).await;
+    assert_eq!(balance.locked, Amount(ETH + ETH / 2000));
+    assert_eq!(balance.available, Amount(2 * ETH - ETH - ETH / 2000));
+    w.send_eth(w.wallet.hot_address(), 5 * ETH).await;
+    let report = w.wallet.process_withdrawals().await.unwrap();
+    assert_eq!(report.signed, 1);
+    assert!(w.record(record.id).await.nonce.is_some(), "signed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposit_the_core_refuses_ends_refused_and_the_others_are_still_credited() {
     let w = world(Transport::Http, |_| {}).await;

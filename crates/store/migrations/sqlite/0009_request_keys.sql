@@ -3,3 +3,7 @@
 -- someone else. Decimal text (a u64). NULL for transfers made before: their request id derives
 -- from the row id.
 ALTER TABLE internal_transfers ADD COLUMN request_key TEXT;
+
+-- Start-up reconciliation finds the record of each withdrawal the core still holds by its
+-- request key.
+CREATE INDEX withdrawals_request_key ON withdrawals (request_key);
