@@ -1644,6 +1644,16 @@ async fn put_nonce(
     address: &str,
     next: i64,
 ) -> Result<(), StoreError> {
+    // Never lowered: a replacement at an older nonce must not hand later nonces out again.
+    let current: Option<i64> =
+        sqlx::query("SELECT next_nonce FROM hot_nonces WHERE chain_id = $1 AND address = $2")
+            .bind(chain_id)
+            .bind(address)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+    let next = current.map_or(next, |c| c.max(next));
     sqlx::query("DELETE FROM hot_nonces WHERE chain_id = $1 AND address = $2")
         .bind(chain_id)
         .bind(address)

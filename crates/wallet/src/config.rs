@@ -48,9 +48,12 @@ fn shared() -> bool {
     true
 }
 
+/// The default fee cap (wei per gas): 500 gwei, well above any ordinary mainnet fee, far
+/// below what a runaway bump reaches.
+pub(crate) const DEFAULT_MAX_FEE_PER_GAS: u128 = 500_000_000_000;
+
 fn max_fee_per_gas() -> u128 {
-    // 500 gwei: well above any ordinary mainnet fee, far below what a runaway bump reaches.
-    500_000_000_000
+    DEFAULT_MAX_FEE_PER_GAS
 }
 
 fn cancel_after_ms() -> u64 {

@@ -14,11 +14,12 @@
 //! The hot wallet's own moves take their nonce from the same allocator as withdrawals and
 //! are recorded before broadcast and sent again until the chain has them (or their nonce was
 //! used), one at a time per destination, so a dropped move never leaves a hole under later
-//! withdrawals.
+//! withdrawals; a stuck one is replaced with a higher fee like a withdrawal. What signed
+//! withdrawals and moves not yet mined will take is never moved to cold.
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
 use alloy::eips::BlockId;
-use alloy::eips::eip2718::Encodable2718;
+use alloy::eips::eip2718::{Decodable2718, Encodable2718};
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, U256};
 use alloy::providers::Provider;
@@ -260,9 +261,11 @@ impl Wallet {
         Ok(())
     }
 
-    /// Follows the recorded hot-wallet moves: one the chain mined, or whose nonce the chain
-    /// used (at the latest block), is done; any other is sent again, byte for byte. Returns
-    /// how many pending moves remain.
+    /// Follows the recorded hot-wallet moves, by nonce: a nonce the chain used at the latest
+    /// block is done (whichever of its transactions was mined); otherwise the newest
+    /// transaction at it is sent again, byte for byte, or, once it has waited longer than
+    /// `stuck_after_ms`, replaced with a higher fee (up to the ETH asset's cap). Returns how
+    /// many nonces remain pending.
     pub async fn follow_hot_txs(&self) -> Result<usize, WalletError> {
         let inner = &self.inner;
         let pending = inner.store.pending_hot_txs(self.chain_key()).await?;
@@ -277,26 +280,97 @@ impl Wallet {
         )
         .await?
         .map_err(rpc_error)?;
-        let mut left = 0;
+        let mut by_nonce: std::collections::BTreeMap<i64, Vec<HotTx>> = Default::default();
         for tx in pending {
-            let hash = tx
-                .tx_hash
-                .parse()
-                .map_err(|_| WalletError::Chain("stored hash does not parse".into()))?;
-            let mined = timed(inner.provider.get_transaction_receipt(hash))
-                .await?
-                .map_err(rpc_error)?
-                .is_some();
-            if mined || used > u64::try_from(tx.nonce).unwrap_or(u64::MAX) {
-                inner.store.finish_hot_tx(&tx.tx_hash, self.now()).await?;
+            by_nonce.entry(tx.nonce).or_default().push(tx);
+        }
+        let stuck = i64::try_from(inner.config.stuck_after_ms).unwrap_or(i64::MAX);
+        let mut left = 0;
+        for (nonce, txs) in by_nonce {
+            if used > u64::try_from(nonce).unwrap_or(u64::MAX) {
+                for tx in &txs {
+                    inner.store.finish_hot_tx(&tx.tx_hash, self.now()).await?;
+                }
                 continue;
             }
             left += 1;
-            if let Ok(Err(error)) = timed(inner.provider.send_raw_transaction(&tx.raw)).await {
-                tracing::debug!(%error, tx = %tx.tx_hash, "hot-wallet move resent");
+            let Some(newest) = txs.iter().max_by_key(|t| t.created_at) else {
+                continue;
+            };
+            if self.now() - newest.created_at > stuck && self.bump_hot_tx(newest).await? {
+                continue;
+            }
+            if let Ok(Err(error)) = timed(inner.provider.send_raw_transaction(&newest.raw)).await {
+                tracing::debug!(%error, tx = %newest.tx_hash, "hot-wallet move resent");
             }
         }
         Ok(left)
+    }
+
+    /// Replaces a stuck hot-wallet move at the same nonce with fees raised by at least 12.5%
+    /// (what nodes require of a replacement) or to the current estimate if higher, recorded
+    /// before it is sent. Above the ETH asset's fee cap nothing is signed: it alerts and the
+    /// move waits. Returns whether a replacement was made.
+    async fn bump_hot_tx(&self, stuck: &HotTx) -> Result<bool, WalletError> {
+        let inner = &self.inner;
+        let undecodable = || WalletError::Chain("a stored hot-wallet move does not decode".into());
+        let TxEnvelope::Eip1559(old) =
+            TxEnvelope::decode_2718(&mut stuck.raw.as_slice()).map_err(|_| undecodable())?
+        else {
+            return Err(undecodable());
+        };
+        let old = old.tx();
+        let fees = timed(inner.provider.estimate_eip1559_fees())
+            .await?
+            .map_err(rpc_error)?;
+        let raise = |fee: u128| fee.saturating_add(fee / 8).saturating_add(1);
+        let max_fee_per_gas = raise(old.max_fee_per_gas).max(fees.max_fee_per_gas);
+        let cap = inner
+            .config
+            .assets
+            .iter()
+            .find(|a| a.token.is_none())
+            .map_or(crate::config::DEFAULT_MAX_FEE_PER_GAS, |a| {
+                a.max_fee_per_gas
+            });
+        if max_fee_per_gas > cap {
+            tracing::error!(
+                tx = %stuck.tx_hash,
+                purpose = %stuck.purpose,
+                fee = max_fee_per_gas,
+                cap,
+                "ALERT: a stuck hot-wallet move needs a fee above the cap; it waits"
+            );
+            return Ok(false);
+        }
+        let tx = TxEip1559 {
+            max_fee_per_gas,
+            max_priority_fee_per_gas: raise(old.max_priority_fee_per_gas)
+                .max(fees.max_priority_fee_per_gas)
+                .min(max_fee_per_gas),
+            ..old.clone()
+        };
+        let signed = self.sign(tx, false)?;
+        inner
+            .store
+            .record_hot_tx(
+                self.chain_key(),
+                &crate::hex_of(inner.hot.address()),
+                &HotTx {
+                    tx_hash: signed.tx_hash.clone(),
+                    nonce: signed.nonce,
+                    purpose: stuck.purpose.clone(),
+                    destination: stuck.destination.clone(),
+                    raw: signed.raw.clone(),
+                    created_at: signed.created_at,
+                },
+            )
+            .await?;
+        tracing::warn!(tx = %signed.tx_hash, purpose = %stuck.purpose, "stuck hot-wallet move replaced");
+        if let Ok(Err(error)) = timed(inner.provider.send_raw_transaction(&signed.raw)).await {
+            tracing::debug!(%error, tx = %signed.tx_hash, "replacement not taken yet");
+        }
+        Ok(true)
     }
 
     /// Whether a recorded hot-wallet move to `destination` is still on its way.
@@ -317,17 +391,26 @@ impl Wallet {
         let Some(cold) = inner.config.cold_address else {
             return Ok(());
         };
+        if inner.config.assets.iter().all(|a| a.hot_max.is_none()) {
+            return Ok(());
+        }
+        // What signed withdrawals and moves not yet mined will take stays: moving it to cold
+        // would leave them unpayable.
+        let promised = self.promised().await?;
         for asset in &inner.config.assets {
             let Some(max) = asset.hot_max else { continue };
-            let balance = self.hot_balance(asset).await?;
-            if balance <= U256::from(max) {
+            let free = self
+                .hot_balance(asset)
+                .await?
+                .saturating_sub(promised.of(asset));
+            if free <= U256::from(max) {
                 continue;
             }
             if self.move_pending(cold).await? {
                 // A move to cold is on its way: the balance will drop when it lands.
                 continue;
             }
-            let excess = balance - U256::from(asset.hot_keep);
+            let excess = free - U256::from(asset.hot_keep);
             match asset.token {
                 None => {
                     self.send_from_hot(cold, excess, Bytes::new(), "to_cold", cold)

@@ -181,12 +181,54 @@ impl CoreHold {
     }
 }
 
-/// What the hot wallet has promised in one signing pass: ETH (values and worst-case gas) and
-/// each token.
-#[derive(Default)]
-struct Committed {
+/// What the hot wallet has promised: ETH (values and worst-case gas) and each token.
+#[derive(Debug, Default)]
+pub(crate) struct Committed {
+    pub(crate) eth: U256,
+    pub(crate) tokens: std::collections::HashMap<Address, U256>,
+}
+
+impl Committed {
+    /// What is promised of `asset`.
+    pub(crate) fn of(&self, asset: &AssetConfig) -> U256 {
+        match asset.token {
+            None => self.eth,
+            Some(token) => self.tokens.get(&token).copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// What one signed hot-wallet transaction takes if it is mined.
+struct Cost {
+    nonce: u64,
+    /// Value plus worst-case gas.
     eth: U256,
-    tokens: std::collections::HashMap<Address, U256>,
+    /// For a transfer of a configured token: the token and amount.
+    token: Option<(Address, U256)>,
+}
+
+fn cost_of(
+    raw: &[u8],
+    tokens: &std::collections::HashMap<Address, usize>,
+) -> Result<Cost, WalletError> {
+    let undecodable = || WalletError::Chain("a stored transaction does not decode".into());
+    let envelope = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|_| undecodable())?;
+    let TxEnvelope::Eip1559(signed) = envelope else {
+        return Err(undecodable());
+    };
+    let tx = signed.tx();
+    let gas = U256::from(tx.gas_limit) * U256::from(tx.max_fee_per_gas);
+    let token = match tx.to {
+        TxKind::Call(to) if tokens.contains_key(&to) => IERC20::transferCall::abi_decode(&tx.input)
+            .ok()
+            .map(|call| (to, call.amount)),
+        _ => None,
+    };
+    Ok(Cost {
+        nonce: tx.nonce,
+        eth: tx.value + gas,
+        token,
+    })
 }
 
 impl Wallet {
@@ -609,7 +651,9 @@ impl Wallet {
         Ok(recorded.max(on_chain))
     }
 
-    /// What the hot wallet holds of an asset (at the pending block: sends in flight count).
+    /// What the hot wallet holds of an asset at the latest block. What is on its way out is
+    /// [`Self::promised`], from the records, not from a node's mempool (which may have
+    /// dropped it, or never taken it).
     pub(crate) async fn hot_balance(&self, asset: &AssetConfig) -> Result<U256, WalletError> {
         match asset.token {
             None => self.hot_eth().await,
@@ -617,7 +661,7 @@ impl Wallet {
                 IERC20::new(token, &self.inner.provider)
                     .balanceOf(self.inner.hot.address())
                     .call()
-                    .block(BlockId::pending()),
+                    .block(BlockId::latest()),
             )
             .await?
             .map_err(rpc_error),
@@ -630,15 +674,78 @@ impl Wallet {
             self.inner
                 .provider
                 .get_balance(hot)
-                .block_id(BlockId::pending()),
+                .block_id(BlockId::latest()),
         )
         .await?
         .map_err(rpc_error)
     }
 
+    /// What the hot wallet's recorded transactions not yet mined will take from it: every
+    /// signed or broadcast withdrawal and every pending hot-wallet move whose nonce the chain
+    /// has not used at the latest block, each at the most expensive of the transactions
+    /// recorded for its nonce (a replacement or a cancel may be the one mined). A signed
+    /// transaction a node never took, or dropped, still counts: its coins are promised.
+    pub(crate) async fn promised(&self) -> Result<Committed, WalletError> {
+        let inner = &self.inner;
+        let chain = self.chain_key();
+        let used = timed(
+            inner
+                .provider
+                .get_transaction_count(inner.hot.address())
+                .latest(),
+        )
+        .await?
+        .map_err(rpc_error)?;
+        let mut raws = Vec::new();
+        for status in [WithdrawalStatus::Signed, WithdrawalStatus::Broadcast] {
+            for record in inner.store.withdrawals_in(chain, status).await? {
+                raws.extend(
+                    inner
+                        .store
+                        .withdrawal_txs(record.id)
+                        .await?
+                        .into_iter()
+                        .map(|t| t.raw),
+                );
+            }
+        }
+        raws.extend(
+            inner
+                .store
+                .pending_hot_txs(chain)
+                .await?
+                .into_iter()
+                .map(|t| t.raw),
+        );
+        let mut by_nonce: std::collections::BTreeMap<u64, (U256, Option<(Address, U256)>)> =
+            std::collections::BTreeMap::new();
+        for raw in raws {
+            let Cost { nonce, eth, token } = cost_of(&raw, &inner.tokens)?;
+            if nonce < used {
+                continue;
+            }
+            let worst = by_nonce.entry(nonce).or_insert((U256::ZERO, None));
+            worst.0 = worst.0.max(eth);
+            if let Some((token, amount)) = token
+                && worst.1.is_none_or(|(_, a)| a < amount)
+            {
+                worst.1 = Some((token, amount));
+            }
+        }
+        let mut promised = Committed::default();
+        for (eth, token) in by_nonce.into_values() {
+            promised.eth += eth;
+            if let Some((token, amount)) = token {
+                *promised.tokens.entry(token).or_default() += amount;
+            }
+        }
+        Ok(promised)
+    }
+
     /// Signs every `held` withdrawal the hot wallet can pay, storing each signed transaction
     /// with its nonce before anything is broadcast. A withdrawal is signed only if the hot
-    /// wallet holds, beyond what this pass already promised, the amount and (in ETH) the
+    /// wallet holds, beyond what its recorded transactions not yet mined and this pass
+    /// already promised ([`Self::promised`]), the amount and (in ETH) the
     /// transaction's worst-case gas, and only while the network's fee is within the asset's
     /// cap; otherwise it waits, so a signed transaction is never one the node must refuse for
     /// funds. Returns how many were signed.
@@ -659,7 +766,7 @@ impl Wallet {
         let fees = timed(inner.provider.estimate_eip1559_fees())
             .await?
             .map_err(rpc_error)?;
-        let mut committed = Committed::default();
+        let mut committed = self.promised().await?;
         let mut signed = 0;
         for record in held {
             let Some(asset) = inner.config.asset(&record.asset) else {
