@@ -157,7 +157,15 @@ impl From<IdentityError> for BinanceError {
                 -1021,
                 "Timestamp for this request is outside of the recvWindow.",
             ),
+            E::TimestampAhead => BinanceError::new(
+                -1021,
+                "Timestamp for this request was 1000ms ahead of the server's time.",
+            ),
             E::MissingParameter(name) => BinanceError::mandatory(name),
+            E::Invalid {
+                code: "invalid_timestamp",
+                ..
+            } => BinanceError::illegal("timestamp", "^[0-9]{1,20}$"),
             E::Invalid {
                 code: "invalid_parameter",
                 ..

@@ -52,12 +52,45 @@ struct Account {
     in_day: u32,
 }
 
-/// The counters.
+impl Address {
+    /// Whether the entry still matters at `minute` (Unix minutes) and `now` (ms): counted in
+    /// this minute, banned, or banned within the longest ban (so the next ban still doubles).
+    fn live(&self, minute: u64, now: u64) -> bool {
+        self.minute == minute || self.banned_until.saturating_add(BAN_MAX_MS) > now
+    }
+}
+
+/// The counters: one entry per client address (an IPv6 client by its /64, since one host
+/// holds a whole /64), dropped once it no longer matters, so the map holds the addresses
+/// seen in the current minute and the recently banned, never every address ever seen.
 #[derive(Debug, Default)]
 pub struct Limiter {
     limits: RateLimits,
-    addresses: Mutex<FxHashMap<IpAddr, Address>>,
-    accounts: Mutex<FxHashMap<u64, Account>>,
+    addresses: Mutex<Addresses>,
+    /// Per account, and the day they were last pruned in.
+    accounts: Mutex<(FxHashMap<u64, Account>, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Addresses {
+    map: FxHashMap<IpAddr, Address>,
+    /// The minute entries were last pruned in.
+    pruned: u64,
+}
+
+/// The address a client is counted under: IPv4 as is, IPv6 by its /64 prefix.
+#[must_use]
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
 }
 
 impl Limiter {
@@ -81,18 +114,23 @@ impl Limiter {
     /// # Errors
     /// 429 (-1003) over the limit, 418 (-1003) while banned.
     pub fn weigh(&self, ip: Option<IpAddr>, weight: u32, now: u64) -> Result<u32, BinanceError> {
-        let Some(ip) = ip else {
+        let Some(ip) = ip.map(client_key) else {
             return Ok(weight);
         };
+        let minute = now / MINUTE_MS;
         let mut addresses = self
             .addresses
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = addresses.entry(ip).or_default();
+        if addresses.pruned != minute {
+            // Once a minute: one pass over the addresses of the last minute.
+            addresses.pruned = minute;
+            addresses.map.retain(|_, a| a.live(minute, now));
+        }
+        let entry = addresses.map.entry(ip).or_default();
         if entry.banned_until > now {
             return Err(banned(entry.banned_until, now));
         }
-        let minute = now / MINUTE_MS;
         if entry.minute != minute {
             entry.minute = minute;
             entry.used = 0;
@@ -124,6 +162,25 @@ impl Limiter {
         })
     }
 
+    /// Refuses an address that is banned or already over this minute's limit, before its
+    /// request is read any further (counted as [`Limiter::weigh`] counts a refusal).
+    ///
+    /// # Errors
+    /// As [`Limiter::weigh`].
+    pub fn admit(&self, ip: Option<IpAddr>, now: u64) -> Result<(), BinanceError> {
+        self.weigh(ip, 0, now).map(|_| ())
+    }
+
+    /// Addresses with an entry now (for tests and metrics).
+    #[must_use]
+    pub fn addresses_held(&self) -> usize {
+        self.addresses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map
+            .len()
+    }
+
     /// Counts one new order for an account and returns the counts (10 s, day).
     ///
     /// # Errors
@@ -133,8 +190,14 @@ impl Limiter {
             .accounts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = accounts.entry(account).or_default();
         let (window, day) = (now / 10_000, now / (24 * 60 * MINUTE_MS));
+        let (accounts, pruned) = &mut *accounts;
+        if *pruned != day {
+            // Once a day: yesterday's counters no longer limit anything.
+            *pruned = day;
+            accounts.retain(|_, a| a.day == day);
+        }
+        let entry = accounts.entry(account).or_default();
         if entry.window_10s != window {
             entry.window_10s = window;
             entry.in_10s = 0;
@@ -232,5 +295,55 @@ mod tests {
         assert_eq!(limiter.order(1, t).unwrap_err().code, -1015);
         limiter.order(2, t).unwrap();
         assert_eq!(limiter.order(1, t + 10_000).unwrap(), (1, 3));
+    }
+
+    #[test]
+    fn addresses_are_forgotten_once_their_minute_is_over_but_bans_are_remembered() {
+        let limiter = Limiter::new(RateLimits {
+            weight_per_minute: 10,
+            ..RateLimits::default()
+        });
+        let t0 = 1_700_000_000_000 / MINUTE_MS * MINUTE_MS;
+        for n in 0..10_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            limiter.weigh(Some(ip), 1, t0).unwrap();
+        }
+        // One address ignores its 429s and is banned.
+        let bad = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+        let mut refused = 0;
+        for _ in 0..30 {
+            refused += u32::from(limiter.weigh(Some(bad), 1, t0).is_err());
+        }
+        assert!(refused > STRIKES_BEFORE_BAN);
+        assert_eq!(limiter.addresses_held(), 10_001);
+        // The next minute holds only what still matters: the ban, then this minute's caller.
+        let next = t0 + MINUTE_MS;
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        limiter.weigh(Some(other), 1, next).unwrap();
+        assert_eq!(limiter.addresses_held(), 2);
+        assert_eq!(
+            limiter.weigh(Some(bad), 1, next).unwrap_err().status,
+            StatusCode::IM_A_TEAPOT
+        );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_prefix() {
+        let limiter = Limiter::new(RateLimits {
+            weight_per_minute: 10,
+            ..RateLimits::default()
+        });
+        let t0 = 1_700_000_000_000;
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limiter.weigh(Some(a), 6, t0).unwrap(), 6);
+        assert!(
+            limiter.weigh(Some(b), 6, t0).is_err(),
+            "same /64, same budget"
+        );
+        assert_eq!(limiter.weigh(Some(elsewhere), 6, t0).unwrap(), 6);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 }

@@ -7,6 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Names every signed request may carry besides the endpoint's own.
 const SIGNING: [&str; 3] = ["timestamp", "recvWindow", "signature"];
 
+/// The most parameters one request may carry (query and body together). No endpoint reads
+/// more than about twenty; the bound is checked by counting separators before anything is
+/// decoded, so the cost of refusing a request with thousands of names is one pass over its
+/// text, and the cost of a request that passes is bounded by this many pairs.
+pub const MAX_PARAMS: usize = 64;
+
 /// The parameters of one request: every decoded name and value in one text, so parsing a
 /// request allocates twice however many parameters it has.
 #[derive(Debug, Default)]
@@ -22,27 +28,43 @@ impl Params {
     /// Parses the query string and the form body.
     ///
     /// # Errors
-    /// -1101 when a name appears twice.
+    /// -1101 when there are more than [`MAX_PARAMS`] parameters or a name appears twice.
     pub fn parse(query: &str, body: &str) -> Result<Params, BinanceError> {
+        let sent: usize = [query, body]
+            .iter()
+            .filter(|part| !part.is_empty())
+            .map(|part| part.bytes().filter(|&b| b == b'&').count() + 1)
+            .sum();
+        if sent > MAX_PARAMS {
+            return Err(BinanceError::new(
+                -1101,
+                format!(
+                    "Too many parameters; expected at most '{MAX_PARAMS}' and received '{sent}'."
+                ),
+            ));
+        }
         let mut params = Params {
             text: String::with_capacity(query.len() + body.len()),
-            spans: Vec::with_capacity(16),
+            spans: Vec::with_capacity(sent),
             read: Vec::new(),
         };
         for part in [query, body] {
             for (name, value) in url::form_urlencoded::parse(part.as_bytes()) {
-                if params.names().any(|n| n == name) {
-                    return Err(BinanceError::new(
-                        -1101,
-                        format!("Duplicate values for parameter '{name}'."),
-                    ));
-                }
                 let start = params.text.len();
                 params.text.push_str(&name);
                 let mid = params.text.len();
                 params.text.push_str(&value);
                 params.spans.push((start, mid, params.text.len()));
             }
+        }
+        // Duplicates by sorting the names: n log n, however the names were chosen.
+        let mut names: Vec<&str> = params.names().collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(BinanceError::new(
+                -1101,
+                format!("Duplicate values for parameter '{}'.", pair[0]),
+            ));
         }
         params.read = params
             .spans
@@ -151,6 +173,18 @@ mod tests {
         assert_eq!(params.get("symbol"), Some("ETHTUSD"));
         assert_eq!(params.get("price"), Some("10.5"));
         assert_eq!(Params::parse("a=1", "a=2").unwrap_err().code, -1101);
+    }
+
+    #[test]
+    fn more_than_the_bound_of_parameters_is_refused_before_decoding() {
+        let at_bound: Vec<String> = (0..MAX_PARAMS).map(|n| format!("p{n}=1")).collect();
+        assert!(Params::parse(&at_bound.join("&"), "").is_ok());
+        let error = Params::parse(&at_bound.join("&"), "one=more").unwrap_err();
+        assert_eq!(error.code, -1101);
+        assert!(error.msg.contains("received '65'"), "{}", error.msg);
+        let flood: Vec<String> = (0..15_000).map(|n| format!("a{n}")).collect();
+        let error = Params::parse(&flood.join("&"), "").unwrap_err();
+        assert!(error.msg.contains("received '15000'"), "{}", error.msg);
     }
 
     #[test]

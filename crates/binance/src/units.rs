@@ -64,32 +64,42 @@ pub fn quote(market: &Market, units: u128) -> String {
     decimal(units, market.quote.decimals)
 }
 
+/// The most ticks a price may be and the most lots a quantity may be: what `exchangeInfo`
+/// advertises as `maxPrice` and `maxQty`, and what orders are held to.
+pub const MAX_STEPS: u64 = u32::MAX as u64;
+
 /// Parses a price into ticks.
 ///
 /// # Errors
-/// -1100/-1111 as [`parse`]; `PRICE_FILTER` when not a positive multiple of the tick size.
+/// -1100/-1111 as [`parse`]; `PRICE_FILTER` when not a positive multiple of the tick size
+/// or above [`MAX_STEPS`] ticks.
 pub fn parse_price(market: &Market, name: &str, text: &str) -> Result<Price, BinanceError> {
     let units = parse(name, text, market.quote.decimals)?;
     if units == 0 || units % market.tick_size != 0 {
         return Err(BinanceError::filter("PRICE_FILTER"));
     }
     u64::try_from(units / market.tick_size)
+        .ok()
+        .filter(|&ticks| ticks <= MAX_STEPS)
         .map(Price)
-        .map_err(|_| BinanceError::filter("PRICE_FILTER"))
+        .ok_or_else(|| BinanceError::filter("PRICE_FILTER"))
 }
 
 /// Parses a quantity into lots.
 ///
 /// # Errors
-/// -1100/-1111 as [`parse`]; `LOT_SIZE` when not a positive multiple of the step size.
+/// -1100/-1111 as [`parse`]; `LOT_SIZE` when not a positive multiple of the step size or
+/// above [`MAX_STEPS`] lots.
 pub fn parse_qty(market: &Market, name: &str, text: &str) -> Result<Qty, BinanceError> {
     let units = parse(name, text, market.base.decimals)?;
     if units == 0 || units % market.lot_size != 0 {
         return Err(BinanceError::filter("LOT_SIZE"));
     }
     u64::try_from(units / market.lot_size)
+        .ok()
+        .filter(|&lots| lots <= MAX_STEPS)
         .map(Qty)
-        .map_err(|_| BinanceError::filter("LOT_SIZE"))
+        .ok_or_else(|| BinanceError::filter("LOT_SIZE"))
 }
 
 /// `part / whole` as a percentage with 3 decimals, signed (for `priceChangePercent`).

@@ -79,7 +79,8 @@ impl From<IdentityError> for ApiError {
             | E::InvalidTwoFactorCode
             | E::NoPendingEnrolment
             | E::MissingParameter(_)
-            | E::TimestampOutsideWindow => StatusCode::BAD_REQUEST,
+            | E::TimestampOutsideWindow
+            | E::TimestampAhead => StatusCode::BAD_REQUEST,
             E::EmailTaken | E::TwoFactorAlreadyEnabled => StatusCode::CONFLICT,
             E::InvalidCredentials
             | E::Unauthenticated

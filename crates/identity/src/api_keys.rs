@@ -366,13 +366,17 @@ impl Accounts {
     ) -> Result<KeyAuth, IdentityError> {
         let key = self.live_key(request.api_key, request.client_ip).await?;
         let (payload, params) = signed_payload(request.query, request.body);
-        let timestamp: i64 = params
+        // Unix milliseconds as an unsigned integer (Binance: `^[0-9]{1,20}$`); a number too
+        // large for any clock is simply far ahead. Compared without arithmetic that could
+        // overflow, whatever the caller sent.
+        let timestamp: u64 = params
             .timestamp
             .ok_or(IdentityError::MissingParameter("timestamp"))?
             .parse()
             .map_err(|_| {
-                IdentityError::invalid("invalid_parameter", "timestamp must be Unix milliseconds")
+                IdentityError::invalid("invalid_timestamp", "timestamp must be Unix milliseconds")
             })?;
+        let timestamp = i64::try_from(timestamp).unwrap_or(i64::MAX);
         let window = match params.recv_window {
             None => DEFAULT_RECV_WINDOW_MS,
             Some(text) => match text.parse::<i64>() {
@@ -385,7 +389,10 @@ impl Accounts {
                 }
             },
         };
-        if timestamp > now + MAX_CLOCK_AHEAD_MS || now - timestamp > window {
+        if timestamp > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            return Err(IdentityError::TimestampAhead);
+        }
+        if now.saturating_sub(timestamp) > window {
             return Err(IdentityError::TimestampOutsideWindow);
         }
         let signature = params

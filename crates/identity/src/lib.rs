@@ -153,9 +153,12 @@ pub enum IdentityError {
     /// The signature does not match the request.
     #[error("the request signature is not valid")]
     InvalidSignature,
-    /// The timestamp is in the future or older than recvWindow.
+    /// The timestamp is older than recvWindow.
     #[error("timestamp for this request is outside of the recvWindow")]
     TimestampOutsideWindow,
+    /// The request's timestamp is more than a second ahead of the server's clock.
+    #[error("timestamp is ahead of the server's time")]
+    TimestampAhead,
     /// A required parameter is missing.
     #[error("mandatory parameter {0} was not sent")]
     MissingParameter(&'static str),
@@ -193,6 +196,7 @@ impl IdentityError {
             Self::PermissionDenied(_) => "permission_denied",
             Self::InvalidSignature => "invalid_signature",
             Self::TimestampOutsideWindow => "timestamp_outside_recv_window",
+            Self::TimestampAhead => "timestamp_ahead",
             Self::MissingParameter(_) => "missing_parameter",
             Self::Store(_) | Self::Crypto => "internal",
         }

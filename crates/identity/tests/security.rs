@@ -827,7 +827,7 @@ async fn api_keys_need_a_second_factor_and_sign_requests_the_binance_way() {
             )
             .await
         ),
-        "timestamp_outside_recv_window"
+        "timestamp_ahead"
     );
     let wide = format!("{}&recvWindow=60000", q(now - 59_000));
     check(

@@ -39,11 +39,11 @@ pub(crate) fn symbol_info(m: &Market) -> Value {
     let tick = units::decimal(m.tick_size, m.quote.decimals);
     let step = units::decimal(m.lot_size, m.base.decimals);
     let max_price = units::decimal(
-        m.tick_size.saturating_mul(u128::from(u32::MAX)),
+        m.tick_size.saturating_mul(u128::from(units::MAX_STEPS)),
         m.quote.decimals,
     );
     let max_qty = units::decimal(
-        m.lot_size.saturating_mul(u128::from(u32::MAX)),
+        m.lot_size.saturating_mul(u128::from(units::MAX_STEPS)),
         m.base.decimals,
     );
     json!({

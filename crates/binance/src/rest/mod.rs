@@ -66,6 +66,16 @@ pub fn router(binance: Binance) -> Routes {
 /// Reads the body (at most [`coss_http::MAX_BODY_BYTES`]) and runs the endpoint.
 async fn serve(binance: Binance, endpoint: &'static Endpoint, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    // A banned or spent address is refused before its body is read or its parameters are
+    // decoded: what it costs to refuse does not grow with what it sends.
+    let ip = coss_http::client_addr(&parts, &binance.inner.gate.proxies);
+    if let Err(error) = binance
+        .inner
+        .limiter
+        .admit(ip, binance.inner.gate.clock.now().0)
+    {
+        return error.into_response();
+    }
     let bytes = match axum::body::to_bytes(body, coss_http::MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
         Err(_) => {
@@ -145,7 +155,13 @@ async fn call(
     };
     let params = match Params::parse(query, body) {
         Ok(params) => params,
-        Err(error) => return error.into_response(),
+        Err(error) => {
+            // A refused request still weighs: refusals are not free to send in bulk.
+            return match binance.inner.limiter.weigh(ip, 1, now) {
+                Ok(used) => with_weight(error.into_response(), used),
+                Err(limited) => limited.into_response(),
+            };
+        }
     };
     let weight_used = match binance
         .inner

@@ -8,12 +8,18 @@ use super::*;
 /// Listen keys live 60 minutes unless kept alive.
 const LISTEN_KEY_MS: u64 = 60 * 60_000;
 
+/// Answers the account's live listen key, kept alive, or makes one: as on Binance, one key per
+/// account, so a client that asks on every reconnect holds one key, not thousands.
 pub(crate) async fn new_listen_key(c: Call) -> Answer {
     c.params.all_read()?;
     let user_id = c.user_id.ok_or_else(|| BinanceError::internal("no user"))?;
-    let key = random_text(60)?;
     let mut keys = c.binance.listen_keys();
     keys.retain(|_, k| k.expires_ms > c.now);
+    if let Some((key, live)) = keys.iter_mut().find(|(_, k)| k.user_id == user_id) {
+        live.expires_ms = c.now + LISTEN_KEY_MS;
+        return Ok(json!({ "listenKey": key }));
+    }
+    let key = random_text(60)?;
     keys.insert(
         key.clone(),
         ListenKey {

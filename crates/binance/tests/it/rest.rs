@@ -1,7 +1,8 @@
-use crate::{ETH_1, TUSD_1, code, fixture, now};
+use crate::{ETH_1, Key, TUSD_1, code, fixture, now};
 use axum::http::StatusCode;
 use coss_binance::RateLimits;
 use coss_identity::{Permission, sign};
+use serde_json::Value;
 
 #[tokio::test]
 async fn general_endpoints_and_exchange_info_describe_the_markets_with_binance_filters() {
@@ -666,4 +667,159 @@ async fn listen_keys_are_created_kept_alive_and_closed_with_the_api_key() {
     assert_eq!(code(&gone), -1125);
     let (status, _, _) = f.send("POST", "/api/v3/userDataStream", None, "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn thousands_of_parameter_names_are_refused_by_count_and_still_weigh() {
+    // `ping?0&1&2&…` with 12,000 names (about what a URI holds) used to be decoded and
+    // compared pairwise at weight 1; now the names are counted first, the request is refused
+    // with -1101, and the refusal is weighed like any request.
+    let f = fixture(RateLimits::default()).await;
+    let names: Vec<String> = (0..12_000).map(|n| format!("{n:x}")).collect();
+    let uri = format!("/api/v3/ping?{}", names.join("&"));
+    let (status, error, headers) = f.send("GET", &uri, None, "").await;
+    assert_eq!((status, code(&error)), (StatusCode::BAD_REQUEST, -1101));
+    assert!(
+        error["msg"].as_str().unwrap().contains("received '12000'"),
+        "{error}"
+    );
+    assert_eq!(headers["x-mbx-used-weight-1m"], "1");
+    // Duplicates are still found (by sorting, not pairwise), across query and body.
+    let (status, error, _) = f
+        .send("POST", "/api/v3/order/test?b=1&a=1", None, "c=1&a=2")
+        .await;
+    assert_eq!((status, code(&error)), (StatusCode::BAD_REQUEST, -1101));
+    assert!(error["msg"].as_str().unwrap().contains("'a'"), "{error}");
+}
+
+#[tokio::test]
+async fn an_account_holds_one_listen_key_however_often_it_asks() {
+    // A new key per request let one API key hold 40,000; as on Binance, asking again answers
+    // the live key and keeps it alive.
+    let f = fixture(RateLimits::default()).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Read], 0, 0)
+        .await;
+    let bob = f.trader("bob@example.com", &[Permission::Read], 0, 0).await;
+    let ask = |key: &Key| {
+        let key = key.key.clone();
+        let f = &f;
+        async move {
+            let (status, created, _) = f
+                .send("POST", "/api/v3/userDataStream", Some(&key), "")
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            created["listenKey"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = ask(&alice).await;
+    for _ in 0..50 {
+        assert_eq!(ask(&alice).await, first);
+    }
+    let bobs = ask(&bob).await;
+    assert_ne!(bobs, first);
+    // Once closed, the next request makes a new one.
+    let uri = format!("/api/v3/userDataStream?listenKey={first}");
+    assert_eq!(
+        f.send("DELETE", &uri, Some(&alice.key), "").await.0,
+        StatusCode::OK
+    );
+    assert_ne!(ask(&alice).await, first);
+}
+
+#[tokio::test]
+async fn orders_beyond_the_advertised_max_price_and_qty_are_refused() {
+    let f = fixture(RateLimits::default()).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Trade], 0, 1_000 * TUSD_1)
+        .await;
+    let (_, info) = f.public("/api/v3/exchangeInfo?symbol=ETHTUSD").await;
+    let filters = info["symbols"][0]["filters"].as_array().unwrap().clone();
+    let filter = |kind: &str, field: &str| {
+        filters.iter().find(|f| f["filterType"] == kind).unwrap()[field]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (max_price, tick) = (
+        filter("PRICE_FILTER", "maxPrice"),
+        filter("PRICE_FILTER", "tickSize"),
+    );
+    let (max_qty, step) = (filter("LOT_SIZE", "maxQty"), filter("LOT_SIZE", "stepSize"));
+    let above = |max: &str, unit: &str| {
+        // max + one unit, in decimal text: both have the same number of decimals.
+        let scale = unit.split('.').nth(1).map_or(0, str::len);
+        let as_int = |t: &str| t.replace('.', "").parse::<u128>().unwrap();
+        let sum = as_int(max) + as_int(unit);
+        let text = format!("{sum:0>width$}", width = scale + 1);
+        let (int, frac) = text.split_at(text.len() - scale);
+        if scale == 0 {
+            int.to_owned()
+        } else {
+            format!("{int}.{frac}")
+        }
+    };
+    let place = |price: &str, qty: &str| {
+        format!("symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity={qty}&price={price}")
+    };
+    let filter_failure = |json: &Value| json["msg"].as_str().unwrap().to_owned();
+    let (status, error) = f
+        .post_form(
+            "/api/v3/order/test",
+            &alice,
+            &place(&above(&max_price, &tick), "1"),
+        )
+        .await;
+    assert_eq!((status, code(&error)), (StatusCode::BAD_REQUEST, -1013));
+    assert!(filter_failure(&error).contains("PRICE_FILTER"), "{error}");
+    let (status, error) = f
+        .post_form(
+            "/api/v3/order/test",
+            &alice,
+            &place("1", &above(&max_qty, &step)),
+        )
+        .await;
+    assert_eq!((status, code(&error)), (StatusCode::BAD_REQUEST, -1013));
+    assert!(filter_failure(&error).contains("LOT_SIZE"), "{error}");
+    // At the advertised bounds, accepted.
+    let (status, _) = f
+        .post_form("/api/v3/order/test", &alice, &place(&max_price, "1"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn timestamps_far_off_or_malformed_get_their_own_answers_and_never_overflow() {
+    let f = fixture(RateLimits::default()).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Read], 0, 0)
+        .await;
+    let at = |timestamp: &str| {
+        let query = format!("timestamp={timestamp}");
+        let signature = sign(&alice.secret, &query);
+        format!("/api/v3/account?{query}&signature={signature}")
+    };
+    for (timestamp, expected, words) in [
+        (u64::MAX.to_string(), -1021, "ahead of the server's time"),
+        (
+            (now() + 60_000).to_string(),
+            -1021,
+            "ahead of the server's time",
+        ),
+        ("1".to_owned(), -1021, "outside of the recvWindow"),
+        // i64::MIN used to overflow `now - timestamp` (a panic in the request's task).
+        (i64::MIN.to_string(), -1100, "'timestamp'"),
+        ("12abc".to_owned(), -1100, "'timestamp'"),
+    ] {
+        let (status, error, _) = f.send("GET", &at(&timestamp), Some(&alice.key), "").await;
+        assert_eq!(
+            (status, code(&error)),
+            (StatusCode::BAD_REQUEST, expected),
+            "{timestamp}"
+        );
+        assert!(
+            error["msg"].as_str().unwrap().contains(words),
+            "{timestamp}: {error}"
+        );
+    }
 }
