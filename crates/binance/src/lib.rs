@@ -22,7 +22,9 @@ pub use limits::{Limiter, RateLimits};
 pub use openapi::openapi;
 pub use params::Params;
 pub use rest::router;
-pub use ws::{Hub, StreamMessage};
+pub use ws::{
+    Hub, MAX_CONNECTIONS_PER_ADDRESS as MAX_STREAM_CONNECTIONS_PER_ADDRESS, StreamMessage,
+};
 
 use coss_engine::EngineHandle;
 use coss_http::Gate;
@@ -42,6 +44,9 @@ struct Inner {
     market: MarketService,
     limiter: Limiter,
     listen_keys: Mutex<rustc_hash::FxHashMap<String, ListenKey>>,
+    /// Open stream connections per client address (an IPv6 client by its /64); an address
+    /// leaves the map with its last connection.
+    stream_addresses: Mutex<rustc_hash::FxHashMap<std::net::IpAddr, usize>>,
     hub: Hub,
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -85,6 +90,7 @@ impl Binance {
                 market,
                 limiter: Limiter::new(limits),
                 listen_keys: Mutex::default(),
+                stream_addresses: Mutex::default(),
                 closing: tokio::sync::watch::Sender::new(false),
             }),
         }

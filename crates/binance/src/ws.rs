@@ -8,7 +8,13 @@
 //! REST snapshot exactly as Binance documents; partial books, tickers and candles every
 //! second. Every connection reads the hub's broadcast and keeps what it subscribed to; one that
 //! falls more than the broadcast's capacity behind is disconnected, so a slow consumer never
-//! grows the server's memory.
+//! grows the server's memory, and one whose send waits longer than 10 s is dropped.
+//!
+//! Every cost a client can cause is bounded before it is paid: a name that is not a stream the
+//! hub publishes for a listed market (or a live listen key, matched exactly) is refused; a
+//! connection weighs 2 against the address's request weight; an address (an IPv6 client by
+//! its /64) holds at most [`MAX_CONNECTIONS_PER_ADDRESS`] connections; a connection sending
+//! more than 5 frames a second is closed (1008), as on Binance.
 
 use crate::Binance;
 use crate::rest::{self, stream_ticker};
@@ -43,6 +49,20 @@ pub(crate) const HUB_CAPACITY: usize = 65_536;
 const PARTIAL_LEVELS: [usize; 3] = [5, 10, 20];
 /// Most streams per connection (Binance: 1024).
 const MAX_STREAMS: usize = 1024;
+/// Longest name looked at: a listen key has 60 characters, a stream name far fewer.
+const MAX_NAME: usize = 80;
+/// Most stream connections open at once per client address (an IPv6 client by its /64):
+/// beyond it, one client would hold descriptors and tasks everyone else needs.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 100;
+/// Request weight of opening a stream connection (as Binance's WebSocket API counts it), so
+/// reconnecting in a loop is rate limited like any request.
+const CONNECT_WEIGHT: u32 = 2;
+/// Frames a connection may send per second (Binance: 5, pings and pongs included); more
+/// closes it.
+const MESSAGES_PER_SECOND: u32 = 5;
+/// How long one send may wait for the client to read before the connection is dropped: a
+/// client that never reads must not hold its task (and what it is sending) forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The hub's output.
 #[derive(Debug, Clone)]
@@ -405,30 +425,153 @@ pub fn routes() -> Routes<Binance> {
 struct Subscription {
     streams: FxHashSet<String>,
     account: Option<AccountId>,
+    /// The listen key that opened `account`'s user data, as sent (keys are case-sensitive).
+    listen_key: Option<String>,
     combined: bool,
+}
+
+/// What one name in a connection's path or in a `SUBSCRIBE` asks for.
+enum Wanted {
+    /// A market stream, by its canonical name (`ethtusd@trade`).
+    Market(String),
+    /// A user data stream: the account, and the listen key as sent.
+    User(AccountId, String),
+}
+
+impl Binance {
+    /// Reads one requested name: a live listen key (exactly as issued), or a stream the hub
+    /// publishes for a listed market; `None` for anything else, so nothing is held for a name
+    /// that could never deliver a message.
+    fn wanted(&self, name: &str) -> Option<Wanted> {
+        if name.is_empty() || name.len() > MAX_NAME {
+            return None;
+        }
+        if let Some(user) = self.listen_key_user(name) {
+            return coss_identity::exchange_account(user).map(|a| Wanted::User(a, name.to_owned()));
+        }
+        let (symbol, kind) = name.split_once('@')?;
+        if !published(kind)
+            || self
+                .inner
+                .market
+                .read()
+                .market_by_symbol(&symbol.to_uppercase())
+                .is_none()
+        {
+            return None;
+        }
+        Some(Wanted::Market(format!("{}@{kind}", symbol.to_lowercase())))
+    }
+}
+
+/// Whether the hub publishes a stream of this kind (the part after the symbol's `@`).
+fn published(kind: &str) -> bool {
+    if matches!(kind, "trade" | "bookTicker" | "ticker") {
+        return true;
+    }
+    if let Some(interval) = kind.strip_prefix("kline_") {
+        return Interval::ALL.iter().any(|i| i.name() == interval);
+    }
+    let Some(depth) = kind.strip_prefix("depth") else {
+        return false;
+    };
+    let levels = depth.strip_suffix("@100ms").unwrap_or(depth);
+    levels.is_empty() || PARTIAL_LEVELS.iter().any(|l| l.to_string() == levels)
+}
+
+/// A name as quoted back in an error: at most 64 characters.
+fn quoted(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
+/// The client's address, for the per-address connection cap and the rate limit.
+struct Peer(Option<std::net::IpAddr>);
+
+impl axum::extract::FromRequestParts<Binance> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Binance,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(coss_http::client_addr(
+            parts,
+            &state.inner.gate.proxies,
+        )))
+    }
+}
+
+/// One open connection of a client address, counted while it lives.
+struct Slot {
+    binance: Binance,
+    key: Option<std::net::IpAddr>,
+}
+
+impl Slot {
+    /// Takes a slot for the address, unless it already holds the most it may.
+    fn take(binance: &Binance, ip: Option<std::net::IpAddr>) -> Option<Slot> {
+        let key = ip.map(crate::limits::client_key);
+        if let Some(key) = key {
+            let mut open = binance
+                .inner
+                .stream_addresses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = open.entry(key).or_default();
+            if *count >= MAX_CONNECTIONS_PER_ADDRESS {
+                return None;
+            }
+            *count += 1;
+        }
+        Some(Slot {
+            binance: binance.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(key) = self.key else { return };
+        let mut open = self
+            .binance
+            .inner
+            .stream_addresses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&key);
+            }
+        }
+    }
 }
 
 async fn raw_empty(
     _: Public,
     State(binance): State<Binance>,
+    Peer(ip): Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    open(binance, upgrade, Vec::new(), false)
+    open(binance, ip, upgrade, Vec::new(), false)
 }
 
 async fn raw(
     _: Public,
     State(binance): State<Binance>,
+    Peer(ip): Peer,
     Path(streams): Path<String>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let names = streams.split('/').map(str::to_owned).collect();
-    open(binance, upgrade, names, false)
+    open(binance, ip, upgrade, names, false)
 }
 
 async fn combined(
     _: Public,
     State(binance): State<Binance>,
+    Peer(ip): Peer,
     RawQuery(query): RawQuery,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -441,31 +584,62 @@ async fn combined(
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    open(binance, upgrade, names, true)
+    open(binance, ip, upgrade, names, true)
 }
 
 fn open(
     binance: Binance,
+    ip: Option<std::net::IpAddr>,
     upgrade: WebSocketUpgrade,
     names: Vec<String>,
     combined: bool,
 ) -> Response {
+    if let Err(error) =
+        binance
+            .inner
+            .limiter
+            .weigh(ip, CONNECT_WEIGHT, binance.inner.gate.clock.now().0)
+    {
+        return error.into_response();
+    }
     if names.len() > MAX_STREAMS {
         return crate::BinanceError::new(-1100, "Too many streams.").into_response();
     }
     let mut subscription = Subscription {
         streams: FxHashSet::default(),
         account: None,
+        listen_key: None,
         combined,
     };
     for name in names {
-        // A listen key names a user data stream; anything else is a market stream.
-        if let Some(user) = binance.listen_key_user(&name) {
-            subscription.account = coss_identity::exchange_account(user);
-        } else {
-            subscription.streams.insert(stream_name(&name));
+        match binance.wanted(&name) {
+            Some(Wanted::User(account, key)) => {
+                subscription.account = Some(account);
+                subscription.listen_key = Some(key);
+            }
+            Some(Wanted::Market(stream)) => {
+                subscription.streams.insert(stream);
+            }
+            None => {
+                return crate::BinanceError::new(
+                    -1100,
+                    format!("Invalid stream name: '{}'.", quoted(&name)),
+                )
+                .into_response();
+            }
         }
     }
+    let Some(slot) = Slot::take(&binance, ip) else {
+        return crate::BinanceError::new(
+            -1003,
+            format!(
+                "Too many stream connections; current limit is \
+                 {MAX_CONNECTIONS_PER_ADDRESS} per address."
+            ),
+        )
+        .with_status(axum::http::StatusCode::TOO_MANY_REQUESTS)
+        .into_response();
+    };
     let hub = binance.inner.hub.subscribe();
     let closing = binance.inner.closing.subscribe();
     if *closing.borrow() {
@@ -473,17 +647,36 @@ fn open(
     }
     upgrade
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(socket, hub, subscription, closing))
+        .on_upgrade(move |socket| serve(socket, binance, slot, hub, subscription, closing))
+}
+
+/// Sends one message within [`SEND_TIMEOUT`]; `false` when the connection is to be dropped.
+async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
 }
 
 async fn serve(
     mut socket: WebSocket,
+    binance: Binance,
+    _slot: Slot,
     mut hub: broadcast::Receiver<Arc<StreamMessage>>,
     mut sub: Subscription,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut ping = tokio::time::interval(Duration::from_secs(20));
     ping.tick().await;
+    let (mut second, mut received) = (tokio::time::Instant::now(), 0u32);
     loop {
         tokio::select! {
             message = hub.recv() => match message {
@@ -501,43 +694,44 @@ async fn serve(
                     } else {
                         message.json.clone()
                     };
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !send_within(&mut socket, Message::Text(text.into())).await {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Too slow: Binance-style disconnect rather than buffering without bound.
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: 1008,
-                            reason: Utf8Bytes::from_static("slow consumer"),
-                        })))
-                        .await;
+                    close_with(&mut socket, 1008, "slow consumer").await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    let reply = method(&mut sub, text.as_str());
-                    if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
-                        return;
-                    }
+            incoming = socket.recv() => {
+                let now = tokio::time::Instant::now();
+                if now.duration_since(second) >= Duration::from_secs(1) {
+                    (second, received) = (now, 0);
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
+                received += 1;
+                if received > MESSAGES_PER_SECOND {
+                    close_with(&mut socket, 1008, "too many messages").await;
+                    return;
+                }
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let reply = method(&binance, &mut sub, text.as_str());
+                        if !send_within(&mut socket, Message::Text(reply.to_string().into())).await {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                }
             },
             _ = closing.changed() => {
-                let _ = socket
-                    .send(Message::Close(Some(CloseFrame {
-                        code: 1001,
-                        reason: Utf8Bytes::from_static("server shutting down"),
-                    })))
-                    .await;
+                close_with(&mut socket, 1001, "server shutting down").await;
                 return;
             }
             _ = ping.tick() => {
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if !send_within(&mut socket, Message::Ping(Default::default())).await {
                     return;
                 }
             }
@@ -545,46 +739,65 @@ async fn serve(
     }
 }
 
-/// A stream name with its symbol in lower case (the rest, like `bookTicker`, as sent).
-fn stream_name(name: &str) -> String {
-    match name.split_once('@') {
-        Some((symbol, rest)) => format!("{}@{rest}", symbol.to_lowercase()),
-        None => name.to_lowercase(),
-    }
-}
-
-/// `SUBSCRIBE`, `UNSUBSCRIBE` and `LIST_SUBSCRIPTIONS`, answered as Binance does.
-fn method(sub: &mut Subscription, text: &str) -> Value {
+/// `SUBSCRIBE`, `UNSUBSCRIBE` and `LIST_SUBSCRIPTIONS`, answered as Binance does. A
+/// `SUBSCRIBE` naming anything that is not a published stream or a live listen key subscribes
+/// nothing and says which name was refused.
+fn method(binance: &Binance, sub: &mut Subscription, text: &str) -> Value {
     let Ok(request) = serde_json::from_str::<Value>(text) else {
         return json!({ "code": 3, "msg": "Invalid JSON: expected value at line 1 column 1" });
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let names: Vec<String> = request
+    let names: Vec<&str> = request
         .get("params")
         .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(Value::as_str)
-                .map(stream_name)
-                .collect()
-        })
+        .map(|list| list.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
+    let invalid = |name: &str| {
+        json!({
+            "code": 2,
+            "msg": format!("Invalid request: invalid stream name '{}'", quoted(name)),
+            "id": id,
+        })
+    };
     match request.get("method").and_then(Value::as_str) {
         Some("SUBSCRIBE") => {
             if sub.streams.len() + names.len() > MAX_STREAMS {
                 return json!({ "code": 2, "msg": "Too many streams", "id": id });
             }
-            sub.streams.extend(names);
+            let mut wanted = Vec::with_capacity(names.len());
+            for name in &names {
+                match binance.wanted(name) {
+                    Some(w) => wanted.push(w),
+                    None => return invalid(name),
+                }
+            }
+            for w in wanted {
+                match w {
+                    Wanted::Market(stream) => {
+                        sub.streams.insert(stream);
+                    }
+                    Wanted::User(account, key) => {
+                        sub.account = Some(account);
+                        sub.listen_key = Some(key);
+                    }
+                }
+            }
             json!({ "result": null, "id": id })
         }
         Some("UNSUBSCRIBE") => {
             for name in names {
-                sub.streams.remove(&name);
+                if sub.listen_key.as_deref() == Some(name) {
+                    sub.account = None;
+                    sub.listen_key = None;
+                } else if let Some((symbol, kind)) = name.split_once('@') {
+                    sub.streams
+                        .remove(&format!("{}@{kind}", symbol.to_lowercase()));
+                }
             }
             json!({ "result": null, "id": id })
         }
         Some("LIST_SUBSCRIPTIONS") => {
-            let mut list: Vec<&String> = sub.streams.iter().collect();
+            let mut list: Vec<&String> = sub.streams.iter().chain(&sub.listen_key).collect();
             list.sort();
             json!({ "result": list, "id": id })
         }

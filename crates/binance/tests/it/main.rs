@@ -33,6 +33,7 @@ pub struct Key {
 #[allow(missing_debug_implementations)]
 pub struct Fixture {
     pub router: Router,
+    pub binance: Binance,
     engine: Option<Engine>,
     pub handle: EngineHandle,
     pub accounts: Accounts,
@@ -115,7 +116,8 @@ async fn start(
         backlog,
     );
     Fixture {
-        router: coss_binance::router(binance).into_router(),
+        router: coss_binance::router(binance.clone()).into_router(),
+        binance,
         engine: Some(engine),
         handle,
         accounts,

@@ -489,3 +489,214 @@ async fn a_consumer_that_stops_reading_is_disconnected_instead_of_buffered() {
     let trade = until(&mut fresh, |m| m["e"] == "trade").await;
     assert_eq!(trade["p"], "2000.00000000");
 }
+
+/// The HTTP status a refused stream connection gets.
+async fn refused(address: SocketAddr, path: &str) -> u16 {
+    match tokio_tungstenite::connect_async(format!("ws://{address}{path}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("{path}: not refused: {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_names_that_cannot_exist_are_refused_and_listen_keys_keep_their_case() {
+    let f = fixture(RateLimits::default()).await;
+    let address = serve(&f).await;
+    // On connect: an unknown symbol, an unknown kind, an endless name.
+    let long = "x".repeat(60_000);
+    for path in [
+        "/ws/nosuch@trade",
+        "/ws/ethtusd@bogus",
+        "/ws/ethtusd@depth7",
+        "/ws/ethtusd@trade//ethtusd@ticker",
+        &format!("/stream?streams=ethtusd@trade/{long}"),
+    ] {
+        assert_eq!(
+            refused(address, path).await,
+            400,
+            "{}",
+            &path[..path.len().min(60)]
+        );
+    }
+    // On SUBSCRIBE: refused with code 2 naming the stream, and nothing is subscribed.
+    let mut socket = connect(address, "/ws").await;
+    for (id, params) in [
+        (1, json!(["ethtusd@trade", "nosuch@trade"])),
+        (2, json!(["ethtusd@bogus"])),
+        (3, json!([long.clone()])),
+    ] {
+        let request = json!({ "method": "SUBSCRIBE", "params": params, "id": id });
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .unwrap();
+        let answer = next(&mut socket).await;
+        assert_eq!(
+            (answer["code"].as_i64(), answer["id"].as_i64()),
+            (Some(2), Some(id))
+        );
+        assert!(
+            answer["msg"]
+                .as_str()
+                .unwrap()
+                .contains("invalid stream name"),
+            "{answer}"
+        );
+        assert!(
+            answer["msg"].as_str().unwrap().len() < 200,
+            "the name is not echoed whole"
+        );
+    }
+    socket
+        .send(Message::Text(
+            json!({ "method": "LIST_SUBSCRIPTIONS", "id": 4 })
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut socket).await["result"], json!([]));
+
+    // A listen key subscribed by message keeps its case and delivers the account's events.
+    let alice = f
+        .trader("alice@example.com", &[Permission::Trade], ETH_1, 0)
+        .await;
+    let (_, created, _) = f
+        .send("POST", "/api/v3/userDataStream", Some(&alice.key), "")
+        .await;
+    let key = created["listenKey"].as_str().unwrap().to_owned();
+    assert_ne!(
+        key.to_lowercase(),
+        key,
+        "a key with capitals shows the case matters"
+    );
+    let request = json!({ "method": "SUBSCRIBE", "params": ["ETHTUSD@trade", key], "id": 5 });
+    socket
+        .send(Message::Text(request.to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut socket).await, json!({ "result": null, "id": 5 }));
+    f.post_form(
+        "/api/v3/order",
+        &alice,
+        "symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.5&price=2000",
+    )
+    .await;
+    let report = until(&mut socket, |m| m["e"] == "executionReport").await;
+    assert_eq!(report["X"], "NEW");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_a_bounded_number_of_stream_connections() {
+    let f = fixture(RateLimits::default()).await;
+    let address = serve(&f).await;
+    let mut open = Vec::new();
+    for _ in 0..coss_binance::MAX_STREAM_CONNECTIONS_PER_ADDRESS {
+        open.push(connect(address, "/ws/ethtusd@trade").await);
+    }
+    assert_eq!(refused(address, "/ws/ethtusd@trade").await, 429);
+    // One closes: its place is free again.
+    let mut gone = open.pop().unwrap();
+    gone.close(None).await.unwrap();
+    while gone.next().await.is_some() {}
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio_tungstenite::connect_async(format!("ws://{address}/ws/ethtusd@trade")).await {
+            Ok((socket, _)) => {
+                open.push(socket);
+                break;
+            }
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("the freed place was not given back: {error}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_sending_more_than_five_messages_a_second_is_closed() {
+    let f = fixture(RateLimits::default()).await;
+    let address = serve(&f).await;
+    let mut socket = connect(address, "/ws").await;
+    let list = json!({ "method": "LIST_SUBSCRIPTIONS", "id": 1 }).to_string();
+    for _ in 0..10 {
+        if socket
+            .send(Message::Text(list.clone().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let frame = close.expect("a close frame with a code");
+    assert_eq!(
+        (u16::from(frame.code), frame.reason.as_str()),
+        (1008, "too many messages")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_after_the_send_timeout() {
+    // The hub's backlog is large enough that the client never lags behind it, and more is
+    // sent than the socket buffers hold: before, its task waited in `send` forever.
+    let f = fixture_with_backlog(RateLimits::default(), 1 << 20).await;
+    let address = serve(&f).await;
+    let seller = f
+        .trader("seller@example.com", &[Permission::Trade], 1_000 * ETH_1, 0)
+        .await;
+    let buyer = f
+        .trader(
+            "buyer@example.com",
+            &[Permission::Trade],
+            0,
+            10_000_000 * TUSD_1,
+        )
+        .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let (stuck, _) = tokio_tungstenite::client_async(
+        format!("ws://{address}/ws/ethtusd@trade/ethtusd@bookTicker"),
+        stream,
+    )
+    .await
+    .unwrap();
+    let handle = f.handle.clone();
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..80u64 {
+            let batch: Vec<Command> = (0..1000u64)
+                .map(|i| {
+                    let (account, side) = if i % 2 == 0 {
+                        (seller.account, Side::Sell)
+                    } else {
+                        (buyer.account, Side::Buy)
+                    };
+                    order(account, side, 200_000, 100)
+                })
+                .collect();
+            handle.submit_batch(batch).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    // Without reading a byte: past the send timeout the server has given up on it (its task
+    // is gone), whatever the kernel still holds for the socket.
+    assert_eq!(f.binance.stream_connections(), 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while f.binance.stream_connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server still waits on a client that never reads"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stuck);
+}
