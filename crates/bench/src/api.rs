@@ -55,6 +55,7 @@ pub fn run(options: Options) -> Result<Value> {
     // address).
     let mut config = coss_server::Config::defaults()?;
     config.limits = coss_server::Limits::OFF;
+    config.http.max_connections_per_address = usize::MAX;
     let settings = coss_server::Settings::new(dir.path(), config);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address, keys, platform) = server_rt.block_on(async {

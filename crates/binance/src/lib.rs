@@ -18,13 +18,11 @@ mod units;
 mod ws;
 
 pub use error::BinanceError;
-pub use limits::{Limiter, RateLimits};
+pub use limits::{Limiter, RateLimits, client_key};
 pub use openapi::openapi;
 pub use params::Params;
 pub use rest::router;
-pub use ws::{
-    Hub, MAX_CONNECTIONS_PER_ADDRESS as MAX_STREAM_CONNECTIONS_PER_ADDRESS, StreamMessage,
-};
+pub use ws::{Hub, StreamMessage};
 
 use coss_engine::EngineHandle;
 use coss_http::Gate;

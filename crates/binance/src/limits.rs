@@ -17,6 +17,8 @@ pub struct RateLimits {
     pub orders_per_10s: u32,
     /// New orders per account per day (0: unlimited).
     pub orders_per_day: u32,
+    /// Stream connections one address may hold open at once (0: unlimited).
+    pub stream_connections_per_address: u32,
 }
 
 impl Default for RateLimits {
@@ -25,6 +27,7 @@ impl Default for RateLimits {
             weight_per_minute: 6_000,
             orders_per_10s: 100,
             orders_per_day: 200_000,
+            stream_connections_per_address: 100,
         }
     }
 }

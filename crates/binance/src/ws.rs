@@ -13,7 +13,7 @@
 //! Every cost a client can cause is bounded before it is paid: a name that is not a stream the
 //! hub publishes for a listed market (or a live listen key, matched exactly) is refused; a
 //! connection weighs 2 against the address's request weight; an address (an IPv6 client by
-//! its /64) holds at most [`MAX_CONNECTIONS_PER_ADDRESS`] connections; a connection sending
+//! its /64) holds at most `stream_connections_per_address` connections (100); a connection sending
 //! more than 5 frames a second is closed (1008), as on Binance.
 
 use crate::Binance;
@@ -51,9 +51,6 @@ const PARTIAL_LEVELS: [usize; 3] = [5, 10, 20];
 const MAX_STREAMS: usize = 1024;
 /// Longest name looked at: a listen key has 60 characters, a stream name far fewer.
 const MAX_NAME: usize = 80;
-/// Most stream connections open at once per client address (an IPv6 client by its /64):
-/// beyond it, one client would hold descriptors and tasks everyone else needs.
-pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 100;
 /// Request weight of opening a stream connection (as Binance's WebSocket API counts it), so
 /// reconnecting in a loop is rate limited like any request.
 const CONNECT_WEIGHT: u32 = 2;
@@ -510,7 +507,13 @@ struct Slot {
 impl Slot {
     /// Takes a slot for the address, unless it already holds the most it may.
     fn take(binance: &Binance, ip: Option<std::net::IpAddr>) -> Option<Slot> {
-        let key = ip.map(crate::limits::client_key);
+        // Beyond the limit, one client would hold descriptors and tasks everyone else needs.
+        let most = binance
+            .inner
+            .limiter
+            .limits()
+            .stream_connections_per_address;
+        let key = ip.map(crate::limits::client_key).filter(|_| most > 0);
         if let Some(key) = key {
             let mut open = binance
                 .inner
@@ -518,7 +521,7 @@ impl Slot {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let count = open.entry(key).or_default();
-            if *count >= MAX_CONNECTIONS_PER_ADDRESS {
+            if *count >= most as usize {
                 return None;
             }
             *count += 1;
@@ -630,12 +633,14 @@ fn open(
         }
     }
     let Some(slot) = Slot::take(&binance, ip) else {
+        let most = binance
+            .inner
+            .limiter
+            .limits()
+            .stream_connections_per_address;
         return crate::BinanceError::new(
             -1003,
-            format!(
-                "Too many stream connections; current limit is \
-                 {MAX_CONNECTIONS_PER_ADDRESS} per address."
-            ),
+            format!("Too many stream connections; current limit is {most} per address."),
         )
         .with_status(axum::http::StatusCode::TOO_MANY_REQUESTS)
         .into_response();

@@ -25,9 +25,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|_| too_large())?;
+        let bytes = read_body(body).await.map_err(|error| match error {
+            BodyError::TooLarge => too_large(),
+            BodyError::Unreadable => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ),
+        })?;
         let json = parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -42,6 +47,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         strict_json(&bytes).map(JsonBody)
     }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// More than [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// It stopped arriving (the server's body timeout) or the connection failed.
+    Unreadable,
+}
+
+/// Reads a whole request body of at most [`MAX_BODY_BYTES`], telling a body that is too large
+/// from one that stopped arriving (by the error's type, not its wording).
+pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, BodyError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            while let Some(e) = cause {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    return BodyError::TooLarge;
+                }
+                cause = e.source();
+            }
+            BodyError::Unreadable
+        })
 }
 
 fn too_large() -> ApiError {

@@ -57,7 +57,7 @@ pub use auth::{
     Auth, CSRF_COOKIE, CSRF_HEADER, Caller, KeyCaller, Need, Public, SESSION_COOKIE, cookie, need,
     set_cookie, set_session_cookies,
 };
-pub use body::{BufferedBody, JsonBody, MAX_BODY_BYTES, Query};
+pub use body::{BodyError, BufferedBody, JsonBody, MAX_BODY_BYTES, Query, read_body};
 pub use client::{ClientAddr, ClientInfo, TrustedProxies, client_addr};
 pub use error::ApiError;
 pub use routes::{Declared, Mounted, Routes, with_json_fallbacks};

@@ -37,7 +37,7 @@ pub struct Config {
 }
 
 /// The HTTP edge's settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client, e.g.
@@ -45,9 +45,54 @@ pub struct HttpSettings {
     /// ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Connections one client address may hold open at once (trusted proxies excepted).
+    #[serde(default = "max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Milliseconds for the TLS handshake, for each request's headers, and of idleness
+    /// between requests on a kept-alive connection.
+    #[serde(default = "header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// The longest pause, in milliseconds, while a request body arrives.
+    #[serde(default = "body_timeout_ms")]
+    pub body_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            trusted_proxies: Vec::new(),
+            max_connections_per_address: max_connections_per_address(),
+            header_timeout_ms: header_timeout_ms(),
+            body_timeout_ms: body_timeout_ms(),
+        }
+    }
+}
+
+fn max_connections_per_address() -> usize {
+    // Browsers open 6 per host; a trading bot a handful; 256 leaves room for a small office
+    // behind one NAT address while one client cannot fill the descriptor table.
+    256
+}
+
+fn header_timeout_ms() -> u64 {
+    20_000
+}
+
+fn body_timeout_ms() -> u64 {
+    20_000
 }
 
 impl HttpSettings {
+    /// The listener's limits.
+    #[must_use]
+    pub fn connection_limits(&self) -> crate::ConnectionLimits {
+        crate::ConnectionLimits {
+            max_per_address: self.max_connections_per_address.max(1),
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms.max(1)),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms.max(1)),
+        }
+    }
+
     /// The trusted proxies, parsed.
     pub fn proxies(&self) -> Result<coss_http::TrustedProxies> {
         coss_http::TrustedProxies::parse(&self.trusted_proxies)
@@ -128,6 +173,13 @@ pub struct Limits {
     pub orders_per_10s: u32,
     /// New orders per account per day.
     pub orders_per_day: u32,
+    /// Stream (WebSocket) connections one address may hold open at once.
+    #[serde(default = "stream_connections_per_address")]
+    pub stream_connections_per_address: u32,
+}
+
+fn stream_connections_per_address() -> u32 {
+    coss_binance::RateLimits::default().stream_connections_per_address
 }
 
 impl Default for Limits {
@@ -137,6 +189,7 @@ impl Default for Limits {
             weight_per_minute: limits.weight_per_minute,
             orders_per_10s: limits.orders_per_10s,
             orders_per_day: limits.orders_per_day,
+            stream_connections_per_address: limits.stream_connections_per_address,
         }
     }
 }
@@ -147,6 +200,7 @@ impl Limits {
         weight_per_minute: 0,
         orders_per_10s: 0,
         orders_per_day: 0,
+        stream_connections_per_address: 0,
     };
 }
 
@@ -156,6 +210,7 @@ impl From<Limits> for coss_binance::RateLimits {
             weight_per_minute: l.weight_per_minute,
             orders_per_10s: l.orders_per_10s,
             orders_per_day: l.orders_per_day,
+            stream_connections_per_address: l.stream_connections_per_address,
         }
     }
 }

@@ -9,12 +9,14 @@
 //! tests all build the platform here; the binary only parses arguments.
 
 mod config;
+mod listener;
 mod metrics;
 mod platform;
 mod routes;
 mod tls;
 
 pub use config::{Config, DaoSettings, HttpSettings, Limits, MarketConfig, Settings, TlsConfig};
+pub use listener::ConnectionLimits;
 pub use metrics::Metrics;
 pub use platform::{Platform, Stopped, interrupted, open_accounts};
 pub use routes::documents;

@@ -247,26 +247,9 @@ impl Platform {
             tracing::info!("shutting down: no new connections, closing streams, draining");
             streams.close_streams();
         };
-        if let Some(acceptor) = acceptor {
-            crate::tls::serve(listener, router, acceptor, stop, DRAIN).await;
-        } else {
-            let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-            let server = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                stop.await;
-                stopping_tx.send_replace(true);
-            });
-            tokio::select! {
-                served = server => served.context("the HTTP server failed")?,
-                () = async {
-                    let _ = stopping.wait_for(|s| *s).await;
-                    tokio::time::sleep(DRAIN).await;
-                } => tracing::warn!(drain_secs = DRAIN.as_secs(), "connections still open after the drain time; closing them"),
-            }
-        }
+        let proxies = self.settings.config.http.proxies()?;
+        let limits = self.settings.config.http.connection_limits();
+        crate::listener::serve(listener, router, acceptor, proxies, limits, stop, DRAIN).await;
         Ok(self.stop())
     }
 

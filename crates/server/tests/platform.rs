@@ -243,3 +243,142 @@ async fn a_history_ahead_of_the_journal_stops_start_up_until_it_is_reset() {
     // Rebuilt from the journal it now has.
     run_platform(dir.path(), async |_| {}).await;
 }
+
+/// Reads until the server closes the connection (or `wait` passes: `None`).
+async fn read_to_close(
+    stream: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&got).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let platform = TestPlatform::start_with(|s| {
+        s.config.limits = coss_server::Limits::OFF;
+        s.config.http.header_timeout_ms = 300;
+    })
+    .await;
+    let wait = std::time::Duration::from_secs(5);
+    // Headers that never finish: closed, not held (they stayed open for 100 s before).
+    let mut slow = tokio::net::TcpStream::connect(platform.address)
+        .await
+        .unwrap();
+    slow.write_all(b"GET /api/v3/ping HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_to_close(&mut slow, wait).await.is_some(),
+        "slow headers kept open"
+    );
+    // Nothing sent at all: closed too.
+    let mut silent = tokio::net::TcpStream::connect(platform.address)
+        .await
+        .unwrap();
+    assert!(
+        read_to_close(&mut silent, wait).await.is_some(),
+        "a silent connection kept open"
+    );
+    // A kept-alive connection is answered, then closed once idle.
+    let mut idle = tokio::net::TcpStream::connect(platform.address)
+        .await
+        .unwrap();
+    idle.write_all(b"GET /api/v3/ping HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = read_to_close(&mut idle, wait)
+        .await
+        .expect("an idle connection kept open");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_stops_arriving_is_answered_408() {
+    use tokio::io::AsyncWriteExt;
+    let platform = TestPlatform::start_with(|s| {
+        s.config.limits = coss_server::Limits::OFF;
+        s.config.http.body_timeout_ms = 300;
+    })
+    .await;
+    for path in ["/api/v3/order/test", "/api/v1/auth/login"] {
+        let mut stream = tokio::net::TcpStream::connect(platform.address)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: 100\r\nconnection: close\r\n\r\n{{\"email\":"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let answer = read_to_close(&mut stream, std::time::Duration::from_secs(5))
+            .await
+            .expect("a stalled body kept open");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+    }
+    platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    use tokio::io::AsyncWriteExt;
+    let platform = TestPlatform::start_with(|s| {
+        s.config.limits = coss_server::Limits::OFF;
+        s.config.http.max_connections_per_address = 5;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(
+            tokio::net::TcpStream::connect(platform.address)
+                .await
+                .unwrap(),
+        );
+    }
+    // The sixth is told why and closed at once (about 20,000 idle ones from one client used
+    // to fill the descriptor table).
+    let mut sixth = tokio::net::TcpStream::connect(platform.address)
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut sixth, std::time::Duration::from_secs(5))
+        .await
+        .expect("the sixth connection was kept");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    // One goes: its place is free again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut next = tokio::net::TcpStream::connect(platform.address)
+            .await
+            .unwrap();
+        next.write_all(b"GET /api/v3/ping HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut next, std::time::Duration::from_secs(5))
+            .await
+            .unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was not given back: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    platform.stop().await;
+}

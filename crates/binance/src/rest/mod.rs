@@ -76,11 +76,16 @@ async fn serve(binance: Binance, endpoint: &'static Endpoint, request: Request) 
     {
         return error.into_response();
     }
-    let bytes = match axum::body::to_bytes(body, coss_http::MAX_BODY_BYTES).await {
+    let bytes = match coss_http::read_body(body).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(coss_http::BodyError::TooLarge) => {
             return BinanceError::new(-1000, "Request body too large.")
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                .into_response();
+        }
+        Err(coss_http::BodyError::Unreadable) => {
+            return BinanceError::new(-1000, "The request body did not arrive in time.")
+                .with_status(StatusCode::REQUEST_TIMEOUT)
                 .into_response();
         }
     };

@@ -591,7 +591,7 @@ async fn one_address_holds_a_bounded_number_of_stream_connections() {
     let f = fixture(RateLimits::default()).await;
     let address = serve(&f).await;
     let mut open = Vec::new();
-    for _ in 0..coss_binance::MAX_STREAM_CONNECTIONS_PER_ADDRESS {
+    for _ in 0..RateLimits::default().stream_connections_per_address {
         open.push(connect(address, "/ws/ethtusd@trade").await);
     }
     assert_eq!(refused(address, "/ws/ethtusd@trade").await, 429);
