@@ -11,7 +11,9 @@
 //! grows the server's memory, and one whose send waits longer than 10 s is dropped.
 //!
 //! Every cost a client can cause is bounded before it is paid: a name that is not a stream the
-//! hub publishes for a listed market (or a live listen key, matched exactly) is refused; a
+//! hub publishes for a listed market (or a live listen key, matched exactly) is refused by
+//! `SUBSCRIBE` and ignored (never held) in a connection's path, where clients put
+//! placeholders; a
 //! connection weighs 2 against the address's request weight; an address (an IPv6 client by
 //! its /64) holds at most `stream_connections_per_address` connections (100); a connection sending
 //! more than 5 frames a second is closed (1008), as on Binance.
@@ -623,13 +625,10 @@ fn open(
             Some(Wanted::Market(stream)) => {
                 subscription.streams.insert(stream);
             }
-            None => {
-                return crate::BinanceError::new(
-                    -1100,
-                    format!("Invalid stream name: '{}'.", quoted(&name)),
-                )
-                .into_response();
-            }
+            // Not held: a name that could never deliver costs nothing. Not refused either:
+            // clients (ccxt.pro among them) connect to a placeholder such as `/ws/0` and
+            // subscribe by message, as Binance allows.
+            None => {}
         }
     }
     let Some(slot) = Slot::take(&binance, ip) else {
