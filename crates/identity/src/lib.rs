@@ -24,7 +24,7 @@ pub use api_keys::{
 pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
 pub use second_factor::{Enrolment, SecondFactor, totp_code};
 pub use time::format_utc;
-pub use vault::{Vault, VaultError, write_private};
+pub use vault::{Vault, VaultError, private_dir, private_file, write_private};
 
 use coss_types::UserId;
 use std::net::IpAddr;

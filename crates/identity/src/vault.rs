@@ -87,6 +87,22 @@ impl Vault {
             let text = Zeroizing::new(hex::encode(key.as_ref()));
             write_private(path, text.as_bytes()).map_err(|e| file_error(e.to_string()))?;
         }
+        // Like ssh with a private key: a key others can read (or replace) is refused, not used.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| file_error(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(file_error(format!(
+                    "it is open to other users (mode {:o}); only its owner may read it: \
+                     run `chmod 600` on it",
+                    mode & 0o777
+                )));
+            }
+        }
         let text =
             Zeroizing::new(std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?);
         let mut key = Zeroizing::new([0u8; 32]);
@@ -144,6 +160,33 @@ impl Vault {
         out.copy_from_slice(ctx.sign().as_ref());
         out
     }
+}
+
+/// Creates a directory (and its parents) that only its owner may enter, or narrows an
+/// existing one to its owner: the data dir holds the server key, the database and the mail.
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Narrows an existing file to its owner (read and write).
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Writes a new file readable and writable by its owner only.

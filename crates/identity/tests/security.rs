@@ -1089,3 +1089,32 @@ async fn profiles_are_validated_field_by_field_and_nothing_changes_on_a_refusal(
     assert_ne!(rotated, secret);
     assert_eq!(a.webhook_secret(id).await.unwrap().unwrap(), rotated);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_server_key_other_users_can_read_is_refused_and_the_data_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.key");
+    coss_identity::Vault::open_or_create(&path).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    // Loosened (a careless copy, a default umask): refused, naming the file and the way out.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = coss_identity::Vault::open_or_create(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("secret.key") && error.contains("chmod 600"),
+        "{error}"
+    );
+    assert!(error.contains("644"), "{error}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    coss_identity::Vault::open_or_create(&path).unwrap();
+    // A data dir others may enter is narrowed to its owner.
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    coss_identity::private_dir(&data).unwrap();
+    assert_eq!(mode(&data), 0o700);
+}

@@ -301,13 +301,25 @@ pub fn retry_after(attempts: i64) -> i64 {
         .min(MAX_RETRY_MS)
 }
 
+/// Writes one message into the maildir, which only its owner may read (messages carry
+/// sign-in links and reset tokens): directories 0700, files 0600.
 async fn write_maildir(dir: &Path, id: i64, bytes: &[u8]) -> Result<(), MailError> {
-    for sub in ["tmp", "new", "cur"] {
-        tokio::fs::create_dir_all(dir.join(sub)).await?;
+    for sub in ["", "tmp", "new", "cur"] {
+        let mut builder = tokio::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder.create(dir.join(sub)).await?;
     }
     let name = format!("outbox-{id:012}.eml");
     let tmp = dir.join("tmp").join(&name);
-    tokio::fs::write(&tmp, bytes).await?;
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&tmp).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut file, bytes).await?;
+    drop(file);
     let file = tokio::fs::File::open(&tmp).await?;
     file.sync_all().await?;
     tokio::fs::rename(&tmp, dir.join("new").join(&name)).await?;

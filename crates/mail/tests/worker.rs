@@ -106,6 +106,16 @@ async fn the_maildir_gets_each_message_once_named_by_its_outbox_id() {
         "{first}"
     );
     assert!(store.due_mail(i64::MAX, 10).await.unwrap().is_empty());
+    // Messages carry sign-in links and reset tokens: only the owner reads them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for sub in ["", "tmp", "new", "cur"] {
+            assert_eq!(mode(&maildir.join(sub)), 0o700, "{sub}/");
+        }
+        assert_eq!(mode(&files[0]), 0o600);
+    }
 }
 
 /// A real SMTP server on loopback; killed on drop.

@@ -78,7 +78,8 @@ impl Platform {
     /// share (its schedule and share set); and the configured markets.
     pub async fn open(settings: Settings) -> Result<Platform> {
         let data_dir = settings.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
+        // Owner only: it holds the server key, the database and the mail.
+        coss_identity::private_dir(&data_dir)
             .context(format!("cannot create data dir {}", data_dir.display()))?;
         let accounts = open_accounts(&settings).await?;
         let mailer = mailer(&settings, accounts.store().clone())?;

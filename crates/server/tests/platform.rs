@@ -382,3 +382,24 @@ async fn one_address_cannot_hold_more_than_its_share_of_connections() {
     }
     platform.stop().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_the_database_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("coss");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let settings = Settings::new(&data, Config::defaults().unwrap());
+    let platform = Platform::open(settings).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("coss.db")), 0o600);
+    assert_eq!(mode(&data.join("secret.key")), 0o600);
+    let stopped = platform.stop();
+    tokio::task::spawn_blocking(move || stopped.finish())
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -80,6 +80,14 @@ pub enum StoreError {
     /// A stored value is not one this version knows.
     #[error("invalid stored value: {0}")]
     Invalid(String),
+    /// The database file's permissions could not be set.
+    #[error("database file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
     /// The request would take the user's outflow of the asset past its limit.
     #[error("over the limit (already used {used})")]
     OverLimit {
@@ -109,6 +117,7 @@ impl StoreError {
             Self::Conflict => "store.conflict",
             Self::Invalid(_) => "store.invalid_row",
             Self::OverLimit { .. } => "store.over_limit",
+            Self::File { .. } => "store.file",
         }
     }
 }
@@ -226,8 +235,18 @@ impl Store {
     }
 
     /// The embedded default: `coss.db` in `data_dir`.
+    /// The file (and SQLite's `-wal` and `-shm` beside it) is readable by its owner only: it
+    /// holds every account's personal data and credentials' hashes.
     pub async fn open_in(data_dir: &Path) -> Result<Self, StoreError> {
-        Self::open(&format!("sqlite:{}", data_dir.join("coss.db").display())).await
+        let file = data_dir.join("coss.db");
+        let store = Self::open(&format!("sqlite:{}", file.display())).await?;
+        for suffix in ["", "-wal", "-shm"] {
+            let path = data_dir.join(format!("coss.db{suffix}"));
+            if path.exists() {
+                owner_only(&path)?;
+            }
+        }
+        Ok(store)
     }
 
     /// Which database this is.
@@ -632,4 +651,21 @@ impl ScratchDatabase {
         .await?;
         Ok(())
     }
+}
+
+/// Narrows a file to its owner (read and write).
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            StoreError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }

@@ -60,6 +60,13 @@ impl Wallet {
         let amount = parse_positive(&request.amount, asset)?;
         let email = coss_identity::normalise_email(&request.to_email)
             .map_err(|_| WalletError::UnknownRecipient)?;
+        // The second factor first: who has an account is told only to a caller who passed
+        // it, so a stolen session cannot probe emails for accounts.
+        let now = request.now;
+        inner
+            .accounts
+            .require_second_factor(request.user_id, request.code.as_deref(), now)
+            .await?;
         let recipient = store
             .user_by_email(&email)
             .await?
@@ -68,11 +75,6 @@ impl Wallet {
         if recipient.id == request.user_id {
             return Err(WalletError::SameAccount);
         }
-        let now = request.now;
-        inner
-            .accounts
-            .require_second_factor(request.user_id, request.code.as_deref(), now)
-            .await?;
         // Transfers count against the same 24-hour limit as withdrawals: a stolen account
         // must not move everything to an accomplice who withdraws it under a fresh limit.
         let limit = self.outflow_limit(request.user_id, asset, now).await?;

@@ -773,6 +773,18 @@ async fn internal_transfers_settle_at_once_without_fee_and_only_once() {
         let error: WalletError = w.wallet.transfer(&req).await.unwrap_err();
         assert_eq!(error.code(), expected);
     }
+    // Whether an email has an account is told only past the second factor: a wrong code gets
+    // the same answer for a stranger's email as for a member's.
+    for to in ["nobody@example.com", "bob@example.com"] {
+        let mut req = request("0.1", to, "t6", 6);
+        req.code = Some("000000".into());
+        let error: WalletError = w.wallet.transfer(&req).await.unwrap_err();
+        assert_ne!(error.code(), "unknown_recipient", "{to}");
+        assert_eq!(
+            error.code(),
+            w.wallet.transfer(&req).await.unwrap_err().code()
+        );
+    }
     assert_eq!(w.balance(bob, DEV_ETH).await.available, Amount(3 * ETH / 4));
 }
 
