@@ -18,7 +18,7 @@ mod units;
 mod ws;
 
 pub use error::BinanceError;
-pub use limits::{Limiter, RateLimits, client_key};
+pub use limits::{Limiter, RateLimits};
 pub use openapi::openapi;
 pub use params::Params;
 pub use rest::router;
@@ -42,9 +42,8 @@ struct Inner {
     market: MarketService,
     limiter: Limiter,
     listen_keys: Mutex<rustc_hash::FxHashMap<String, ListenKey>>,
-    /// Open stream connections per client address (an IPv6 client by its /64); an address
-    /// leaves the map with its last connection.
-    stream_addresses: Mutex<rustc_hash::FxHashMap<std::net::IpAddr, usize>>,
+    /// Open stream connections per client address.
+    stream_addresses: coss_http::AddressSlots,
     hub: Hub,
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -88,7 +87,7 @@ impl Binance {
                 market,
                 limiter: Limiter::new(limits),
                 listen_keys: Mutex::default(),
-                stream_addresses: Mutex::default(),
+                stream_addresses: coss_http::AddressSlots::default(),
                 closing: tokio::sync::watch::Sender::new(false),
             }),
         }

@@ -4,6 +4,7 @@
 
 use crate::error::BinanceError;
 use axum::http::StatusCode;
+use coss_http::client_key;
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -79,21 +80,6 @@ struct Addresses {
     map: FxHashMap<IpAddr, Address>,
     /// The minute entries were last pruned in.
     pruned: u64,
-}
-
-/// The address a client is counted under: IPv4 as is, IPv6 by its /64 prefix.
-#[must_use]
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
-            }
-        },
-    }
 }
 
 impl Limiter {

@@ -500,56 +500,25 @@ impl axum::extract::FromRequestParts<Binance> for Peer {
     }
 }
 
-/// One open connection of a client address, counted while it lives.
-struct Slot {
-    binance: Binance,
-    key: Option<std::net::IpAddr>,
-}
-
-impl Slot {
-    /// Takes a slot for the address, unless it already holds the most it may.
-    fn take(binance: &Binance, ip: Option<std::net::IpAddr>) -> Option<Slot> {
-        // Beyond the limit, one client would hold descriptors and tasks everyone else needs.
-        let most = binance
-            .inner
-            .limiter
-            .limits()
-            .stream_connections_per_address;
-        let key = ip.map(crate::limits::client_key).filter(|_| most > 0);
-        if let Some(key) = key {
-            let mut open = binance
-                .inner
-                .stream_addresses
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let count = open.entry(key).or_default();
-            if *count >= most as usize {
-                return None;
-            }
-            *count += 1;
-        }
-        Some(Slot {
-            binance: binance.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let Some(key) = self.key else { return };
-        let mut open = self
-            .binance
+/// A place for a stream connection of `ip`'s address, unless it already holds the most it
+/// may: beyond it, one client would hold descriptors and tasks everyone else needs. `Some`
+/// without counting when the address is unknown or the limit is off.
+fn stream_slot(
+    binance: &Binance,
+    ip: Option<std::net::IpAddr>,
+) -> Option<Option<coss_http::AddressSlot>> {
+    let most = binance
+        .inner
+        .limiter
+        .limits()
+        .stream_connections_per_address;
+    match ip {
+        Some(ip) if most > 0 => binance
             .inner
             .stream_addresses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&key);
-            }
-        }
+            .take(ip, most as usize)
+            .map(Some),
+        _ => Some(None),
     }
 }
 
@@ -631,7 +600,7 @@ fn open(
             None => {}
         }
     }
-    let Some(slot) = Slot::take(&binance, ip) else {
+    let Some(slot) = stream_slot(&binance, ip) else {
         let most = binance
             .inner
             .limiter
@@ -673,7 +642,7 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
 async fn serve(
     mut socket: WebSocket,
     binance: Binance,
-    _slot: Slot,
+    _slot: Option<coss_http::AddressSlot>,
     mut hub: broadcast::Receiver<Arc<StreamMessage>>,
     mut sub: Subscription,
     mut closing: tokio::sync::watch::Receiver<bool>,

@@ -165,3 +165,68 @@ mod tests {
         assert_eq!(client_addr(&mapped, &proxies), ip("198.51.100.7"));
     }
 }
+
+/// The address a client is counted under (rate limits, connection caps): IPv4 as is, IPv6 by
+/// its /64 prefix, since one host holds a whole /64.
+#[must_use]
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
+/// Open connections per client address ([`client_key`]), capped: an address leaves the map
+/// with its last connection, so the map holds only addresses with something open.
+#[derive(Debug, Default, Clone)]
+pub struct AddressSlots(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
+
+/// One counted connection; gives its place back when dropped.
+#[derive(Debug)]
+pub struct AddressSlot {
+    slots: AddressSlots,
+    key: IpAddr,
+}
+
+impl AddressSlots {
+    /// Takes a place for `ip`, unless it already holds `most`.
+    #[must_use]
+    pub fn take(&self, ip: IpAddr, most: usize) -> Option<AddressSlot> {
+        let key = client_key(ip);
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(key).or_default();
+        if *count >= most {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}

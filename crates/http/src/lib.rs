@@ -58,7 +58,9 @@ pub use auth::{
     set_cookie, set_session_cookies,
 };
 pub use body::{BodyError, BufferedBody, JsonBody, MAX_BODY_BYTES, Query, read_body};
-pub use client::{ClientAddr, ClientInfo, TrustedProxies, client_addr};
+pub use client::{
+    AddressSlot, AddressSlots, ClientAddr, ClientInfo, TrustedProxies, client_addr, client_key,
+};
 pub use error::ApiError;
 pub use routes::{Declared, Mounted, Routes, with_json_fallbacks};
 

@@ -18,9 +18,6 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -34,51 +31,6 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// The longest pause while a request body arrives.
     pub body_timeout: Duration,
-}
-
-/// Open connections per client address; an address leaves the map with its last connection.
-#[derive(Debug, Default, Clone)]
-struct Open(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-/// One counted connection; gives its place back when dropped.
-struct Place {
-    open: Open,
-    key: IpAddr,
-}
-
-impl Open {
-    fn take(&self, ip: IpAddr, most: usize) -> Option<Place> {
-        let key = coss_binance::client_key(ip);
-        let mut open = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = open.entry(key).or_default();
-        if *count >= most {
-            return None;
-        }
-        *count += 1;
-        Some(Place {
-            open: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut open = self
-            .open
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
 }
 
 /// What a refused connection is told before it is closed.
@@ -118,7 +70,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
-    let open = Open::default();
+    let open = coss_http::AddressSlots::default();
     // Connections still being sniffed stop waiting when the server stops: each holds the
     // router (and with it the engine's handle), which the shutdown waits for.
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);

@@ -19,7 +19,7 @@
 
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
 use alloy::eips::BlockId;
-use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+use alloy::eips::eip2718::Encodable2718;
 use alloy::network::TxSignerSync;
 use alloy::primitives::{Address, Bytes, TxKind, U256};
 use alloy::providers::Provider;
@@ -30,7 +30,7 @@ use alloy::sol_types::SolCall;
 use coss_store::HotTx;
 
 use crate::chain::timed;
-use crate::withdraw::IERC20;
+use crate::withdraw::{IERC20, stored_tx};
 use crate::{Wallet, WalletError, hd, rpc_error};
 
 /// Gas of a plain ETH transfer.
@@ -240,6 +240,19 @@ impl Wallet {
             input,
         };
         let signed = self.sign(tx, false)?;
+        self.record_and_send(&signed, purpose, &crate::hex_of(destination))
+            .await
+    }
+
+    /// Records a signed hot-wallet move with its nonce, then broadcasts it; a node's refusal
+    /// is only logged ([`Self::follow_hot_txs`] sends it again).
+    async fn record_and_send(
+        &self,
+        signed: &coss_store::SignedTx,
+        purpose: &str,
+        destination: &str,
+    ) -> Result<(), WalletError> {
+        let inner = &self.inner;
         inner
             .store
             .record_hot_tx(
@@ -249,14 +262,14 @@ impl Wallet {
                     tx_hash: signed.tx_hash.clone(),
                     nonce: signed.nonce,
                     purpose: purpose.to_owned(),
-                    destination: crate::hex_of(destination),
+                    destination: destination.to_owned(),
                     raw: signed.raw.clone(),
                     created_at: signed.created_at,
                 },
             )
             .await?;
         if let Err(error) = timed(inner.provider.send_raw_transaction(&signed.raw)).await {
-            tracing::warn!(%error, purpose, "hot-wallet move not sent yet; it is sent again");
+            tracing::warn!(%error, purpose, tx = %signed.tx_hash, "hot-wallet move not sent yet; it is sent again");
         }
         Ok(())
     }
@@ -272,14 +285,7 @@ impl Wallet {
         if pending.is_empty() {
             return Ok(0);
         }
-        let used = timed(
-            inner
-                .provider
-                .get_transaction_count(inner.hot.address())
-                .latest(),
-        )
-        .await?
-        .map_err(rpc_error)?;
+        let used = self.hot_nonces_used().await?;
         let mut by_nonce: std::collections::BTreeMap<i64, Vec<HotTx>> = Default::default();
         for tx in pending {
             by_nonce.entry(tx.nonce).or_default().push(tx);
@@ -313,18 +319,6 @@ impl Wallet {
     /// move waits. Returns whether a replacement was made.
     async fn bump_hot_tx(&self, stuck: &HotTx) -> Result<bool, WalletError> {
         let inner = &self.inner;
-        let undecodable = || WalletError::Chain("a stored hot-wallet move does not decode".into());
-        let TxEnvelope::Eip1559(old) =
-            TxEnvelope::decode_2718(&mut stuck.raw.as_slice()).map_err(|_| undecodable())?
-        else {
-            return Err(undecodable());
-        };
-        let old = old.tx();
-        let fees = timed(inner.provider.estimate_eip1559_fees())
-            .await?
-            .map_err(rpc_error)?;
-        let raise = |fee: u128| fee.saturating_add(fee / 8).saturating_add(1);
-        let max_fee_per_gas = raise(old.max_fee_per_gas).max(fees.max_fee_per_gas);
         let cap = inner
             .config
             .assets
@@ -333,43 +327,23 @@ impl Wallet {
             .map_or(crate::config::DEFAULT_MAX_FEE_PER_GAS, |a| {
                 a.max_fee_per_gas
             });
-        if max_fee_per_gas > cap {
-            tracing::error!(
-                tx = %stuck.tx_hash,
-                purpose = %stuck.purpose,
-                fee = max_fee_per_gas,
-                cap,
-                "ALERT: a stuck hot-wallet move needs a fee above the cap; it waits"
-            );
-            return Ok(false);
-        }
-        let tx = TxEip1559 {
-            max_fee_per_gas,
-            max_priority_fee_per_gas: raise(old.max_priority_fee_per_gas)
-                .max(fees.max_priority_fee_per_gas)
-                .min(max_fee_per_gas),
-            ..old.clone()
+        let tx = match self.bumped(&stored_tx(&stuck.raw)?, cap).await? {
+            Ok(tx) => tx,
+            Err(fee) => {
+                tracing::error!(
+                    tx = %stuck.tx_hash,
+                    purpose = %stuck.purpose,
+                    fee,
+                    cap,
+                    "ALERT: a stuck hot-wallet move needs a fee above the cap; it waits"
+                );
+                return Ok(false);
+            }
         };
         let signed = self.sign(tx, false)?;
-        inner
-            .store
-            .record_hot_tx(
-                self.chain_key(),
-                &crate::hex_of(inner.hot.address()),
-                &HotTx {
-                    tx_hash: signed.tx_hash.clone(),
-                    nonce: signed.nonce,
-                    purpose: stuck.purpose.clone(),
-                    destination: stuck.destination.clone(),
-                    raw: signed.raw.clone(),
-                    created_at: signed.created_at,
-                },
-            )
-            .await?;
         tracing::warn!(tx = %signed.tx_hash, purpose = %stuck.purpose, "stuck hot-wallet move replaced");
-        if let Ok(Err(error)) = timed(inner.provider.send_raw_transaction(&signed.raw)).await {
-            tracing::debug!(%error, tx = %signed.tx_hash, "replacement not taken yet");
-        }
+        self.record_and_send(&signed, &stuck.purpose, &stuck.destination)
+            .await?;
         Ok(true)
     }
 

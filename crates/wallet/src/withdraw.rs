@@ -207,16 +207,21 @@ struct Cost {
     token: Option<(Address, U256)>,
 }
 
+/// A stored hot-wallet transaction (every one is signed EIP-1559), decoded.
+pub(crate) fn stored_tx(raw: &[u8]) -> Result<TxEip1559, WalletError> {
+    match TxEnvelope::decode_2718(&mut &raw[..]) {
+        Ok(TxEnvelope::Eip1559(signed)) => Ok(signed.tx().clone()),
+        _ => Err(WalletError::Chain(
+            "a stored transaction does not decode as EIP-1559".into(),
+        )),
+    }
+}
+
 fn cost_of(
     raw: &[u8],
     tokens: &std::collections::HashMap<Address, usize>,
 ) -> Result<Cost, WalletError> {
-    let undecodable = || WalletError::Chain("a stored transaction does not decode".into());
-    let envelope = TxEnvelope::decode_2718(&mut &raw[..]).map_err(|_| undecodable())?;
-    let TxEnvelope::Eip1559(signed) = envelope else {
-        return Err(undecodable());
-    };
-    let tx = signed.tx();
+    let tx = stored_tx(raw)?;
     let gas = U256::from(tx.gas_limit) * U256::from(tx.max_fee_per_gas);
     let token = match tx.to {
         TxKind::Call(to) if tokens.contains_key(&to) => IERC20::transferCall::abi_decode(&tx.input)
@@ -688,14 +693,7 @@ impl Wallet {
     pub(crate) async fn promised(&self) -> Result<Committed, WalletError> {
         let inner = &self.inner;
         let chain = self.chain_key();
-        let used = timed(
-            inner
-                .provider
-                .get_transaction_count(inner.hot.address())
-                .latest(),
-        )
-        .await?
-        .map_err(rpc_error)?;
+        let used = self.hot_nonces_used().await?;
         let mut raws = Vec::new();
         for status in [WithdrawalStatus::Signed, WithdrawalStatus::Broadcast] {
             for record in inner.store.withdrawals_in(chain, status).await? {
@@ -1114,36 +1112,20 @@ impl Wallet {
     ) -> Result<bool, WalletError> {
         let inner = &self.inner;
         let _guard = inner.signing.lock().await;
-        let old = TxEnvelope::decode_2718(&mut latest.raw.as_slice())
-            .map_err(|_| WalletError::Chain("stored transaction does not decode".into()))?;
-        let TxEnvelope::Eip1559(old) = old else {
-            return Err(WalletError::Chain(
-                "stored transaction is not EIP-1559".into(),
-            ));
-        };
-        let old = old.tx();
-        let fees = timed(inner.provider.estimate_eip1559_fees())
-            .await?
-            .map_err(rpc_error)?;
-        let raise = |fee: u128| fee.saturating_add(fee / 8).saturating_add(1);
-        let max_fee_per_gas = raise(old.max_fee_per_gas).max(fees.max_fee_per_gas);
-        if max_fee_per_gas > asset.max_fee_per_gas {
-            tracing::error!(
-                withdrawal = record.id,
-                asset = %asset.symbol,
-                fee = max_fee_per_gas,
-                cap = asset.max_fee_per_gas,
-                "ALERT: a stuck withdrawal needs a fee above the asset's cap; it waits"
-            );
-            self.send_raw(record.id, &latest.raw).await?;
-            return Ok(false);
-        }
-        let mut tx = TxEip1559 {
-            max_fee_per_gas,
-            max_priority_fee_per_gas: raise(old.max_priority_fee_per_gas)
-                .max(fees.max_priority_fee_per_gas)
-                .min(max_fee_per_gas),
-            ..old.clone()
+        let old = stored_tx(&latest.raw)?;
+        let mut tx = match self.bumped(&old, asset.max_fee_per_gas).await? {
+            Ok(tx) => tx,
+            Err(fee) => {
+                tracing::error!(
+                    withdrawal = record.id,
+                    asset = %asset.symbol,
+                    fee,
+                    cap = asset.max_fee_per_gas,
+                    "ALERT: a stuck withdrawal needs a fee above the asset's cap; it waits"
+                );
+                self.send_raw(record.id, &latest.raw).await?;
+                return Ok(false);
+            }
         };
         if cancel {
             tx.to = TxKind::Call(inner.hot.address());
@@ -1164,6 +1146,44 @@ impl Wallet {
         );
         self.send_raw(record.id, &replacement.raw).await?;
         Ok(true)
+    }
+
+    /// `old` with fees raised for a replacement at its nonce: by at least 12.5% (what nodes
+    /// require of one) or to the current estimate if higher. `Err(fee)` when that fee per gas
+    /// would pass `cap`: nothing may be signed then.
+    pub(crate) async fn bumped(
+        &self,
+        old: &TxEip1559,
+        cap: u128,
+    ) -> Result<Result<TxEip1559, u128>, WalletError> {
+        let fees = timed(self.inner.provider.estimate_eip1559_fees())
+            .await?
+            .map_err(rpc_error)?;
+        let raise = |fee: u128| fee.saturating_add(fee / 8).saturating_add(1);
+        let max_fee_per_gas = raise(old.max_fee_per_gas).max(fees.max_fee_per_gas);
+        if max_fee_per_gas > cap {
+            return Ok(Err(max_fee_per_gas));
+        }
+        Ok(Ok(TxEip1559 {
+            max_fee_per_gas,
+            max_priority_fee_per_gas: raise(old.max_priority_fee_per_gas)
+                .max(fees.max_priority_fee_per_gas)
+                .min(max_fee_per_gas),
+            ..old.clone()
+        }))
+    }
+
+    /// How many nonces of the hot wallet the chain has used at the latest block: a recorded
+    /// transaction below it is mined (it or another at its nonce).
+    pub(crate) async fn hot_nonces_used(&self) -> Result<u64, WalletError> {
+        timed(
+            self.inner
+                .provider
+                .get_transaction_count(self.inner.hot.address())
+                .latest(),
+        )
+        .await?
+        .map_err(rpc_error)
     }
 
     /// Stops signing (and crediting) until an operator clears it: persisted and alerted.
