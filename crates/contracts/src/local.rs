@@ -1,6 +1,7 @@
 //! The embedded platform's own chain: a local anvil in a directory of its own (`<data dir>/chain`
-//! for `coss up`), reached over IPC, mining a block every 2 seconds, its state saved to
-//! `state.json` every few seconds and on exit so a restart continues the same chain. On its
+//! for `coss up`), reached over IPC, mining a block every 2 seconds, its state dumped every
+//! few seconds and on exit so a restart continues the same chain (a damaged dump, from a full
+//! disk, is set aside for the one before it). On its
 //! first start the COSS contracts and the test stablecoin tUSD are deployed, and the hot
 //! wallet is funded with 100 ETH and 1,000,000 tUSD from anvil's development account; the
 //! addresses are kept in `deployment.json`. If `coss up` itself was killed, its anvil keeps
@@ -69,6 +70,8 @@ pub struct LocalNode {
     anvil: Option<AnvilInstance>,
     pid: u32,
     http: String,
+    /// Present for the node of a data dir (see [`local_chain`]).
+    keeper: Option<(StateKeeper, PathBuf)>,
 }
 
 fn alive(pid: u32) -> bool {
@@ -99,9 +102,16 @@ impl LocalNode {
                 None => !alive(self.pid),
             };
             if exited {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+        // The dump anvil wrote on exit becomes the state of the next start.
+        if let Some((mut keeper, dir)) = self.keeper.take() {
+            keeper.stop();
+            if let Some(Err(reason)) = promote(&dir) {
+                tracing::warn!(%reason, "chain: anvil's state dump on exit is not usable");
+            }
         }
     }
 }
@@ -118,6 +128,7 @@ async fn adopt(dir: &Path, ipc: &Path) -> Option<LocalNode> {
         anvil: None,
         pid: running.pid,
         http: running.http,
+        keeper: None,
     })
 }
 
@@ -127,7 +138,7 @@ async fn adopt(dir: &Path, ipc: &Path) -> Option<LocalNode> {
 pub async fn local_chain(dir: &Path) -> Result<LocalChain, ChainError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let ipc = dir.join("anvil.ipc");
-    let node = match adopt(dir, &ipc).await {
+    let mut node = match adopt(dir, &ipc).await {
         Some(node) => {
             tracing::warn!(
                 pid = node.pid,
@@ -137,6 +148,7 @@ pub async fn local_chain(dir: &Path) -> Result<LocalChain, ChainError> {
         }
         None => start(dir, &ipc).await?,
     };
+    node.keeper = Some((StateKeeper::start(dir), dir.to_path_buf()));
     match local_deployment(&node, dir).await {
         Ok(deployment) => Ok(LocalChain {
             node,
@@ -153,18 +165,20 @@ pub async fn local_chain(dir: &Path) -> Result<LocalChain, ChainError> {
 /// Starts anvil on the data dir's chain state and records where it runs.
 async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode, ChainError> {
     let _ = std::fs::remove_file(ipc);
-    let state = dir.join("state.json");
     let mut anvil = Anvil::at(crate::anvil_binary()?)
         .chain_id(LOCAL_CHAIN_ID)
         .block_time(2)
         .arg("--ipc")
         .arg(ipc)
-        .arg("--state")
-        .arg(&state)
+        .arg("--dump-state")
+        .arg(dir.join(DUMPED_STATE))
         .arg("--state-interval")
         .arg("5")
-        .keep_stdout()
-        .try_spawn()?;
+        .keep_stdout();
+    if let Some(state) = promote_dumped_state(dir)? {
+        anvil = anvil.arg("--load-state").arg(state);
+    }
+    let mut anvil = anvil.try_spawn()?;
     if let Some(mut stdout) = anvil.child_mut().stdout.take() {
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     }
@@ -178,6 +192,7 @@ async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode, ChainError> {
         pid: anvil.child().id(),
         http: anvil.endpoint(),
         anvil: Some(anvil),
+        keeper: None,
     };
     let running = Running {
         pid: node.pid,
@@ -186,6 +201,121 @@ async fn start(dir: &Path, ipc: &Path) -> Result<LocalNode, ChainError> {
     let file = dir.join("anvil.json");
     std::fs::write(&file, json(&running)?).map_err(io(&file))?;
     Ok(node)
+}
+
+/// Anvil dumps its state by writing the file in place (every few seconds and on exit), so a
+/// full disk or a crash mid-write leaves it cut short, and anvil then refuses to load it. So
+/// anvil loads `state.json` and dumps to `state.next.json`; a dump that parses becomes the
+/// new `state.json` (written aside, synced, renamed: never half-written), while the node runs
+/// ([`StateKeeper`]) and at the next start. Returns the state to load, if any.
+fn promote_dumped_state(dir: &Path) -> Result<Option<PathBuf>, ChainError> {
+    let dumped = dir.join(DUMPED_STATE);
+    if let Some(Err(reason)) = promote(dir) {
+        tracing::warn!(
+            dump = %dumped.display(),
+            %reason,
+            "chain: anvil's last state dump is damaged (a full disk or a crash while it wrote); \
+             going on from the last good one: the blocks in between are lost"
+        );
+        let _ = std::fs::remove_file(&dumped);
+    }
+    let state = dir.join(STATE);
+    match parses(&state) {
+        None => Ok(None),
+        Some(Ok(())) => Ok(Some(state)),
+        Some(Err(reason)) => Err(ChainError::LocalState(format!(
+            "{} is damaged ({reason}): restore it from a backup, or remove it to start a new \
+             local chain",
+            state.display()
+        ))),
+    }
+}
+
+/// The state anvil starts from.
+const STATE: &str = "state.json";
+/// Where anvil dumps its state.
+const DUMPED_STATE: &str = "state.next.json";
+
+/// Makes anvil's dump the state to start from, if it parses: `None` when there is no dump,
+/// `Some(Err)` when it does not parse (or cannot be copied: a full disk keeps the old state).
+fn promote(dir: &Path) -> Option<Result<(), String>> {
+    let dumped = dir.join(DUMPED_STATE);
+    match parses(&dumped)? {
+        Ok(()) => {}
+        Err(reason) => return Some(Err(reason)),
+    }
+    let partial = dir.join("state.json.partial");
+    let copied = std::fs::copy(&dumped, &partial)
+        .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+        .and_then(|()| std::fs::rename(&partial, dir.join(STATE)));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    Some(copied.map_err(|e| e.to_string()))
+}
+
+/// Keeps `state.json` up with anvil's dumps while the node runs (see
+/// [`promote_dumped_state`]), so a damaged dump loses seconds, not the run.
+#[derive(Debug)]
+struct StateKeeper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StateKeeper {
+    fn start(dir: &Path) -> StateKeeper {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let dir = dir.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("coss-chain-state".into())
+            .spawn(move || {
+                let mut seen = None;
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let modified = std::fs::metadata(dir.join(DUMPED_STATE))
+                        .and_then(|m| m.modified())
+                        .ok();
+                    if modified.is_some()
+                        && modified != seen
+                        && matches!(promote(&dir), Some(Ok(())))
+                    {
+                        seen = modified;
+                    }
+                }
+            })
+            .ok();
+        StateKeeper { stop, thread }
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for StateKeeper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether a file holds one JSON document (`None`: there is no file).
+fn parses(path: &Path) -> Option<Result<(), String>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => return Some(Err(error.to_string())),
+    };
+    let reader = std::io::BufReader::new(file);
+    Some(
+        serde_json::from_reader::<_, serde::de::IgnoredAny>(reader)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// The contracts of the local chain, deployed on first start (or after its state was lost).
@@ -253,4 +383,30 @@ fn write(file: &Path, deployment: &LocalDeployment) -> Result<(), ChainError> {
 
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, ChainError> {
     serde_json::to_vec_pretty(value).map_err(|e| ChainError::LocalState(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Found by issue 20's full-disk test: anvil wrote its state in place, a full disk cut it
+    /// short, and the next start failed. A damaged dump is set aside for the last good state.
+    #[test]
+    fn a_damaged_state_dump_falls_back_to_the_last_good_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, dumped) = (dir.path().join(STATE), dir.path().join(DUMPED_STATE));
+        assert_eq!(promote_dumped_state(dir.path()).unwrap(), None, "a new chain");
+        std::fs::write(&dumped, r#"{"block": 1}"#).unwrap();
+        assert_eq!(promote_dumped_state(dir.path()).unwrap(), Some(state.clone()));
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), r#"{"block": 1}"#);
+        std::fs::write(&dumped, r#"{"block": 2, "accounts": {"0x"#).unwrap();
+        assert_eq!(promote_dumped_state(dir.path()).unwrap(), Some(state.clone()));
+        assert_eq!(std::fs::read_to_string(&state).unwrap(), r#"{"block": 1}"#);
+        assert!(!dumped.exists(), "the damaged dump is set aside");
+        std::fs::write(&state, r#"{"block": "#).unwrap();
+        let error = promote_dumped_state(dir.path()).unwrap_err();
+        assert_eq!(error.code(), "chain.local_state");
+        assert!(error.to_string().contains("restore it from a backup"), "{error}");
+    }
 }

@@ -464,6 +464,8 @@ pub struct Engine {
     /// The journal's exclusive lock.
     _lock: std::fs::File,
     handle: EngineHandle,
+    /// Why the engine halted on its own, once it has.
+    halted: tokio::sync::watch::Receiver<Option<String>>,
     engine_thread: Option<JoinHandle<()>>,
     writer_thread: Option<JoinHandle<Result<()>>>,
 }
@@ -496,9 +498,10 @@ impl Engine {
         let (to_writer, writer_rx) = std_mpsc::sync_channel(8);
         let writer_dir = dir.clone();
         let feed = feed.map(|feed| feed.sink);
+        let (halt, halted) = tokio::sync::watch::channel(None);
         let writer_thread = std::thread::Builder::new()
             .name("coss-journal".into())
-            .spawn(move || write_loop(journal, &writer_dir, writer_rx, feed))
+            .spawn(move || write_loop(journal, &writer_dir, writer_rx, feed, &halt))
             .map_err(EngineError::Spawn)?;
         let max_batch = config.max_batch.max(1);
         let snapshot_every = config.snapshot_every;
@@ -510,6 +513,7 @@ impl Engine {
         let engine = Engine {
             _lock: lock,
             handle: EngineHandle { tx, max_batch },
+            halted,
             engine_thread: Some(engine_thread),
             writer_thread: Some(writer_thread),
         };
@@ -520,6 +524,26 @@ impl Engine {
     #[must_use]
     pub fn handle(&self) -> EngineHandle {
         self.handle.clone()
+    }
+
+    /// Resolves, with the cause, when the engine halts on its own: its journal could not be
+    /// written (a full disk, an I/O error). It does not resume by itself: after a failed
+    /// `fdatasync` the kernel may have dropped the pages it could not write, so what the file
+    /// holds is unknown until it is read again (PostgreSQL panics for the same reason), and
+    /// the journal refuses further commits. The way back is a restart, whose recovery reads
+    /// the journal from the disk and drops a torn tail. Never resolves for a shutdown.
+    pub fn halted(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut halted = self.halted.clone();
+        async move {
+            let reason = halted
+                .wait_for(Option::is_some)
+                .await
+                .map(|reason| reason.clone().unwrap_or_default());
+            match reason {
+                Ok(reason) => reason,
+                Err(_) => std::future::pending().await,
+            }
+        }
     }
 
     /// Stops accepting work, waits until everything queued is durable, and joins the threads.
@@ -703,11 +727,31 @@ fn apply_batch(
     })
 }
 
+/// Says why the journal could not be written, the moment it happens and before any caller
+/// hears that the engine stopped: with the cause (a full disk, an I/O error), since every
+/// caller from here on only hears "stopped".
+fn halt(
+    error: EngineError,
+    dir: &Path,
+    halted: &tokio::sync::watch::Sender<Option<String>>,
+) -> EngineError {
+    let reason = with_causes(&error);
+    tracing::error!(
+        error = %reason,
+        journal = %dir.display(),
+        "the journal could not be written: the engine has halted; nothing after the last \
+         durable commit was acknowledged"
+    );
+    halted.send_replace(Some(reason));
+    error
+}
+
 fn write_loop(
     mut journal: Journal,
     dir: &Path,
     rx: std_mpsc::Receiver<ToWriter>,
     mut feed: Option<Box<dyn EventSink>>,
+    halted: &tokio::sync::watch::Sender<Option<String>>,
 ) -> Result<()> {
     let mut replies: Vec<(BatchReceipt, BatchReply)> = Vec::new();
     let mut snapshots: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -719,6 +763,7 @@ fn write_loop(
                     let mut group = group.into_iter();
                     while let Some(batch) = group.next() {
                         if let Err(error) = append(&mut journal, &batch) {
+                            let error = halt(error, dir, halted);
                             // Nothing of this commit is durable: every caller in it, and the
                             // rest of the group, hears that the engine stopped.
                             let unwritten = std::iter::once(batch).chain(group);
@@ -737,8 +782,9 @@ fn write_loop(
             next = rx.try_recv().ok();
         }
         if let Err(error) = journal.commit() {
+            let error = halt(error.into(), dir, halted);
             fail_all(replies);
-            return Err(error.into());
+            return Err(error);
         }
         if let Some(sink) = &mut feed {
             let events: Vec<Event> = replies
@@ -780,6 +826,19 @@ fn append(journal: &mut Journal, batch: &Applied) -> Result<()> {
         start = end;
     }
     Ok(())
+}
+
+/// An error and every error under it, as one line ("journal i/o error on …: No space left on
+/// device").
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        line.push_str(": ");
+        line.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    line
 }
 
 fn fail_all(replies: impl IntoIterator<Item = (BatchReceipt, BatchReply)>) {
@@ -958,4 +1017,101 @@ pub fn verify(data_dir: &Path) -> Result<Verified> {
         snapshots_checked,
         torn_tail: scan.torn_tail,
     })
+}
+
+/// A read-only replica of a running (or stopped) engine's state, replayed from its journal:
+/// how a consumer of the events that fell behind the live feed gets the events it missed,
+/// without the engine keeping them for it (see the history writer in `coss-market`). It
+/// modifies nothing and takes no lock, so it runs beside the engine's writer; it reads only
+/// records the engine has already delivered (so durable), which the writer never rewrites.
+#[derive(Debug)]
+pub struct Replica {
+    dir: PathBuf,
+    exchange: Exchange,
+}
+
+/// Most events a replica hands over in one chunk.
+const REPLICA_CHUNK: usize = 4096;
+
+/// Why a replay stopped early (internal to [`Replica::replay_through`]).
+enum ReplayStop {
+    Reached,
+    Failed(EngineError),
+}
+
+impl From<coss_journal::Error> for ReplayStop {
+    fn from(error: coss_journal::Error) -> Self {
+        ReplayStop::Failed(error.into())
+    }
+}
+
+impl Replica {
+    /// A replica of the engine of `data_dir` positioned so that its next events follow
+    /// `after_seq`: restored from the newest snapshot whose state ends at or before
+    /// `after_seq` (one of an older layout is passed over), else from the first command.
+    pub fn open(data_dir: &Path, after_seq: u64) -> Result<Replica> {
+        let dir = journal_dir(data_dir);
+        let mut snapshots = coss_journal::list_snapshots(&dir)?;
+        while let Some((index, path)) = snapshots.pop() {
+            let (_, bytes) = coss_journal::read_snapshot(&path)?;
+            match Exchange::restore(&bytes) {
+                Ok(exchange) if exchange.last_seq() <= after_seq => {
+                    if exchange.commands() != index {
+                        return Err(EngineError::CountMismatch {
+                            state: exchange.commands(),
+                            journal: index,
+                        });
+                    }
+                    return Ok(Replica { dir, exchange });
+                }
+                Ok(_) | Err(coss_core::SnapshotError::Version { .. }) => {}
+                Err(source) => return Err(EngineError::Snapshot { index, source }),
+            }
+        }
+        Ok(Replica {
+            dir,
+            exchange: Exchange::new(),
+        })
+    }
+
+    /// The sequence number of the replica's last event.
+    #[must_use]
+    pub fn last_seq(&self) -> u64 {
+        self.exchange.last_seq()
+    }
+
+    /// Replays the journal's next records until the replica's last event is at least
+    /// `through_seq` (the engine delivers whole commits, so a `through_seq` that a feed was
+    /// given ends exactly at a record), handing their events to `on_events` in chunks, in
+    /// order. Stops early, with no error, where the journal ends.
+    pub fn replay_through(
+        &mut self,
+        through_seq: u64,
+        mut on_events: impl FnMut(Vec<Event>),
+    ) -> Result<()> {
+        if self.exchange.last_seq() >= through_seq {
+            return Ok(());
+        }
+        let exchange = &mut self.exchange;
+        let mut chunk: Vec<Event> = Vec::new();
+        let from = exchange.commands() + 1;
+        let scan = coss_journal::for_each_record(&self.dir, from, |index, payload| {
+            let envelope = decode(index, payload).map_err(ReplayStop::Failed)?;
+            let _ = exchange.apply(&envelope, &mut chunk);
+            if chunk.len() >= REPLICA_CHUNK {
+                on_events(std::mem::take(&mut chunk));
+            }
+            if exchange.last_seq() >= through_seq {
+                return Err(ReplayStop::Reached);
+            }
+            Ok(())
+        });
+        if !chunk.is_empty() {
+            on_events(chunk);
+        }
+        match scan {
+            Ok(_) | Err(ReplayStop::Reached) => Ok(()),
+            Err(ReplayStop::Failed(error)) => Err(error),
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use crate::{Projection, Retention, Update};
 use coss_core::Event;
 use coss_engine::{EventFeed, EventSink};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// What one applied batch changed, as published to subscribers.
@@ -22,6 +22,19 @@ pub struct MarketService {
     state: Arc<RwLock<Projection>>,
     applied: watch::Receiver<u64>,
     published: broadcast::Sender<Published>,
+    lag: Arc<Mutex<HistoryLag>>,
+}
+
+/// Where the history writer stands against the feed. The feed never waits for the writer:
+/// when its queue is full the feed stops queueing (`behind`) and the writer, once it has
+/// written what was queued, replays the journal for the rest and then resumes the feed (see
+/// [`crate::spawn_history`]).
+#[derive(Debug, Default)]
+pub(crate) struct HistoryLag {
+    /// The feed stopped queueing chunks: everything after the last queued one is missing.
+    pub(crate) behind: bool,
+    /// The sequence number of the last event the feed delivered (queued or not).
+    pub(crate) delivered: u64,
 }
 
 /// How many batches a subscriber may fall behind before it is told it lagged.
@@ -37,8 +50,9 @@ impl MarketService {
     }
 
     /// As [`MarketService::start`], and every applied chunk of events then goes to `history`
-    /// (the history writer, [`crate::spawn_history`]); a full channel makes the engine wait
-    /// rather than lose a chunk.
+    /// (the history writer, [`crate::spawn_history`]). The engine never waits for it: when
+    /// the channel is full the writer has fallen behind (a database stall) and catches up from
+    /// the journal instead.
     ///
     /// The projection is applied in place by the engine's journal writer, right after each
     /// group commit and before the group's callers hear back: a caller holding its receipt
@@ -64,16 +78,19 @@ impl MarketService {
         let state = Arc::new(RwLock::new(projection));
         let (applied_tx, applied) = watch::channel(0u64);
         let (published, _) = broadcast::channel(PUBLISH_CAPACITY);
+        let lag = Arc::new(Mutex::new(HistoryLag::default()));
         let service = MarketService {
             state: Arc::clone(&state),
             applied,
             published: published.clone(),
+            lag: Arc::clone(&lag),
         };
         let sink = Applier {
             state,
             applied: applied_tx,
             published,
             history,
+            lag,
         };
         (
             service,
@@ -121,6 +138,19 @@ impl MarketService {
     pub fn subscribe(&self) -> broadcast::Receiver<Published> {
         self.published.subscribe()
     }
+
+    /// Whether the history writer has fallen behind the feed and is catching up from the
+    /// journal.
+    #[must_use]
+    pub fn history_behind(&self) -> bool {
+        self.lag().behind
+    }
+
+    pub(crate) fn lag(&self) -> std::sync::MutexGuard<'_, HistoryLag> {
+        self.lag
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The engine's sink: applies each chunk to the projection, publishes what changed and passes
@@ -130,6 +160,7 @@ struct Applier {
     applied: watch::Sender<u64>,
     published: broadcast::Sender<Published>,
     history: Option<tokio::sync::mpsc::Sender<Arc<Vec<Event>>>>,
+    lag: Arc<Mutex<HistoryLag>>,
 }
 
 impl EventSink for Applier {
@@ -148,15 +179,35 @@ impl EventSink for Applier {
         };
         self.applied.send_replace(seq);
         if let Some(sender) = &self.history {
-            let gone = match sender.try_send(Arc::new(events)) {
-                Ok(()) => false,
-                Err(mpsc::error::TrySendError::Full(events)) => {
-                    // The writer is a backlog behind: wait for it (this is the journal
-                    // writer's own thread, or the thread recovering the engine).
-                    sender.blocking_send(events).is_err()
+            // Never wait for the database here: this is the journal writer's thread, and
+            // every order acknowledgement waits for it. A writer that cannot keep up (a
+            // database stall) is left behind and catches up from the journal, which holds
+            // every event; memory stays bounded by the channel.
+            let mut lag = self
+                .lag
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(last) = events.last() {
+                lag.delivered = last.seq;
+            }
+            let gone = if lag.behind {
+                sender.is_closed()
+            } else {
+                match sender.try_send(Arc::new(events)) {
+                    Ok(()) => false,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        lag.behind = true;
+                        tracing::warn!(
+                            seq,
+                            "the history writer fell behind (is the database stalled?); it \
+                             will catch up from the journal"
+                        );
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => true,
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => true,
             };
+            drop(lag);
             if gone {
                 tracing::warn!("the history writer stopped; the projection goes on without it");
                 self.history = None;

@@ -42,7 +42,7 @@ fn setup() -> Vec<Command> {
 async fn run(dir: &Path, store: &Store, commands: Vec<Command>) -> (u64, MarketService) {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let (market, feed) = MarketService::start_with_history(Some(tx));
-    let writer = spawn_history(store.clone(), market.clone(), rx);
+    let writer = spawn_history(store.clone(), market.clone(), rx, dir.to_path_buf());
     let mut config = EngineConfig::new(dir);
     config.feed = Some(feed);
     let (engine, _) = Engine::start(config).unwrap();
@@ -253,4 +253,133 @@ async fn on_postgres() {
     drop((store, fresh));
     one.drop_now().await.unwrap();
     two.drop_now().await.unwrap();
+}
+
+/// Defect (issue 20, item 6): the engine's journal thread waited for the history writer's
+/// bounded queue, so a database stall stopped order acknowledgements. Now a stalled
+/// database leaves the history behind, orders go on, and the history catches up from the
+/// journal (from a snapshot, here) to exactly what an unstalled rebuild writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_stall_does_not_stop_trading_and_the_history_catches_up_from_the_journal() {
+    use sqlx::Connection as _;
+    let db = coss_testkit::scratch_postgres("history_stall").await;
+    let rebuilt = coss_testkit::scratch_postgres("history_rebuilt").await;
+    let store = Store::open(db.url()).await.unwrap();
+    let fresh = Store::open(rebuilt.url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A queue of two chunks: the stall fills it at once.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let (market, feed) = MarketService::start_with_history(Some(tx));
+    let writer = spawn_history(store.clone(), market.clone(), rx, dir.path().to_path_buf());
+    let mut config = EngineConfig::new(dir.path());
+    config.feed = Some(feed);
+    config.snapshot_every = 25;
+    let (engine, _) = Engine::start(config).unwrap();
+    let handle = engine.handle();
+    let order = |n: u64| {
+        let (account, side) = if n.is_multiple_of(2) {
+            (1000, Side::Sell)
+        } else {
+            (1001, Side::Buy)
+        };
+        coss_testkit::limit_order(AccountId(account), side, 200_000, 1)
+    };
+    for command in setup().into_iter().chain((0..60).map(order)) {
+        handle.submit_async(command).await.unwrap();
+    }
+    let before = handle.status_async().await.unwrap().last_seq;
+    wait_for_history(&store, before).await;
+
+    // The stall: another session holds the history's tables for writing.
+    let mut locker = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query(
+        "LOCK TABLE trades, orders, balance_changes, candles, history_cursor IN EXCLUSIVE MODE",
+    )
+    .execute(&mut locker)
+    .await
+    .unwrap();
+    // The writer takes what is queued while it gathers, then waits on the database: orders
+    // go on until the queue is full and past it.
+    let mut submitted = 0;
+    let mut after_behind = 0;
+    while after_behind < 100 {
+        assert!(submitted < 20_000, "the history never fell behind");
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            handle.submit_async(order(submitted)),
+        )
+        .await
+        .expect("an order waited for the stalled database")
+        .unwrap();
+        submitted += 1;
+        if market.history_behind() {
+            after_behind += 1;
+        }
+    }
+    assert_eq!(store.history_position().await.unwrap(), before);
+    let last = handle.status_async().await.unwrap().last_seq;
+
+    // The database comes back: the history catches up and the feed queues again.
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    wait_for_history(&store, last).await;
+    assert!(!market.history_behind());
+    for n in 0..10 {
+        handle.submit_async(order(n)).await.unwrap();
+    }
+    let last = handle.status_async().await.unwrap().last_seq;
+    wait_for_history(&store, last).await;
+
+    drop(handle);
+    tokio::task::spawn_blocking(move || engine.shutdown().unwrap())
+        .await
+        .unwrap();
+    writer.abort();
+    // The same history as a rebuild from the journal into an empty database.
+    run(dir.path(), &fresh, Vec::new()).await;
+    let counts = store.history_counts().await.unwrap();
+    let buys = i64::try_from(submitted / 2).unwrap();
+    assert_eq!(counts[0], 2 + 30 + buys + 5, "trades: one per buy");
+    assert_eq!(fresh.history_counts().await.unwrap(), counts);
+    let trades = |s: &Store| {
+        let s = s.clone();
+        async move {
+            let range = HistoryRange {
+                from_id: 0,
+                start_ms: UnixMs::EPOCH,
+                end_ms: UnixMs(u64::MAX),
+                limit: 1000,
+                from: ReadFrom::Oldest,
+            };
+            s.history_trades(MarketId(1), None, None, range)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(trades(&store).await, trades(&fresh).await);
+    for (account, asset) in [(1000, 1), (1000, 2), (1001, 1), (1001, 2)] {
+        let read = |s: &Store| {
+            let s = s.clone();
+            async move {
+                s.statement(AccountId(account), AssetId(asset), 0, 1000)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(read(&store).await, read(&fresh).await);
+    }
+    drop((store, fresh, locker));
+    db.drop_now().await.unwrap();
+    rebuilt.drop_now().await.unwrap();
+}
+
+async fn wait_for_history(store: &Store, seq: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while store.history_position().await.unwrap() < seq {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the history never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

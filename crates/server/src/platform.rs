@@ -92,7 +92,12 @@ impl Platform {
         // before the engine starts replaying.
         let (history_tx, history_rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
         let (market, feed) = MarketService::start_with_history(Some(history_tx));
-        coss_market::spawn_history(accounts.store().clone(), market.clone(), history_rx);
+        coss_market::spawn_history(
+            accounts.store().clone(),
+            market.clone(),
+            history_rx,
+            data_dir.clone(),
+        );
         let mut engine_config = EngineConfig::new(&data_dir);
         engine_config.feed = Some(feed);
         engine_config.clock = settings.clock.clone();
@@ -241,11 +246,22 @@ impl Platform {
         self.spawn_workers();
         let router = self.router(&issuer);
         let streams = self.binance.clone();
+        // A halted engine (its journal could not be written: a full disk) does not come back
+        // by itself, so the platform stops rather than answer 503 for ever: `Stopped::finish`
+        // then returns the journal's error and `coss up` exits non-zero for its supervisor to
+        // restart it once the disk has room (recovery reads back what was durable).
+        let halted = self.engine.halted();
         // Graceful shutdown: stop accepting, close the streams, let requests in flight finish
         // (an order is answered once durable), and give stragglers at most DRAIN.
         let stop = async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, closing streams, draining");
+            tokio::select! {
+                () = shutdown => {
+                    tracing::info!("shutting down: no new connections, closing streams, draining");
+                }
+                reason = halted => {
+                    tracing::error!(%reason, "the engine halted: shutting down, to exit non-zero");
+                }
+            }
             streams.close_streams();
         };
         let proxies = self.settings.config.http.proxies()?;

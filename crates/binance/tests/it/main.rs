@@ -75,7 +75,7 @@ pub async fn fixture_with_history(retention: Retention) -> Fixture {
     let store = Store::open_in(dir.path()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(coss_market::HISTORY_BACKLOG);
     let (market, feed) = MarketService::start_with(retention, Some(tx));
-    coss_market::spawn_history(store.clone(), market.clone(), rx);
+    coss_market::spawn_history(store.clone(), market.clone(), rx, dir.path().join("engine"));
     start(
         dir,
         market,
