@@ -98,14 +98,14 @@ class Newcomer:
     def __init__(self, base, data_dir, email):
         self.base, self.email = base, email
         status, _ = call(base, "POST", "/api/v1/auth/signup", body={"email": email, "password": PASSWORD})
-        assert status == 201, f"signup: {status}"
+        assert status == 202, f"signup: {status}"
         token = verification_token(data_dir, email)
         status, _ = call(base, "POST", "/api/v1/auth/verify-email", body={"token": token})
         assert status == 200, f"verify: {status}"
         status, login = call(base, "POST", "/api/v1/auth/login", body={"email": email, "password": PASSWORD})
         assert status == 200, f"login: {status} {login}"
         self.access = login["access_token"]
-        status, enrolment = call(base, "POST", "/api/v1/auth/2fa/totp", self.access)
+        status, enrolment = call(base, "POST", "/api/v1/auth/2fa/totp", self.access, {"password": PASSWORD})
         assert status in (200, 201), f"totp enrolment: {status} {enrolment}"
         self.seed = enrolment["secret"]
         now = time.time()

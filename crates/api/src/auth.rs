@@ -114,6 +114,13 @@ pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
+/// The account's password, for a sensitive change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordBody {
+    password: String,
+}
+
 /// The current and the new password.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -169,22 +176,25 @@ fn factor<'a>(
     }
 }
 
-/// Create an account; a verification email is sent.
+/// Create an account. The answer is the same whether or not the address already has one
+/// (its owner is emailed instead), so sign-up tells nobody who is a customer; the link in the
+/// email finishes it. Counted per client address and per recipient (429 past either).
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = Credentials,
-    responses((status = 201, description = "account created, verification email queued"),
-              (status = 400, body = ApiError), (status = 409, body = ApiError)))]
+    responses((status = 202, description = "verification email queued (or the owner told)"),
+              (status = 400, body = ApiError), (status = 429, body = ApiError),
+              (status = 503, body = ApiError)))]
 pub(crate) async fn signup(
     _: Public,
     State(gate): State<Gate>,
+    ClientInfo(client): ClientInfo,
     JsonBody(request): JsonBody<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = gate
-        .accounts
-        .signup(&request.email, &request.password, gate.now_ms())
+    gate.accounts
+        .signup(&request.email, &request.password, &client, gate.now_ms())
         .await?;
     Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "user_id": id, "email_verification": "sent" })),
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "email_verification": "sent" })),
     ))
 }
 
@@ -297,17 +307,31 @@ pub(crate) async fn logout(who: Caller, State(gate): State<Gate>) -> Result<Resp
     Ok(response)
 }
 
-/// Ask for a password-reset email (same answer whether or not the account exists).
+/// Ask for a password-reset email: the same answer, in the same time, whether or not the
+/// account exists (the email is queued after answering). Counted per client address and
+/// per recipient (429 past either, for known and unknown addresses alike).
 #[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = "auth", request_body = EmailBody,
-    responses((status = 202, description = "sent if the account exists")))]
+    responses((status = 202, description = "sent if the account exists"),
+              (status = 429, body = ApiError)))]
 pub(crate) async fn password_reset(
     _: Public,
     State(gate): State<Gate>,
+    ClientInfo(client): ClientInfo,
     JsonBody(request): JsonBody<EmailBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    gate.accounts
-        .request_password_reset(&request.email, gate.now_ms())
-        .await?;
+    let now = gate.now_ms();
+    if gate
+        .accounts
+        .admit_password_reset(&request.email, &client, now)
+        .await?
+    {
+        let accounts = gate.accounts.clone();
+        tokio::spawn(async move {
+            if let Err(error) = accounts.send_password_reset(&request.email, now).await {
+                tracing::warn!(%error, "password reset: could not queue the email");
+            }
+        });
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "password_reset": "sent if the account exists" })),
@@ -352,17 +376,21 @@ pub(crate) async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Start TOTP enrolment: a fresh seed as otpauth URI and QR code. Not active until confirmed.
-#[utoipa::path(post, path = "/api/v1/auth/2fa/totp", tag = "auth",
-    responses((status = 200, body = TotpEnrolment), (status = 409, body = ApiError)),
+/// Start TOTP enrolment with the account's password: a fresh seed as otpauth URI and QR
+/// code. Not active until confirmed; confirming emails the owner.
+#[utoipa::path(post, path = "/api/v1/auth/2fa/totp", tag = "auth", request_body = PasswordBody,
+    responses((status = 200, body = TotpEnrolment), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 409, body = ApiError),
+              (status = 429, body = ApiError)),
     security(("bearer" = []), ("cookie" = [])))]
 pub(crate) async fn totp_begin(
     who: Caller,
     State(gate): State<Gate>,
+    JsonBody(request): JsonBody<PasswordBody>,
 ) -> Result<Json<TotpEnrolment>, ApiError> {
     let enrolment = gate
         .accounts
-        .begin_totp_enrolment(&who, gate.now_ms())
+        .begin_totp_enrolment(&who, &request.password, gate.now_ms())
         .await?;
     Ok(Json(TotpEnrolment {
         secret: enrolment.secret.expose().to_owned(),

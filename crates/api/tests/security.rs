@@ -163,7 +163,7 @@ impl Api {
             As::Nobody,
         )
         .await
-        .ok(StatusCode::CREATED);
+        .ok(StatusCode::ACCEPTED);
         let mail = self.accounts.store().due_mail(i64::MAX, 100).await.unwrap();
         let payload: Value = serde_json::from_str(
             &mail
@@ -203,7 +203,7 @@ impl Api {
             .call(
                 Method::POST,
                 "/api/v1/auth/2fa/totp",
-                None,
+                Some(json!({"password": PASSWORD})),
                 As::Bearer(token),
             )
             .await;
@@ -502,11 +502,28 @@ async fn password_change_keeps_this_session_and_ends_the_others() {
 async fn two_factor_enrolment_confirmation_login_and_removal() {
     let api = Api::new().await;
     let token = api.member("alice@example.com").await;
+    // A stolen session alone cannot enrol (issue 20, item 2): the password is needed.
+    api.call(
+        Method::POST,
+        "/api/v1/auth/2fa/totp",
+        Some(json!({"password": "not the password"})),
+        As::Bearer(&token),
+    )
+    .await
+    .error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    api.call(
+        Method::POST,
+        "/api/v1/auth/2fa/totp",
+        Some(json!({})),
+        As::Bearer(&token),
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST, "malformed_request");
     let enrolment = api
         .call(
             Method::POST,
             "/api/v1/auth/2fa/totp",
-            None,
+            Some(json!({"password": PASSWORD})),
             As::Bearer(&token),
         )
         .await;
@@ -552,7 +569,7 @@ async fn two_factor_enrolment_confirmation_login_and_removal() {
     api.call(
         Method::POST,
         "/api/v1/auth/2fa/totp",
-        None,
+        Some(json!({"password": PASSWORD})),
         As::Bearer(&token),
     )
     .await

@@ -116,7 +116,7 @@ pub(crate) async fn trading_key(
     who: &Authenticated,
     now: i64,
 ) -> Result<(String, String)> {
-    let enrolment = accounts.begin_totp_enrolment(who, now).await?;
+    let enrolment = accounts.begin_totp_enrolment(who, PASSWORD, now).await?;
     let seed = enrolment.secret.expose().to_owned();
     accounts
         .confirm_totp(
@@ -140,7 +140,10 @@ pub(crate) async fn trading_key(
 
 /// Signs `email` up and verifies it with the token from its queued email.
 pub(crate) async fn verified(accounts: &Accounts, email: &str, now: i64) -> Result<UserId> {
-    let id = accounts.signup(email, PASSWORD, now).await?;
+    let id = accounts
+        .signup(email, PASSWORD, &coss_identity::Client::default(), now)
+        .await?
+        .user();
     let mail = accounts.store().due_mail(i64::MAX, 100).await?;
     let sent = mail
         .iter()

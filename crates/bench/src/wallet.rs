@@ -104,9 +104,11 @@ async fn measure(addresses: usize, blocks: u64, samples: usize) -> Result<serde_
     let mut users = Vec::new();
     for i in 0..10 {
         let email = format!("bench{i}@example.com");
+        let now = coss_clock::Clock::system().now().as_i64();
         let id = accounts
-            .signup(&email, PASSWORD, coss_clock::Clock::system().now().as_i64())
-            .await?;
+            .signup(&email, PASSWORD, &coss_identity::Client::default(), now)
+            .await?
+            .user();
         users.push((id, wallet.deposit_address(id).await?));
     }
     let rss_before = resident_bytes();

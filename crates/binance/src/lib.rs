@@ -79,7 +79,7 @@ impl Binance {
         limits: RateLimits,
         backlog: usize,
     ) -> Binance {
-        Binance {
+        let binance = Binance {
             inner: Arc::new(Inner {
                 engine,
                 hub: Hub::start(market.clone(), backlog, gate.clock.clone()),
@@ -90,7 +90,24 @@ impl Binance {
                 stream_addresses: coss_http::AddressSlots::default(),
                 closing: tokio::sync::watch::Sender::new(false),
             }),
-        }
+        };
+        // A password reset revokes every credential of the account: its listen keys go, and
+        // open user data streams hear `listenKeyExpired` and stop delivering.
+        let inner = Arc::downgrade(&binance.inner);
+        binance
+            .inner
+            .gate
+            .accounts
+            .on_credentials_revoked(move |user| {
+                if let Some(inner) = inner.upgrade() {
+                    inner
+                        .listen_keys
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .retain(|_, k| k.user_id != user);
+                }
+            });
+        binance
     }
 
     /// Closes every WebSocket stream connection (code 1001, going away) and refuses new

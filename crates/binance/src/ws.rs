@@ -623,6 +623,42 @@ fn open(
         .on_upgrade(move |socket| serve(socket, binance, slot, hub, subscription, closing))
 }
 
+/// How often a connection with a user data stream checks that its listen key still lives.
+const KEY_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether the connection's listen key still lives (it expires, is closed, or goes with
+/// every credential of its account at a password reset). When it does not, the connection
+/// hears `listenKeyExpired`, as Binance sends it, and its user data stops. `false` when the
+/// connection is to be dropped.
+async fn user_stream_live(
+    binance: &Binance,
+    socket: &mut WebSocket,
+    sub: &mut Subscription,
+) -> bool {
+    let Some(key) = sub.listen_key.clone() else {
+        return true;
+    };
+    let owner = binance
+        .listen_key_user(&key)
+        .and_then(coss_identity::exchange_account);
+    if owner.is_some() && owner == sub.account {
+        return true;
+    }
+    sub.account = None;
+    sub.listen_key = None;
+    let event = json!({
+        "e": "listenKeyExpired",
+        "E": binance.inner.gate.clock.now().0,
+        "listenKey": key,
+    });
+    let text = if sub.combined {
+        json!({ "stream": key, "data": event }).to_string()
+    } else {
+        event.to_string()
+    };
+    send_within(socket, Message::Text(text.into())).await
+}
+
 /// Sends one message within [`SEND_TIMEOUT`]; `false` when the connection is to be dropped.
 async fn send_within(socket: &mut WebSocket, message: Message) -> bool {
     matches!(
@@ -649,9 +685,16 @@ async fn serve(
 ) {
     let mut ping = tokio::time::interval(Duration::from_secs(20));
     ping.tick().await;
+    let mut key_check = tokio::time::interval(KEY_CHECK);
+    key_check.tick().await;
     let (mut second, mut received) = (tokio::time::Instant::now(), 0u32);
     loop {
         tokio::select! {
+            _ = key_check.tick(), if sub.account.is_some() => {
+                if !user_stream_live(&binance, &mut socket, &mut sub).await {
+                    return;
+                }
+            }
             message = hub.recv() => match message {
                 Ok(message) => {
                     let wanted = match message.account {
@@ -660,6 +703,14 @@ async fn serve(
                     };
                     if !wanted {
                         continue;
+                    }
+                    if message.account.is_some() {
+                        if !user_stream_live(&binance, &mut socket, &mut sub).await {
+                            return;
+                        }
+                        if sub.account.is_none() {
+                            continue;
+                        }
                     }
                     let text = if sub.combined {
                         let name = if message.stream.is_empty() { "user" } else { &message.stream };

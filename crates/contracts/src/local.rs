@@ -396,17 +396,30 @@ mod tests {
     fn a_damaged_state_dump_falls_back_to_the_last_good_state() {
         let dir = tempfile::tempdir().unwrap();
         let (state, dumped) = (dir.path().join(STATE), dir.path().join(DUMPED_STATE));
-        assert_eq!(promote_dumped_state(dir.path()).unwrap(), None, "a new chain");
+        assert_eq!(
+            promote_dumped_state(dir.path()).unwrap(),
+            None,
+            "a new chain"
+        );
         std::fs::write(&dumped, r#"{"block": 1}"#).unwrap();
-        assert_eq!(promote_dumped_state(dir.path()).unwrap(), Some(state.clone()));
+        assert_eq!(
+            promote_dumped_state(dir.path()).unwrap(),
+            Some(state.clone())
+        );
         assert_eq!(std::fs::read_to_string(&state).unwrap(), r#"{"block": 1}"#);
         std::fs::write(&dumped, r#"{"block": 2, "accounts": {"0x"#).unwrap();
-        assert_eq!(promote_dumped_state(dir.path()).unwrap(), Some(state.clone()));
+        assert_eq!(
+            promote_dumped_state(dir.path()).unwrap(),
+            Some(state.clone())
+        );
         assert_eq!(std::fs::read_to_string(&state).unwrap(), r#"{"block": 1}"#);
         assert!(!dumped.exists(), "the damaged dump is set aside");
         std::fs::write(&state, r#"{"block": "#).unwrap();
         let error = promote_dumped_state(dir.path()).unwrap_err();
         assert_eq!(error.code(), "chain.local_state");
-        assert!(error.to_string().contains("restore it from a backup"), "{error}");
+        assert!(
+            error.to_string().contains("restore it from a backup"),
+            "{error}"
+        );
     }
 }

@@ -90,11 +90,13 @@ impl From<IdentityError> for ApiError {
             | E::ApiKeyRevoked
             | E::InvalidSignature => StatusCode::UNAUTHORIZED,
             E::EmailUnverified
+            | E::WithdrawalsLocked { .. }
             | E::TwoFactorSetupRequired
             | E::IpNotAllowed
             | E::PermissionDenied(_) => StatusCode::FORBIDDEN,
             E::ApiKeyNotFound => StatusCode::NOT_FOUND,
             E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::Busy => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) | E::Crypto => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -103,6 +105,8 @@ impl From<IdentityError> for ApiError {
         let api = Self::new(status, error.code(), error.to_string());
         match error {
             E::TooManyAttempts { retry_after_ms } => api.retry_after_ms(retry_after_ms),
+            E::Busy => api.retry_after_ms(1_000),
+            E::WithdrawalsLocked { until_ms, now_ms } => api.retry_after_ms(until_ms - now_ms),
             _ => api,
         }
     }

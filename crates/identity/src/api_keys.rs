@@ -109,7 +109,7 @@ const KEY_CACHE_MAX: usize = 100_000;
 /// key, never printed.
 pub(crate) struct LiveKey {
     id: i64,
-    user_id: UserId,
+    pub(crate) user_id: UserId,
     permissions: Vec<Permission>,
     networks: Vec<Network>,
     restricted: bool,

@@ -13,6 +13,7 @@
 //! reuse are sealed with the server key ([`Vault`]).
 
 mod api_keys;
+mod hashing;
 mod profiles;
 mod second_factor;
 mod time;
@@ -21,6 +22,8 @@ mod vault;
 pub use api_keys::{
     ApiKey, KEY_CACHE_MS, KeyAuth, Network, NewKey, Permission, SignedRequest, sign,
 };
+pub use coss_store::SignUp;
+pub use hashing::MAX_HASHING_QUEUE;
 pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
 pub use second_factor::{Enrolment, SecondFactor, totp_code};
 pub use time::format_utc;
@@ -29,7 +32,7 @@ pub use vault::{Vault, VaultError, private_dir, private_file, write_private};
 use coss_types::UserId;
 use std::net::IpAddr;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::PasswordHasher;
 use argon2::{Algorithm, Argon2, Params, Version};
 use coss_store::{
     EmailToken, Mail, NewSession, NewToken, Purpose, RefreshOutcome, SessionKind, Store,
@@ -73,6 +76,21 @@ pub const ACCOUNT_FAILURE_LIMIT: i64 = 5;
 pub const ADDRESS_FAILURE_LIMIT: i64 = 50;
 /// The window failures are counted in.
 pub const THROTTLE_WINDOW_MS: i64 = 15 * 60_000;
+/// Sign-ups one client address (an IPv6 client by its /64) may ask for in
+/// [`REQUEST_WINDOW_MS`] before it waits out the window.
+pub const SIGNUPS_PER_ADDRESS: i64 = 10;
+/// Password-reset requests one client address may make in [`REQUEST_WINDOW_MS`].
+pub const RESETS_PER_ADDRESS: i64 = 10;
+/// Emails that sign-ups and reset requests may send one recipient in [`REQUEST_WINDOW_MS`]
+/// (counted by address whether or not it has an account, so the answer tells nothing).
+pub const MAILS_PER_RECIPIENT: i64 = 5;
+/// The window sign-ups, reset requests and their emails are counted in.
+pub const REQUEST_WINDOW_MS: i64 = 3_600_000;
+/// Withdrawals and internal transfers wait this long after the password changed (by the
+/// owner or a reset) or the second factor was removed, as the large exchanges do: the owner,
+/// emailed at once, has a day to take the account back before money can leave it. Adding a
+/// first second factor does not lock (it needs the password and emails the owner).
+pub const WITHDRAWAL_LOCK_MS: i64 = 24 * 3_600_000;
 /// How long a lockout lasts (a password reset also lifts an account's lockout).
 pub const LOCKOUT_MS: i64 = 15 * 60_000;
 
@@ -162,6 +180,17 @@ pub enum IdentityError {
     /// A required parameter is missing.
     #[error("mandatory parameter {0} was not sent")]
     MissingParameter(&'static str),
+    /// Withdrawals and transfers wait a day after a password or second-factor change.
+    #[error("withdrawals are locked for {} more minutes after a password or two-factor change", (until_ms - now_ms + 59_999) / 60_000)]
+    WithdrawalsLocked {
+        /// When they open again (Unix ms).
+        until_ms: i64,
+        /// When this was decided (Unix ms).
+        now_ms: i64,
+    },
+    /// Too many password hashings are waiting: try again in a moment.
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// The storage failed.
     #[error("storage: {0}")]
     Store(StoreError),
@@ -198,6 +227,8 @@ impl IdentityError {
             Self::TimestampOutsideWindow => "timestamp_outside_recv_window",
             Self::TimestampAhead => "timestamp_ahead",
             Self::MissingParameter(_) => "missing_parameter",
+            Self::WithdrawalsLocked { .. } => "withdrawals_locked",
+            Self::Busy => "busy",
             Self::Store(_) | Self::Crypto => "internal",
         }
     }
@@ -279,8 +310,17 @@ impl Client {
         hasher.finalize().to_vec()
     }
 
+    /// The client's address as throttles count it: an IPv6 client by its /64 (one host
+    /// usually holds a whole /64, so counting single addresses would not bound it).
     fn throttle_key(&self) -> Option<String> {
-        self.ip.map(|ip| format!("ip:{ip}"))
+        self.ip.map(|ip| match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            IpAddr::V6(v6) => format!("ip:{}", v6.to_canonical()),
+            IpAddr::V4(v4) => format!("ip:{v4}"),
+        })
     }
 }
 
@@ -363,12 +403,29 @@ pub struct Authenticated {
 pub struct Accounts {
     store: Store,
     vault: Vault,
-    hasher: Argon2<'static>,
+    /// argon2id, off the async workers and bounded.
+    hashing: std::sync::Arc<hashing::Hashing>,
     /// A hash of no password, verified against when the account does not exist so that the
     /// answer takes as long as for a wrong password.
     dummy_hash: String,
     /// API keys checked recently (shared by the clones of these accounts).
     key_cache: std::sync::Arc<api_keys::KeyCache>,
+    /// Told when an account's credentials are all revoked (a password reset), to drop what
+    /// they hold in memory (user data streams).
+    revoked: std::sync::Arc<Hooks>,
+}
+
+/// Called with the account whose credentials were all revoked.
+pub type RevocationHook = Box<dyn Fn(UserId) + Send + Sync>;
+
+/// The revocation hooks.
+#[derive(Default)]
+struct Hooks(std::sync::Mutex<Vec<RevocationHook>>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
 }
 
 impl Accounts {
@@ -392,9 +449,10 @@ impl Accounts {
         Ok(Self {
             store,
             vault,
-            hasher,
+            hashing: hashing::Hashing::new(hasher),
             dummy_hash,
             key_cache: std::sync::Arc::default(),
+            revoked: std::sync::Arc::default(),
         })
     }
 
@@ -408,39 +466,76 @@ impl Accounts {
         &self.vault
     }
 
-    /// Creates an unverified account and queues the verification email (template
-    /// `verify_email`, payload `{"token": …}`), both in one transaction.
+    /// A sign-up. The answer is the same whether or not the address has an account, so
+    /// sign-up tells nobody who is a customer:
+    /// - a new address gets an unverified account and a verification link (`verify_email`);
+    /// - an address whose account nobody has verified yet gets another link, carrying this
+    ///   sign-up's password: a stranger who signed up with someone else's address first
+    ///   cannot keep its owner out (the owner's own link sets the owner's password);
+    /// - a verified account's owner is told someone tried (`account_exists`), nothing changes.
+    ///
+    /// Counted per client address ([`SIGNUPS_PER_ADDRESS`]) and per recipient
+    /// ([`MAILS_PER_RECIPIENT`]) before any hashing: over either, `TooManyAttempts`.
     pub async fn signup(
         &self,
         email: &str,
         password: &str,
+        client: &Client,
         now: i64,
-    ) -> Result<UserId, IdentityError> {
+    ) -> Result<SignUp, IdentityError> {
         let email = normalise_email(email)?;
         check_password(password)?;
-        let password_hash = hash(&self.hasher, password)?;
+        let address = client.throttle_key().map(|k| format!("signup:{k}"));
+        self.count_request(address.as_deref(), SIGNUPS_PER_ADDRESS, &email, now)
+            .await?;
+        let password_hash = self.hashing.hash(password).await?;
         let token = random_secret()?;
         let record = EmailToken {
             hash: digest(token.expose()),
             purpose: Purpose::VerifyEmail,
             expires_at: now + VERIFY_EMAIL_TTL_MS,
         };
-        let mail = token_mail(&email, "verify_email", &token);
-        let user = self
+        let verify = token_mail(&email, "verify_email", &token);
+        let exists = Mail {
+            recipient: email.clone(),
+            template: "account_exists".to_owned(),
+            payload: serde_json::json!({ "time": format_utc(now) }).to_string(),
+        };
+        Ok(self
             .store
-            .create_user(&email, &password_hash, now, &record, &mail)
-            .await?;
-        Ok(user.id)
+            .sign_up(&email, &password_hash, now, &record, &verify, &exists)
+            .await?)
     }
 
-    /// Uses a verification token (once) and marks its account's email verified.
-    pub async fn verify_email(&self, token: &str, now: i64) -> Result<UserId, IdentityError> {
-        let user_id = self
-            .store
-            .use_token(&token_hash(token)?, Purpose::VerifyEmail, now)
+    /// Counts one request that emails `recipient`, against the client's address (`address`,
+    /// at most `per_address` per window) and the recipient; refused while either is spent.
+    async fn count_request(
+        &self,
+        address: Option<&str>,
+        per_address: i64,
+        recipient: &str,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        let recipient = format!("mail:{recipient}");
+        let mut keys = vec![recipient.as_str()];
+        keys.extend(address);
+        self.ensure_unlocked(&keys, now).await?;
+        let window = REQUEST_WINDOW_MS;
+        if let Some(address) = address {
+            self.store
+                .record_failure(address, now, per_address, window, window)
+                .await?;
+        }
+        self.store
+            .record_failure(&recipient, now, MAILS_PER_RECIPIENT, window, window)
             .await?;
-        self.store.mark_email_verified(user_id, now).await?;
-        Ok(user_id)
+        Ok(())
+    }
+
+    /// Uses a verification token (once) and verifies its account: it takes the password of
+    /// the sign-up that sent the link, and the account's other links stop working.
+    pub async fn verify_email(&self, token: &str, now: i64) -> Result<UserId, IdentityError> {
+        Ok(self.store.verify_email(&token_hash(token)?, now).await?)
     }
 
     /// Checks email, password and (if enabled) the second factor, and opens a session.
@@ -466,10 +561,7 @@ impl Accounts {
         let stored = user
             .as_ref()
             .map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
-        let matches = self
-            .hasher
-            .verify_password(request.password.as_bytes(), stored)
-            .is_ok();
+        let matches = self.hashing.matches(request.password, stored).await?;
         let user = match user {
             Some(user) if matches => user,
             _ => {
@@ -660,15 +752,11 @@ impl Accounts {
             .ok_or(IdentityError::Unauthenticated)?;
         let key = login_key(&user.email);
         self.ensure_unlocked(&[&key], now).await?;
-        if self
-            .hasher
-            .verify_password(current.as_bytes(), user.password_hash.as_str())
-            .is_err()
-        {
+        if !self.hashing.matches(current, &user.password_hash).await? {
             self.fail(&key, None, now).await?;
             return Err(IdentityError::InvalidCredentials);
         }
-        let password_hash = hash(&self.hasher, new_password)?;
+        let password_hash = self.hashing.hash(new_password).await?;
         let mail = Mail {
             recipient: user.email.clone(),
             template: "password_changed".to_owned(),
@@ -680,9 +768,42 @@ impl Accounts {
         Ok(())
     }
 
-    /// Queues a password-reset email (template `password_reset`) if the account exists.
-    /// The answer is the same either way, so it reveals nothing about who has an account.
-    pub async fn request_password_reset(&self, email: &str, now: i64) -> Result<(), IdentityError> {
+    /// Queues a password-reset email (template `password_reset`) if the account exists:
+    /// [`Self::admit_password_reset`], then [`Self::send_password_reset`].
+    pub async fn request_password_reset(
+        &self,
+        email: &str,
+        client: &Client,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        if self.admit_password_reset(email, client, now).await? {
+            self.send_password_reset(email, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a reset request against the client's address ([`RESETS_PER_ADDRESS`]) and the
+    /// recipient ([`MAILS_PER_RECIPIENT`]), whether or not the account exists, so the answer
+    /// is the same: `TooManyAttempts` when either is spent, `false` for an address that is
+    /// not one (nothing to send).
+    pub async fn admit_password_reset(
+        &self,
+        email: &str,
+        client: &Client,
+        now: i64,
+    ) -> Result<bool, IdentityError> {
+        let Ok(email) = normalise_email(email) else {
+            return Ok(false);
+        };
+        let address = client.throttle_key().map(|k| format!("reset:{k}"));
+        self.count_request(address.as_deref(), RESETS_PER_ADDRESS, &email, now)
+            .await?;
+        Ok(true)
+    }
+
+    /// Sends the reset link if the account exists. The HTTP edge runs this after answering,
+    /// so that how long the answer takes does not tell whether the account exists.
+    pub async fn send_password_reset(&self, email: &str, now: i64) -> Result<(), IdentityError> {
         let Ok(email) = normalise_email(email) else {
             return Ok(());
         };
@@ -700,8 +821,11 @@ impl Accounts {
         Ok(())
     }
 
-    /// Sets a new password with a reset token (once), ends every session of the account and
-    /// lifts its login lockout, in one transaction.
+    /// Sets a new password with a reset token (once). Whoever asked may be the owner taking
+    /// the account back, so every credential goes, in one transaction: sessions, the second
+    /// factor and its recovery codes, API keys, other emailed links, apps' tokens; user data
+    /// streams close; withdrawals wait [`WITHDRAWAL_LOCK_MS`]; the owner is emailed
+    /// (`password_changed`). The login lockout is lifted.
     pub async fn reset_password(
         &self,
         token: &str,
@@ -714,11 +838,84 @@ impl Accounts {
         self.store
             .peek_token(&hash_of_token, Purpose::ResetPassword, now)
             .await?;
-        let password_hash = hash(&self.hasher, new_password)?;
-        Ok(self
+        let password_hash = self.hashing.hash(new_password).await?;
+        let mail = |email: &str| Mail {
+            recipient: email.to_owned(),
+            template: "password_changed".to_owned(),
+            payload: serde_json::json!({ "time": format_utc(now) }).to_string(),
+        };
+        let user = self
             .store
-            .complete_password_reset(&hash_of_token, &password_hash, login_key, now)
-            .await?)
+            .complete_password_reset(&hash_of_token, &password_hash, login_key, mail, now)
+            .await?;
+        self.revoked_in_memory(user);
+        Ok(user)
+    }
+
+    /// Drops what this process holds of a revoked account's credentials: its cached API keys
+    /// and (through the hooks) its user data streams.
+    fn revoked_in_memory(&self, user: UserId) {
+        self.key_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, (key, _)| key.user_id != user);
+        let hooks = self
+            .revoked
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for hook in hooks.iter() {
+            hook(user);
+        }
+    }
+
+    /// Calls `hook` whenever an account's credentials are all revoked (a password reset), so
+    /// that what an edge holds in memory for it (a user data stream) goes too.
+    pub fn on_credentials_revoked(&self, hook: impl Fn(UserId) + Send + Sync + 'static) {
+        self.revoked
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Box::new(hook));
+    }
+
+    /// `WithdrawalsLocked` within [`WITHDRAWAL_LOCK_MS`] of the account's last password or
+    /// second-factor change: withdrawals and internal transfers call this first.
+    pub async fn ensure_withdrawals_allowed(
+        &self,
+        user_id: UserId,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        let user = self
+            .store
+            .user(user_id)
+            .await?
+            .ok_or(IdentityError::Unauthenticated)?;
+        let until_ms = user.security_changed_at.saturating_add(WITHDRAWAL_LOCK_MS);
+        if user.security_changed_at > 0 && now < until_ms {
+            return Err(IdentityError::WithdrawalsLocked {
+                until_ms,
+                now_ms: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the account's password for a sensitive change (enrolling a second factor):
+    /// wrong ones count against the login throttle, like a failed sign-in.
+    pub(crate) async fn confirm_password(
+        &self,
+        user: &coss_store::User,
+        password: &str,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        let key = login_key(&user.email);
+        self.ensure_unlocked(&[&key], now).await?;
+        if !self.hashing.matches(password, &user.password_hash).await? {
+            self.fail(&key, None, now).await?;
+            return Err(IdentityError::InvalidCredentials);
+        }
+        Ok(())
     }
 }
 

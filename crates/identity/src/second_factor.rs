@@ -54,10 +54,15 @@ impl Accounts {
             .is_some_and(|t| t.confirmed_at.is_some()))
     }
 
-    /// Starts (or restarts) enrolment with a fresh seed; refused if already enabled.
+    /// Starts (or restarts) enrolment with a fresh seed; refused if already enabled. Needs
+    /// the account's password: a stolen session alone must not put the thief's
+    /// authenticator on the account (wrong passwords count against the login throttle).
+    /// Confirming emails the owner. Adding a first factor only makes the account safer, so
+    /// it does not lock withdrawals; removing one (and a password change or reset) does.
     pub async fn begin_totp_enrolment(
         &self,
         auth: &Authenticated,
+        password: &str,
         now: i64,
     ) -> Result<Enrolment, IdentityError> {
         let user = self
@@ -65,6 +70,7 @@ impl Accounts {
             .user(auth.user_id)
             .await?
             .ok_or(IdentityError::Unauthenticated)?;
+        self.confirm_password(&user, password, now).await?;
         let seed = random_bytes::<20>()?;
         let sealed = self.vault.seal(seed.as_ref(), &purpose(user.id))?;
         match self.store.put_pending_totp(user.id, &sealed, now).await {

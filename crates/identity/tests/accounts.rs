@@ -57,7 +57,11 @@ async fn login(
 }
 
 async fn verified(accounts: &Accounts, email: &str) -> UserId {
-    let id = accounts.signup(email, PASSWORD, T0).await.unwrap();
+    let id = accounts
+        .signup(email, PASSWORD, &Client::default(), T0)
+        .await
+        .unwrap()
+        .user();
     let token = emailed_token(accounts, &email.to_lowercase(), "verify_email").await;
     assert_eq!(accounts.verify_email(&token, T0 + 1).await.unwrap(), id);
     id
@@ -68,9 +72,10 @@ async fn signup_then_verify_then_login_then_logout() {
     let f = accounts().await;
     let a = &f.accounts;
     let id = a
-        .signup("  Alice@Example.COM ", PASSWORD, T0)
+        .signup("  Alice@Example.COM ", PASSWORD, &Client::default(), T0)
         .await
-        .unwrap();
+        .unwrap()
+        .user();
     assert!(matches!(
         login(a, "alice@example.com", PASSWORD, T0).await,
         Err(IdentityError::EmailUnverified)
@@ -149,12 +154,15 @@ async fn bad_sign_ups_are_refused_with_a_clear_code_and_leave_nothing() {
         &long_local,
         &too_long,
     ] {
-        let err = a.signup(email, PASSWORD, T0).await.unwrap_err();
+        let err = a
+            .signup(email, PASSWORD, &Client::default(), T0)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "invalid_email", "{email:?}");
     }
     for password in ["short", "123456789", &"x".repeat(257)] {
         let err = a
-            .signup("alice@example.com", password, T0)
+            .signup("alice@example.com", password, &Client::default(), T0)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "weak_password");
@@ -169,21 +177,34 @@ async fn bad_sign_ups_are_refused_with_a_clear_code_and_leave_nothing() {
             .is_none()
     );
 
-    a.signup("alice@example.com", PASSWORD, T0).await.unwrap();
-    let err = a
-        .signup("ALICE@example.com", "another password", T0)
+    // Sign-up answers the same for a taken address (issue 20, item 3: `email_taken` told
+    // who has an account); see tests/takeover.rs for what it does instead.
+    a.signup("alice@example.com", PASSWORD, &Client::default(), T0)
         .await
-        .unwrap_err();
-    assert_eq!(err.code(), "email_taken");
-    assert_eq!(mail_count(a).await, 1);
+        .unwrap();
+    assert!(
+        a.signup(
+            "ALICE@example.com",
+            "another password",
+            &Client::default(),
+            T0
+        )
+        .await
+        .is_ok()
+    );
+    assert_eq!(mail_count(a).await, 2, "a link for each sign-up");
 }
 
 #[tokio::test]
 async fn a_verification_token_works_once_and_not_after_24_hours() {
     let f = accounts().await;
     let a = &f.accounts;
-    a.signup("alice@example.com", PASSWORD, T0).await.unwrap();
-    a.signup("bob@example.com", PASSWORD, T0).await.unwrap();
+    a.signup("alice@example.com", PASSWORD, &Client::default(), T0)
+        .await
+        .unwrap();
+    a.signup("bob@example.com", PASSWORD, &Client::default(), T0)
+        .await
+        .unwrap();
     let alice = emailed_token(a, "alice@example.com", "verify_email").await;
     let bob = emailed_token(a, "bob@example.com", "verify_email").await;
 
@@ -227,15 +248,15 @@ async fn a_password_reset_ends_every_session_and_its_link_works_once() {
 
     // Unknown addresses get the same answer and no email.
     let before = mail_count(a).await;
-    a.request_password_reset("nobody@example.com", T0 + 3)
+    a.request_password_reset("nobody@example.com", &Client::default(), T0 + 3)
         .await
         .unwrap();
-    a.request_password_reset("not an email", T0 + 3)
+    a.request_password_reset("not an email", &Client::default(), T0 + 3)
         .await
         .unwrap();
     assert_eq!(mail_count(a).await, before);
 
-    a.request_password_reset("Alice@example.com", T0 + 3)
+    a.request_password_reset("Alice@example.com", &Client::default(), T0 + 3)
         .await
         .unwrap();
     let token = emailed_token(a, "alice@example.com", "password_reset").await;
@@ -275,7 +296,7 @@ async fn a_password_reset_ends_every_session_and_its_link_works_once() {
         .await
         .unwrap();
 
-    a.request_password_reset("alice@example.com", T0 + 10)
+    a.request_password_reset("alice@example.com", &Client::default(), T0 + 10)
         .await
         .unwrap();
     let late = emailed_token(a, "alice@example.com", "password_reset").await;

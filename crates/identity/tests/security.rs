@@ -88,7 +88,7 @@ fn auth(grant: &Grant, kind: SessionKind) -> Authenticated {
 
 /// Enables TOTP for the account and returns its base32 seed.
 async fn enable_totp(a: &Accounts, who: &Authenticated, now: i64) -> String {
-    let enrolment = a.begin_totp_enrolment(who, now).await.unwrap();
+    let enrolment = a.begin_totp_enrolment(who, PASSWORD, now).await.unwrap();
     let seed = enrolment.secret.expose().to_owned();
     a.confirm_totp(who, &totp_code(&seed, now).unwrap(), now)
         .await
@@ -228,9 +228,10 @@ async fn a_sign_in_from_a_new_device_is_emailed_to_the_owner() {
     )
     .await
     .unwrap();
-    assert_eq!(templates(a).await, ["verify_email", "new_device_login"]);
+    // A security notice is sent before the links waiting with it.
+    assert_eq!(templates(a).await, ["new_device_login", "verify_email"]);
     let mail = a.store().due_mail(i64::MAX, 10).await.unwrap();
-    let payload = &mail[1].mail.payload;
+    let payload = &mail[0].mail.payload;
     assert!(payload.contains("COSS iOS at 198.51.100.7"), "{payload}");
     assert!(payload.contains("2023-11-14 22:13 UTC"), "{payload}");
 }
@@ -326,9 +327,13 @@ async fn wrong_passwords_lock_the_account_and_the_address_until_time_or_a_reset_
         .await
         .unwrap_err();
     }
-    a.request_password_reset("alice@example.com", T0 + 2 * LOCKOUT_MS + 10)
-        .await
-        .unwrap();
+    a.request_password_reset(
+        "alice@example.com",
+        &Client::default(),
+        T0 + 2 * LOCKOUT_MS + 10,
+    )
+    .await
+    .unwrap();
     let mail = a.store().due_mail(i64::MAX, 100).await.unwrap();
     let token: serde_json::Value =
         serde_json::from_str(&mail.last().unwrap().mail.payload).unwrap();
@@ -416,7 +421,7 @@ async fn a_password_change_needs_the_current_one_and_ends_the_other_sessions() {
             .await
             .is_err()
     );
-    assert_eq!(templates(a).await.last().unwrap(), "password_changed");
+    assert_eq!(templates(a).await.first().unwrap(), "password_changed");
     sign_in(
         a,
         "alice@example.com",
@@ -442,7 +447,7 @@ async fn totp_is_active_once_confirmed_and_then_every_login_needs_a_fresh_code()
         "no_pending_enrolment"
     );
 
-    let enrolment = a.begin_totp_enrolment(&who, T0).await.unwrap();
+    let enrolment = a.begin_totp_enrolment(&who, PASSWORD, T0).await.unwrap();
     let uri = enrolment.otpauth_uri.expose();
     assert!(
         uri.starts_with("otpauth://totp/COSS:alice%40example.com?"),
@@ -486,7 +491,10 @@ async fn totp_is_active_once_confirmed_and_then_every_login_needs_a_fresh_code()
     assert_eq!(recovery.len(), 10);
     assert!(a.two_factor_enabled(id).await.unwrap());
     assert_eq!(
-        a.begin_totp_enrolment(&who, T0).await.unwrap_err().code(),
+        a.begin_totp_enrolment(&who, PASSWORD, T0)
+            .await
+            .unwrap_err()
+            .code(),
         "two_factor_already_enabled"
     );
 
@@ -590,7 +598,7 @@ async fn the_seed_is_sealed_at_rest_and_wrong_codes_lock_the_second_factor() {
     let a = &f.a;
     let id = verified(a, "alice@example.com").await;
     let who = auth(&app(a, "alice@example.com", T0).await, SessionKind::App);
-    let enrolment = a.begin_totp_enrolment(&who, T0).await.unwrap();
+    let enrolment = a.begin_totp_enrolment(&who, PASSWORD, T0).await.unwrap();
     let record = a.store().totp(id).await.unwrap().unwrap();
     let seed = totp_rs::Secret::try_from_base32(enrolment.secret.expose()).unwrap();
     let seed = seed.as_bytes();

@@ -50,8 +50,9 @@ pub struct Rendered {
 }
 
 /// Every template the platform sends.
-pub const TEMPLATES: [&str; 8] = [
+pub const TEMPLATES: [&str; 9] = [
     "verify_email",
+    "account_exists",
     "password_reset",
     "password_changed",
     "new_device_login",
@@ -81,6 +82,14 @@ pub fn render(template: &str, payload: &str, base_url: &str) -> Result<Rendered,
             "Confirm your COSS email address".into(),
             vec!["Welcome to COSS. Confirm this address to finish creating your account; the link works for 24 hours.".into()],
             Some(("Confirm my address".into(), format!("{base_url}/verify-email?token={}", field("token")?))),
+        ),
+        "account_exists" => (
+            "Someone tried to sign up with your email address".into(),
+            vec![
+                format!("At {} someone tried to create a COSS account with this address, which already has one. Nothing was changed.", field("time")?),
+                "If it was you, sign in, or reset your password if you forgot it. If it was not, you need do nothing.".into(),
+            ],
+            Some(("Reset my password".into(), format!("{base_url}/reset-password"))),
         ),
         "password_reset" => (
             "Reset your COSS password".into(),

@@ -120,7 +120,7 @@ async fn one_port_serves_status_accounts_wallets_and_the_binance_api() {
         Some(r#"{"email":"alice@example.com","password":"correct horse battery"}"#),
     )
     .await;
-    assert_eq!(signup.status, 201, "{}", signup.body);
+    assert_eq!(signup.status, 202, "{}", signup.body);
     let metrics = get("/metrics").await;
     assert!(
         metrics.body.contains(

@@ -42,9 +42,15 @@ async fn provider() -> Op {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     // Alice, verified, with a display name.
     let id = accounts
-        .signup("alice@example.com", PASSWORD, now_ms())
+        .signup(
+            "alice@example.com",
+            PASSWORD,
+            &coss_identity::Client::default(),
+            now_ms(),
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .user();
     let mail = accounts.store().due_mail(i64::MAX, 10).await.unwrap();
     let payload: serde_json::Value = serde_json::from_str(&mail[0].mail.payload).unwrap();
     accounts

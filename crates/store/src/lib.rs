@@ -137,6 +137,32 @@ pub struct User {
     pub created_at: i64,
     /// When the password was last set (Unix ms).
     pub password_changed_at: i64,
+    /// When the password last changed or the second factor was removed (Unix ms; 0: never):
+    /// withdrawals wait a day after it.
+    pub security_changed_at: i64,
+}
+
+/// What a sign-up did (the caller answers the same in every case, so that nobody learns
+/// who has an account).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignUp {
+    /// A new account, with its verification link sent.
+    Created(UserId),
+    /// The address has an account nobody verified yet: this sign-up got its own link, which
+    /// sets this sign-up's password when used.
+    Pending(UserId),
+    /// The address has a verified account: its owner was told, nothing changed.
+    Existing(UserId),
+}
+
+impl SignUp {
+    /// The account the address has (never told to the caller of a sign-up).
+    #[must_use]
+    pub fn user(self) -> UserId {
+        match self {
+            Self::Created(id) | Self::Pending(id) | Self::Existing(id) => id,
+        }
+    }
 }
 
 /// What a single-use email token is for.
@@ -284,7 +310,7 @@ impl Store {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
-        insert_token(&mut tx, id, token, now).await?;
+        insert_token(&mut tx, id, token, None, now).await?;
         enqueue(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(User {
@@ -294,14 +320,117 @@ impl Store {
             email_verified_at: None,
             created_at: now,
             password_changed_at: now,
+            security_changed_at: 0,
         })
+    }
+
+    /// A sign-up, in one transaction: a new account with its verification token (carrying
+    /// `password_hash`) and `verify_mail`; or, for an address whose account is not verified
+    /// yet, another such token and mail (the account is not changed until one is used); or,
+    /// for a verified account, only `exists_mail` to its owner.
+    pub async fn sign_up(
+        &self,
+        email: &str,
+        password_hash: &str,
+        now: i64,
+        token: &EmailToken,
+        verify_mail: &Mail,
+        exists_mail: &Mail,
+    ) -> Result<SignUp, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (email, password_hash, created_at, password_changed_at) \
+             VALUES ($1, $2, $3, $3) ON CONFLICT (email) DO NOTHING RETURNING id",
+        )
+        .bind(email)
+        .bind(password_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match inserted {
+            Some(row) => SignUp::Created(UserId(row.try_get(0)?)),
+            None => {
+                let row = sqlx::query("SELECT id, email_verified_at FROM users WHERE email = $1")
+                    .bind(email)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let id = UserId(row.try_get(0)?);
+                let verified: Option<i64> = row.try_get(1)?;
+                if verified.is_some() {
+                    SignUp::Existing(id)
+                } else {
+                    SignUp::Pending(id)
+                }
+            }
+        };
+        match outcome {
+            SignUp::Created(id) | SignUp::Pending(id) => {
+                insert_token(&mut tx, id, token, Some(password_hash), now).await?;
+                enqueue(&mut tx, verify_mail, now).await?;
+            }
+            SignUp::Existing(_) => enqueue(&mut tx, exists_mail, now).await?,
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Uses an email-verification token once and verifies its account, in one transaction:
+    /// the account takes the password of the sign-up that sent this token (if it carries
+    /// one and the account was not verified yet), and every other verification link of the
+    /// account stops working.
+    pub async fn verify_email(&self, token_hash: &[u8], now: i64) -> Result<UserId, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id, password_hash",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(Purpose::VerifyEmail.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::TokenInvalid);
+        };
+        let user_id = UserId(row.try_get(0)?);
+        let password_hash: Option<String> = row.try_get(1)?;
+        if let Some(hash) = password_hash {
+            sqlx::query(
+                "UPDATE users SET password_hash = $1, password_changed_at = $2 \
+                 WHERE id = $3 AND email_verified_at IS NULL",
+            )
+            .bind(hash)
+            .bind(now)
+            .bind(user_id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE users SET email_verified_at = $1 WHERE id = $2 AND email_verified_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE email_tokens SET used_at = $1 \
+             WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id.0)
+        .bind(Purpose::VerifyEmail.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(user_id)
     }
 
     /// The account with this (normalised) email.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at \
-             FROM users WHERE email = $1",
+            "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at, \
+             security_changed_at FROM users WHERE email = $1",
         )
         .bind(email)
         .fetch_optional(&self.pool)
@@ -312,8 +441,8 @@ impl Store {
     /// The account with this id.
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at \
-             FROM users WHERE id = $1",
+            "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at, \
+             security_changed_at FROM users WHERE id = $1",
         )
         .bind(id.0)
         .fetch_optional(&self.pool)
@@ -330,7 +459,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_token(&mut tx, user_id, token, now).await?;
+        insert_token(&mut tx, user_id, token, None, now).await?;
         enqueue(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
@@ -384,13 +513,19 @@ impl Store {
     }
 
     /// Completes a password reset in one transaction: uses the reset token once, sets the new
-    /// password hash, ends every session, marks the email verified (the link proved the
-    /// mailbox) and clears the login throttle `throttle_key`. Returns the account.
+    /// password hash, marks the email verified (the link proved the mailbox) and clears the
+    /// login throttle `throttle_key`; and, since whoever asked may be the owner taking the
+    /// account back from a thief, revokes every credential the account had: sessions, the
+    /// second factor and its recovery codes, API keys, every other emailed link, and apps'
+    /// (OpenID Connect) codes and tokens. Withdrawals wait a day from now; `mail` (a
+    /// `password_changed` notice) is queued. Returns the account; the caller also drops what
+    /// it holds in memory (cached API keys, user data streams).
     pub async fn complete_password_reset(
         &self,
         token_hash: &[u8],
         password_hash: &str,
         throttle_key: impl Fn(&str) -> String,
+        mail: impl Fn(&str) -> Mail,
         now: i64,
     ) -> Result<UserId, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -410,7 +545,8 @@ impl Store {
         };
         let email: String = sqlx::query(
             "UPDATE users SET password_hash = $1, password_changed_at = $2, \
-             email_verified_at = COALESCE(email_verified_at, $2) WHERE id = $3 RETURNING email",
+             security_changed_at = $2, email_verified_at = COALESCE(email_verified_at, $2) \
+             WHERE id = $3 RETURNING email",
         )
         .bind(password_hash)
         .bind(now)
@@ -419,10 +555,32 @@ impl Store {
         .await?
         .try_get(0)?;
         sessions::end_sessions_of(&mut tx, user_id, None, now).await?;
+        for statement in [
+            "UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+            "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            "UPDATE oidc_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+            "UPDATE oidc_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        ] {
+            sqlx::query(statement)
+                .bind(now)
+                .bind(user_id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for statement in [
+            "DELETE FROM totp WHERE user_id = $1",
+            "DELETE FROM recovery_codes WHERE user_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(user_id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query("DELETE FROM throttle WHERE key = $1")
             .bind(throttle_key(&email))
             .execute(&mut *tx)
             .await?;
+        enqueue(&mut tx, &mail(&email), now).await?;
         tx.commit().await?;
         Ok(user_id)
     }
@@ -468,11 +626,12 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` undelivered messages whose next attempt is due at `now`, oldest first.
+    /// Up to `limit` undelivered messages whose next attempt is due at `now`, by
+    /// [`mail_priority`], then oldest first.
     pub async fn due_mail(&self, now: i64, limit: i64) -> Result<Vec<QueuedMail>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, recipient, template, payload, attempts FROM outbox \
-             WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2",
+             WHERE sent_at IS NULL AND next_attempt_at <= $1 ORDER BY priority, id LIMIT $2",
         )
         .bind(now)
         .bind(limit)
@@ -534,13 +693,15 @@ async fn write_password(
     password_hash: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let done =
-        sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
-            .bind(password_hash)
-            .bind(now)
-            .bind(user_id.0)
-            .execute(conn)
-            .await?;
+    let done = sqlx::query(
+        "UPDATE users SET password_hash = $1, password_changed_at = $2, \
+             security_changed_at = $2 WHERE id = $3",
+    )
+    .bind(password_hash)
+    .bind(now)
+    .bind(user_id.0)
+    .execute(conn)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
@@ -555,6 +716,7 @@ fn user(row: &AnyRow) -> Result<User, StoreError> {
         email_verified_at: row.try_get(3)?,
         created_at: row.try_get(4)?,
         password_changed_at: row.try_get(5)?,
+        security_changed_at: row.try_get(6)?,
     })
 }
 
@@ -562,17 +724,19 @@ pub(crate) async fn insert_token(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: UserId,
     token: &EmailToken,
+    password_hash: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO email_tokens (token_hash, user_id, purpose, created_at, expires_at, \
+         password_hash) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(token.hash.as_slice())
     .bind(user_id.0)
     .bind(token.purpose.as_str())
     .bind(now)
     .bind(token.expires_at)
+    .bind(password_hash)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -584,16 +748,34 @@ pub(crate) async fn enqueue(
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO outbox (recipient, template, payload, created_at, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $4)",
+        "INSERT INTO outbox (recipient, template, payload, created_at, next_attempt_at, \
+         priority) VALUES ($1, $2, $3, $4, $4, $5)",
     )
     .bind(mail.recipient.as_str())
     .bind(mail.template.as_str())
     .bind(mail.payload.as_str())
     .bind(now)
+    .bind(mail_priority(&mail.template))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The outbox's order: security notices (a password or second factor changed, a new
+/// device, a withdrawal to confirm) go before links people asked for (verification, reset,
+/// "you already have an account"), which go before news (deposits, revenue shares). A flood
+/// of sign-ups or resets, bounded per address and recipient anyway, so never delays the
+/// alert that tells an owner their account is being taken.
+#[must_use]
+pub fn mail_priority(template: &str) -> i64 {
+    match template {
+        "password_changed"
+        | "two_factor_changed"
+        | "new_device_login"
+        | "withdrawal_confirmation" => 0,
+        "deposit_credited" | "weekly_revenue_share" => 2,
+        _ => 1,
+    }
 }
 
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {

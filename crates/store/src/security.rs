@@ -136,6 +136,7 @@ impl Store {
             .bind(user_id.0)
             .execute(&mut *tx)
             .await?;
+        mark_security_change(&mut tx, user_id, now).await?;
         enqueue(&mut tx, mail, now).await?;
         tx.commit().await?;
         Ok(())
@@ -241,4 +242,19 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Records that the account's password or second factor changed at `now` (withdrawals wait a
+/// day after it).
+async fn mark_security_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: UserId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE users SET security_changed_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(user_id.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -483,7 +483,7 @@ async fn a_sign_in_from_a_new_device_queues_one_email_with_the_session(db: &Db) 
     assert!(other.1);
     assert_eq!(
         outbox_templates(db).await,
-        ["verify_email", "new_device_login"]
+        ["new_device_login", "verify_email"]
     );
 }
 
@@ -562,7 +562,8 @@ async fn a_second_factor_is_active_once_confirmed_and_each_step_and_recovery_cod
     assert_eq!(store.recovery_codes_left(user).await.unwrap(), 0);
     assert_eq!(
         outbox_templates(db).await,
-        ["verify_email", "two_factor_changed", "two_factor_changed"]
+        // Security notices first (issue 20, item 1), then the rest in order.
+        ["two_factor_changed", "two_factor_changed", "verify_email"]
     );
 }
 
@@ -751,16 +752,21 @@ async fn a_password_reset_uses_its_token_sets_the_password_and_ends_sessions_at_
         Err(StoreError::TokenInvalid)
     ));
     let key = |email: &str| format!("login:{email}");
+    let mail = |email: &str| Mail {
+        recipient: email.to_owned(),
+        template: "password_changed".to_owned(),
+        payload: "{}".to_owned(),
+    };
     assert_eq!(
         store
-            .complete_password_reset(&[2; 32], "new", key, T0 + 2)
+            .complete_password_reset(&[2; 32], "new", key, mail, T0 + 2)
             .await
             .unwrap(),
         user
     );
     assert!(matches!(
         store
-            .complete_password_reset(&[2; 32], "newer", key, T0 + 3)
+            .complete_password_reset(&[2; 32], "newer", key, mail, T0 + 3)
             .await,
         Err(StoreError::TokenInvalid)
     ));

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
 use coss_engine::EngineHandle;
-use coss_identity::{Accounts, Authenticated, Permission, Vault, totp_code};
+use coss_identity::{Accounts, Authenticated, Client, Permission, Vault, totp_code};
 use coss_store::{ScratchDatabase, SessionKind, Store};
 use coss_types::{AccountId, Amount, AssetId, MarketId, Price, Qty, Side, UserId};
 
@@ -59,10 +59,12 @@ async fn token_in(accounts: &Accounts, to: &str, template: Option<&str>) -> Stri
 
 /// Signs `email` up (password [`PASSWORD`]) and verifies it with its emailed token, at `now`.
 pub async fn verified(accounts: &Accounts, email: &str, now: i64) -> UserId {
-    let id = accounts.signup(email, PASSWORD, now).await.unwrap();
+    accounts
+        .signup(email, PASSWORD, &Client::default(), now)
+        .await
+        .unwrap();
     let token = emailed_token(accounts, email).await;
-    accounts.verify_email(&token, now).await.unwrap();
-    id
+    accounts.verify_email(&token, now).await.unwrap()
 }
 
 /// Who `user` is, as an app session (for the account services that take the caller).
@@ -75,11 +77,14 @@ pub fn app(user: UserId) -> Authenticated {
     }
 }
 
-/// Turns TOTP on for `user` (confirmed with the previous step's code, so that the current
-/// step's code is still unused) and returns its seed.
+/// Turns TOTP on for `user` (password [`PASSWORD`]; confirmed with the previous step's code,
+/// so that the current step's code is still unused) and returns its seed.
 pub async fn with_totp(accounts: &Accounts, user: UserId, now: i64) -> String {
     let who = app(user);
-    let enrolment = accounts.begin_totp_enrolment(&who, now).await.unwrap();
+    let enrolment = accounts
+        .begin_totp_enrolment(&who, PASSWORD, now)
+        .await
+        .unwrap();
     let seed = enrolment.secret.expose().to_owned();
     accounts
         .confirm_totp(&who, &totp_code(&seed, now - 30_000).unwrap(), now)

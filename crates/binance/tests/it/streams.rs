@@ -415,6 +415,62 @@ async fn a_user_data_stream_reports_orders_fills_and_balances() {
     );
 }
 
+/// Defect (issue 20, item 2): a password reset kept the account's open user data streams
+/// (and its API keys) working, so whoever had stolen them went on watching and trading. Now
+/// a reset revokes them: the stream hears `listenKeyExpired` and its user data stops, the
+/// listen key and the API key are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_ends_the_accounts_user_data_streams_and_api_keys() {
+    let f = fixture(RateLimits::default()).await;
+    let address = serve(&f).await;
+    let alice = f
+        .trader("alice@example.com", &[Permission::Trade], ETH_1, 0)
+        .await;
+    let (_, created, _) = f
+        .send("POST", "/api/v3/userDataStream", Some(&alice.key), "")
+        .await;
+    let key = created["listenKey"].as_str().unwrap().to_owned();
+    let mut socket = connect(address, &format!("/ws/{key}")).await;
+    let deposit = |reference: &str| Command::Deposit {
+        account: alice.account,
+        asset: ETH,
+        amount: coss_types::Amount(ETH_1),
+        reference: reference.into(),
+    };
+    f.handle.submit_async(deposit("before")).await.unwrap();
+    until(&mut socket, |m| m["e"] == "balanceUpdate").await;
+
+    let (accounts, t) = (&f.accounts, crate::now());
+    accounts
+        .request_password_reset("alice@example.com", &coss_identity::Client::default(), t)
+        .await
+        .unwrap();
+    let token =
+        coss_testkit::emailed_token_of(accounts, "alice@example.com", "password_reset").await;
+    accounts
+        .reset_password(&token, "the owner's new password", t)
+        .await
+        .unwrap();
+    let expired = until(&mut socket, |m| m["e"] == "listenKeyExpired").await;
+    assert_eq!(expired["listenKey"].as_str(), Some(key.as_str()));
+    f.handle.submit_async(deposit("after")).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let message = next(&mut socket).await;
+            if message["e"] == "balanceUpdate" {
+                return message;
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "user data after the reset: {quiet:?}");
+    let uri = format!("/api/v3/userDataStream?listenKey={key}");
+    let (status, _, _) = f.send("PUT", &uri, Some(&alice.key), "").await;
+    assert_ne!(status, axum::http::StatusCode::OK, "the API key is revoked");
+    let (status, _) = f.signed("GET", "/api/v3/account", &alice, "").await;
+    assert_eq!(status, axum::http::StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_stops_reading_is_disconnected_instead_of_buffered() {
     let f = fixture_with_backlog(RateLimits::default(), 256).await;

@@ -179,7 +179,7 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     );
     // The accounts API is served from the embedded SQLite database.
     let response = sign_up_alice(port);
-    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
     assert!(dir.path().join("coss.db").is_file());
     // The OpenAPI document and the OpenID Connect provider are served too.
     let openapi = http(
@@ -360,7 +360,7 @@ fn up_keeps_accounts_in_postgres_when_given_a_database_url() {
         .spawn()
         .unwrap();
     let response = sign_up_alice(port);
-    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
     let output = std::process::Command::new("psql")
         .args([
             "-h",

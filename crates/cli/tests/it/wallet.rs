@@ -79,7 +79,7 @@ async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_
         None,
         Some(r#"{"email":"alice@example.com","password":"correct horse battery"}"#),
     );
-    assert_eq!(status, 201);
+    assert_eq!(status, 202);
     let new_mail = dir.path().join("mail").join("new");
     let mut token = String::new();
     wait_for("the verification email", || {
@@ -118,7 +118,13 @@ async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_
     );
     assert_eq!(status, 200, "{login}");
     let access = login["access_token"].as_str().unwrap().to_owned();
-    let (_, enrolment) = call(port, "POST", "/api/v1/auth/2fa/totp", Some(&access), None);
+    let (_, enrolment) = call(
+        port,
+        "POST",
+        "/api/v1/auth/2fa/totp",
+        Some(&access),
+        Some(r#"{"password":"correct horse battery"}"#),
+    );
     let seed = enrolment["secret"].as_str().unwrap().to_owned();
     let now = coss_clock::Clock::system().now().as_i64();
     let code = coss_identity::totp_code(&seed, now).unwrap();
