@@ -15,7 +15,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit: contracts/node_modules/.package-lock.json tests/e2e/.venv/ok
+unit: contracts/node_modules/.package-lock.json tests/e2e/.venv/ok tests/fuzz/.venv/ok
 	$(CARGO) nextest run --workspace --no-fail-fast
 	$(CARGO) test --workspace --doc
 
@@ -23,6 +23,12 @@ unit: contracts/node_modules/.package-lock.json tests/e2e/.venv/ok
 tests/e2e/.venv/ok: tests/e2e/requirements.txt
 	python3 -m venv tests/e2e/.venv
 	tests/e2e/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+	touch $@
+
+## The schema-driven fuzzer run against both OpenAPI documents (pinned with its dependencies).
+tests/fuzz/.venv/ok: tests/fuzz/requirements.txt
+	python3 -m venv tests/fuzz/.venv
+	tests/fuzz/.venv/bin/pip install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
 	touch $@
 
 ## The Solidity contracts: the offline toolchain comes from pinned npm packages.

@@ -124,6 +124,18 @@ pub fn openapi() -> OpenApi {
                 ResponseBuilder::new()
                     .description("switching to the WebSocket protocol")
                     .build(),
+            )
+            .response(
+                "400",
+                ResponseBuilder::new()
+                    .description("not a WebSocket upgrade, or too many streams (-1100)")
+                    .build(),
+            )
+            .response(
+                "503",
+                ResponseBuilder::new()
+                    .description("the server is shutting down")
+                    .build(),
             );
         if let Some((name, place, description)) = streams {
             operation = operation.parameter(

@@ -50,6 +50,7 @@
 mod auth;
 mod body;
 mod client;
+mod document;
 mod error;
 mod routes;
 
@@ -61,6 +62,7 @@ pub use body::{BodyError, BufferedBody, JsonBody, MAX_BODY_BYTES, Query, read_bo
 pub use client::{
     AddressSlot, AddressSlots, ClientAddr, ClientInfo, TrustedProxies, client_addr, client_key,
 };
+pub use document::document_edge_answers;
 pub use error::ApiError;
 pub use routes::{Declared, Mounted, Routes, with_json_fallbacks};
 

@@ -17,14 +17,16 @@ use crate::Metrics;
 /// test fails when the code drifts from them.
 #[must_use]
 pub fn documents() -> (utoipa::openapi::OpenApi, utoipa::openapi::OpenApi) {
-    (
-        coss_api::openapi()
-            .merge_from(coss_wallet::api::openapi())
-            .merge_from(coss_dao::api::openapi())
-            .merge_from(coss_sso::openapi())
-            .merge_from(StatusDoc::openapi()),
-        coss_binance::openapi(),
-    )
+    let mut own = coss_api::openapi()
+        .merge_from(coss_wallet::api::openapi())
+        .merge_from(coss_dao::api::openapi())
+        .merge_from(coss_sso::openapi())
+        .merge_from(StatusDoc::openapi());
+    let mut binance = coss_binance::openapi();
+    // Every status the server really sends, including the edge's own answers.
+    coss_http::document_edge_answers(&mut own);
+    coss_http::document_edge_answers(&mut binance);
+    (own, binance)
 }
 
 #[derive(OpenApi)]

@@ -568,7 +568,8 @@ fn same_origin(provider: &Provider, headers: &HeaderMap) -> bool {
 /// redirect back to the client with a code or an OAuth error.
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "sso",
     responses((status = 200, description = "the sign-in or consent page"),
-              (status = 303, description = "back to the client's redirect URI")))]
+              (status = 303, description = "back to the client's redirect URI"),
+              (status = 400, description = "an unknown client or redirect URI, or a malformed request (no redirect to an unverified URI)")))]
 async fn authorize_get(
     BrowserSession(session): BrowserSession,
     State(provider): State<Provider>,
@@ -585,6 +586,7 @@ async fn authorize_get(
 /// The consent form's answer (same origin, with the session's CSRF token).
 #[utoipa::path(post, path = "/oauth2/authorize", tag = "sso",
     responses((status = 303, description = "back to the client's redirect URI"),
+              (status = 400, description = "a malformed form, or an unknown client or redirect URI"),
               (status = 403, description = "a cross-origin form or an expired form")))]
 async fn authorize_post(
     BrowserSession(session): BrowserSession,
@@ -794,6 +796,7 @@ struct LoginForm {
 /// resumes the authorization request.
 #[utoipa::path(post, path = "/oauth2/login", tag = "sso",
     responses((status = 303, description = "signed in: back to the authorization request"),
+              (status = 400, description = "a malformed form"),
               (status = 401, description = "the sign-in page with the reason")))]
 async fn login_post(
     _: Public,

@@ -5,6 +5,7 @@ mod chain;
 mod commands;
 mod crash;
 mod e2e;
+mod fuzz;
 mod tls;
 mod wallet;
 
