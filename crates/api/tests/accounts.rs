@@ -391,3 +391,27 @@ async fn sign_up_answers_alike_whether_or_not_the_address_has_an_account() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Defect (issue 20, item 1): reset requests were unthrottled, so one client could queue
+/// millions of emails to a victim. Past five an hour for one recipient the answer is 429,
+/// alike for an address with an account and one without.
+#[tokio::test]
+async fn reset_requests_for_one_recipient_are_limited_alike_with_or_without_an_account() {
+    let api = Api::new().await;
+    api.verified_login("alice@example.com", PASSWORD).await;
+    // Alice's sign-up sent her one email already.
+    for (email, sent) in [("alice@example.com", 1), ("nobody@example.com", 0)] {
+        for _ in sent..coss_identity::MAILS_PER_RECIPIENT {
+            let (status, _) = api
+                .post("/api/v1/auth/password-reset", json!({"email": email}))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{email}");
+        }
+        assert_error(
+            api.post("/api/v1/auth/password-reset", json!({"email": email}))
+                .await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+        );
+    }
+}

@@ -515,6 +515,24 @@ async fn withdrawal_flow(db: Db) {
         before,
         "bad requests move nothing"
     );
+    // A day after a password change (issue 20, item 2: whoever changed it may be a thief),
+    // withdrawals wait, with their own code.
+    let (carol, carol_seed) = w.user("carol@example.com", true).await;
+    w.credit(carol, DEV_ETH, ETH, "test:carol-eth").await;
+    w.accounts
+        .change_password(
+            &coss_testkit::app(carol),
+            coss_testkit::PASSWORD,
+            "carol's brand new password",
+            T0 + 19 * STEP,
+        )
+        .await
+        .unwrap();
+    let carol_seed = carol_seed.unwrap();
+    let locked = withdrawal(carol, "ETH", &good, "0.5", code(&carol_seed, 19), "c1", 19);
+    let error = w.wallet.request_withdrawal(&locked).await.unwrap_err();
+    assert_eq!(error.code(), "withdrawals_locked", "{error}");
+    assert_eq!(w.balance(carol, DEV_ETH).await.available, Amount(ETH));
     assert!(
         w.accounts
             .store()
