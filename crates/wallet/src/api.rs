@@ -703,7 +703,9 @@ async fn allow_address(
 
 #[utoipa::path(delete, path = "/api/v1/wallet/withdrawal-addresses/{address}", tag = "wallet",
     params(("address" = String, Path, description = "the address to remove")),
-    responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError)), security(("bearer" = []), ("cookie" = [])))]
+    responses((status = 200, body = AllowListView), (status = 400, body = ApiError), (status = 401, body = ApiError),
+              (status = 404, body = ApiError, description = "the address is not on the list")),
+    security(("bearer" = []), ("cookie" = [])))]
 async fn disallow_address(
     who: Caller,
     State(wallet): State<Wallet>,

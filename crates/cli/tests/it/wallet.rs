@@ -65,13 +65,9 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = coss_testkit::free_port();
-    let mut first = start(dir.path(), port, true);
-
-    // Alice signs up, verifies, logs in, turns on TOTP.
+/// Alice signs up through the API of the `coss up` on `port` (its data in `data_dir`),
+/// verifies with the link in her email and signs in as an app: her access token.
+pub(crate) fn signed_in_alice(port: u16, data_dir: &std::path::Path) -> String {
     let (status, _) = call(
         port,
         "POST",
@@ -80,7 +76,7 @@ async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_
         Some(r#"{"email":"alice@example.com","password":"correct horse battery"}"#),
     );
     assert_eq!(status, 202);
-    let new_mail = dir.path().join("mail").join("new");
+    let new_mail = data_dir.join("mail").join("new");
     let mut token = String::new();
     wait_for("the verification email", || {
         let Some(entry) = std::fs::read_dir(&new_mail).ok().and_then(|mut e| e.next()) else {
@@ -117,7 +113,17 @@ async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_
         Some(r#"{"email":"alice@example.com","password":"correct horse battery"}"#),
     );
     assert_eq!(status, 200, "{login}");
-    let access = login["access_token"].as_str().unwrap().to_owned();
+    login["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_survives_a_kill_between_signing_and_broadcast_and_is_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = coss_testkit::free_port();
+    let mut first = start(dir.path(), port, true);
+
+    // Alice signs up, verifies, logs in, turns on TOTP.
+    let access = signed_in_alice(port, dir.path());
     let (_, enrolment) = call(
         port,
         "POST",
