@@ -879,8 +879,22 @@ impl Accounts {
             .push(Box::new(hook));
     }
 
-    /// `WithdrawalsLocked` within [`WITHDRAWAL_LOCK_MS`] of the account's last password or
-    /// second-factor change: withdrawals and internal transfers call this first.
+    /// What money leaving an account needs (a withdrawal, an internal transfer): a current
+    /// second factor ([`Self::require_second_factor`]), and no password change or
+    /// second-factor removal in the last [`WITHDRAWAL_LOCK_MS`] — so a thief who changed
+    /// them cannot move the money before the owner, emailed at once, takes the account back.
+    pub async fn authorize_outflow(
+        &self,
+        user_id: UserId,
+        code: Option<&str>,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        self.require_second_factor(user_id, code, now).await?;
+        self.ensure_withdrawals_allowed(user_id, now).await
+    }
+
+    /// `WithdrawalsLocked` within [`WITHDRAWAL_LOCK_MS`] of the account's last password
+    /// change or second-factor removal (part of [`Self::authorize_outflow`]).
     pub async fn ensure_withdrawals_allowed(
         &self,
         user_id: UserId,

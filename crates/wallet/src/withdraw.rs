@@ -270,13 +270,7 @@ impl Wallet {
         let now = request.now;
         inner
             .accounts
-            .require_second_factor(request.user_id, request.code.as_deref(), now)
-            .await?;
-        // A day after a password or second-factor change, so that a thief who changed them
-        // cannot move the money before the owner, emailed at once, takes the account back.
-        inner
-            .accounts
-            .ensure_withdrawals_allowed(request.user_id, now)
+            .authorize_outflow(request.user_id, request.code.as_deref(), now)
             .await?;
         let chain = self.chain_key();
         let to_hex = hex_of(to);

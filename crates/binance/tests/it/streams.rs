@@ -29,6 +29,16 @@ async fn serve(f: &Fixture) -> SocketAddr {
     address
 }
 
+/// A listen key of `trader`'s API key, and a stream connection opened with it.
+async fn user_stream(f: &Fixture, address: SocketAddr, trader: &crate::Key) -> (String, Socket) {
+    let (_, created, _) = f
+        .send("POST", "/api/v3/userDataStream", Some(&trader.key), "")
+        .await;
+    let key = created["listenKey"].as_str().unwrap().to_owned();
+    let socket = connect(address, &format!("/ws/{key}")).await;
+    (key, socket)
+}
+
 async fn connect(address: SocketAddr, path: &str) -> Socket {
     let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}{path}"))
         .await
@@ -347,11 +357,7 @@ async fn a_user_data_stream_reports_orders_fills_and_balances() {
     let bob = f
         .trader("bob@example.com", &[Permission::Trade], 0, 10_000 * TUSD_1)
         .await;
-    let (_, created, _) = f
-        .send("POST", "/api/v3/userDataStream", Some(&alice.key), "")
-        .await;
-    let key = created["listenKey"].as_str().unwrap().to_owned();
-    let mut socket = connect(address, &format!("/ws/{key}")).await;
+    let (_, mut socket) = user_stream(&f, address, &alice).await;
 
     let (_, placed) = f
         .post_form("/api/v3/order", &alice, "symbol=ETHTUSD&side=SELL&type=LIMIT&timeInForce=GTC&quantity=0.5&price=2000&newClientOrderId=a1")
@@ -426,11 +432,7 @@ async fn a_password_reset_ends_the_accounts_user_data_streams_and_api_keys() {
     let alice = f
         .trader("alice@example.com", &[Permission::Trade], ETH_1, 0)
         .await;
-    let (_, created, _) = f
-        .send("POST", "/api/v3/userDataStream", Some(&alice.key), "")
-        .await;
-    let key = created["listenKey"].as_str().unwrap().to_owned();
-    let mut socket = connect(address, &format!("/ws/{key}")).await;
+    let (key, mut socket) = user_stream(&f, address, &alice).await;
     let deposit = |reference: &str| Command::Deposit {
         account: alice.account,
         asset: ETH,

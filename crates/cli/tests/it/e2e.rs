@@ -4,10 +4,7 @@
 //! trades, and follows the depth stream with ccxt.pro to a consistent book; one withdraws.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::{Running, coss};
+use std::process::Command;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -22,22 +19,7 @@ fn a_newcomer_and_an_unmodified_ccxt_client_trade_on_a_running_coss() {
         python.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let port = coss_testkit::free_port();
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let mut server = Running(
-        coss()
-            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-            .env("COSS_DATA_DIR", dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "coss up did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut server, port) = crate::up(dir.path(), &dir.path().join("up.log"));
     let output = Command::new(&python)
         .arg(repo().join("tests/e2e/newcomer_ccxt.py"))
         .args(["--url", &format!("http://127.0.0.1:{port}")])

@@ -5,10 +5,7 @@
 //! the Binance-compatible one as nobody (its signed routes answer 401 to unsigned calls).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::{Running, coss};
+use std::process::Command;
 
 /// Seconds of fuzzing per run (three runs).
 const BUDGET_SECS: &str = "35";
@@ -23,22 +20,7 @@ fn a_schema_driven_fuzzer_finds_no_server_error_and_no_undocumented_status() {
         schemathesis.display()
     );
     let dir = tempfile::tempdir().unwrap();
-    let port = coss_testkit::free_port();
-    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
-    let _server = Running(
-        coss()
-            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-            .env("COSS_DATA_DIR", dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "coss up did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_server, port) = crate::up(&dir.path().join("data"), &dir.path().join("up.log"));
     let access = crate::wallet::signed_in_alice(port, &dir.path().join("data"));
     let signed_in = format!("Authorization: Bearer {access}");
     let runs = [

@@ -54,6 +54,32 @@ impl Drop for Running {
     }
 }
 
+/// `coss up` on a free loopback port with its data in `data_dir` and its log in `log`,
+/// once it accepts connections (within two minutes: the first start deploys the local chain).
+pub fn up(data_dir: &Path, log: &Path) -> (Running, u16) {
+    let port = coss_testkit::free_port();
+    let server = Running(
+        coss()
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .env("COSS_DATA_DIR", data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(
+                std::fs::File::create(log).unwrap(),
+            ))
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "coss up did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (server, port)
+}
+
 pub fn verify_json(dir: &Path) -> serde_json::Value {
     let output = coss()
         .args(["journal", "verify", "--json", "--data-dir"])
