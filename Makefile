@@ -2,14 +2,27 @@
 CARGO ?= cargo
 DATA_DIR ?= $(HOME)/.local/share/coss
 
-.PHONY: run test lint unit contracts artifacts bench fmt openapi
+.PHONY: run test lint unit contracts artifacts bench fmt openapi web web-test
 
-## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)).
-run: contracts/node_modules/.package-lock.json
-	$(CARGO) run --release -p coss -- up --data-dir $(DATA_DIR)
+## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)), with the web app
+## at http://127.0.0.1:8080/.
+run: contracts/node_modules/.package-lock.json web
+	$(CARGO) run --release -p coss -- up --data-dir $(DATA_DIR) --web-dir web/dist
 
-## Runs every check CI runs: formatting, lints, then every test (Rust and Solidity).
-test: lint contracts unit
+## Runs every check CI runs: formatting, lints, then every test (Rust, Solidity, the web app's
+## own unit tests, and the browser journey among the Rust integration tests).
+test: lint contracts web-test unit
+
+## The web app: its pinned packages, a type check and the production build in web/dist.
+web: web/node_modules/.package-lock.json
+	cd web && npm run build
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+## The web app's unit tests (Vitest): decimals, the order book, the Merkle check.
+web-test: web
+	cd web && npm test
 
 lint:
 	$(CARGO) fmt --all --check

@@ -5,7 +5,7 @@
 
 use axum::http::Method;
 
-use crate::rest::{ENDPOINTS, SIGNING, Security};
+use crate::rest::{ENDPOINTS, Endpoint, SIGNING, Security};
 
 use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
@@ -51,63 +51,22 @@ const STREAMS: &[(&str, &str, StreamNames)] = &[
 pub fn openapi() -> OpenApi {
     let mut paths = PathsBuilder::new();
     for endpoint in &ENDPOINTS {
-        let mut operation = OperationBuilder::new()
-            .tag("binance-spot")
-            .summary(Some(endpoint.summary))
-            .description(Some(format!("Request weight: {}.", endpoint.weight_doc)))
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("Binance's JSON shape")
-                    .build(),
-            )
-            .response(
-                "400",
-                ResponseBuilder::new()
-                    .description("{\"code\": -NNNN, \"msg\": \"…\"}, Binance's codes")
-                    .build(),
-            )
-            .response(
-                "429",
-                ResponseBuilder::new()
-                    .description("over a rate limit (-1003, -1015); Retry-After")
-                    .build(),
-            )
-            .response(
-                "418",
-                ResponseBuilder::new()
-                    .description("banned for ignoring 429s; Retry-After")
-                    .build(),
-            );
-        let signing = match endpoint.security {
-            Security::Signed(_) => SIGNING,
-            Security::None | Security::ApiKey => &[],
-        };
-        for (name, required, description) in endpoint.params.iter().chain(signing) {
-            operation = operation.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query)
-                    .required(if *required {
-                        Required::True
-                    } else {
-                        Required::False
-                    })
-                    .description(Some(*description))
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-            );
-        }
-        match endpoint.security {
-            Security::None => {}
-            Security::ApiKey | Security::Signed(_) => {
-                operation =
-                    operation.security(SecurityRequirement::new("api_key", Vec::<String>::new()));
-            }
-        }
         paths = paths.path(
             endpoint.path,
-            PathItem::new(http_method(&endpoint.method), operation),
+            PathItem::new(
+                http_method(&endpoint.method),
+                operation(endpoint, endpoint.security),
+            ),
         );
+        if let Some(path) = crate::rest::session_path(endpoint) {
+            paths = paths.path(
+                path,
+                PathItem::new(
+                    http_method(&endpoint.method),
+                    operation(endpoint, Security::Session),
+                ),
+            );
+        }
     }
     for (path, summary, streams) in STREAMS {
         let mut operation = OperationBuilder::new()
@@ -157,6 +116,14 @@ pub fn openapi() -> OpenApi {
                 "signed endpoints also take timestamp, recvWindow and signature",
             ))),
         )
+        .security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                coss_http::SESSION_COOKIE,
+                "the browser session of /api/v1/auth/login (client=browser); changes also send \
+                 X-CSRF-Token",
+            ))),
+        )
         .build();
     OpenApiBuilder::new()
         .info(
@@ -183,4 +150,90 @@ fn http_method(method: &Method) -> HttpMethod {
         Method::PATCH => HttpMethod::Patch,
         _ => HttpMethod::Get,
     }
+}
+
+/// One endpoint's operation, as authenticated by `security` (its own, or the session mirror's).
+fn operation(endpoint: &Endpoint, security: Security) -> utoipa::openapi::path::Operation {
+    let mut operation = OperationBuilder::new()
+        .tag(if security == Security::Session {
+            "web-session"
+        } else {
+            "binance-spot"
+        })
+        .summary(Some(endpoint.summary))
+        .description(Some(match security {
+            Security::Session => format!(
+                "The browser's session mirror of {} {}: the same parameters and answers, \
+                 authenticated by the session cookie (and X-CSRF-Token on changes) instead of \
+                 a signature. Request weight: {}.",
+                endpoint.method, endpoint.path, endpoint.weight_doc
+            ),
+            _ => format!("Request weight: {}.", endpoint.weight_doc),
+        }))
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("Binance's JSON shape")
+                .build(),
+        )
+        .response(
+            "400",
+            ResponseBuilder::new()
+                .description("{\"code\": -NNNN, \"msg\": \"…\"}, Binance's codes")
+                .build(),
+        )
+        .response(
+            "429",
+            ResponseBuilder::new()
+                .description("over a rate limit (-1003, -1015); Retry-After")
+                .build(),
+        )
+        .response(
+            "418",
+            ResponseBuilder::new()
+                .description("banned for ignoring 429s; Retry-After")
+                .build(),
+        );
+    let signing = match security {
+        Security::Signed(_) => SIGNING,
+        Security::None | Security::ApiKey | Security::Session => &[],
+    };
+    for (name, required, description) in endpoint.params.iter().chain(signing) {
+        operation = operation.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(if *required {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .description(Some(*description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    match security {
+        Security::None => {}
+        Security::ApiKey | Security::Signed(_) => {
+            operation =
+                operation.security(SecurityRequirement::new("api_key", Vec::<String>::new()));
+        }
+        Security::Session => {
+            operation = operation
+                .security(SecurityRequirement::new("cookie", Vec::<String>::new()))
+                .response(
+                    "401",
+                    ResponseBuilder::new()
+                        .description("no valid session (-2015)")
+                        .build(),
+                )
+                .response(
+                    "403",
+                    ResponseBuilder::new()
+                        .description("a change without the session's CSRF token (-1022)")
+                        .build(),
+                );
+        }
+    }
+    operation.build()
 }

@@ -11,7 +11,7 @@ mod chain;
 mod dao;
 mod sso;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use coss_engine::{Engine, EngineConfig};
 use std::io::Write;
@@ -63,6 +63,14 @@ enum Top {
         /// The configuration file (TOML); default `coss.toml` in the data dir, else built in.
         #[arg(long, env = "COSS_CONFIG")]
         config: Option<PathBuf>,
+        /// The built web app (`web/dist`, made by `make web`), served at `/`.
+        #[arg(long, env = "COSS_WEB_DIR")]
+        web_dir: Option<PathBuf>,
+    },
+    /// Development helpers for the platform's own local chain.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
     },
     /// Journal tools.
     Journal {
@@ -100,6 +108,23 @@ enum Top {
     Engine {
         #[command(subcommand)]
         command: EngineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Sends 10 ETH and 10,000 tUSD on the local chain of a running `coss up` to a user's
+    /// deposit address (a real deposit, credited after its confirmations). Only the platform's
+    /// own anvil has test funds.
+    Fund {
+        #[command(flatten)]
+        data: DataDir,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// The database: `postgres://…`; default SQLite `coss.db` in the data dir.
+        #[arg(long, env = "COSS_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -257,15 +282,23 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             database_url,
             config,
+            web_dir,
         } => {
             init_tracing();
             let data_dir = data.resolve()?;
             let config = coss_server::Config::load(config.as_deref(), &data_dir)?;
-            up(
-                coss_server::Settings::from_env(data_dir, database_url, config),
-                &listen,
-            )
+            let mut settings = coss_server::Settings::from_env(data_dir, database_url, config);
+            settings.web_dir = web_dir;
+            up(settings, &listen)
         }
+        Top::Dev {
+            command:
+                DevCommand::Fund {
+                    data,
+                    email,
+                    database_url,
+                },
+        } => dev_fund(data, database_url, &email),
         Top::Journal {
             command: JournalCommand::Verify { data, json },
         } => journal_verify(data.resolve()?, json),
@@ -422,6 +455,42 @@ fn history_reset(data: DataDir, database_url: Option<String>) -> Result<()> {
             println!(
                 "history emptied (it held events through {before}); the next start rebuilds it \
                  from the journal"
+            );
+            anyhow::Ok(())
+        })
+}
+
+fn dev_fund(data: DataDir, database_url: Option<String>, email: &str) -> Result<()> {
+    let data_dir = data.resolve()?;
+    if std::env::var_os("COSS_CHAIN_CONFIG").is_some() {
+        bail!("test funds exist only on the platform's own local chain (COSS_CHAIN_CONFIG is set)");
+    }
+    let config = coss_server::Config::load(None, &data_dir)?;
+    let settings = coss_server::Settings::from_env(data_dir.clone(), database_url, config);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let accounts = coss_server::open_accounts(&settings).await?;
+            let user = accounts
+                .store()
+                .user_by_email(&email.trim().to_lowercase())
+                .await?
+                .with_context(|| format!("no account with the email {email}"))?;
+            let now = settings.clock.now().as_i64();
+            let address = coss_wallet::dev::recorded_deposit_address(
+                accounts.store(),
+                coss_contracts::LOCAL_CHAIN_ID,
+                user.id,
+                now,
+            )
+            .await?;
+            let sent = coss_wallet::dev::send_test_funds(&data_dir.join("chain"), address).await?;
+            println!(
+                "sent {} ETH ({}) and {} tUSD ({}) to {} ({email}); the deposit is credited after \
+                 its confirmations",
+                sent.eth, sent.eth_tx, sent.tusd, sent.tusd_tx, sent.address
             );
             anyhow::Ok(())
         })

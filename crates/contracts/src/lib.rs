@@ -21,6 +21,7 @@ pub use error::ChainError;
 pub use keys::load_signer;
 pub use local::{
     LOCAL_CHAIN_ID, LocalChain, LocalDeployment, LocalNode, fund_hot_wallet, local_chain,
+    send_test_funds,
 };
 pub use node::{Chain, RECEIPT_TIMEOUT, anvil_binary, connect, foundry_tool, receipt, spawn_anvil};
 

@@ -377,6 +377,57 @@ pub async fn fund_hot_wallet(node: &LocalNode, dir: &Path, hot: Address) -> Resu
     Ok(())
 }
 
+/// Sends `wei` and `tusd` (smallest units) from anvil's development account to `to` on the
+/// local chain running in `dir` (the node `coss up` started or adopted there): a real transfer
+/// and a real mint that the deposit watcher sees like any other. Returns both transactions.
+///
+/// # Errors
+/// [`ChainError::LocalState`] when no local chain runs in `dir`, or the node's errors.
+pub async fn send_test_funds(
+    dir: &Path,
+    to: Address,
+    wei: U256,
+    tusd: U256,
+) -> Result<(alloy::primitives::B256, alloy::primitives::B256), ChainError> {
+    let running: Running = read_json(&dir.join("anvil.json"))?;
+    if !alive(running.pid) {
+        return Err(ChainError::LocalState(format!(
+            "the local chain in {} is not running: start `coss up` first",
+            dir.display()
+        )));
+    }
+    let deployment: LocalDeployment = read_json(&dir.join("deployment.json"))?;
+    let dev = crate::connect(&running.http, None).await?;
+    if dev.chain_id != LOCAL_CHAIN_ID {
+        return Err(ChainError::LocalState(format!(
+            "{} serves chain {}, not the local chain",
+            running.http, dev.chain_id
+        )));
+    }
+    let eth = TransactionRequest::default()
+        .with_from(dev.sender)
+        .with_to(to)
+        .with_value(wei);
+    let eth = crate::receipt(dev.provider.send_transaction(eth).await?).await?;
+    let mint = crate::TestUsd::new(deployment.tusd, &dev.provider)
+        .mint(to, tusd)
+        .from(dev.sender)
+        .send()
+        .await?;
+    let mint = crate::receipt(mint).await?;
+    Ok((eth.transaction_hash, mint.transaction_hash))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ChainError> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        ChainError::LocalState(format!(
+            "no local chain in {} ({e}): start `coss up` first",
+            file.parent().unwrap_or(file).display()
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| ChainError::LocalState(e.to_string()))
+}
+
 fn write(file: &Path, deployment: &LocalDeployment) -> Result<(), ChainError> {
     std::fs::write(file, json(deployment)?).map_err(io(file))
 }

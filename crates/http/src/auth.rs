@@ -78,7 +78,13 @@ where
     }
 }
 
-async fn session(
+/// The signed-in account of a request, as [`Caller`] checks it: a bearer access token, or the
+/// session cookie with its CSRF token on any method that changes something. For edges that run
+/// their own call path (the Binance-compatible endpoints' session mirror).
+///
+/// # Errors
+/// `unauthenticated` (401) without a valid session, `csrf_token_invalid` (403).
+pub async fn session(
     gate: &Gate,
     method: &Method,
     headers: &HeaderMap,

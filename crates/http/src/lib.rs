@@ -56,7 +56,7 @@ mod routes;
 
 pub use auth::{
     Auth, CSRF_COOKIE, CSRF_HEADER, Caller, KeyCaller, Need, Public, SESSION_COOKIE, cookie, need,
-    set_cookie, set_session_cookies,
+    session, set_cookie, set_session_cookies,
 };
 pub use body::{BodyError, BufferedBody, JsonBody, MAX_BODY_BYTES, Query, read_body};
 pub use client::{

@@ -322,6 +322,8 @@ pub struct Settings {
     /// Where users reach the platform (the OpenID issuer and the links in emails); `None`
     /// for `http://` and the listen address.
     pub public_url: Option<String>,
+    /// The built web app (`web/dist`), served at `/`; `None` serves no app.
+    pub web_dir: Option<PathBuf>,
     /// The platform's clock.
     pub clock: coss_clock::Clock,
 }
@@ -340,6 +342,7 @@ impl Settings {
             smtp_url: None,
             mail_from: "COSS <no-reply@coss.localhost>".to_owned(),
             public_url: None,
+            web_dir: None,
             clock: coss_clock::Clock::system(),
         }
     }

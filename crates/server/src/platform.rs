@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use coss_binance::Binance;
 use coss_clock::Clock;
 use coss_contracts::LocalNode;
@@ -47,6 +48,7 @@ pub struct Platform {
     node: Option<LocalNode>,
     mailer: coss_mail::Mailer,
     metrics: Metrics,
+    web: Option<coss_web::WebApp>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -81,6 +83,11 @@ impl Platform {
         // Owner only: it holds the server key, the database and the mail.
         coss_identity::private_dir(&data_dir)
             .context(format!("cannot create data dir {}", data_dir.display()))?;
+        // The app first: a wrong folder fails before anything starts.
+        let web = match &settings.web_dir {
+            Some(dir) => Some(coss_web::WebApp::open(dir).context("cannot serve the web app")?),
+            None => None,
+        };
         let accounts = open_accounts(&settings).await?;
         let mailer = mailer(&settings, accounts.store().clone())?;
         let gate = Gate::new(accounts.clone())
@@ -162,6 +169,7 @@ impl Platform {
                 node,
                 mailer,
                 metrics: Metrics::new(),
+                web,
                 workers: Vec::new(),
             }),
             Err(error) => {
@@ -198,12 +206,23 @@ impl Platform {
             .merge(coss_binance::router(self.binance.clone()))
     }
 
-    /// The router to serve: [`Platform::routes`] with request metrics and JSON answers for
-    /// unknown paths and methods.
+    /// The router to serve: [`Platform::routes`] with request metrics, JSON answers for
+    /// unknown API paths and methods, and the web app (when configured) for every other page.
     pub fn router(&self, issuer: &str) -> Router {
-        coss_http::with_json_fallbacks(self.routes(issuer).into_router().route_layer(
+        let router = coss_http::with_json_fallbacks(self.routes(issuer).into_router().route_layer(
             axum::middleware::from_fn_with_state(self.metrics.clone(), crate::metrics::track),
-        ))
+        ));
+        match &self.web {
+            Some(app) => coss_web::with_app(router, app.clone(), || {
+                coss_http::ApiError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint",
+                )
+                .into_response()
+            }),
+            None => router,
+        }
     }
 
     /// Starts the background workers: the mail outbox, the wallets' watcher, sender and
@@ -370,6 +389,8 @@ async fn open_edges(
         )
         .await
         .context("cannot fund the local hot wallet")?;
+        // The platform's own chain: newcomers may ask for test funds.
+        wallet.offer_test_funds(settings.data_dir.join("chain"));
     }
     let dao = open_dao(&wallet, handle, &settings.config.dao, &settings.clock).await?;
     list_markets(handle, market, &settings.config.markets).await?;

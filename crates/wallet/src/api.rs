@@ -44,6 +44,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         allow_address,
         disallow_address,
         allow_list_mode,
+        test_funds_offer,
+        test_funds,
     ),
     components(schemas(ApiError))
 )]
@@ -89,6 +91,8 @@ pub fn router(wallet: Wallet, gate: Gate) -> Routes {
             disallow_address,
         )
         .post("/api/v1/wallet/withdrawal-addresses/mode", allow_list_mode)
+        .get("/api/v1/wallet/test-funds", test_funds_offer)
+        .post("/api/v1/wallet/test-funds", test_funds)
         .with_state(WalletApi { wallet, gate })
 }
 
@@ -114,7 +118,16 @@ impl From<WalletError> for ApiError {
             | E::SameAccount
             | E::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             E::LimitExceeded { .. } | E::NotAllowListed => StatusCode::FORBIDDEN,
-            E::NotFound => StatusCode::NOT_FOUND,
+            E::NotFound | E::NoTestFunds => StatusCode::NOT_FOUND,
+            E::TestFundsTooSoon { retry_after_s } => {
+                let seconds = i64::try_from(*retry_after_s).unwrap_or(i64::MAX);
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    error.code(),
+                    error.to_string(),
+                )
+                .retry_after_ms(seconds.saturating_mul(1000));
+            }
             E::NotCancellable(_) => StatusCode::CONFLICT,
             E::Chain(_) | E::WrongChain { .. } | E::Engine(_) | E::HoldMismatch | E::Halted => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -754,4 +767,42 @@ async fn allow_list_mode(
         .await
         .map_err(WalletError::from)?;
     Ok(Json(allow_list_view(&wallet, user).await?))
+}
+
+/// Whether test funds are offered, and how much each request sends.
+#[derive(Serialize, utoipa::ToSchema)]
+struct TestFundsOffer {
+    /// True only when the platform runs its own local chain.
+    available: bool,
+    /// ETH per request, whole units.
+    eth: &'static str,
+    /// tUSD per request, whole units.
+    tusd: &'static str,
+}
+
+/// Whether "get test funds" is offered (only on the platform's own local chain).
+#[utoipa::path(get, path = "/api/v1/wallet/test-funds", tag = "wallet",
+    responses((status = 200, body = TestFundsOffer), (status = 401, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+async fn test_funds_offer(_: Caller, State(wallet): State<Wallet>) -> Json<TestFundsOffer> {
+    Json(TestFundsOffer {
+        available: wallet.test_funds_offered(),
+        eth: "10",
+        tusd: "10000",
+    })
+}
+
+/// Sends 10 ETH and 10,000 tUSD on the local chain to the caller's deposit address: a real
+/// deposit, credited after its confirmations. Once a minute per account; refused (404) on any
+/// chain that is not the platform's own.
+#[utoipa::path(post, path = "/api/v1/wallet/test-funds", tag = "wallet",
+    responses((status = 200, body = crate::dev::TestFundsSent), (status = 401, body = ApiError),
+              (status = 404, body = ApiError), (status = 429, body = ApiError),
+              (status = 503, body = ApiError)),
+    security(("bearer" = []), ("cookie" = [])))]
+async fn test_funds(
+    who: Caller,
+    State(wallet): State<Wallet>,
+) -> Result<Json<crate::dev::TestFundsSent>, ApiError> {
+    Ok(Json(wallet.test_funds(who.user_id).await?))
 }

@@ -34,6 +34,7 @@ use zeroize::Zeroizing;
 pub mod api;
 pub mod chain;
 mod config;
+pub mod dev;
 pub mod hd;
 mod sweep;
 mod transfer;
@@ -133,6 +134,15 @@ pub enum WalletError {
     /// database and the core disagreeing): nothing leaves an account meanwhile.
     #[error("the wallet is halted for an operator's check; try again later")]
     Halted,
+    /// Test funds exist only on the platform's own local chain.
+    #[error("test funds exist only on the platform's own local chain")]
+    NoTestFunds,
+    /// Test funds were sent to this account moments ago.
+    #[error("test funds were sent a moment ago; ask again in {retry_after_s} s")]
+    TestFundsTooSoon {
+        /// Seconds until the next request is taken.
+        retry_after_s: u64,
+    },
     /// The idempotency key is empty or longer than 64 characters.
     #[error("the idempotency key must be 1 to 64 characters")]
     InvalidIdempotencyKey,
@@ -166,6 +176,8 @@ impl WalletError {
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::HoldMismatch => "hold_mismatch",
             Self::Halted => "wallet_halted",
+            Self::NoTestFunds => "test_funds_unavailable",
+            Self::TestFundsTooSoon { .. } => "test_funds_too_soon",
         }
     }
 }
@@ -272,6 +284,8 @@ pub(crate) struct Inner {
     pub(crate) reconciled: std::sync::atomic::AtomicBool,
     /// When things happen (records, stuck transactions).
     pub(crate) clock: Clock,
+    /// Test funds, when the chain is the platform's own local chain.
+    pub(crate) faucet: std::sync::OnceLock<dev::Faucet>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -374,6 +388,7 @@ impl Wallet {
                 halted: RwLock::new(halted),
                 reconciled: std::sync::atomic::AtomicBool::new(false),
                 clock,
+                faucet: std::sync::OnceLock::new(),
             }),
         })
     }

@@ -36,35 +36,62 @@ use coss_types::{AccountId, Amount, ClientOrderId, OrderId, Side, UnixMs, UserId
 use serde_json::{Value, json};
 use std::net::IpAddr;
 
-/// The `/api/v3` routes (every row of [`ENDPOINTS`], with the authentication it declares)
-/// and the WebSocket streams.
+/// Where the browser's session reaches the account endpoints: `/api/v1/spot/order` runs
+/// `/api/v3/order` with the same parameters and answers, authenticated by the session cookie
+/// (and its CSRF token on changes) instead of an API key's signature.
+pub const SESSION_PREFIX: &str = "/api/v1/spot/";
+
+/// The session mirror's path of an endpoint that needs an account (`None` for public ones).
+pub(crate) fn session_path(endpoint: &Endpoint) -> Option<String> {
+    if endpoint.security == Security::None {
+        return None;
+    }
+    let rest = endpoint.path.strip_prefix("/api/v3/")?;
+    Some(format!("{SESSION_PREFIX}{rest}"))
+}
+
+/// The `/api/v3` routes (every row of [`ENDPOINTS`], with the authentication it declares),
+/// their session mirror under [`SESSION_PREFIX`] (every row that needs an account), and the
+/// WebSocket streams.
 pub fn router(binance: Binance) -> Routes {
     ENDPOINTS
         .iter()
         .fold(crate::ws::routes(), |routes, endpoint| {
-            let filter =
-                MethodFilter::try_from(endpoint.method.clone()).unwrap_or(MethodFilter::GET);
-            // Mounted through `Routes::declared`: the table row names the authentication
-            // that `call` checks, so the record and the check cannot differ.
-            #[allow(clippy::disallowed_methods)]
-            let route = MethodRouter::new().on(
-                filter,
-                move |State(binance): State<Binance>, request: Request| {
-                    serve(binance, endpoint, request)
-                },
-            );
-            routes.declared(
-                endpoint.method.clone(),
-                endpoint.path,
-                endpoint.security.scheme(),
-                route,
-            )
+            let routes = mount(routes, endpoint, endpoint.path, endpoint.security);
+            match session_path(endpoint) {
+                Some(path) => mount(routes, endpoint, &path, Security::Session),
+                None => routes,
+            }
         })
         .with_state(binance)
 }
 
+fn mount(
+    routes: Routes<Binance>,
+    endpoint: &'static Endpoint,
+    path: &str,
+    security: Security,
+) -> Routes<Binance> {
+    let filter = MethodFilter::try_from(endpoint.method.clone()).unwrap_or(MethodFilter::GET);
+    // Mounted through `Routes::declared`: the authentication recorded is the one `call`
+    // checks, so the record and the check cannot differ.
+    #[allow(clippy::disallowed_methods)]
+    let route = MethodRouter::new().on(
+        filter,
+        move |State(binance): State<Binance>, request: Request| {
+            serve(binance, endpoint, security, request)
+        },
+    );
+    routes.declared(endpoint.method.clone(), path, security.scheme(), route)
+}
+
 /// Reads the body (at most [`coss_http::MAX_BODY_BYTES`]) and runs the endpoint.
-async fn serve(binance: Binance, endpoint: &'static Endpoint, request: Request) -> Response {
+async fn serve(
+    binance: Binance,
+    endpoint: &'static Endpoint,
+    security: Security,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     // A banned or spent address is refused before its body is read or its parameters are
     // decoded: what it costs to refuse does not grow with what it sends.
@@ -89,7 +116,7 @@ async fn serve(binance: Binance, endpoint: &'static Endpoint, request: Request) 
                 .into_response();
         }
     };
-    call(binance, &parts, &bytes, endpoint).await
+    call(binance, &parts, &bytes, endpoint, security).await
 }
 
 /// A request as the handlers see it.
@@ -119,6 +146,9 @@ pub(crate) enum Security {
     ApiKey,
     /// Signed, with the permission it needs.
     Signed(Permission),
+    /// The browser's session cookie (its CSRF token on changes), or a bearer access token:
+    /// the account's owner, who may do what any of its keys may.
+    Session,
 }
 
 impl Security {
@@ -131,6 +161,7 @@ impl Security {
             Security::Signed(Permission::Trade) => "api_key:trade",
             Security::Signed(Permission::Withdraw) => "api_key:withdraw",
             Security::Signed(Permission::Merchant) => "api_key:merchant",
+            Security::Session => "session",
         }
     }
 }
@@ -144,6 +175,7 @@ async fn call(
     parts: &axum::http::request::Parts,
     body: &Bytes,
     endpoint: &Endpoint,
+    security: Security,
 ) -> Response {
     let headers = &parts.headers;
     let query = parts.uri.query().unwrap_or_default();
@@ -184,7 +216,11 @@ async fn call(
         user_id: None,
         ip,
     };
-    if let Err(error) = authenticate(&mut call, headers, query, body, endpoint.security).await {
+    let authenticated = match security {
+        Security::Session => authenticate_session(&mut call, parts).await,
+        _ => authenticate(&mut call, headers, query, body, security).await,
+    };
+    if let Err(error) = authenticated {
         return with_weight(error.into_response(), weight_used);
     }
     let answer = (endpoint.handler)(call).await;
@@ -201,6 +237,28 @@ fn with_weight(mut response: Response, used: u32) -> Response {
     headers.insert("x-mbx-used-weight-1m", value.clone());
     headers.insert("x-mbx-used-weight", value);
     response
+}
+
+/// The session mirror's caller: the session (CSRF checked on changes) in Binance's error shape.
+async fn authenticate_session(
+    call: &mut Call,
+    parts: &axum::http::request::Parts,
+) -> Result<(), BinanceError> {
+    let gate = &call.binance.inner.gate;
+    let who = coss_http::session(gate, &parts.method, &parts.headers)
+        .await
+        .map_err(|error| {
+            let status = error.status();
+            let code = if status == StatusCode::FORBIDDEN {
+                -1022
+            } else {
+                -2015
+            };
+            BinanceError::new(code, error.message).with_status(status)
+        })?;
+    call.user_id = Some(who.user_id);
+    call.account = coss_identity::exchange_account(who.user_id);
+    Ok(())
 }
 
 async fn authenticate(

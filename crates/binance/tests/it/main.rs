@@ -4,6 +4,7 @@
 
 mod history;
 mod rest;
+mod session;
 mod streams;
 
 use axum::Router;

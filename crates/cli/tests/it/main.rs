@@ -8,6 +8,7 @@ mod e2e;
 mod fuzz;
 mod tls;
 mod wallet;
+mod web;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -21,6 +22,7 @@ pub fn coss() -> Command {
         .env_remove("COSS_SMTP_URL")
         .env_remove("COSS_SECRET_KEY_FILE")
         .env_remove("COSS_CONFIG")
+        .env_remove("COSS_WEB_DIR")
         .env_remove("COSS_TLS_CERT")
         .env_remove("COSS_TLS_KEY")
         .env_remove("COSS_WEIGHT_PER_MINUTE")
@@ -57,10 +59,17 @@ impl Drop for Running {
 /// `coss up` on a free loopback port with its data in `data_dir` and its log in `log`,
 /// once it accepts connections (within two minutes: the first start deploys the local chain).
 pub fn up(data_dir: &Path, log: &Path) -> (Running, u16) {
+    up_with(data_dir, log, |_| {})
+}
+
+/// [`up`] with the command changed by `edit` (more arguments, environment).
+pub fn up_with(data_dir: &Path, log: &Path, edit: impl FnOnce(&mut Command)) -> (Running, u16) {
     let port = coss_testkit::free_port();
+    let mut command = coss();
+    command.args(["up", "--listen", &format!("127.0.0.1:{port}")]);
+    edit(&mut command);
     let server = Running(
-        coss()
-            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        command
             .env("COSS_DATA_DIR", data_dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(

@@ -1,0 +1,76 @@
+import { createI18n } from 'vue-i18n'
+
+const en = {
+  nav: { trade: 'Trade', wallet: 'Wallet', account: 'Account', share: 'Revenue share', login: 'Log in', signup: 'Sign up', logout: 'Log out', theme: 'Theme', language: 'Language' },
+  common: { asset: 'Asset', available: 'Available', locked: 'Locked', total: 'Total', amount: 'Amount', price: 'Price', time: 'Time', status: 'Status', side: 'Side', type: 'Type', cancel: 'Cancel', submit: 'Submit', loading: 'Loading…', none: 'Nothing yet', email: 'Email', password: 'Password', copy: 'Copy', copied: 'Copied', back: 'Back' },
+  trade: {
+    markets: 'Markets', change: '24h change', volume: '24h volume', book: 'Order book', tape: 'Trades', chart: 'Chart', grouping: 'Group',
+    buy: 'Buy', sell: 'Sell', limit: 'Limit', market: 'Market', stopLimit: 'Stop-limit', stop: 'Stop price', quantity: 'Quantity', byQuantity: 'By quantity', byAmount: 'By amount', spend: 'Spend', receive: 'Receive',
+    tif: 'Time in force', postOnly: 'Post only', ioc: 'IOC', fok: 'FOK', gtc: 'GTC', fee: 'Fee (at most)', orderTotal: 'Total',
+    openOrders: 'Open orders', orderHistory: 'Order history', tradeHistory: 'Trade history', cancelAll: 'Cancel all', filled: 'Filled', placed: 'Order placed', cancelled: 'Order cancelled',
+    balances: 'Balances', signInToTrade: 'Log in or sign up to trade.', last: 'Last price', high: '24h high', low: '24h low', spread: 'Spread',
+  },
+  wallet: {
+    title: 'Wallet', deposit: 'Deposit', withdraw: 'Withdraw', transfer: 'Send to a COSS user', history: 'History', depositAddress: 'Your deposit address (every asset of this chain)',
+    confirmations: 'Confirmations', deposits: 'Deposits', withdrawals: 'Withdrawals', transfers: 'Transfers', testFunds: 'Get test funds', testFundsSent: 'Test funds sent on chain: they arrive as a deposit in a few blocks.',
+    testFundsHint: 'This platform runs its own local chain: test ETH and tUSD cost nothing.', address: 'Address', fee: 'Network fee', receiveAmount: 'Recipient gets', totp: '2FA code', recipient: "Recipient's email",
+    statement: 'Statement (CSV)', needs2fa: 'Turn on two-factor authentication to withdraw.', requested: 'Withdrawal requested', sent: 'Sent', chainLink: 'Transaction',
+  },
+  auth: {
+    login: 'Log in', signup: 'Create an account', totp: 'Authenticator code', recovery: 'Or a recovery code', forgot: 'Forgot your password?', noAccount: 'New to COSS?', haveAccount: 'Already have an account?',
+    checkMail: 'Check your inbox: we sent a link to confirm your address.', verifying: 'Confirming your address…', verified: 'Your address is confirmed. You can log in.', reset: 'Reset password', resetSent: 'If an account uses this address, a reset link is on its way.', newPassword: 'New password', resetDone: 'Your password is changed and every device signed out. Log in again.', passwordHint: 'At least 10 characters.',
+  },
+  account: {
+    title: 'Account', twoFactor: 'Two-factor authentication', enable2fa: 'Turn on 2FA', scan: 'Scan this code with your authenticator app, then enter the code it shows.', confirm: 'Confirm', recoveryCodes: 'Recovery codes: write them down now. Each works once, and they are not shown again.', on: 'On', off: 'Off', disable2fa: 'Turn off 2FA',
+    apiKeys: 'API keys', newKey: 'New API key', label: 'Label', permissions: 'Permissions', ipAllowList: 'IP allow-list (one per line, empty for any)', secretOnce: 'The secret is shown once. Store it now.', revoke: 'Revoke', profile: 'Profile', displayName: 'Display name', country: 'Country', save: 'Save', saved: 'Saved',
+  },
+  share: { title: 'Revenue share', week: 'Week', root: 'Published root', myShare: 'My share', verify: 'Verify', verified: 'Verified in this browser: the leaf and its path lead to the published root.', mismatch: 'Does not match the published root.', none: 'No weeks yet.' },
+  errors: {
+    '-2010': 'The order was refused: {msg}', '-1013': 'The price or quantity is off the market\'s grid: {msg}', '-2011': 'That order is no longer open.',
+    insufficient: 'Not enough balance for this order.', network: 'The platform cannot be reached. Check your connection.',
+  },
+}
+
+type Messages = typeof en
+
+const ko: Messages = {
+  nav: { trade: '거래', wallet: '지갑', account: '계정', share: '수익 분배', login: '로그인', signup: '회원가입', logout: '로그아웃', theme: '테마', language: '언어' },
+  common: { asset: '자산', available: '사용 가능', locked: '잠김', total: '합계', amount: '금액', price: '가격', time: '시간', status: '상태', side: '구분', type: '유형', cancel: '취소', submit: '제출', loading: '불러오는 중…', none: '아직 없음', email: '이메일', password: '비밀번호', copy: '복사', copied: '복사됨', back: '뒤로' },
+  trade: {
+    markets: '마켓', change: '24시간 변동', volume: '24시간 거래량', book: '호가창', tape: '체결', chart: '차트', grouping: '묶음',
+    buy: '매수', sell: '매도', limit: '지정가', market: '시장가', stopLimit: '스톱 지정가', stop: '감시 가격', quantity: '수량', byQuantity: '수량 기준', byAmount: '금액 기준', spend: '지불', receive: '수령',
+    tif: '유효 조건', postOnly: '포스트 온리', ioc: 'IOC', fok: 'FOK', gtc: 'GTC', fee: '수수료 (최대)', orderTotal: '총액',
+    openOrders: '미체결 주문', orderHistory: '주문 내역', tradeHistory: '체결 내역', cancelAll: '모두 취소', filled: '체결됨', placed: '주문 완료', cancelled: '주문 취소됨',
+    balances: '잔고', signInToTrade: '거래하려면 로그인하거나 가입하세요.', last: '현재가', high: '24시간 최고', low: '24시간 최저', spread: '스프레드',
+  },
+  wallet: {
+    title: '지갑', deposit: '입금', withdraw: '출금', transfer: 'COSS 사용자에게 보내기', history: '내역', depositAddress: '입금 주소 (이 체인의 모든 자산)',
+    confirmations: '컨펌', deposits: '입금', withdrawals: '출금', transfers: '이체', testFunds: '테스트 자금 받기', testFundsSent: '테스트 자금을 체인으로 보냈습니다. 몇 블록 뒤 입금으로 들어옵니다.',
+    testFundsHint: '이 플랫폼은 자체 로컬 체인을 실행 중입니다. 테스트 ETH와 tUSD는 무료입니다.', address: '주소', fee: '네트워크 수수료', receiveAmount: '받는 금액', totp: '2단계 인증 코드', recipient: '받는 사람 이메일',
+    statement: '거래 명세서 (CSV)', needs2fa: '출금하려면 2단계 인증을 켜세요.', requested: '출금 요청됨', sent: '전송됨', chainLink: '트랜잭션',
+  },
+  auth: {
+    login: '로그인', signup: '계정 만들기', totp: '인증 앱 코드', recovery: '또는 복구 코드', forgot: '비밀번호를 잊으셨나요?', noAccount: 'COSS가 처음이신가요?', haveAccount: '이미 계정이 있으신가요?',
+    checkMail: '받은편지함을 확인하세요. 주소 확인 링크를 보냈습니다.', verifying: '주소를 확인하는 중…', verified: '주소가 확인되었습니다. 로그인할 수 있습니다.', reset: '비밀번호 재설정', resetSent: '이 주소를 쓰는 계정이 있다면 재설정 링크가 발송됩니다.', newPassword: '새 비밀번호', resetDone: '비밀번호가 바뀌었고 모든 기기에서 로그아웃되었습니다. 다시 로그인하세요.', passwordHint: '10자 이상.',
+  },
+  account: {
+    title: '계정', twoFactor: '2단계 인증', enable2fa: '2단계 인증 켜기', scan: '인증 앱으로 이 코드를 스캔한 뒤 표시된 코드를 입력하세요.', confirm: '확인', recoveryCodes: '복구 코드: 지금 적어 두세요. 각각 한 번만 쓸 수 있고 다시 표시되지 않습니다.', on: '켜짐', off: '꺼짐', disable2fa: '2단계 인증 끄기',
+    apiKeys: 'API 키', newKey: '새 API 키', label: '이름', permissions: '권한', ipAllowList: 'IP 허용 목록 (한 줄에 하나, 비우면 모두 허용)', secretOnce: '비밀 키는 한 번만 표시됩니다. 지금 저장하세요.', revoke: '폐기', profile: '프로필', displayName: '표시 이름', country: '국가', save: '저장', saved: '저장됨',
+  },
+  share: { title: '수익 분배', week: '주차', root: '공개된 루트', myShare: '내 몫', verify: '검증', verified: '이 브라우저에서 검증됨: 리프와 경로가 공개된 루트로 이어집니다.', mismatch: '공개된 루트와 일치하지 않습니다.', none: '아직 주차가 없습니다.' },
+  errors: {
+    '-2010': '주문이 거부되었습니다: {msg}', '-1013': '가격 또는 수량이 마켓 단위에 맞지 않습니다: {msg}', '-2011': '이미 열려 있지 않은 주문입니다.',
+    insufficient: '이 주문에 필요한 잔고가 부족합니다.', network: '플랫폼에 연결할 수 없습니다. 연결을 확인하세요.',
+  },
+}
+
+const saved = localStorage.getItem('coss.locale')
+const locale = saved === 'ko' || saved === 'en' ? saved : navigator.language.startsWith('ko') ? 'ko' : 'en'
+
+export const i18n = createI18n({ legacy: false, locale, fallbackLocale: 'en', messages: { en, ko } })
+
+export function setLocale(next: 'en' | 'ko') {
+  i18n.global.locale.value = next
+  localStorage.setItem('coss.locale', next)
+  document.documentElement.lang = next
+}
