@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DATA_DIR ?= $(HOME)/.local/share/coss
 
-.PHONY: run test lint unit contracts artifacts bench fmt openapi web web-test
+.PHONY: run test lint unit contracts artifacts bench bench-web fmt openapi web web-test
 
 ## Runs the whole platform on its embedded defaults (data in $(DATA_DIR)), with the web app
 ## at http://127.0.0.1:8080/.
@@ -66,6 +66,12 @@ bench:
 
 fmt:
 	$(CARGO) fmt --all
+
+## The web app's figures (first-view JavaScript, time to interactive, order-book frame times
+## under ~1,000 depth updates/s) against a release `coss up` it starts itself.
+bench-web: web contracts/node_modules/.package-lock.json
+	$(CARGO) build --release -p coss
+	node web/tests/browser/bench.mjs --coss target/release/coss
 
 ## Rewrites docs/openapi/*.json from the code (a test fails when they drift).
 openapi:

@@ -22,6 +22,7 @@ const en = {
   },
   account: {
     title: 'Account', twoFactor: 'Two-factor authentication', enable2fa: 'Turn on 2FA', scan: 'Scan this code with your authenticator app, then enter the code it shows.', confirm: 'Confirm', recoveryCodes: 'Recovery codes: write them down now. Each works once, and they are not shown again.', on: 'On', off: 'Off', disable2fa: 'Turn off 2FA',
+    sessions: 'Sessions and devices', thisDevice: 'this device', signOut: 'Sign out', signOutOthers: 'Sign out everywhere else', signedOut: 'Signed out',
     apiKeys: 'API keys', newKey: 'New API key', label: 'Label', permissions: 'Permissions', ipAllowList: 'IP allow-list (one per line, empty for any)', secretOnce: 'The secret is shown once. Store it now.', revoke: 'Revoke', profile: 'Profile', displayName: 'Display name', country: 'Country', save: 'Save', saved: 'Saved',
   },
   share: { title: 'Revenue share', week: 'Week', root: 'Published root', myShare: 'My share', verify: 'Verify', verified: 'Verified in this browser: the leaf and its path lead to the published root.', mismatch: 'Does not match the published root.', none: 'No weeks yet.' },
@@ -55,6 +56,7 @@ const ko: Messages = {
   },
   account: {
     title: '계정', twoFactor: '2단계 인증', enable2fa: '2단계 인증 켜기', scan: '인증 앱으로 이 코드를 스캔한 뒤 표시된 코드를 입력하세요.', confirm: '확인', recoveryCodes: '복구 코드: 지금 적어 두세요. 각각 한 번만 쓸 수 있고 다시 표시되지 않습니다.', on: '켜짐', off: '꺼짐', disable2fa: '2단계 인증 끄기',
+    sessions: '세션과 기기', thisDevice: '이 기기', signOut: '로그아웃', signOutOthers: '다른 모든 기기에서 로그아웃', signedOut: '로그아웃됨',
     apiKeys: 'API 키', newKey: '새 API 키', label: '이름', permissions: '권한', ipAllowList: 'IP 허용 목록 (한 줄에 하나, 비우면 모두 허용)', secretOnce: '비밀 키는 한 번만 표시됩니다. 지금 저장하세요.', revoke: '폐기', profile: '프로필', displayName: '표시 이름', country: '국가', save: '저장', saved: '저장됨',
   },
   share: { title: '수익 분배', week: '주차', root: '공개된 루트', myShare: '내 몫', verify: '검증', verified: '이 브라우저에서 검증됨: 리프와 경로가 공개된 루트로 이어집니다.', mismatch: '공개된 루트와 일치하지 않습니다.', none: '아직 주차가 없습니다.' },

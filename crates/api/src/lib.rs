@@ -14,12 +14,14 @@ use utoipa::OpenApi;
 mod auth;
 mod keys;
 mod profile;
+mod sessions;
 
 /// The accounts, API-key and profile routes.
 pub fn router(gate: Gate) -> Routes {
     auth::routes()
         .merge(keys::routes())
         .merge(profile::routes())
+        .merge(sessions::routes())
         .with_state(gate)
 }
 
@@ -55,6 +57,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         profile::get_merchant,
         profile::put_merchant,
         profile::rotate_webhook_secret,
+        sessions::list,
+        sessions::revoke,
+        sessions::revoke_others,
     ),
     components(schemas(ApiError)),
     modifiers(&SecuritySchemes)

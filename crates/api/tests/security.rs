@@ -898,3 +898,90 @@ async fn unknown_paths_and_wrong_methods_get_json_errors() {
         .await
         .error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
+
+#[tokio::test]
+async fn a_lost_device_is_signed_out_from_the_session_list() {
+    let api = Api::new().await;
+    let here = api.member("alice@example.com").await;
+    let login = || async {
+        api.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            Some(json!({"email": "alice@example.com", "password": PASSWORD})),
+            As::Nobody,
+        )
+        .await
+        .ok(StatusCode::OK)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (phone, tablet) = (login().await, login().await);
+    let listed = api
+        .call(Method::GET, "/api/v1/sessions", None, As::Bearer(&here))
+        .await;
+    let sessions = listed.ok(StatusCode::OK).as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    assert_eq!(
+        sessions.iter().filter(|s| s["current"] == true).count(),
+        1,
+        "exactly this request's session is marked"
+    );
+    let phone_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+
+    // Someone else's session, or nonsense, is not found (and not ended).
+    let bob = api.member("bob@example.com").await;
+    api.call(
+        Method::DELETE,
+        &format!("/api/v1/sessions/{phone_id}"),
+        None,
+        As::Bearer(&bob),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "session_not_found");
+    api.call(
+        Method::DELETE,
+        "/api/v1/sessions/x",
+        None,
+        As::Bearer(&here),
+    )
+    .await
+    .error(StatusCode::NOT_FOUND, "session_not_found");
+    let alive = |token: &str| {
+        let token = token.to_owned();
+        let api = &api;
+        async move {
+            api.call(Method::GET, "/api/v1/me", None, As::Bearer(&token))
+                .await
+                .status
+                == StatusCode::OK
+        }
+    };
+    assert!(alive(&phone).await && alive(&tablet).await);
+
+    api.call(
+        Method::DELETE,
+        &format!("/api/v1/sessions/{phone_id}"),
+        None,
+        As::Bearer(&here),
+    )
+    .await
+    .ok(StatusCode::NO_CONTENT);
+    let ended = [alive(&phone).await, alive(&tablet).await];
+    assert_eq!(ended.iter().filter(|a| !**a).count(), 1, "one device out");
+
+    let others = api
+        .call(
+            Method::POST,
+            "/api/v1/sessions/revoke-others",
+            None,
+            As::Bearer(&here),
+        )
+        .await;
+    assert_eq!(others.ok(StatusCode::OK)["ended"], 1);
+    assert!(!alive(&phone).await && !alive(&tablet).await);
+    assert!(alive(&here).await, "this session stays");
+    assert!(alive(&bob).await, "nobody else's");
+}

@@ -94,7 +94,7 @@ impl From<IdentityError> for ApiError {
             | E::TwoFactorSetupRequired
             | E::IpNotAllowed
             | E::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            E::ApiKeyNotFound => StatusCode::NOT_FOUND,
+            E::ApiKeyNotFound | E::SessionNotFound => StatusCode::NOT_FOUND,
             E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             E::Busy => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) | E::Crypto => StatusCode::INTERNAL_SERVER_ERROR,

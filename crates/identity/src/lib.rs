@@ -156,6 +156,9 @@ pub enum IdentityError {
     /// No such API key (or not the caller's).
     #[error("no such API key")]
     ApiKeyNotFound,
+    /// No such live session (or not the caller's).
+    #[error("no such session")]
+    SessionNotFound,
     /// The API key is unknown.
     #[error("invalid API key")]
     ApiKeyInvalid,
@@ -219,6 +222,7 @@ impl IdentityError {
             Self::NoPendingEnrolment => "no_pending_enrolment",
             Self::Invalid { code, .. } => code,
             Self::ApiKeyNotFound => "api_key_not_found",
+            Self::SessionNotFound => "session_not_found",
             Self::ApiKeyInvalid => "invalid_api_key",
             Self::ApiKeyRevoked => "api_key_revoked",
             Self::IpNotAllowed => "ip_not_allowed",
@@ -732,6 +736,51 @@ impl Accounts {
     pub async fn logout(&self, session_id: i64, now: i64) -> Result<(), IdentityError> {
         self.store.revoke_session(session_id, now).await?;
         Ok(())
+    }
+
+    /// The account's live sessions (browsers and apps), newest first: id, kind (`browser`,
+    /// `app`), the device it signed in from, and when.
+    pub async fn sessions(
+        &self,
+        user_id: UserId,
+    ) -> Result<Vec<(i64, String, String, i64)>, IdentityError> {
+        Ok(self.store.sessions_of(user_id).await?)
+    }
+
+    /// Ends one of the account's sessions (signing out a lost device).
+    ///
+    /// # Errors
+    /// [`IdentityError::SessionNotFound`] when it is not a live session of this account.
+    pub async fn end_session(
+        &self,
+        user_id: UserId,
+        session_id: i64,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        let mine = self
+            .store
+            .sessions_of(user_id)
+            .await?
+            .iter()
+            .any(|(id, ..)| *id == session_id);
+        if !mine {
+            return Err(IdentityError::SessionNotFound);
+        }
+        self.store.revoke_session(session_id, now).await?;
+        Ok(())
+    }
+
+    /// Ends every session of the account but `keep` (the caller's own); returns how many.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: UserId,
+        keep: i64,
+        now: i64,
+    ) -> Result<u64, IdentityError> {
+        Ok(self
+            .store
+            .revoke_other_sessions(user_id, Some(keep), now)
+            .await?)
     }
 
     /// Changes the password of a signed-in account after checking the current one; ends every

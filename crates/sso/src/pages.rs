@@ -1,5 +1,6 @@
 //! The two pages a person sees during single sign-on: sign in, and (for third-party apps)
-//! consent. Plain HTML forms with every value escaped; no scripts.
+//! consent. Plain HTML forms with every value escaped; no scripts. They wear the web app's
+//! look (its header, card, colours, dark and light), so signing in to an app feels like COSS.
 
 /// Escapes text for HTML content and attribute values.
 pub(crate) fn escape(text: &str) -> String {
@@ -17,9 +18,28 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// The web app's colours and card (`web/src/style.css`), inline: these pages load nothing else.
+const STYLE: &str = ":root{--bg:#f5f6f8;--panel:#fff;--panel-2:#f0f2f5;--line:#d9dde5;--text:#141821;\
+--muted:#555f70;--accent:#1d4ed8;--sell:#c0223f;color-scheme:light;\
+font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,\"Noto Sans KR\",sans-serif;font-size:14px}\
+@media (prefers-color-scheme:dark){:root{--bg:#0b0e14;--panel:#131722;--panel-2:#1a1f2e;\
+--line:#2a2f3d;--text:#e6e8ee;--muted:#9aa3b5;--accent:#3b82f6;--sell:#f0506e;color-scheme:dark}}\
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--text)}\
+header{padding:8px 16px;background:var(--panel);border-bottom:1px solid var(--line)}\
+header a{font-weight:800;letter-spacing:1px;color:var(--text);text-decoration:none;font-size:18px}\
+main{max-width:420px;margin:40px auto;background:var(--panel);border:1px solid var(--line);\
+border-radius:6px;padding:16px}h1{font-size:18px;margin:0 0 12px}\
+form{display:flex;flex-direction:column;gap:10px}\
+label{display:flex;flex-direction:column;gap:4px;color:var(--muted);font-size:12px}\
+input{background:var(--panel-2);color:var(--text);border:1px solid var(--line);border-radius:4px;\
+padding:6px 8px;font:inherit}button{background:var(--accent);color:#fff;border:0;border-radius:4px;\
+padding:7px 12px;cursor:pointer;font:inherit}button[value=deny]{background:transparent;\
+color:var(--text);border:1px solid var(--line)}[role=alert]{color:var(--sell)}\
+:focus-visible{outline:2px solid var(--accent);outline-offset:1px}";
+
 fn page(title: &str, body: &str) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title></head><body><main><h1>{}</h1>{body}</main></body></html>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta name=\"color-scheme\" content=\"dark light\"><title>{}</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"><style>{STYLE}</style></head><body><header><a href=\"/\">COSS</a></header><main><h1>{}</h1>{body}</main></body></html>",
         escape(title),
         escape(title)
     )

@@ -6,6 +6,7 @@ mod commands;
 mod crash;
 mod e2e;
 mod fuzz;
+mod nginx;
 mod tls;
 mod wallet;
 mod web;
