@@ -14,6 +14,7 @@ const en = {
     title: 'Wallet', deposit: 'Deposit', withdraw: 'Withdraw', transfer: 'Send to a COSS user', history: 'History', depositAddress: 'Your deposit address (every asset of this chain)',
     confirmations: 'Confirmations', deposits: 'Deposits', withdrawals: 'Withdrawals', transfers: 'Transfers', testFunds: 'Get test funds', testFundsSent: 'Test funds sent on chain: they arrive as a deposit in a few blocks.',
     testFundsHint: 'This platform runs its own local chain: test ETH and tUSD cost nothing.', address: 'Address', fee: 'Network fee', receiveAmount: 'Recipient gets', totp: '2FA code', recipient: "Recipient's email",
+    addressBook: 'Address book and allow-list', allowListOn: 'Withdrawals go only to the addresses below.', allowListOff: 'Withdrawals may go to any address; the book below fills the address field.', addAddress: 'Add address', allowListOnly: 'Allow only these', allowAny: 'Allow any address',
     statement: 'Statement (CSV)', needs2fa: 'Turn on two-factor authentication to withdraw.', requested: 'Withdrawal requested', sent: 'Sent', chainLink: 'Transaction',
   },
   auth: {
@@ -48,6 +49,7 @@ const ko: Messages = {
     title: '지갑', deposit: '입금', withdraw: '출금', transfer: 'COSS 사용자에게 보내기', history: '내역', depositAddress: '입금 주소 (이 체인의 모든 자산)',
     confirmations: '컨펌', deposits: '입금', withdrawals: '출금', transfers: '이체', testFunds: '테스트 자금 받기', testFundsSent: '테스트 자금을 체인으로 보냈습니다. 몇 블록 뒤 입금으로 들어옵니다.',
     testFundsHint: '이 플랫폼은 자체 로컬 체인을 실행 중입니다. 테스트 ETH와 tUSD는 무료입니다.', address: '주소', fee: '네트워크 수수료', receiveAmount: '받는 금액', totp: '2단계 인증 코드', recipient: '받는 사람 이메일',
+    addressBook: '주소록과 허용 목록', allowListOn: '아래 주소로만 출금할 수 있습니다.', allowListOff: '어느 주소로든 출금할 수 있습니다. 아래 주소록이 주소 입력을 채워 줍니다.', addAddress: '주소 추가', allowListOnly: '이 주소만 허용', allowAny: '모든 주소 허용',
     statement: '거래 명세서 (CSV)', needs2fa: '출금하려면 2단계 인증을 켜세요.', requested: '출금 요청됨', sent: '전송됨', chainLink: '트랜잭션',
   },
   auth: {

@@ -116,9 +116,11 @@ class Newcomer {
     this.nextCodeAt = 0
   }
 
-  /** A TOTP code of a step not used yet (each step works once). */
-  code() {
-    const at = Math.max(this.nextCodeAt, Date.now() / 1000)
+  /** A TOTP code of a step not used yet (each step works once), at most one step ahead. */
+  async code() {
+    const now = Date.now() / 1000
+    const at = Math.max(this.nextCodeAt, now)
+    if (at > now + 25) await new Promise((r) => setTimeout(r, (at - now - 25) * 1000))
     this.nextCodeAt = at + 30
     return totp(this.secret, at)
   }
@@ -292,13 +294,19 @@ async function journey(browser) {
   await bob.page.click('[role=tab]:has-text("Trade history")')
   await waitFor("bob's trade in his history", async () => (await bob.page.$$('[data-test=my-trade]')).length === 1)
 
-  step('alice withdraws 0.1 ETH with 2FA and sees it settle')
+  step('alice keeps the address in her book, withdraws 0.1 ETH to it with 2FA and sees it settle')
+  const outside = '0x00000000000000000000000000000000000000E2'
   await page.click('a[href="/wallet"]')
   await page.click('[role=tab]:text-is("Withdraw")')
+  await page.fill('input[name=book_label]', 'cold storage')
+  await page.fill('input[name=book_address]', outside)
+  await page.fill('input[name=book_code]', await alice.code())
+  await page.click('button:has-text("Add address")')
+  await waitFor('the address in the book', async () => (await page.textContent('[data-test=address-book]')).toLowerCase().includes(outside.toLowerCase()))
   await page.selectOption('select[name=asset]', 'ETH')
-  await page.fill('input[name=address]', '0x00000000000000000000000000000000000000E2')
+  await page.fill('input[name=address]', outside)
   await page.fill('input[name=amount]', '0.1')
-  await page.fill('input[name=code]', alice.code())
+  await page.fill('input[name=code]', await alice.code())
   await page.click('[data-test=withdraw]')
   await page.waitForSelector('[data-test=wallet-notice]')
   await page.click('[role=tab]:text-is("History")')
@@ -307,7 +315,7 @@ async function journey(browser) {
   step('alice makes an API key; a bot sends 1,000 orders; the screen equals REST')
   await page.click('a[href="/account"]')
   await page.fill('input[name=label]', 'bot')
-  await page.fill('input[name=totp]', alice.code())
+  await page.fill('input[name=totp]', await alice.code())
   await page.click('button:has-text("New API key")')
   const secretBox = await page.waitForSelector('[data-test=key-secret]')
   const codes = await secretBox.$$eval('code', (cs) => cs.map((c) => c.textContent.trim()))
