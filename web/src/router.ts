@@ -1,11 +1,13 @@
 import { createRouter, createWebHistory } from 'vue-router'
 import { useSession } from './stores/session'
+// The landing screen comes with the first bundle: no second round trip before it can draw.
+import TradeView from './views/TradeView.vue'
 
 export const router = createRouter({
   history: createWebHistory(),
   routes: [
     { path: '/', redirect: '/trade' },
-    { path: '/trade/:symbol?', name: 'trade', component: () => import('./views/TradeView.vue') },
+    { path: '/trade/:symbol?', name: 'trade', component: TradeView },
     { path: '/wallet', name: 'wallet', component: () => import('./views/WalletView.vue'), meta: { auth: true } },
     { path: '/account', name: 'account', component: () => import('./views/AccountView.vue'), meta: { auth: true } },
     { path: '/share', name: 'share', component: () => import('./views/ShareView.vue'), meta: { auth: true } },
@@ -19,7 +21,12 @@ export const router = createRouter({
 
 router.beforeEach(async (to) => {
   const session = useSession()
+  // Public screens draw at once and learn who is signed in as it arrives; private ones wait.
+  if (!to.meta.auth) {
+    if (!session.checked) void session.refresh().catch(() => null)
+    return true
+  }
   if (!session.checked) await session.refresh().catch(() => null)
-  if (to.meta.auth && !session.me) return { name: 'login', query: { next: to.fullPath } }
+  if (!session.me) return { name: 'login', query: { next: to.fullPath } }
   return true
 })

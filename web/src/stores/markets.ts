@@ -28,7 +28,7 @@ export const useMarkets = defineStore('markets', () => {
   const tickers = ref<Record<string, Ticker>>({})
 
   async function load() {
-    const info = await market<{ symbols: any[] }>('exchangeInfo')
+    const [info, all] = await Promise.all([market<{ symbols: any[] }>('exchangeInfo'), market<Ticker[]>('ticker/24hr')])
     list.value = info.symbols.map((s) => {
       const filter = (type: string) => s.filters.find((f: any) => f.filterType === type) ?? {}
       return {
@@ -41,7 +41,6 @@ export const useMarkets = defineStore('markets', () => {
         trading: s.status === 'TRADING',
       }
     })
-    const all = await market<Ticker[]>('ticker/24hr')
     tickers.value = Object.fromEntries(all.map((t) => [t.symbol, t]))
   }
 

@@ -177,13 +177,30 @@ async function frames(browser, base, bot) {
     )
   const summarize = (times) => {
     const sorted = [...times].sort((a, b) => a - b)
-    return { frames: times.length, p50_ms: +percentile(sorted, 50).toFixed(1), p99_ms: +percentile(sorted, 99).toFixed(1), max_ms: +sorted[sorted.length - 1].toFixed(1) }
+    const p50 = percentile(sorted, 50)
+    // A frame that took longer than one and a half display intervals dropped at least one.
+    const dropped = times.filter((t) => t > p50 * 1.5).length
+    return { frames: times.length, p50_ms: +p50.toFixed(1), p99_ms: +percentile(sorted, 99).toFixed(1), max_ms: +sorted[sorted.length - 1].toFixed(1), dropped }
   }
   const idle = summarize(await measure(SECONDS * 1000))
   // The load: orders at 1,000 a second on 400 price levels, each a depth update.
   let sent = 0
+  let refusal = null
   let stop = false
   const sign = (q) => createHmac('sha256', bot.secret).update(q).digest('hex')
+  // An account may hold only so many open orders: keep about 100 resting and cancel the
+  // oldest for each new one, so every request (a placement or a cancel) is a depth update.
+  const open = []
+  const request = async (method, q) => {
+    const query = `${q}&timestamp=${Date.now()}`
+    const r = await fetch(`${bot.base}/api/v3/order?${query}&signature=${sign(query)}`, { method, headers: { 'X-MBX-APIKEY': bot.key } })
+    if (!r.ok) {
+      refusal ??= `${r.status} ${await r.text()}`
+      return null
+    }
+    sent++
+    return r.json()
+  }
   const flood = (async () => {
     const started = Date.now()
     let i = 0
@@ -192,11 +209,16 @@ async function frames(browser, base, bot) {
       const batch = []
       while (i < due && batch.length < 50) {
         const n = i++
-        const side = n % 2 ? 'BUY' : 'SELL'
+        if (open.length >= 100 && n % 2 === 1) {
+          batch.push(request('DELETE', `symbol=ETHTUSD&orderId=${open.shift()}`))
+          continue
+        }
+        const side = n % 4 < 2 ? 'BUY' : 'SELL'
         const cents = side === 'BUY' ? 180_000 + (n % 200) * 50 : 210_000 + (n % 200) * 50
         const price = `${Math.floor(cents / 100)}.${String(cents % 100).padStart(2, '0')}`
-        const q = `symbol=ETHTUSD&side=${side}&type=LIMIT&timeInForce=GTC&quantity=0.001&price=${price}&timestamp=${Date.now()}`
-        batch.push(fetch(`${bot.base}/api/v3/order?${q}&signature=${sign(q)}`, { method: 'POST', headers: { 'X-MBX-APIKEY': bot.key } }).then((r) => r.ok && sent++))
+        batch.push(
+          request('POST', `symbol=ETHTUSD&side=${side}&type=LIMIT&timeInForce=GTC&quantity=0.001&price=${price}`).then((o) => o && open.push(o.orderId)),
+        )
       }
       await Promise.all(batch)
       if (!batch.length) await sleep(5)
@@ -209,6 +231,7 @@ async function frames(browser, base, bot) {
   const rate = Math.round(((sent - before) * 1000) / (Date.now() - started))
   stop = true
   await flood
+  if (refusal) console.error(`   an order was refused: ${refusal}`)
   await context.close()
   return { idle, under_load: { ...busy, depth_updates_per_s: rate }, p99_ratio_to_idle: +(busy.p99_ms / idle.p99_ms).toFixed(2) }
 }
@@ -219,8 +242,8 @@ function print(report) {
   console.log(`  JavaScript: ${f.js_files} files, ${(f.js_gzipped_bytes / 1024).toFixed(1)} KiB as sent (gzip), ${(f.js_bytes / 1024).toFixed(1)} KiB unpacked   (target ≤ 250 KB)`)
   console.log(`  navigation → interactive: median ${f.interactive_ms_median} ms (min ${f.interactive_ms_min}, max ${f.interactive_ms_max})   (target ≤ 1000 ms)`)
   const { idle, under_load: load } = report.frames
-  console.log(`order book frames, idle (peer): p50 ${idle.p50_ms} ms, p99 ${idle.p99_ms} ms over ${idle.frames} frames`)
-  console.log(`order book frames, ${load.depth_updates_per_s} depth updates/s: p50 ${load.p50_ms} ms, p99 ${load.p99_ms} ms, max ${load.max_ms} ms over ${load.frames} frames   (target p99 ≤ 16 ms; ×${report.frames.p99_ratio_to_idle} idle)`)
+  console.log(`frame intervals, idle (peer): p50 ${idle.p50_ms} ms, p99 ${idle.p99_ms} ms, ${idle.dropped} dropped of ${idle.frames}`)
+  console.log(`frame intervals, ${load.depth_updates_per_s} depth updates/s: p50 ${load.p50_ms} ms, p99 ${load.p99_ms} ms, max ${load.max_ms} ms, ${load.dropped} dropped of ${load.frames}   (target p99 ≤ 16 ms of work, i.e. no dropped frame at 60 Hz; p99 ×${report.frames.p99_ratio_to_idle} idle)`)
 }
 
 main().catch((error) => {
