@@ -240,6 +240,17 @@ async function journey(browser) {
   await axe(visitor, 'sign up')
   await visitor.goto(`${BASE}/login`)
   await axe(visitor, 'log in')
+  await visitor.goto(`${BASE}/reset-password`)
+  await axe(visitor, 'password reset')
+  await visitor.goto(`${BASE}/reset-password?token=not-a-token`)
+  await axe(visitor, 'new password')
+  // A link that is not (or no longer) valid says so (its 400 is expected: this page's console
+  // is not watched).
+  const stale = await (await browser.newContext(CONTEXT)).newPage()
+  await stale.goto(`${BASE}/verify-email?token=not-a-token`)
+  await stale.waitForSelector('[role=alert]')
+  await axe(stale, 'email verification (a bad link)')
+  await stale.close()
 
   step('two newcomers sign up, verify their email from the maildir and log in')
   await alice.start(browser)
