@@ -359,18 +359,14 @@ pub async fn fund_hot_wallet(node: &LocalNode, dir: &Path, hot: Address) -> Resu
         return Ok(());
     }
     let dev = crate::connect(node.endpoint(), None).await?;
-    let eth = TransactionRequest::default()
-        .with_from(dev.sender)
-        .with_to(hot)
-        .with_value(U256::from(100u128 * 10u128.pow(18)));
-    crate::receipt(dev.provider.send_transaction(eth).await?).await?;
-    let tusd = crate::TestUsd::new(deployment.tusd, &dev.provider);
-    let mint = tusd
-        .mint(hot, U256::from(1_000_000u128 * 10u128.pow(6)))
-        .from(dev.sender)
-        .send()
-        .await?;
-    crate::receipt(mint).await?;
+    give(
+        &dev,
+        deployment.tusd,
+        hot,
+        U256::from(100u128 * 10u128.pow(18)),
+        U256::from(1_000_000u128 * 10u128.pow(6)),
+    )
+    .await?;
     deployment.hot_funded.push(hot);
     write(&file, &deployment)?;
     tracing::info!(%hot, "local chain: hot wallet funded with 100 ETH and 1,000,000 tUSD");
@@ -404,12 +400,24 @@ pub async fn send_test_funds(
             running.http, dev.chain_id
         )));
     }
+    give(&dev, deployment.tusd, to, wei, tusd).await
+}
+
+/// Sends `wei` from anvil's development account to `to` and mints it `tusd` (smallest units),
+/// each awaited to its receipt; returns both transactions.
+async fn give(
+    dev: &crate::Chain,
+    tusd_contract: Address,
+    to: Address,
+    wei: U256,
+    tusd: U256,
+) -> Result<(alloy::primitives::B256, alloy::primitives::B256), ChainError> {
     let eth = TransactionRequest::default()
         .with_from(dev.sender)
         .with_to(to)
         .with_value(wei);
     let eth = crate::receipt(dev.provider.send_transaction(eth).await?).await?;
-    let mint = crate::TestUsd::new(deployment.tusd, &dev.provider)
+    let mint = crate::TestUsd::new(tusd_contract, &dev.provider)
         .mint(to, tusd)
         .from(dev.sender)
         .send()

@@ -64,7 +64,7 @@ pub use client::{
 };
 pub use document::document_edge_answers;
 pub use error::ApiError;
-pub use routes::{Declared, Mounted, Routes, with_json_fallbacks};
+pub use routes::{Declared, Mounted, Routes, not_found_error, with_json_fallbacks};
 
 use coss_clock::Clock;
 use coss_identity::Accounts;

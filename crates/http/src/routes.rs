@@ -203,6 +203,13 @@ pub fn with_json_fallbacks(router: Router) -> Router {
 }
 
 async fn not_found() -> ApiError {
+    not_found_error()
+}
+
+/// The answer to a path no route takes (404 `not_found`), for a fallback of its own (the web
+/// app's).
+#[must_use]
+pub fn not_found_error() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 

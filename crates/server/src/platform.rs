@@ -214,12 +214,7 @@ impl Platform {
         ));
         match &self.web {
             Some(app) => coss_web::with_app(router, app.clone(), || {
-                coss_http::ApiError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such endpoint",
-                )
-                .into_response()
+                coss_http::not_found_error().into_response()
             }),
             None => router,
         }

@@ -91,11 +91,7 @@ pub async fn recorded_deposit_address(
         ))
     })?;
     let address = hd::deposit_address(&hd::parse_xpub(&record.xpub)?, user_id)?;
-    if store.deposit_address(chain, user_id).await?.is_none() {
-        store
-            .add_deposit_address(chain, user_id, &hex_of(address), now_ms)
-            .await?;
-    }
+    crate::record_deposit_address(store, chain, user_id, address, now_ms).await?;
     Ok(address)
 }
 

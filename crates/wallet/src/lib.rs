@@ -196,6 +196,23 @@ pub(crate) fn rpc_error(error: impl std::fmt::Display) -> WalletError {
     WalletError::Chain(error.to_string())
 }
 
+/// Records `address` as the user's deposit address on `chain` unless it already is (the
+/// watcher reads the records).
+pub(crate) async fn record_deposit_address(
+    store: &Store,
+    chain: i64,
+    user_id: UserId,
+    address: Address,
+    now_ms: i64,
+) -> Result<(), WalletError> {
+    if store.deposit_address(chain, user_id).await?.is_none() {
+        store
+            .add_deposit_address(chain, user_id, &hex_of(address), now_ms)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Lower-case `0x` hex, as addresses and hashes are stored.
 pub(crate) fn hex_of(bytes: impl AsRef<[u8]>) -> String {
     let mut text = String::with_capacity(2 + bytes.as_ref().len() * 2);
@@ -459,19 +476,14 @@ impl Wallet {
     /// request and watched from then on.
     pub async fn deposit_address(&self, user_id: UserId) -> Result<Address, WalletError> {
         let address = hd::deposit_address(&self.inner.xpub, user_id)?;
-        let chain = self.chain_key();
-        if self
-            .inner
-            .store
-            .deposit_address(chain, user_id)
-            .await?
-            .is_none()
-        {
-            self.inner
-                .store
-                .add_deposit_address(chain, user_id, &hex_of(address), self.now())
-                .await?;
-        }
+        record_deposit_address(
+            &self.inner.store,
+            self.chain_key(),
+            user_id,
+            address,
+            self.now(),
+        )
+        .await?;
         self.inner.book.insert(address, user_id);
         Ok(address)
     }

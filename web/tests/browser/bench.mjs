@@ -10,7 +10,8 @@
 import { chromium } from 'playwright-core'
 import { spawn } from 'node:child_process'
 import { createHmac } from 'node:crypto'
-import { mkdtempSync, readFileSync, readdirSync, existsSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { PASSWORD, sleep, totp, verificationToken, waitFor } from './support.mjs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve, dirname } from 'node:path'
@@ -22,8 +23,6 @@ const { values: args } = parseArgs({
 })
 const WEB = resolve(dirname(fileURLToPath(import.meta.url)), '../..')
 const SECONDS = Number(args.seconds ?? '5')
-const PASSWORD = 'correct horse battery staple'
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 async function freePort() {
   return new Promise((ok) => {
@@ -32,28 +31,6 @@ async function freePort() {
       server.close(() => ok(port))
     })
   })
-}
-
-async function waitFor(what, check, ms = 120_000) {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = await check().catch(() => null)
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(300)
-  }
-}
-
-function totp(secret, at) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-  let bits = ''
-  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0')
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)))
-  const counter = Buffer.alloc(8)
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30)))
-  const digest = createHmac('sha1', key).update(counter).digest()
-  const offset = digest[digest.length - 1] & 0x0f
-  return String((digest.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0')
 }
 
 function percentile(sorted, p) {
@@ -73,7 +50,7 @@ async function main() {
     args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
   })
   try {
-    await waitFor('coss up', () => fetch(`${base}/health`).then((r) => r.ok))
+    await waitFor('coss up', () => fetch(`${base}/health`).then((r) => r.ok).catch(() => false), 120_000)
     const report = { first_view: await firstView(browser, base) }
     const bot = await trader(base, data)
     report.frames = await frames(browser, base, bot)
@@ -129,15 +106,7 @@ async function trader(base, data) {
     return text ? JSON.parse(text) : null
   }
   await call('POST', '/api/v1/auth/signup', { email, password: PASSWORD })
-  const mail = join(data, 'mail', 'new')
-  const token = await waitFor('the verification email', async () => {
-    if (!existsSync(mail)) return null
-    for (const name of readdirSync(mail)) {
-      const text = readFileSync(join(mail, name), 'utf8').replace(/=\r?\n/g, '').replace(/=3D/g, '=')
-      if (text.includes(email) && text.includes('verify-email?token=')) return text.split('verify-email?token=')[1].match(/^[A-Za-z0-9]+/)[0]
-    }
-    return null
-  })
+  const token = await verificationToken(data, email)
   await call('POST', '/api/v1/auth/verify-email', { token })
   const { access_token: access } = await call('POST', '/api/v1/auth/login', { email, password: PASSWORD })
   const { secret: seed } = await call('POST', '/api/v1/auth/2fa/totp', { password: PASSWORD }, access)
@@ -146,8 +115,8 @@ async function trader(base, data) {
   const key = await call('POST', '/api/v1/api-keys', { label: 'bench', permissions: ['read', 'trade'], totp_code: totp(seed, now) }, access)
   await call('POST', '/api/v1/wallet/test-funds', {}, access)
   await waitFor('the test funds', async () => {
-    const balances = await call('GET', '/api/v1/wallet/balances', null, access)
-    return balances.some((b) => b.asset === 'TUSD' && b.available !== '0' && !/^0(\.0+)?$/.test(b.available))
+    const balances = await call('GET', '/api/v1/wallet/balances', null, access).catch(() => [])
+    return balances.some((b) => b.asset === 'TUSD' && !/^0(\.0+)?$/.test(b.available))
   }, 180_000)
   return { base, key: key.api_key, secret: key.secret }
 }

@@ -11,7 +11,8 @@
 
 import { chromium } from 'playwright-core'
 import { createHmac } from 'node:crypto'
-import { readFileSync, readdirSync, existsSync, mkdirSync } from 'node:fs'
+import { readFileSync, mkdirSync } from 'node:fs'
+import { PASSWORD, totp, verificationToken, waitFor } from './support.mjs'
 import { join } from 'node:path'
 import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
@@ -31,7 +32,6 @@ const BASE = args.url
 const DATA = args['data-dir']
 const ARTIFACTS = args.artifacts ?? 'artifacts'
 const CONTEXT = { ignoreHTTPSErrors: Boolean(args['ignore-https-errors']) }
-const PASSWORD = 'correct horse battery staple'
 const SYMBOL = 'ETHTUSD'
 const require = createRequire(import.meta.url)
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8')
@@ -44,46 +44,11 @@ function step(text) {
 
 // ---- helpers ----
 
-/** RFC 6238: HMAC-SHA1, 30-second steps, 6 digits. */
-function totp(secret, at) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-  let bits = ''
-  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0')
-  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)))
-  const counter = Buffer.alloc(8)
-  counter.writeBigUInt64BE(BigInt(Math.floor(at / 30)))
-  const digest = createHmac('sha1', key).update(counter).digest()
-  const offset = digest[digest.length - 1] & 0x0f
-  return String((digest.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0')
-}
-
 /** Canonical decimal text: "2,000.00" → "2000", "0.10" → "0.1". */
 function canon(text) {
   let t = text.replace(/,/g, '').trim()
   if (t.includes('.')) t = t.replace(/0+$/, '').replace(/\.$/, '')
   return t
-}
-
-async function waitFor(what, check, timeoutMs = 90_000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const result = await check()
-    if (result) return result
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 300))
-  }
-}
-
-function verificationToken(email) {
-  const dir = join(DATA, 'mail', 'new')
-  return waitFor(`${email}'s verification email`, () => {
-    if (!existsSync(dir)) return null
-    for (const name of readdirSync(dir).sort()) {
-      const text = readFileSync(join(dir, name), 'utf8').replace(/=\r?\n/g, '').replace(/=3D/g, '=')
-      if (text.includes(`To: ${email}`) && text.includes('verify-email?token=')) return text.split('verify-email?token=')[1].match(/^[A-Za-z0-9]+/)[0]
-    }
-    return null
-  })
 }
 
 function watch(page, who) {
@@ -135,7 +100,7 @@ class Newcomer {
     await page.fill('input[name=password]', PASSWORD)
     await page.click('button[type=submit]')
     await page.waitForSelector('[data-test=signup-sent]')
-    const token = await verificationToken(this.email)
+    const token = await verificationToken(DATA, this.email)
     // The link's host is the configured public URL: open the same path on this server.
     await page.goto(`${BASE}/verify-email?token=${token}`)
     await page.waitForSelector('[data-test=verified]')

@@ -35,11 +35,9 @@ fn a_newcomer_and_an_unmodified_ccxt_client_trade_on_a_running_coss() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        let server_log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-        let tail: Vec<&str> = server_log.lines().rev().take(40).collect();
         panic!(
             "the end-to-end script failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server log (last lines)\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::last_lines(&dir.path().join("up.log"), 40)
         );
     }
     assert!(stdout.contains("OK: every step held"), "{stdout}");

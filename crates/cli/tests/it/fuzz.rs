@@ -71,13 +71,11 @@ fn a_schema_driven_fuzzer_finds_no_server_error_and_no_undocumented_status() {
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         let fail = |why: &str| -> ! {
-            let server = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-            let tail: Vec<&str> = server.lines().rev().take(30).collect();
             panic!(
                 "{why} in {document} (signed in: {})\n{stdout}\n{}\n--- server log (last lines)\n{}",
                 header.is_some(),
                 String::from_utf8_lossy(&output.stderr),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                crate::last_lines(&dir.path().join("up.log"), 30)
             );
         };
         let Ok(text) = std::fs::read_to_string(&report) else {

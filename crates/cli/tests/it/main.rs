@@ -90,6 +90,32 @@ pub fn up_with(data_dir: &Path, log: &Path, edit: impl FnOnce(&mut Command)) -> 
     (server, port)
 }
 
+/// A self-signed P-256 certificate for `localhost` and 127.0.0.1, made with the `openssl`
+/// command: `(cert.pem, key.pem)` in `dir`.
+pub fn self_signed_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl: {}", stderr_of(&made));
+    (cert, key)
+}
+
 pub fn verify_json(dir: &Path) -> serde_json::Value {
     let output = coss()
         .args(["journal", "verify", "--json", "--data-dir"])
@@ -104,6 +130,13 @@ pub fn verify_json(dir: &Path) -> serde_json::Value {
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "one JSON line: {stdout}");
     serde_json::from_str(&stdout).unwrap()
+}
+
+/// The last `n` lines of a log file (empty if there is none), for a failure's message.
+pub fn last_lines(log: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(n).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 pub fn stderr_of(output: &Output) -> String {

@@ -57,26 +57,7 @@ fn the_browser_journey_and_ccxt_run_through_nginx_with_tls_and_http2() {
     let root = dir.path();
     // NGINX's workers (nobody) read the certificate's folder and write their temp files here.
     std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (cert, key) = (root.join("cert.pem"), root.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "openssl: {}", stderr_of(&made));
+    let (cert, key) = crate::self_signed_certificate(root);
 
     // COSS believes the X-Forwarded-For of its proxy, and only of it.
     let config = std::fs::read_to_string(repo().join("config/coss.toml"))

@@ -72,12 +72,10 @@ fn a_newcomer_signs_up_trades_and_withdraws_in_a_real_browser() {
     let stopped = server.0.wait().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        let server_log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
-        let tail: Vec<&str> = server_log.lines().rev().take(40).collect();
         panic!(
             "the browser journey failed (screenshots in {})\n--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- server log (last lines)\n{}",
             artifacts.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::last_lines(&dir.path().join("up.log"), 40)
         );
     }
     assert!(stdout.contains("OK: every step held"), "{stdout}");
