@@ -558,3 +558,64 @@ async fn a_full_disk_halts_with_the_cause_logged_at_once_and_a_restart_recovers(
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_funds_go_on_chain_to_the_deposit_address_at_most_once_a_minute() {
+    let platform = TestPlatform::start().await;
+    let now = coss_clock::Clock::system().now().as_i64();
+    verified(&platform.accounts, "alice@example.com", now).await;
+    let grant = platform
+        .accounts
+        .login(
+            &coss_identity::Login {
+                email: "alice@example.com",
+                password: coss_testkit::PASSWORD,
+                second_factor: None,
+                kind: coss_store::SessionKind::App,
+                client: coss_identity::Client::default(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let bearer = format!("Authorization: Bearer {}", grant.token.expose());
+    let headers = [bearer.as_str()];
+    let call = |method: &'static str, path: &'static str| {
+        http(None, platform.address, method, path, &headers, None)
+    };
+    let offer = call("GET", "/api/v1/wallet/test-funds").await;
+    assert_eq!(offer.status, 200, "{}", offer.body);
+    assert_eq!(
+        offer.json()["available"],
+        true,
+        "the platform runs its own anvil"
+    );
+
+    let sent = call("POST", "/api/v1/wallet/test-funds").await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let deposit = call("GET", "/api/v1/wallet/deposit-address").await;
+    assert_eq!(
+        sent.json()["address"].as_str().unwrap(),
+        deposit.json()["address"].as_str().unwrap().to_lowercase(),
+        "the funds go to the user's own deposit address"
+    );
+    assert_eq!(
+        (sent.json()["eth"].as_str(), sent.json()["tusd"].as_str()),
+        (Some("10"), Some("10000"))
+    );
+    for tx in ["eth_tx", "tusd_tx"] {
+        assert_eq!(sent.json()[tx].as_str().unwrap().len(), 66, "{}", sent.body);
+    }
+
+    // A second request within the minute sends nothing and says when to ask again.
+    let again = call("POST", "/api/v1/wallet/test-funds").await;
+    assert_eq!(
+        (again.status, again.json()["code"].as_str()),
+        (429, Some("test_funds_too_soon")),
+        "{}",
+        again.body
+    );
+    let wait: u64 = again.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    platform.stop().await;
+}

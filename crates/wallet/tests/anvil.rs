@@ -1864,3 +1864,23 @@ async fn a_signed_withdrawal_no_node_has_yet_keeps_its_coins_from_later_sends() 
     assert_eq!(w.eth_of(to.parse().unwrap()).await, U256::from(10 * ETH));
     assert_eq!(w.eth_of(cold).await, U256::ZERO);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_funds_are_refused_on_a_chain_that_is_not_the_platforms_own() {
+    let w = world(Transport::Http, |_| {}).await;
+    let (alice, _) = w.user("alice@example.com", false).await;
+    assert!(!w.wallet.test_funds_offered());
+    let error = w.wallet.test_funds(alice).await.unwrap_err();
+    assert_eq!(error.code(), "test_funds_unavailable");
+    let answer = coss_http::ApiError::from(error);
+    assert_eq!(answer.status(), axum::http::StatusCode::NOT_FOUND);
+    assert!(
+        w.wallet
+            .store()
+            .deposit_address(i64::try_from(w.config.chain_id).unwrap(), alice)
+            .await
+            .unwrap()
+            .is_none(),
+        "a refusal makes no deposit address"
+    );
+}
