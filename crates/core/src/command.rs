@@ -251,6 +251,21 @@ pub enum Command {
         /// The amount.
         amount: Amount,
     },
+    /// Settles a payment the gateway received: `amount` leaves the gateway account
+    /// ([`crate::GATEWAY`]), the merchant gets it less `ceil(amount × fee_ppm / 10^6)`, and the
+    /// fee is split between the platform and the COSS holders exactly as a trading fee is.
+    GatewaySettle {
+        /// The idempotency key (shared with transfers and withdrawals).
+        request: RequestId,
+        /// The merchant's account (a user account).
+        merchant: AccountId,
+        /// The asset paid.
+        asset: AssetId,
+        /// What the payer paid, before the fee.
+        amount: Amount,
+        /// The gateway's fee rate in parts per million (at most 10%).
+        fee_ppm: u32,
+    },
     /// Places an order.
     PlaceOrder(NewOrder),
     /// Cancels one open order.

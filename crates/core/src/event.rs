@@ -179,6 +179,20 @@ pub enum EventKind {
         /// Amount.
         amount: Amount,
     },
+    /// A gateway payment was settled to its merchant, less the fee (reported with the
+    /// command's `FeesCollected`).
+    GatewaySettled {
+        /// Request.
+        request: RequestId,
+        /// The merchant credited.
+        merchant: AccountId,
+        /// Asset.
+        asset: AssetId,
+        /// What left the gateway account.
+        amount: Amount,
+        /// The fee kept of it.
+        fee: Amount,
+    },
     /// An order was accepted (its funds are locked).
     OrderAccepted {
         /// The id the exchange gave it.
@@ -394,6 +408,8 @@ reject_reasons! {
     InvalidLimit = 1204, "INVALID_LIMIT", "invalid limit";
     /// A DAO schedule needs a positive period and a next close in the future.
     InvalidSchedule = 1205, "INVALID_SCHEDULE", "invalid DAO schedule";
+    /// A gateway fee is at most 10%.
+    InvalidFee = 1206, "INVALID_FEE", "invalid fee rate";
     /// Amounts must be positive.
     InvalidAmount = 2001, "INVALID_AMOUNT", "invalid amount";
     /// References are 1–128 bytes.

@@ -3,11 +3,11 @@
 
 use crate::command::{FeeTier, MarketStatus};
 use crate::event::{Event, EventKind, RejectReason};
-use crate::fees::{PPM, holders_part};
+use crate::fees::{PPM, fee_for, holders_part};
 use crate::{
     Asset, DAO_PAYOUTS, Exchange, FEES_HOLDERS, FEES_HOLDERS_INDEX, FEES_PLATFORM_INDEX,
-    FIRST_USER_ACCOUNT, MAX_ASSETS, MAX_MARKETS, Market, Outcome, TransferInfo,
-    WITHDRAWAL_FEES_INDEX, Withdrawal, WithdrawalState, invariant_broken,
+    FIRST_USER_ACCOUNT, GATEWAY, GATEWAY_INDEX, MAX_ASSETS, MAX_MARKETS, Market, Outcome,
+    TransferInfo, WITHDRAWAL_FEES_INDEX, Withdrawal, WithdrawalState, invariant_broken,
 };
 use coss_book::OrderBook;
 use coss_types::{AccountId, Amount, AssetId, MarketId, RequestId};
@@ -386,6 +386,61 @@ impl Exchange {
         let cell = self.cell(source, asset);
         cell.available -= amount.0;
         self.credit(target, asset, amount.0);
+        Ok(())
+    }
+
+    pub(crate) fn gateway_settle(
+        &mut self,
+        request: RequestId,
+        merchant: AccountId,
+        asset: AssetId,
+        amount: Amount,
+        fee_ppm: u32,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        self.asset(asset).ok_or(RejectReason::UnknownAsset)?;
+        if amount.is_zero() {
+            return Err(RejectReason::InvalidAmount);
+        }
+        if fee_ppm > MAX_FEE_PPM {
+            return Err(RejectReason::InvalidFee);
+        }
+        if merchant < FIRST_USER_ACCOUNT {
+            return Err(RejectReason::SystemAccount);
+        }
+        if self.withdrawals.contains_key(&request) || self.transfers.contains_key(&request) {
+            return Err(RejectReason::DuplicateRequest);
+        }
+        if self.available_of(GATEWAY_INDEX, asset) < amount.0 {
+            return Err(RejectReason::InsufficientBalance);
+        }
+        let fee = fee_for(amount.0, fee_ppm);
+        let target = self.account_or_open(merchant);
+        self.transfers.insert(
+            request,
+            TransferInfo {
+                from: GATEWAY,
+                to: merchant,
+                asset,
+                amount,
+            },
+        );
+        self.emit(
+            events,
+            EventKind::GatewaySettled {
+                request,
+                merchant,
+                asset,
+                amount,
+                fee: Amount(fee),
+            },
+        );
+        let cell = self.cell(GATEWAY_INDEX, asset);
+        cell.available -= amount.0;
+        if amount.0 > fee {
+            self.credit(target, asset, amount.0 - fee);
+        }
+        self.collect_fee(asset, fee);
         Ok(())
     }
 

@@ -69,6 +69,7 @@ const SYSTEM_ACCOUNTS: [AccountId; 5] = [
 const FEES_PLATFORM_INDEX: u32 = 0;
 const FEES_HOLDERS_INDEX: u32 = 1;
 const WITHDRAWAL_FEES_INDEX: u32 = 2;
+const GATEWAY_INDEX: u32 = 3;
 /// How many of an account's closed client order ids stay reserved after their orders close,
 /// so that a retried request cannot execute twice.
 pub const CLIENT_ID_MEMORY: usize = 1000;
@@ -403,6 +404,13 @@ impl Exchange {
                 asset,
                 amount,
             } => self.transfer(*request, *from, *to, *asset, *amount, events),
+            Command::GatewaySettle {
+                request,
+                merchant,
+                asset,
+                amount,
+                fee_ppm,
+            } => self.gateway_settle(*request, *merchant, *asset, *amount, *fee_ppm, events),
             Command::ListAsset {
                 asset,
                 symbol,

@@ -394,6 +394,21 @@ impl Projection {
                 self.delta(*from, *asset, -to_signed(amount.0), time);
                 self.delta(*to, *asset, to_signed(amount.0), time);
             }
+            EventKind::GatewaySettled {
+                merchant,
+                asset,
+                amount,
+                fee,
+                ..
+            } => {
+                self.delta(coss_core::GATEWAY, *asset, -to_signed(amount.0), time);
+                self.delta(
+                    *merchant,
+                    *asset,
+                    to_signed(amount.0.saturating_sub(fee.0)),
+                    time,
+                );
+            }
             EventKind::FeeScheduleSet { tiers } => self.fee_tiers.clone_from(tiers),
             EventKind::AccountFeeTierSet { account, tier } => {
                 self.account_tiers.insert(*account, *tier);

@@ -365,6 +365,7 @@ fn random_streams_reach_every_order_path() {
         "WithdrawalConfirmed",
         "WithdrawalReleased",
         "Transferred",
+        "GatewaySettled",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -400,6 +401,7 @@ fn random_streams_reach_every_order_path() {
             RejectReason::RequestNotPending,
             RejectReason::SameAccount,
             RejectReason::Overflow,
+            RejectReason::InvalidFee,
         ]
         .iter()
         .map(|r| format!("rejected {}", r.code())),

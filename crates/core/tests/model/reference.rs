@@ -16,9 +16,9 @@
 use coss_core::{
     CLIENT_ID_MEMORY, Command, DAO_PAYOUTS, DEFAULT_HOLDERS_SHARE_PPM, DEFAULT_MAX_OPEN_ORDERS,
     DoneReason, Envelope, Event, EventKind, FEES_HOLDERS, FEES_PLATFORM, FIRST_USER_ACCOUNT,
-    FeeTier, MAX_ASSETS, MAX_MARKETS, MarketStatus, NewOrder, OrderKind, OrderRef, Outcome, PPM,
-    RejectReason, SelfTradePrevention, TimeInForce, WITHDRAWAL_FEES, default_fee_schedule, fee_for,
-    holders_part,
+    FeeTier, GATEWAY, MAX_ASSETS, MAX_MARKETS, MarketStatus, NewOrder, OrderKind, OrderRef,
+    Outcome, PPM, RejectReason, SelfTradePrevention, TimeInForce, WITHDRAWAL_FEES,
+    default_fee_schedule, fee_for, holders_part,
 };
 use coss_types::{
     AccountId, Amount, AssetId, ClientOrderId, MarketId, OrderId, Price, Qty, RequestId, Side,
@@ -564,6 +564,13 @@ impl Model {
                 asset,
                 amount,
             } => self.transfer(*request, *from, *to, *asset, *amount),
+            Command::GatewaySettle {
+                request,
+                merchant,
+                asset,
+                amount,
+                fee_ppm,
+            } => self.gateway_settle(*request, *merchant, *asset, *amount, *fee_ppm),
             Command::PlaceOrder(new) => self.place(new),
             Command::Cancel {
                 account,
@@ -792,6 +799,48 @@ impl Model {
         });
         self.pay_available(from, asset, amount.0);
         self.credit(to, asset, amount.0);
+        Ok(())
+    }
+
+    fn gateway_settle(
+        &mut self,
+        request: RequestId,
+        merchant: AccountId,
+        asset: AssetId,
+        amount: Amount,
+        fee_ppm: u32,
+    ) -> Outcome {
+        if !self.assets.contains_key(&asset) {
+            return Err(RejectReason::UnknownAsset);
+        }
+        if amount.0 == 0 {
+            return Err(RejectReason::InvalidAmount);
+        }
+        if fee_ppm > MAX_FEE_PPM {
+            return Err(RejectReason::InvalidFee);
+        }
+        if merchant < FIRST_USER_ACCOUNT {
+            return Err(RejectReason::SystemAccount);
+        }
+        if self.request_used(request) {
+            return Err(RejectReason::DuplicateRequest);
+        }
+        if self.available(GATEWAY, asset) < amount.0 {
+            return Err(RejectReason::InsufficientBalance);
+        }
+        let fee = fee_for(amount.0, fee_ppm);
+        self.accounts.entry(merchant).or_insert(0);
+        self.transfers.insert(request);
+        self.emit(EventKind::GatewaySettled {
+            request,
+            merchant,
+            asset,
+            amount,
+            fee: Amount(fee),
+        });
+        self.pay_available(GATEWAY, asset, amount.0);
+        self.credit(merchant, asset, amount.0 - fee);
+        self.collect_fee(asset, fee);
         Ok(())
     }
 

@@ -14,8 +14,8 @@
 
 use crate::reference::Model;
 use coss_core::{
-    Command, Envelope, FEES_PLATFORM, FeeTier, MarketStatus, NewOrder, OrderKind, OrderRef,
-    SelfTradePrevention, TimeInForce,
+    Command, Envelope, FEES_PLATFORM, FeeTier, GATEWAY, MarketStatus, NewOrder, OrderKind,
+    OrderRef, SelfTradePrevention, TimeInForce,
 };
 use coss_types::{
     AccountId, Amount, AssetId, ClientOrderId, MarketId, OrderId, Price, Qty, RequestId, Side,
@@ -135,6 +135,7 @@ pub enum Who {
     User(u8),
     Stranger,
     System,
+    Gateway,
 }
 
 impl Who {
@@ -143,6 +144,7 @@ impl Who {
             Who::User(n) => USERS[usize::from(n) % USERS.len()],
             Who::Stranger => STRANGER,
             Who::System => FEES_PLATFORM,
+            Who::Gateway => GATEWAY,
         }
     }
 }
@@ -239,6 +241,13 @@ pub enum Op {
         to: Who,
         asset: u8,
         units: u128,
+    },
+    GatewaySettle {
+        request: u8,
+        merchant: Who,
+        asset: u8,
+        units: u128,
+        fee_ppm: u32,
     },
     /// A command used as is: parameters, listings, malformed input.
     Raw(Command),
@@ -514,6 +523,22 @@ impl Step {
                     amount: amount(asset, *units),
                 }
             }
+            Op::GatewaySettle {
+                request,
+                merchant,
+                asset,
+                units,
+                fee_ppm,
+            } => {
+                let asset = asset_of(*asset);
+                Command::GatewaySettle {
+                    request: RequestId(u128::from(*request)),
+                    merchant: merchant.id(),
+                    asset,
+                    amount: amount(asset, *units),
+                    fee_ppm: *fee_ppm,
+                }
+            }
             Op::Raw(command) => command.clone(),
         };
         envelope(time_ms, command)
@@ -558,6 +583,7 @@ fn who() -> impl Strategy<Value = Who> {
         40 => (0u8..5).prop_map(Who::User),
         1 => Just(Who::Stranger),
         1 => Just(Who::System),
+        3 => Just(Who::Gateway),
     ]
 }
 
@@ -780,6 +806,10 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..12, who(), who(), 0u8..10, units()).prop_map(
             |(request, from, to, asset, units)| Op::Transfer { request, from, to, asset, units }
         ),
+        2 => (0u8..12, who(), 0u8..10, units(), prop_oneof![Just(7_500u32), Just(0), Just(100_000), Just(100_001), 0u32..20_000])
+            .prop_map(|(request, merchant, asset, units, fee_ppm)| {
+                Op::GatewaySettle { request, merchant, asset, units, fee_ppm }
+            }),
         3 => raw().prop_map(Op::Raw),
     ]
 }

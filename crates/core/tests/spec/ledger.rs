@@ -738,3 +738,94 @@ fn system_accounts_may_send_transfers() {
     w.ok(transfer(request, ALICE, AccountId(999), USD, 500));
     assert_eq!(w.available(AccountId(999), USD), 500);
 }
+
+// ---- Gateway settlement ----
+
+fn settle(request: RequestId, merchant: AccountId, asset: AssetId, amount: u128) -> Command {
+    Command::GatewaySettle {
+        request,
+        merchant,
+        asset,
+        amount: Amount(amount),
+        fee_ppm: 7_500,
+    }
+}
+
+#[test]
+fn a_gateway_payment_settles_to_the_merchant_less_0_75_percent_split_with_holders() {
+    let mut w = World::new();
+    // 1,000.000001 USDT paid: the fee is ceil(1_000_000_001 × 0.0075) = 7_500_001 units.
+    w.deposit(GATEWAY, USDT, 1_000_000_001);
+    let request = w.request();
+    let events = w.ok(settle(request, ALICE, USDT, 1_000_000_001));
+    assert_eq!(
+        events[0].kind,
+        EventKind::GatewaySettled {
+            request,
+            merchant: ALICE,
+            asset: USDT,
+            amount: Amount(1_000_000_001),
+            fee: Amount(7_500_001),
+        }
+    );
+    assert_eq!(w.available(GATEWAY, USDT), 0);
+    assert_eq!(w.available(ALICE, USDT), 992_500_000);
+    // The holders' half is the running floor, as for trading fees; the platform the rest.
+    assert_eq!(w.available(FEES_HOLDERS, USDT), 3_750_000);
+    assert_eq!(w.available(FEES_PLATFORM, USDT), 3_750_001);
+    assert_eq!(w.fees_collected(), vec![(USDT, 3_750_001, 3_750_000)]);
+    // The next fee carries the holders' rounding: 7_500 + 7_501 = 15_001 → 7_500 for them.
+    w.deposit(GATEWAY, USDT, 1_000_001);
+    let request = w.request();
+    w.ok(settle(request, BOB, USDT, 1_000_001));
+    assert_eq!(w.available(BOB, USDT), 1_000_001 - 7_501);
+    assert_eq!(w.available(FEES_HOLDERS, USDT), 3_750_000 + 3_751);
+    // Fiat fees are never shared.
+    w.deposit(GATEWAY, USD, 10_000);
+    let request = w.request();
+    w.ok(settle(request, ALICE, USD, 10_000));
+    assert_eq!(w.available(FEES_HOLDERS, USD), 0);
+    assert_eq!(w.available(FEES_PLATFORM, USD), 75);
+    assert_eq!(w.available(ALICE, USD), 9_925);
+    w.check_replay();
+    w.check_restore();
+}
+
+#[test]
+fn a_gateway_settlement_is_refused_whole_when_it_cannot_be_made() {
+    let mut w = World::new();
+    w.deposit(GATEWAY, USDT, 1_000);
+    let request = w.request();
+    w.rejects(
+        settle(request, ALICE, USDT, 1_001),
+        RejectReason::InsufficientBalance,
+    );
+    w.rejects(settle(request, ALICE, USDT, 0), RejectReason::InvalidAmount);
+    w.rejects(
+        settle(request, ALICE, AssetId(99), 1),
+        RejectReason::UnknownAsset,
+    );
+    w.rejects(
+        settle(request, FEES_PLATFORM, USDT, 1_000),
+        RejectReason::SystemAccount,
+    );
+    w.rejects(
+        Command::GatewaySettle {
+            request,
+            merchant: ALICE,
+            asset: USDT,
+            amount: Amount(1_000),
+            fee_ppm: 100_001,
+        },
+        RejectReason::InvalidFee,
+    );
+    w.ok(settle(request, ALICE, USDT, 1_000));
+    assert_eq!(w.available(ALICE, USDT), 992);
+    // The same request twice settles once.
+    w.deposit(GATEWAY, USDT, 1_000);
+    w.rejects(
+        settle(request, ALICE, USDT, 1_000),
+        RejectReason::DuplicateRequest,
+    );
+    assert_eq!(w.available(GATEWAY, USDT), 1_000);
+}
