@@ -154,13 +154,16 @@ pub fn run(options: Options) -> Result<Value> {
     Ok(report)
 }
 
-/// A trader's API key and secret.
-struct Key {
-    api_key: String,
-    secret: String,
+/// A trader's (or merchant's) API key and secret.
+pub(crate) struct Key {
+    pub(crate) api_key: String,
+    pub(crate) secret: String,
 }
 
-async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Result<Vec<Key>> {
+pub(crate) async fn traders(
+    accounts: &Accounts,
+    handle: &coss_engine::EngineHandle,
+) -> Result<Vec<Key>> {
     let now = coss_clock::Clock::system().now().as_i64();
     let mut keys = Vec::new();
     for n in 0..TRADERS {
@@ -188,22 +191,24 @@ async fn traders(accounts: &Accounts, handle: &coss_engine::EngineHandle) -> Res
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Ping,
     /// `POST /api/v3/order/test`: signed and checked, never placed.
     OrderTest,
     Order,
+    /// `POST /api/v1/gateway/invoices`, signed with a merchant key.
+    Invoice,
 }
 
 /// Latencies (µs) and the wall time of one phase.
-struct Phase {
+pub(crate) struct Phase {
     latencies: Vec<u32>,
     seconds: f64,
     errors: u64,
 }
 
 impl Phase {
-    fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)]
         let n = self.latencies.len() as f64;
         n / self.seconds.max(1e-9)
@@ -217,7 +222,7 @@ impl Phase {
         f64::from(self.latencies[index]) / 1000.0
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         json!({
             "requests": self.latencies.len(),
             "per_second": self.per_second().round(),
@@ -241,15 +246,15 @@ fn rss_mib() -> u64 {
         .map_or(0, |kib| kib / 1024)
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn ratio(a: f64, b: f64) -> f64 {
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
     (a / b.max(1e-9) * 100.0).round() / 100.0
 }
 
-async fn load(
+pub(crate) async fn load(
     address: SocketAddr,
     connections: usize,
     length: Duration,
@@ -277,11 +282,12 @@ async fn load(
                     Kind::Ping => b"GET /api/v3/ping HTTP/1.1\r\nHost: bench\r\n\r\n".to_vec(),
                     Kind::OrderTest => order_request("/api/v3/order/test", key, n),
                     Kind::Order => order_request("/api/v3/order", key, n),
+                    Kind::Invoice => invoice_request(key),
                 };
                 n += 1;
                 let sent = Instant::now();
                 match exchange(&mut stream, &request).await {
-                    Ok(200) => latencies
+                    Ok(200 | 201) => latencies
                         .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX)),
                     Ok(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -308,6 +314,19 @@ async fn load(
         seconds,
         errors: errors.load(Ordering::Relaxed),
     })
+}
+
+/// A signed invoice creation: 0.01 ETH, priced in ETH.
+fn invoice_request(key: &Key) -> Vec<u8> {
+    let body = r#"{"price":"0.01","currency":"ETH"}"#;
+    let query = format!("timestamp={}", coss_clock::Clock::system().now().as_i64());
+    let signature = coss_identity::sign(&key.secret, &format!("{query}{body}"));
+    format!(
+        "POST /api/v1/gateway/invoices?{query}&signature={signature} HTTP/1.1\r\nHost: bench\r\nX-MBX-APIKEY: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        key.api_key,
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// A signed limit order to `path`: each connection alternately sells and buys 0.01 ETH at one

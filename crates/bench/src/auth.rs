@@ -116,6 +116,16 @@ pub(crate) async fn trading_key(
     who: &Authenticated,
     now: i64,
 ) -> Result<(String, String)> {
+    key_with(accounts, who, &[Permission::Trade], now).await
+}
+
+/// An API key of `who` with `permissions` (TOTP enrolled first, as keys need): key, secret.
+pub(crate) async fn key_with(
+    accounts: &Accounts,
+    who: &Authenticated,
+    permissions: &[Permission],
+    now: i64,
+) -> Result<(String, String)> {
     let enrolment = accounts.begin_totp_enrolment(who, PASSWORD, now).await?;
     let seed = enrolment.secret.expose().to_owned();
     accounts
@@ -129,7 +139,7 @@ pub(crate) async fn trading_key(
         .create_api_key(
             who,
             "bench",
-            &[Permission::Trade],
+            permissions,
             &[],
             totp_code(&seed, now).as_deref(),
             now,

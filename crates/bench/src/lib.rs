@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod dao;
+pub mod gateway;
 pub mod wallet;
 pub mod workload;
 
@@ -110,6 +111,7 @@ failures!(
     alloy::transports::TransportError,
     alloy::node_bindings::NodeError,
     alloy::contract::Error,
+    alloy::providers::PendingTransactionError,
 );
 
 /// The figures of one `coss bench engine` run.

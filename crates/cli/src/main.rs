@@ -185,6 +185,22 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The payment gateway: invoices created per second through the API against signed
+    /// orders, and payment-detection latency from the paying block to the invoice's change.
+    Gateway {
+        /// Concurrent keep-alive connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds per phase.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Payments timed.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// One DAO week end to end (close, seal, report with Merkle root, payout) for many
     /// holders and assets on the durable engine, against one journaled transfer per credit.
     Dao {
@@ -329,6 +345,22 @@ fn run(cli: Cli) -> Result<()> {
                 connections,
                 seconds,
                 subscribers,
+            })?,
+            json,
+        ),
+        Top::Bench {
+            command:
+                BenchCommand::Gateway {
+                    connections,
+                    seconds,
+                    samples,
+                    json,
+                },
+        } => print_report(
+            &coss_bench::gateway::run(coss_bench::gateway::Options {
+                connections,
+                seconds,
+                samples,
             })?,
             json,
         ),

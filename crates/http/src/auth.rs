@@ -184,6 +184,53 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let gate = Gate::from_ref(state);
+        signed::<P>(parts, &gate).await
+    }
+}
+
+/// A merchant: a request signed with an API key that has the `merchant` permission (when
+/// `X-MBX-APIKEY` is present), or else the signed-in account (bearer token, or session
+/// cookie with CSRF on changes) — the gateway's API serves both the merchant's servers and
+/// the dashboard.
+#[derive(Debug, Clone, Copy)]
+pub struct MerchantCaller {
+    /// The merchant's account.
+    pub user_id: coss_types::UserId,
+    /// Whether an API key signed the request (else a session).
+    pub by_key: bool,
+}
+
+impl Auth for MerchantCaller {
+    const SCHEME: &'static str = "api_key:merchant_or_session";
+    const READS_BODY: bool = true;
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MerchantCaller
+where
+    Gate: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let gate = Gate::from_ref(state);
+        if parts.headers.contains_key("x-mbx-apikey") {
+            let caller = signed::<need::Merchant>(parts, &gate).await?;
+            return Ok(MerchantCaller {
+                user_id: caller.key.user_id,
+                by_key: true,
+            });
+        }
+        let who = session(&gate, &parts.method, &parts.headers).await?;
+        Ok(MerchantCaller {
+            user_id: who.user_id,
+            by_key: false,
+        })
+    }
+}
+
+/// Checks a Binance-style signed request for permission `P`.
+async fn signed<P: Need>(parts: &Parts, gate: &Gate) -> Result<KeyCaller<P>, ApiError> {
+    {
         let api_key = parts
             .headers
             .get("x-mbx-apikey")

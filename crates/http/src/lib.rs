@@ -55,8 +55,8 @@ mod error;
 mod routes;
 
 pub use auth::{
-    Auth, CSRF_COOKIE, CSRF_HEADER, Caller, KeyCaller, Need, Public, SESSION_COOKIE, cookie, need,
-    session, set_cookie, set_session_cookies,
+    Auth, CSRF_COOKIE, CSRF_HEADER, Caller, KeyCaller, MerchantCaller, Need, Public,
+    SESSION_COOKIE, cookie, need, session, set_cookie, set_session_cookies,
 };
 pub use body::{BodyError, BufferedBody, JsonBody, MAX_BODY_BYTES, Query, read_body};
 pub use client::{

@@ -34,6 +34,9 @@ pub struct Config {
     /// The DAO revenue share.
     #[serde(default)]
     pub dao: DaoSettings,
+    /// The payment gateway.
+    #[serde(default)]
+    pub gateway: coss_gateway::GatewayConfig,
 }
 
 /// The HTTP edge's settings.

@@ -10,6 +10,7 @@ use coss_clock::Clock;
 use coss_contracts::LocalNode;
 use coss_dao::Dao;
 use coss_engine::{Engine, EngineConfig, EngineHandle};
+use coss_gateway::Gateway;
 use coss_http::{Gate, Routes};
 use coss_identity::Accounts;
 use coss_market::MarketService;
@@ -44,6 +45,7 @@ pub struct Platform {
     market: MarketService,
     wallet: Wallet,
     dao: Dao,
+    gateway: Gateway,
     binance: Binance,
     node: Option<LocalNode>,
     mailer: coss_mail::Mailer,
@@ -157,7 +159,7 @@ impl Platform {
         let mut node = None;
         let opened = open_edges(&settings, &gate, &handle, &market, &mut node).await;
         match opened {
-            Ok((wallet, dao, binance)) => Ok(Platform {
+            Ok((wallet, dao, gateway, binance)) => Ok(Platform {
                 settings,
                 engine,
                 handle,
@@ -165,6 +167,7 @@ impl Platform {
                 market,
                 wallet,
                 dao,
+                gateway,
                 binance,
                 node,
                 mailer,
@@ -203,6 +206,10 @@ impl Platform {
                 self.gate.clone(),
             ))
             .merge(coss_dao::api::router(self.dao.clone(), self.gate.clone()))
+            .merge(coss_gateway::api::router(
+                self.gateway.clone(),
+                self.gate.clone(),
+            ))
             .merge(coss_binance::router(self.binance.clone()))
     }
 
@@ -228,6 +235,7 @@ impl Platform {
         self.workers.push(tokio::spawn(deliver_mail(mailer, clock)));
         self.workers.push(self.wallet.spawn());
         self.workers.push(tokio::spawn(run_dao(self.dao.clone())));
+        self.workers.extend(self.gateway.spawn());
     }
 
     /// Serves the platform on `listener` until `shutdown` resolves (running the workers):
@@ -333,6 +341,12 @@ impl Platform {
         &self.market
     }
 
+    /// The payment gateway.
+    #[must_use]
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// The wallets.
     #[must_use]
     pub fn wallet(&self) -> &Wallet {
@@ -366,7 +380,7 @@ async fn open_edges(
     handle: &EngineHandle,
     market: &MarketService,
     node: &mut Option<LocalNode>,
-) -> Result<(Wallet, Dao, Binance)> {
+) -> Result<(Wallet, Dao, Gateway, Binance)> {
     let chain = chain(settings, node).await?;
     let wallet = Wallet::open(
         chain,
@@ -389,13 +403,33 @@ async fn open_edges(
     }
     let dao = open_dao(&wallet, handle, &settings.config.dao, &settings.clock).await?;
     list_markets(handle, market, &settings.config.markets).await?;
+    let mut gateway_config = settings.config.gateway.clone();
+    if gateway_config.public_url.is_none() {
+        gateway_config.public_url = Some(
+            settings
+                .public_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_owned()),
+        );
+    }
+    // On the platform's own local chain (development), webhooks may reach this machine.
+    gateway_config.allow_private_webhooks |= node.is_some();
+    let gateway = Gateway::new(
+        gateway_config,
+        wallet.store().clone(),
+        handle.clone(),
+        wallet.clone(),
+        Some(market.clone()),
+        settings.clock.clone(),
+    )
+    .context("cannot open the payment gateway")?;
     let binance = Binance::new(
         gate.clone(),
         handle.clone(),
         market.clone(),
         settings.config.limits.into(),
     );
-    Ok((wallet, dao, binance))
+    Ok((wallet, dao, gateway, binance))
 }
 
 /// The chain configuration from `settings.chain_config`, or the local anvil in the data dir

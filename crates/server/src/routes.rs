@@ -19,6 +19,7 @@ use crate::Metrics;
 pub fn documents() -> (utoipa::openapi::OpenApi, utoipa::openapi::OpenApi) {
     let mut own = coss_api::openapi()
         .merge_from(coss_wallet::api::openapi())
+        .merge_from(coss_gateway::api::openapi())
         .merge_from(coss_dao::api::openapi())
         .merge_from(coss_sso::openapi())
         .merge_from(StatusDoc::openapi());

@@ -11,6 +11,8 @@ use coss_identity::{Permission, sign};
 use coss_server::{Config, Platform, Settings};
 use coss_testkit::{TestPlatform, http, verified, with_totp};
 
+mod gateway;
+
 /// `(method, path)` pairs of an OpenAPI document.
 fn described(doc: &utoipa::openapi::OpenApi) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();

@@ -17,7 +17,46 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Row};
 
+/// Declares a status enum stored as lower-case text, with its names.
+macro_rules! stored_status {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Its name (as the API shows it and the database stores it).
+            #[must_use]
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            /// The status a stored name stands for.
+            pub fn parse(text: &str) -> Result<Self, StoreError> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Invalid(format!(
+                        "{} {other:?}",
+                        stringify!($name)
+                    ))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod dao;
+mod gateway;
 mod history;
 mod keys;
 mod profiles;
@@ -27,6 +66,11 @@ mod sso;
 mod wallet;
 
 pub use dao::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, UsernameClaim};
+pub use gateway::{
+    BalancePayment, Delivery, DeliveryAttempt, DeliveryStatus, InvoiceAsset, InvoiceFilter,
+    InvoiceRecord, InvoiceStatus, MoveRecord, MoveStatus, NewInvoice, NewMove, PosProduct,
+    WebhookEndpoint, WebhookEvent,
+};
 pub use history::{
     BalanceRow, CandleRow, HistoryBatch, HistoryRange, OrderRow, ReadFrom, TradeRow,
 };

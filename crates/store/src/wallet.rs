@@ -34,44 +34,6 @@ pub struct BlockRef {
     pub parent_hash: String,
 }
 
-/// Declares a status enum stored as lower-case text, with its names.
-macro_rules! stored_status {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $($(#[$vdoc])* $variant,)+
-        }
-
-        impl $name {
-            /// Its name (as the API shows it and the database stores it).
-            #[must_use]
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-
-            /// The status a stored name stands for.
-            pub fn parse(text: &str) -> Result<Self, StoreError> {
-                match text {
-                    $($text => Ok(Self::$variant),)+
-                    other => Err(StoreError::Invalid(format!(
-                        "{} {other:?}",
-                        stringify!($name)
-                    ))),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 stored_status!(
     /// Where a deposit is.
     DepositStatus {
@@ -162,6 +124,9 @@ pub struct NewDeposit {
     pub address: String,
     /// Who sent it.
     pub sender: String,
+    /// The invoice it pays, if it reached an invoice's address (then `user_id` is the
+    /// merchant, and the gateway account is credited, not the merchant's).
+    pub invoice_id: Option<i64>,
 }
 
 /// A recorded deposit.
@@ -195,6 +160,8 @@ pub struct DepositRecord {
     pub created_at: i64,
     /// Last status change (Unix ms).
     pub updated_at: i64,
+    /// The invoice it pays (see [`NewDeposit::invoice_id`]).
+    pub invoice_id: Option<i64>,
 }
 
 /// A withdrawal to create.
@@ -364,7 +331,8 @@ pub struct AllowedAddress {
 }
 
 const DEPOSIT_COLUMNS: &str = "id, chain_id, tx_hash, position, user_id, asset, amount, address, \
-                               sender, block_height, block_hash, status, created_at, updated_at";
+                               sender, block_height, block_hash, status, created_at, updated_at, \
+                               invoice_id";
 const WITHDRAWAL_COLUMNS: &str = "id, user_id, chain_id, asset, to_address, amount, fee, \
                                   idempotency_key, status, nonce, tx_hash, block_height, error, \
                                   created_at, updated_at, request_key";
@@ -387,6 +355,7 @@ fn deposit(row: &AnyRow) -> Result<DepositRecord, StoreError> {
         status: DepositStatus::parse(row.try_get(11)?)?,
         created_at: row.try_get(12)?,
         updated_at: row.try_get(13)?,
+        invoice_id: row.try_get(14)?,
     })
 }
 
@@ -678,8 +647,9 @@ impl Store {
                 }
                 None => sqlx::query(
                     "INSERT INTO deposits (chain_id, tx_hash, position, user_id, asset, amount, \
-                     address, sender, block_height, block_hash, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $11, $11) \
+                     address, sender, block_height, block_hash, status, created_at, updated_at, \
+                     invoice_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $11, $11, $13) \
                      RETURNING id",
                 )
                 .bind(chain_id)
@@ -694,6 +664,7 @@ impl Store {
                 .bind(hash)
                 .bind(now)
                 .bind(DepositStatus::Pending.as_str())
+                .bind(d.invoice_id)
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get(0)?,
@@ -890,11 +861,11 @@ impl Store {
         &self,
         chain_id: i64,
         limit: i64,
-    ) -> Result<Vec<(String, UserId)>, StoreError> {
+    ) -> Result<Vec<(String, UserId, Option<i64>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT address, user_id, MIN(id) AS first FROM deposits WHERE chain_id = $1 \
-             AND status = $3 AND swept_at IS NULL GROUP BY address, user_id \
-             ORDER BY first LIMIT $2",
+            "SELECT address, user_id, invoice_id, MIN(id) AS first FROM deposits \
+             WHERE chain_id = $1 AND status = $3 AND swept_at IS NULL \
+             GROUP BY address, user_id, invoice_id ORDER BY first LIMIT $2",
         )
         .bind(chain_id)
         .bind(limit)
@@ -902,8 +873,22 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?))))
+            .map(|r| Ok((r.try_get(0)?, UserId(r.try_get(1)?), r.try_get(2)?)))
             .collect()
+    }
+
+    /// The deposits that reached an invoice's address, oldest first.
+    pub(crate) async fn deposits_where_invoice(
+        &self,
+        invoice_id: i64,
+    ) -> Result<Vec<DepositRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE invoice_id = $1 ORDER BY id"
+        )))
+        .bind(invoice_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deposit).collect()
     }
 
     /// Marks an address's credited deposits swept.
@@ -926,14 +911,15 @@ impl Store {
         Ok(())
     }
 
-    /// A user's deposits, newest first.
+    /// A user's deposits, newest first (not the payments to their invoices).
     pub async fn deposits_of(
         &self,
         user_id: UserId,
         limit: i64,
     ) -> Result<Vec<DepositRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 ORDER BY id DESC LIMIT $2"
+            "SELECT {DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 AND invoice_id IS NULL \
+             ORDER BY id DESC LIMIT $2"
         )))
         .bind(user_id.0)
         .bind(limit)
@@ -1581,7 +1567,7 @@ async fn insert_signed(
 /// transaction ends; SQLite takes its one write lock. Must be the transaction's first
 /// statement, so SQLite never upgrades a read lock (which could fail at once instead of
 /// waiting).
-async fn lock_user(
+pub(crate) async fn lock_user(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: UserId,
 ) -> Result<(), StoreError> {
@@ -1599,7 +1585,7 @@ async fn lock_user(
 /// Fails with [`StoreError::OverLimit`] if `amount` would take the user's outflow of `asset`
 /// since `limit.since` (withdrawals not cancelled, failed or rejected, and transfers not
 /// rejected) past `limit.limit`.
-async fn check_outflow(
+pub(crate) async fn check_outflow(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user_id: UserId,
     asset: &str,
@@ -1628,8 +1614,19 @@ async fn check_outflow(
     .bind(TransferStatus::Rejected.as_str())
     .fetch_all(&mut **tx)
     .await?;
+    // Payments from the balance to merchants leave the account too.
+    let paid = sqlx::query(
+        "SELECT amount FROM invoice_payments WHERE payer_id = $1 AND asset = $2 \
+         AND created_at >= $3 AND status <> $4",
+    )
+    .bind(user_id.0)
+    .bind(asset)
+    .bind(limit.since)
+    .bind(crate::MoveStatus::Rejected.as_str())
+    .fetch_all(&mut **tx)
+    .await?;
     let mut used = 0u128;
-    for row in withdrawn.iter().chain(&transferred) {
+    for row in withdrawn.iter().chain(&transferred).chain(&paid) {
         used = used.saturating_add(stored_amount(row.try_get(0)?)?.0);
     }
     if used.saturating_add(amount.0) > limit.limit.0 {

@@ -78,6 +78,7 @@ on_both!(
     reopening_keeps_the_data_and_runs_no_migration_twice,
     a_username_is_given_once_for_good_and_a_dao_report_is_written_once,
     a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins,
+    invoices_their_payments_moves_and_webhook_deliveries_keep_their_order_and_states,
 );
 
 const T0: i64 = 1_700_000_000_000;
@@ -1197,5 +1198,282 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
     assert_eq!(
         (transfers[0].status, transfers[0].amount),
         (TransferStatus::Settled, Amount(5))
+    );
+}
+
+async fn invoices_their_payments_moves_and_webhook_deliveries_keep_their_order_and_states(db: &Db) {
+    use coss_store::{
+        DeliveryAttempt, DeliveryStatus, InvoiceAsset, InvoiceFilter, InvoiceStatus, MoveStatus,
+        NewInvoice, NewMove,
+    };
+    let store = &db.store;
+    let shop = alice(store).await;
+    let new = NewInvoice {
+        public_id: "inv_1".into(),
+        merchant_id: shop,
+        idempotency: Some(("k1".into(), "hash-a".into())),
+        currency: "USD".into(),
+        price: "10".into(),
+        tax: "1".into(),
+        tip: "0".into(),
+        expires_at: T0 + 900_000,
+        monitor_until: T0 + 86_400_000,
+        tolerance_ppm: 0,
+        order_id: Some("A-1".into()),
+        buyer_email: None,
+        description: None,
+        metadata: Some("{}".into()),
+        redirect_url: None,
+        source: "api".into(),
+        fiat_currency: Some("USD".into()),
+        assets: vec![InvoiceAsset {
+            asset: "ETH".into(),
+            due: Amount(3_333_333_333_333_334),
+            rate: Some("3000".into()),
+            rate_sources: Some("quotes=3000".into()),
+            fiat_rate: Some("3000".into()),
+            confirmations: 3,
+        }],
+    };
+    let (invoice, created) = store.create_invoice(&new, T0).await.unwrap();
+    assert!(created);
+    // The same idempotency key gives the same invoice.
+    let (again, created) = store
+        .create_invoice(
+            &NewInvoice {
+                public_id: "inv_2".into(),
+                ..new.clone()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, invoice.id);
+    assert_eq!(store.invoice_assets(invoice.id).await.unwrap(), new.assets);
+    store
+        .set_invoice_address(invoice.id, 31337, "0xab")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.set_invoice_address(invoice.id, 31337, "0xcd").await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.invoice_addresses_since(31337, T0).await.unwrap(),
+        vec![("0xab".to_owned(), shop, invoice.id, T0)]
+    );
+    // Filters (empty ones match everything).
+    let all = store
+        .invoices_of(shop, &InvoiceFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    let settled = InvoiceFilter {
+        status: Some(InvoiceStatus::Settled),
+        ..InvoiceFilter::default()
+    };
+    assert!(
+        store
+            .invoices_of(shop, &settled, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let by_order = InvoiceFilter {
+        order_id: Some("A-1".into()),
+        ..InvoiceFilter::default()
+    };
+    assert_eq!(
+        store.invoices_of(shop, &by_order, 10).await.unwrap().len(),
+        1
+    );
+    // Status changes are compare-and-set.
+    let new_state = (InvoiceStatus::New, 0);
+    assert!(
+        store
+            .set_invoice_state(invoice.id, new_state, (InvoiceStatus::Settled, 2), T0 + 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_invoice_state(invoice.id, new_state, (InvoiceStatus::Expired, 0), T0 + 6)
+            .await
+            .unwrap()
+    );
+    let now = store.invoice(invoice.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.status, now.flags, now.settled_at),
+        (InvoiceStatus::Settled, 2, Some(T0 + 5))
+    );
+    assert_eq!(
+        store.overdue_invoices(T0 + 1_000_000, 10).await.unwrap(),
+        Vec::<i64>::new()
+    );
+    // A payment from a balance counts against the payer's outflow limit.
+    let limit = coss_store::OutflowLimit {
+        limit: Amount(100),
+        since: T0 - 1,
+    };
+    let paid = store
+        .create_balance_payment(invoice.id, shop, "ETH", Amount(60), 7, Some(limit), T0)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_balance_payment(invoice.id, shop, "ETH", Amount(41), 8, Some(limit), T0)
+            .await,
+        Err(StoreError::OverLimit { used: Amount(60) })
+    ));
+    assert!(
+        store
+            .finish_balance_payment(paid.id, MoveStatus::Done, T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_balance_payment(paid.id, MoveStatus::Rejected, T0)
+            .await
+            .unwrap()
+    );
+    // Moves: recorded, then finished once.
+    let recorded = store
+        .create_move(
+            &NewMove {
+                invoice_id: invoice.id,
+                kind: "settlement".into(),
+                asset: "ETH".into(),
+                amount: Amount(60),
+                fee: Amount(1),
+                from_gateway: true,
+                payer_id: None,
+                token_hash: None,
+                request_key: u64::MAX,
+                status: MoveStatus::Requested,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.request_key, u64::MAX);
+    assert_eq!(store.requested_moves(10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .set_move_status(
+                recorded.id,
+                MoveStatus::Requested,
+                MoveStatus::Done,
+                None,
+                T0
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_move_status(
+                recorded.id,
+                MoveStatus::Requested,
+                MoveStatus::Rejected,
+                None,
+                T0
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.requested_moves(10).await.unwrap().is_empty());
+    // Webhooks: an event makes a delivery per interested endpoint; per endpoint, in order
+    // until the oldest has had its ordered attempts.
+    let all_events = store
+        .add_webhook_endpoint(shop, "https://a.example/h", b"s", "*", T0)
+        .await
+        .unwrap();
+    let created_only = store
+        .add_webhook_endpoint(shop, "https://b.example/h", b"s", "invoice.created", T0)
+        .await
+        .unwrap();
+    store
+        .record_webhook_event("evt_1", shop, Some(invoice.id), "invoice.settled", "{}", T0)
+        .await
+        .unwrap();
+    store
+        .record_webhook_event("evt_2", shop, Some(invoice.id), "invoice.created", "{}", T0)
+        .await
+        .unwrap();
+    let due = store.due_deliveries(T0, 3, 10).await.unwrap();
+    let heads: Vec<(i64, &str)> = due
+        .iter()
+        .map(|d| (d.endpoint_id, d.event.public_id.as_str()))
+        .collect();
+    assert_eq!(
+        heads,
+        [(all_events.id, "evt_1"), (created_only.id, "evt_2")]
+    );
+    let head = &due[0];
+    let attempt = |at| DeliveryAttempt {
+        id: 0,
+        delivery_id: head.id,
+        at,
+        duration_ms: 5,
+        status_code: Some(500),
+        error: None,
+        response: Some("no".into()),
+    };
+    for n in 0..3 {
+        assert!(
+            store
+                .record_attempt(
+                    head.id,
+                    n,
+                    &attempt(T0 + n),
+                    DeliveryStatus::Pending,
+                    T0 + 1_000
+                )
+                .await
+                .unwrap()
+        );
+    }
+    // A stale attempt count is refused (two senders cannot both record).
+    assert!(
+        !store
+            .record_attempt(head.id, 0, &attempt(T0), DeliveryStatus::Delivered, T0)
+            .await
+            .unwrap()
+    );
+    let due = store.due_deliveries(T0 + 10, 3, 10).await.unwrap();
+    assert!(
+        due.iter()
+            .any(|d| d.endpoint_id == all_events.id && d.event.public_id == "evt_2"),
+        "after three tries the head no longer blocks its endpoint"
+    );
+    assert_eq!(store.delivery_attempts(head.id).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .deliveries_of(shop, Some(all_events.id), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(store.redeliver(head.id, T0 + 20).await.unwrap());
+    assert!(
+        store
+            .set_webhook_enabled(shop, all_events.id, false)
+            .await
+            .unwrap()
+    );
+    store
+        .record_webhook_event("evt_3", shop, None, "invoice.settled", "{}", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .deliveries_of(shop, Some(all_events.id), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
     );
 }

@@ -60,6 +60,31 @@ pub fn deposit_address(xpub: &XPub, user_id: UserId) -> Result<Address, WalletEr
     Ok(Address::from_public_key(external.public_key()))
 }
 
+/// The receiving address of a gateway invoice, from the deposit account's xpub: the
+/// account's second (internal) branch, `m/44'/60'/0'/1/{invoice id}`, so invoice addresses
+/// never meet users' deposit addresses.
+pub fn invoice_address(xpub: &XPub, invoice_id: i64) -> Result<Address, WalletError> {
+    let index = invoice_child(invoice_id)?;
+    let internal = ChildNumber::new(1, false)
+        .and_then(|one| xpub.derive_child(one))
+        .and_then(|k| k.derive_child(ChildNumber::new(index, false)?))
+        .map_err(|_| WalletError::Keys("cannot derive an invoice address"))?;
+    Ok(Address::from_public_key(internal.public_key()))
+}
+
+/// The key of an invoice's receiving address (for sweeping it).
+pub fn invoice_signer(seed: &[u8], invoice_id: i64) -> Result<PrivateKeySigner, WalletError> {
+    let full = format!("{DEPOSIT_ACCOUNT_PATH}/1/{}", invoice_child(invoice_id)?);
+    signer_at(seed, &full)
+}
+
+fn invoice_child(invoice_id: i64) -> Result<u32, WalletError> {
+    u32::try_from(invoice_id)
+        .ok()
+        .filter(|i| *i < (1 << 31))
+        .ok_or(WalletError::Keys("invoice id out of the derivation range"))
+}
+
 /// The key of a user's deposit address (for sweeping it).
 pub fn deposit_signer(seed: &[u8], user_id: UserId) -> Result<PrivateKeySigner, WalletError> {
     let full = format!("{DEPOSIT_ACCOUNT_PATH}/0/{}", child(user_id)?);
@@ -99,6 +124,12 @@ mod tests {
             deposit_address(&xpub, UserId(2)).unwrap()
         );
         assert!(deposit_address(&xpub, UserId(1 << 31)).is_err());
+        for invoice in [1, 7, 2_147_483_647] {
+            let address = invoice_address(&xpub, invoice).unwrap();
+            assert_eq!(address, invoice_signer(&seed, invoice).unwrap().address());
+            assert_ne!(address, deposit_address(&xpub, UserId(invoice)).unwrap());
+        }
+        assert!(invoice_address(&xpub, 1 << 31).is_err());
         assert!(deposit_address(&xpub, UserId(-1)).is_err());
     }
 

@@ -44,7 +44,7 @@ mod withdraw;
 pub use config::{AssetConfig, ChainConfig, DEV_COSS, DEV_ETH, DEV_TUSD};
 pub use sweep::SweepReport;
 pub use transfer::TransferRequest;
-pub use watcher::{AddressBook, SyncReport};
+pub use watcher::{AddressBook, Owner, SyncReport};
 pub use withdraw::{CoreHold, ProcessReport, WithdrawalRequest};
 
 /// Everything that can go wrong, with a stable `code()`. Messages never contain keys.
@@ -213,6 +213,12 @@ pub(crate) async fn record_deposit_address(
     Ok(())
 }
 
+/// An address as the database stores it: lower-case `0x` hex.
+#[must_use]
+pub fn hex_address(address: Address) -> String {
+    hex_of(address)
+}
+
 /// Lower-case `0x` hex, as addresses and hashes are stored.
 pub(crate) fn hex_of(bytes: impl AsRef<[u8]>) -> String {
     let mut text = String::with_capacity(2 + bytes.as_ref().len() * 2);
@@ -303,6 +309,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Clock,
     /// Test funds, when the chain is the platform's own local chain.
     pub(crate) faucet: std::sync::OnceLock<dev::Faucet>,
+    /// Counts watcher passes that saw something change (blocks, credits, reorgs).
+    pub(crate) changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -406,6 +414,7 @@ impl Wallet {
                 reconciled: std::sync::atomic::AtomicBool::new(false),
                 clock,
                 faucet: std::sync::OnceLock::new(),
+                changes: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -488,6 +497,35 @@ impl Wallet {
         Ok(address)
     }
 
+    /// Wakes when a watcher pass saw new blocks, credits or a reorg (the gateway follows
+    /// its invoices' payments on it).
+    #[must_use]
+    pub fn chain_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// The receiving address of a gateway invoice of `merchant`: derived on the deposit
+    /// account's internal branch, recorded with the invoice, and watched from now on.
+    pub async fn invoice_address(
+        &self,
+        invoice_id: i64,
+        merchant: UserId,
+    ) -> Result<Address, WalletError> {
+        let address = hd::invoice_address(&self.inner.xpub, invoice_id)?;
+        self.inner
+            .store
+            .set_invoice_address(invoice_id, self.chain_key(), &hex_of(address))
+            .await?;
+        self.inner.book.insert_owner(
+            address,
+            Owner {
+                user: merchant,
+                invoice: Some(invoice_id),
+            },
+        );
+        Ok(address)
+    }
+
     /// The user's balances of this chain's assets.
     pub async fn balances(&self, user_id: UserId) -> Result<Vec<BalanceView>, WalletError> {
         let account = account_of(user_id)?;
@@ -532,8 +570,9 @@ impl Wallet {
         );
         loop {
             match self.sync().await {
-                Ok(report) if report.scanned > 0 || report.credited > 0 => {
+                Ok(report) if report.scanned > 0 || report.credited > 0 || report.unwound > 0 => {
                     tracing::debug!(?report, "watcher");
+                    self.inner.changes.send_modify(|n| *n += 1);
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, code = error.code(), "watcher"),

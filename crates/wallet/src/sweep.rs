@@ -62,8 +62,11 @@ impl Wallet {
         let gas_price = timed(inner.provider.get_gas_price())
             .await?
             .map_err(rpc_error)?;
-        for (address, user) in inner.store.unswept_addresses(chain, SWEEP_BATCH).await? {
-            let signer = hd::deposit_signer(&inner.seed, user)?;
+        for (address, user, invoice) in inner.store.unswept_addresses(chain, SWEEP_BATCH).await? {
+            let signer = match invoice {
+                Some(invoice) => hd::invoice_signer(&inner.seed, invoice)?,
+                None => hd::deposit_signer(&inner.seed, user)?,
+            };
             if crate::hex_of(signer.address()) != address {
                 return Err(WalletError::Keys(
                     "a deposit address does not match its key",

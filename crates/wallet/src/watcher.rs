@@ -34,10 +34,20 @@ use crate::{Wallet, WalletError, account_of, deposit_reference, hex_of, rpc_erro
 pub const TRANSFER_TOPIC: B256 =
     b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
 
-/// The watched deposit addresses and their users, in memory.
+/// Who an address belongs to: a user's deposit address, or an invoice's receiving address
+/// (with its merchant as the user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The user (for an invoice: its merchant).
+    pub user: UserId,
+    /// The invoice whose address it is.
+    pub invoice: Option<i64>,
+}
+
+/// The watched deposit and invoice addresses and their owners, in memory.
 #[derive(Debug, Default)]
 pub struct AddressBook {
-    map: RwLock<HashMap<Address, UserId>>,
+    map: RwLock<HashMap<Address, Owner>>,
     /// Creation time of the newest address loaded from the database.
     loaded_until: AtomicI64,
 }
@@ -47,16 +57,33 @@ pub struct AddressBook {
 const REFRESH_OVERLAP_MS: i64 = 60_000;
 
 impl AddressBook {
-    /// Watches an address.
+    /// Watches a user's deposit address.
     pub fn insert(&self, address: Address, user_id: UserId) {
+        self.insert_owner(
+            address,
+            Owner {
+                user: user_id,
+                invoice: None,
+            },
+        );
+    }
+
+    /// Watches an address with its owner.
+    pub fn insert_owner(&self, address: Address, owner: Owner) {
         if let Ok(mut map) = self.map.write() {
-            map.insert(address, user_id);
+            map.insert(address, owner);
         }
     }
 
-    /// The user an address belongs to.
+    /// The user an address belongs to (for an invoice's: its merchant).
     #[must_use]
     pub fn user(&self, address: &Address) -> Option<UserId> {
+        self.owner(address).map(|o| o.user)
+    }
+
+    /// Who an address belongs to.
+    #[must_use]
+    pub fn owner(&self, address: &Address) -> Option<Owner> {
         self.map.read().ok().and_then(|m| m.get(address).copied())
     }
 
@@ -72,8 +99,20 @@ impl AddressBook {
         self.len() == 0
     }
 
-    /// Watches many addresses at once (start-up, benchmarks).
+    /// Watches many deposit addresses at once (start-up, benchmarks).
     pub fn extend(&self, entries: impl IntoIterator<Item = (Address, UserId)>) {
+        self.extend_owners(entries.into_iter().map(|(address, user)| {
+            (
+                address,
+                Owner {
+                    user,
+                    invoice: None,
+                },
+            )
+        }));
+    }
+
+    fn extend_owners(&self, entries: impl IntoIterator<Item = (Address, Owner)>) {
         if let Ok(mut map) = self.map.write() {
             map.extend(entries);
         }
@@ -86,15 +125,38 @@ impl AddressBook {
             .load(Ordering::Relaxed)
             .saturating_sub(REFRESH_OVERLAP_MS);
         let rows = store.deposit_addresses_since(chain_id, since).await?;
+        let invoices = store.invoice_addresses_since(chain_id, since).await?;
         let mut newest = self.loaded_until.load(Ordering::Relaxed);
-        let mut entries = Vec::with_capacity(rows.len());
-        for (address, user, created) in rows {
+        let mut entries = Vec::with_capacity(rows.len() + invoices.len());
+        let rows = rows.into_iter().map(|(address, user, created)| {
+            (
+                address,
+                Owner {
+                    user,
+                    invoice: None,
+                },
+                created,
+            )
+        });
+        let invoices = invoices
+            .into_iter()
+            .map(|(address, user, invoice, created)| {
+                (
+                    address,
+                    Owner {
+                        user,
+                        invoice: Some(invoice),
+                    },
+                    created,
+                )
+            });
+        for (address, owner, created) in rows.chain(invoices) {
             if let Ok(address) = address.parse::<Address>() {
-                entries.push((address, user));
+                entries.push((address, owner));
             }
             newest = newest.max(created);
         }
-        self.extend(entries);
+        self.extend_owners(entries);
         self.loaded_until.store(newest, Ordering::Relaxed);
         Ok(())
     }
@@ -333,7 +395,7 @@ impl Wallet {
             if value.is_zero() || from == hot || !succeeded.contains(&tx) {
                 return;
             }
-            let (Some(user), Some(asset)) = (inner.book.user(&to), inner.config.native()) else {
+            let (Some(owner), Some(asset)) = (inner.book.owner(&to), inner.config.native()) else {
                 return;
             };
             let Some(amount) = amount_of(value, &tx) else {
@@ -342,11 +404,12 @@ impl Wallet {
             found.push(NewDeposit {
                 tx_hash: hex_of(tx),
                 position,
-                user_id: user,
+                user_id: owner.user,
                 asset: asset.symbol.clone(),
                 amount,
                 address: hex_of(to),
                 sender: hex_of(from),
+                invoice_id: owner.invoice,
             });
         };
         if inner.traces {
@@ -403,7 +466,7 @@ impl Wallet {
                 let from = Address::from_word(topics[1]);
                 let to = Address::from_word(topics[2]);
                 let value = U256::from_be_slice(data);
-                let Some(user) = inner.book.user(&to) else {
+                let Some(owner) = inner.book.owner(&to) else {
                     continue;
                 };
                 let Some(amount) = amount_of(value, &receipt.transaction_hash) else {
@@ -415,11 +478,12 @@ impl Wallet {
                 found.push(NewDeposit {
                     tx_hash: hex_of(receipt.transaction_hash),
                     position: format!("log:{i}"),
-                    user_id: user,
+                    user_id: owner.user,
                     asset: inner.config.assets[index].symbol.clone(),
                     amount,
                     address: hex_of(to),
                     sender: hex_of(from),
+                    invoice_id: owner.invoice,
                 });
             }
         }
@@ -466,10 +530,18 @@ impl Wallet {
                 continue;
             }
             let reference = deposit_reference(chain, &deposit.tx_hash, &deposit.position);
-            let Ok(account) = account_of(deposit.user_id) else {
-                self.refuse_deposit(deposit.id, "no exchange account for its user")
-                    .await?;
-                continue;
+            // A payment to an invoice's address waits in the gateway account until the
+            // gateway settles it to the merchant.
+            let account = match deposit.invoice_id {
+                Some(_) => coss_core::GATEWAY,
+                None => match account_of(deposit.user_id) {
+                    Ok(account) => account,
+                    Err(_) => {
+                        self.refuse_deposit(deposit.id, "no exchange account for its user")
+                            .await?;
+                        continue;
+                    }
+                },
             };
             let receipt = inner
                 .engine

@@ -126,7 +126,7 @@ pub(crate) fn parse_positive(text: &str, asset: &AssetConfig) -> Result<u128, Wa
 impl Wallet {
     /// The user's rolling 24-hour outflow limit of `asset` (withdrawals and internal
     /// transfers together), by verification level; `None` when unlimited.
-    pub(crate) async fn outflow_limit(
+    pub async fn outflow_limit(
         &self,
         user_id: UserId,
         asset: &AssetConfig,
@@ -145,7 +145,7 @@ impl Wallet {
     }
 
     /// A store answer, with its limit refusal in the wallet's words.
-    pub(crate) fn within_limit<T>(
+    pub fn within_limit<T>(
         created: Result<T, StoreError>,
         asset: &AssetConfig,
         limit: Option<OutflowLimit>,

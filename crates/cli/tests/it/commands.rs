@@ -480,6 +480,44 @@ fn bench_auth_prints_signature_and_login_rates_with_their_peers() {
 }
 
 #[test]
+fn bench_gateway_prints_invoice_rates_against_orders_and_detection_latency() {
+    let output = coss()
+        .args([
+            "bench",
+            "gateway",
+            "--json",
+            "--seconds",
+            "1",
+            "--connections",
+            "4",
+            "--samples",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for phase in ["invoices", "peer_signed_orders"] {
+        assert!(
+            json[phase]["requests"].as_u64().unwrap() > 0,
+            "{phase}: {json}"
+        );
+        assert_eq!(json[phase]["errors"], 0, "{phase}: {json}");
+    }
+    assert!(json["invoices_vs_orders"].as_f64().unwrap() > 0.0, "{json}");
+    let detection = &json["payment_detection"];
+    assert_eq!(detection["samples"], 3, "{json}");
+    assert!(detection["p99_ms"].as_f64().unwrap() > 0.0, "{json}");
+    assert_eq!(detection["gas"]["payer_eth_transfer"], 21_000, "{json}");
+    assert!(
+        detection["gas"]["sweep_token_per_invoice_address"]
+            .as_u64()
+            .unwrap()
+            > 21_000
+    );
+}
+
+#[test]
 fn bench_api_prints_order_rates_against_both_peers_and_the_fan_out() {
     let output = coss()
         .args([
