@@ -12,7 +12,9 @@ use coss_store::{InvoiceFilter, InvoiceStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::webhooks::{DeliveryView, EndpointView};
-use crate::{CreateInvoice, Gateway, GatewayError, InvoiceView, RefundRequest};
+use crate::{
+    CreateInvoice, Gateway, GatewayError, InvoiceView, RefundAnswer, RefundLinkView, RefundRequest,
+};
 
 /// Most invoices or deliveries a listing returns.
 pub const LIST_LIMIT: i64 = 200;
@@ -41,6 +43,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         report,
         checkout,
         pay,
+        refund_link,
+        claim_refund,
     ),
     components(schemas(ApiError))
 )]
@@ -84,6 +88,8 @@ pub fn router(gateway: Gateway, gate: Gate) -> Routes {
         .get("/api/v1/gateway/reports/{kind}", report)
         .get("/api/v1/checkout/{id}", checkout)
         .post("/api/v1/checkout/{id}/pay", pay)
+        .get("/api/v1/checkout/refunds/{token}", refund_link)
+        .post("/api/v1/checkout/refunds/{token}", claim_refund)
         .with_state(GatewayApi { gateway, gate })
 }
 
@@ -243,14 +249,14 @@ async fn mark_invoice(
 
 #[utoipa::path(post, path = "/api/v1/gateway/invoices/{id}/refunds", tag = "gateway", request_body = RefundRequest,
     params(("id" = String, Path, description = "the invoice's public id")),
-    responses((status = 201, body = InvoiceView), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)),
+    responses((status = 201, body = RefundAnswer), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError)),
     security(("api_key" = []), ("bearer" = []), ("cookie" = [])))]
 async fn refund_invoice(
     who: MerchantCaller,
     State(gateway): State<Gateway>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<RefundRequest>,
-) -> Result<(StatusCode, Json<InvoiceView>), ApiError> {
+) -> Result<(StatusCode, Json<RefundAnswer>), ApiError> {
     let view = gateway.refund(who.user_id, &id, &body).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -455,6 +461,36 @@ async fn pay(
             .pay_from_balance(who.user_id, &id, &asset, body.code.as_deref())
             .await?,
     ))
+}
+
+#[utoipa::path(get, path = "/api/v1/checkout/refunds/{token}", tag = "checkout",
+    params(("token" = String, Path, description = "the refund link's token")),
+    responses((status = 200, body = RefundLinkView), (status = 404, body = ApiError)))]
+async fn refund_link(
+    _: Public,
+    State(gateway): State<Gateway>,
+    Path(token): Path<String>,
+) -> Result<Json<RefundLinkView>, ApiError> {
+    Ok(Json(gateway.refund_link(&token).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ClaimBody {
+    /// Where the refund goes: `0x` and 40 hex digits (mixed case must be a valid checksum).
+    address: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/checkout/refunds/{token}", tag = "checkout", request_body = ClaimBody,
+    params(("token" = String, Path, description = "the refund link's token")),
+    responses((status = 200, body = RefundLinkView), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
+async fn claim_refund(
+    _: Public,
+    State(gateway): State<Gateway>,
+    Path(token): Path<String>,
+    JsonBody(body): JsonBody<ClaimBody>,
+) -> Result<Json<RefundLinkView>, ApiError> {
+    Ok(Json(gateway.claim_refund(&token, &body.address).await?))
 }
 
 impl Gateway {

@@ -863,6 +863,7 @@ impl Gateway {
                         request_key: new_request_key()?,
                         status: MoveStatus::Requested,
                     },
+                    None,
                     self.now(),
                 )
                 .await?;
@@ -927,6 +928,7 @@ impl Gateway {
                     },
                 )
             }
+            ("refund", None) => return self.refund_to_address(record, recorded).await,
             _ => return Ok(recorded.status),
         };
         let outcome = inner.engine.submit_async(command).await?.outcome;
@@ -959,6 +961,86 @@ impl Gateway {
             return Err(reason.into());
         }
         inner.changes.send_modify(|n| *n += 1);
+        Ok(status)
+    }
+
+    /// A refund to the address its payer gave: unsettled money back to the merchant first
+    /// (no fee), then a withdrawal from the merchant's balance to the address (its own
+    /// idempotency key, so a retry after a crash sends it once).
+    async fn refund_to_address(
+        &self,
+        record: &InvoiceRecord,
+        recorded: &MoveRecord,
+    ) -> Result<MoveStatus, GatewayError> {
+        let inner = &self.inner;
+        let Some(address) = recorded.address.clone() else {
+            return Ok(recorded.status);
+        };
+        let config = inner
+            .wallet
+            .config()
+            .asset(&recorded.asset)
+            .ok_or_else(|| GatewayError::UnknownAsset(recorded.asset.clone()))?
+            .clone();
+        let merchant = account(record.merchant_id)?;
+        if recorded.from_gateway {
+            let request = gateway_request(recorded.request_key);
+            let expected = TransferInfo {
+                from: GATEWAY,
+                to: merchant,
+                asset: config.asset,
+                amount: recorded.amount,
+            };
+            let outcome = inner
+                .engine
+                .submit_async(Command::Transfer {
+                    request,
+                    from: GATEWAY,
+                    to: merchant,
+                    asset: config.asset,
+                    amount: recorded.amount,
+                })
+                .await?
+                .outcome;
+            match outcome {
+                Ok(()) => {}
+                Err(RejectReason::DuplicateRequest) => {
+                    let made = inner
+                        .engine
+                        .read_async(move |e| e.transferred(request))
+                        .await?;
+                    if made != Some(expected) {
+                        return Err(GatewayError::Mismatch);
+                    }
+                }
+                Err(reason) => return Err(reason.into()),
+            }
+        }
+        let sent = inner
+            .wallet
+            .request_refund_withdrawal(&coss_wallet::WithdrawalRequest {
+                user_id: record.merchant_id,
+                asset: recorded.asset.clone(),
+                address,
+                amount: recorded.amount.to_decimal_string(config.decimals),
+                code: None,
+                idempotency_key: format!("refund-{}", recorded.id),
+                now: self.now(),
+            })
+            .await;
+        let status = match &sent {
+            Ok(_) => MoveStatus::Done,
+            Err(error) => {
+                tracing::warn!(invoice = %record.public_id, %error, "refund withdrawal refused");
+                MoveStatus::Rejected
+            }
+        };
+        inner
+            .store
+            .set_move_status(recorded.id, MoveStatus::Requested, status, None, self.now())
+            .await?;
+        inner.changes.send_modify(|n| *n += 1);
+        sent?;
         Ok(status)
     }
 
@@ -1052,6 +1134,17 @@ impl Gateway {
             if let Err(error) = self.reconcile(id).await {
                 tracing::warn!(invoice = id, %error, code = error.code(), "invoice not reconciled");
             }
+        }
+        // Payments from balances a crash interrupted (older than any request in flight).
+        for payment in store
+            .requested_balance_payments(now - 10_000, PASS_LIMIT)
+            .await?
+        {
+            let _money = self.inner.money.lock().await;
+            if let Err(error) = self.finish_payment(&payment).await {
+                tracing::warn!(payment = payment.id, %error, "balance payment not finished");
+            }
+            let _ = self.reconcile_locked(payment.invoice_id).await;
         }
         for recorded in store.requested_moves(PASS_LIMIT).await? {
             let _money = self.inner.money.lock().await;

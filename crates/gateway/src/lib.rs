@@ -34,7 +34,7 @@ pub mod reports;
 pub mod webhooks;
 
 pub use invoices::{CreateInvoice, InvoiceView};
-pub use refunds::RefundRequest;
+pub use refunds::{RefundAnswer, RefundLinkView, RefundRequest};
 
 /// The gateway's fee: 0.75% of what is paid, in parts per million.
 pub const FEE_PPM: u32 = 7_500;

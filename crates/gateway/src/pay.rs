@@ -6,7 +6,7 @@
 //! every outflow).
 
 use coss_core::{Command, GATEWAY, RejectReason, TransferInfo};
-use coss_store::{InvoiceStatus, MoveStatus};
+use coss_store::{BalancePayment, InvoiceStatus, MoveStatus};
 use coss_types::{Amount, UserId};
 
 use crate::invoices::{account, remaining_of};
@@ -58,7 +58,7 @@ impl Gateway {
             .ensure_withdrawals_allowed(payer, now)
             .await?;
         let limit = inner.wallet.outflow_limit(payer, &config, now).await?;
-        let _money = inner.money.lock().await;
+        let money = inner.money.lock().await;
         // Looked at again under the lock: a second click must not pay twice.
         let record = self.reconcile_locked(record.id).await?;
         if record.status != InvoiceStatus::New {
@@ -101,12 +101,31 @@ impl Gateway {
             )
             .await;
         let payment = coss_wallet::Wallet::within_limit(payment, &config, limit)?;
+        self.finish_payment(&payment).await?;
+        let record = self.reconcile_locked(record.id).await?;
+        drop(money);
+        self.view(&record, false).await
+    }
+
+    /// Runs a recorded payment's core transfer (again, after a crash: the request id makes
+    /// the retry harmless) and records how it ended. Called under the money lock.
+    pub(crate) async fn finish_payment(
+        &self,
+        payment: &BalancePayment,
+    ) -> Result<(), GatewayError> {
+        let inner = &self.inner;
+        let asset = inner
+            .wallet
+            .config()
+            .asset(&payment.asset)
+            .ok_or_else(|| GatewayError::UnknownAsset(payment.asset.clone()))?
+            .asset;
         let request = gateway_request(payment.request_key);
         let made = TransferInfo {
-            from: account(payer)?,
+            from: account(payment.payer_id)?,
             to: GATEWAY,
-            asset: config.asset,
-            amount: Amount(amount),
+            asset,
+            amount: payment.amount,
         };
         let outcome = inner
             .engine
@@ -136,13 +155,9 @@ impl Gateway {
             .store
             .finish_balance_payment(payment.id, status, self.now())
             .await?;
-        if let Err(reason) = outcome
-            && reason != RejectReason::DuplicateRequest
-        {
-            return Err(reason.into());
+        match outcome {
+            Err(reason) if reason != RejectReason::DuplicateRequest => Err(reason.into()),
+            _ => Ok(()),
         }
-        let record = self.reconcile_locked(record.id).await?;
-        drop(_money);
-        self.view(&record, false).await
     }
 }

@@ -8,11 +8,16 @@
 //! merchant was charged the 0.75% fee once; its refund comes from the merchant's balance, the
 //! payer gets the full refunded amount, and the fee is not returned (as card processors and
 //! Coinbase Commerce do). A refund goes to the payer's COSS account when the payment came
-//! from a COSS balance.
+//! from a COSS balance; otherwise through a refund link (emailed to the buyer when the
+//! invoice has their email, and returned to the merchant once) where the payer gives an
+//! address: the refund then leaves as a withdrawal from the merchant's balance (unsettled
+//! money is first returned to the merchant without fee), network fee on top, within the
+//! merchant's 24-hour limit.
 
-use coss_store::{InvoiceStatus, MoveStatus, NewMove};
+use coss_store::{InvoiceStatus, Mail, MoveStatus, NewMove};
 use coss_types::{Amount, UserId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::invoices::parse_money;
 use crate::model::PPM;
@@ -32,6 +37,36 @@ pub struct RefundRequest {
     pub amount: Option<String>,
 }
 
+/// The answer to a refund: the invoice, and for a payment from outside COSS the refund
+/// link (shown this once).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RefundAnswer {
+    /// The invoice with its refunds.
+    #[serde(flatten)]
+    pub invoice: InvoiceView,
+    /// Where the payer gives the refund's address (only when it goes to an address).
+    pub refund_link: Option<String>,
+}
+
+/// A refund link as its payer sees it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RefundLinkView {
+    /// The invoice's public id.
+    pub invoice: String,
+    /// Who refunds.
+    pub merchant: String,
+    /// The asset.
+    pub asset: String,
+    /// Decimal.
+    pub amount: String,
+    /// `awaiting_address`, `requested` (being sent), `done`, `rejected`.
+    pub status: &'static str,
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 impl Gateway {
     /// Refunds part of an invoice's payments (see the module documentation).
     pub async fn refund(
@@ -39,7 +74,7 @@ impl Gateway {
         merchant: UserId,
         public_id: &str,
         request: &RefundRequest,
-    ) -> Result<InvoiceView, GatewayError> {
+    ) -> Result<RefundAnswer, GatewayError> {
         let inner = &self.inner;
         let money = inner.money.lock().await;
         let record = self.merchant_invoice(merchant, public_id).await?;
@@ -113,10 +148,8 @@ impl Gateway {
             .find(|p| p.status == MoveStatus::Done && p.asset == asset)
             .map(|p| p.payer_id);
         let Some(payer) = payer else {
-            return Err(GatewayError::RefundRefused(
-                "this payment came from outside COSS: refunds to an address are not open yet"
-                    .into(),
-            ));
+            drop(money);
+            return self.refund_by_link(&record, &asset, amount).await;
         };
         // Unsettled money first (no fee was taken of it), then the merchant's settled money.
         let from_gateway = facts.unsettled(&asset).min(amount);
@@ -140,6 +173,7 @@ impl Gateway {
                         request_key: new_request_key()?,
                         status: MoveStatus::Requested,
                     },
+                    None,
                     self.now(),
                 )
                 .await?;
@@ -148,6 +182,182 @@ impl Gateway {
         drop(money);
         let view = self.view(&record, true).await?;
         self.emit(&record, "invoice.refunded", &view).await?;
-        Ok(view)
+        Ok(RefundAnswer {
+            invoice: view,
+            refund_link: None,
+        })
+    }
+
+    /// A refund to an address the payer gives: recorded (the amount reserved), with a link.
+    async fn refund_by_link(
+        &self,
+        record: &coss_store::InvoiceRecord,
+        asset: &str,
+        amount: u128,
+    ) -> Result<RefundAnswer, GatewayError> {
+        let inner = &self.inner;
+        let config = inner
+            .wallet
+            .config()
+            .asset(asset)
+            .ok_or_else(|| GatewayError::UnknownAsset(asset.to_owned()))?
+            .clone();
+        if amount < config.min_withdrawal {
+            return Err(GatewayError::RefundRefused(format!(
+                "{} {asset} is below the minimum withdrawal of {}",
+                crate::invoices::decimal(Amount(amount), config.decimals),
+                crate::invoices::decimal(Amount(config.min_withdrawal), config.decimals)
+            )));
+        }
+        let token = hex::encode(
+            coss_identity::random_bytes::<32>()
+                .map_err(|_| GatewayError::Crypto("no randomness"))?,
+        );
+        let link = format!(
+            "{}/refund/{token}",
+            inner
+                .config
+                .public_url
+                .as_deref()
+                .unwrap_or("")
+                .trim_end_matches('/')
+        );
+        let merchant_name = inner
+            .accounts
+            .merchant(record.merchant_id)
+            .await
+            .ok()
+            .flatten()
+            .map_or_else(|| "A COSS merchant".to_owned(), |m| m.business_name);
+        let amount_text = crate::invoices::decimal(Amount(amount), config.decimals);
+        let mail = record.buyer_email.as_ref().map(|email| Mail {
+            recipient: email.clone(),
+            template: "refund_link".into(),
+            payload: serde_json::json!({
+                "merchant": merchant_name,
+                "amount": amount_text,
+                "asset": asset,
+                "token": token,
+            })
+            .to_string(),
+        });
+        let money = inner.money.lock().await;
+        // Looked at again under the lock: another refund may have taken it meanwhile.
+        let facts = self.facts(record).await?;
+        if amount
+            > facts
+                .confirmed(asset)
+                .saturating_sub(facts.moved("refund", asset, None))
+        {
+            return Err(GatewayError::RefundRefused(
+                "another refund took part of it meanwhile".into(),
+            ));
+        }
+        let from_gateway = facts.unsettled(asset) >= amount;
+        inner
+            .store
+            .create_move(
+                &NewMove {
+                    invoice_id: record.id,
+                    kind: "refund".into(),
+                    asset: asset.to_owned(),
+                    amount: Amount(amount),
+                    fee: Amount(0),
+                    from_gateway,
+                    payer_id: None,
+                    token_hash: Some(token_hash(&token)),
+                    request_key: new_request_key()?,
+                    status: MoveStatus::AwaitingAddress,
+                },
+                mail.as_ref(),
+                self.now(),
+            )
+            .await?;
+        drop(money);
+        let view = self.view(record, true).await?;
+        self.emit(record, "invoice.refunded", &view).await?;
+        Ok(RefundAnswer {
+            invoice: view,
+            refund_link: Some(link),
+        })
+    }
+
+    /// What a refund link is for (its payer's page).
+    pub async fn refund_link(&self, token: &str) -> Result<RefundLinkView, GatewayError> {
+        let inner = &self.inner;
+        let recorded = inner
+            .store
+            .move_by_token(&token_hash(token))
+            .await?
+            .ok_or(GatewayError::RefundLinkInvalid)?;
+        let record = inner
+            .store
+            .invoice(recorded.invoice_id)
+            .await?
+            .ok_or(GatewayError::RefundLinkInvalid)?;
+        let decimals = inner
+            .wallet
+            .config()
+            .asset(&recorded.asset)
+            .map_or(0, |a| a.decimals);
+        Ok(RefundLinkView {
+            invoice: record.public_id.clone(),
+            merchant: inner
+                .accounts
+                .merchant(record.merchant_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.business_name)
+                .unwrap_or_default(),
+            asset: recorded.asset.clone(),
+            amount: crate::invoices::decimal(recorded.amount, decimals),
+            status: recorded.status.as_str(),
+        })
+    }
+
+    /// The payer gives the refund's address: the refund leaves (once; the link is then used).
+    pub async fn claim_refund(
+        &self,
+        token: &str,
+        address: &str,
+    ) -> Result<RefundLinkView, GatewayError> {
+        let inner = &self.inner;
+        let to = coss_wallet::parse_address(address.trim())?;
+        let money = inner.money.lock().await;
+        let recorded = inner
+            .store
+            .move_by_token(&token_hash(token))
+            .await?
+            .filter(|m| m.status == MoveStatus::AwaitingAddress)
+            .ok_or(GatewayError::RefundLinkInvalid)?;
+        let record = inner
+            .store
+            .invoice(recorded.invoice_id)
+            .await?
+            .ok_or(GatewayError::RefundLinkInvalid)?;
+        let hex = coss_wallet::hex_address(to);
+        if !inner
+            .store
+            .set_move_status(
+                recorded.id,
+                MoveStatus::AwaitingAddress,
+                MoveStatus::Requested,
+                Some(&hex),
+                self.now(),
+            )
+            .await?
+        {
+            return Err(GatewayError::RefundLinkInvalid);
+        }
+        let recorded = coss_store::MoveRecord {
+            address: Some(hex),
+            status: MoveStatus::Requested,
+            ..recorded
+        };
+        let outcome = self.apply_move(&record, &recorded).await;
+        drop(money);
+        outcome?;
+        self.refund_link(token).await
     }
 }

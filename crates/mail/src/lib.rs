@@ -50,7 +50,7 @@ pub struct Rendered {
 }
 
 /// Every template the platform sends.
-pub const TEMPLATES: [&str; 9] = [
+pub const TEMPLATES: [&str; 10] = [
     "verify_email",
     "account_exists",
     "password_reset",
@@ -60,6 +60,7 @@ pub const TEMPLATES: [&str; 9] = [
     "withdrawal_confirmation",
     "deposit_credited",
     "weekly_revenue_share",
+    "refund_link",
 ];
 
 /// Renders `template` with its JSON `payload`; `base_url` is where links point (the web app).
@@ -131,6 +132,14 @@ pub fn render(template: &str, payload: &str, base_url: &str) -> Result<Rendered,
             "Your weekly COSS revenue share".into(),
             vec![format!("For week {} you received {} from the platform's fee revenue. Details and proof: {base_url}/dao/weeks/{}.", field("week")?, field("summary")?, field("week")?)],
             None,
+        ),
+        "refund_link" => (
+            "Your refund is ready".into(),
+            vec![
+                format!("{} is refunding you {} {}. Open the link and give the address the refund should go to; it works once.", field("merchant")?, field("amount")?, field("asset")?),
+                "If you did not expect a refund, you need do nothing.".into(),
+            ],
+            Some(("Get my refund".into(), format!("{base_url}/refund/{}", field("token")?))),
         ),
         other => return Err(MailError::Template(other.to_owned(), "unknown template".into())),
     };

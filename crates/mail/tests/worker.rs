@@ -28,7 +28,7 @@ async fn store_with_mail(dir: &std::path::Path, recipients: &[&str]) -> Store {
 
 #[test]
 fn every_template_renders_text_and_escaped_html() {
-    let payload = r#"{"token":"t<1>","device":"Firefox","time":"12:00","change":"enabled","amount":"1.5","asset":"ETH","address":"0xabc","tx":"0xdef","week":"2026-W48","summary":"3 COSS"}"#;
+    let payload = r#"{"token":"t<1>","device":"Firefox","time":"12:00","change":"enabled","amount":"1.5","asset":"ETH","address":"0xabc","tx":"0xdef","week":"2026-W48","summary":"3 COSS","merchant":"Cafe <b>"}"#;
     for template in TEMPLATES {
         let r = render(template, payload, "https://coss.example/").unwrap();
         assert!(!r.subject.is_empty(), "{template}");

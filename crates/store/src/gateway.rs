@@ -817,6 +817,25 @@ impl Store {
         rows.iter().map(payment).collect()
     }
 
+    /// Payments from balances still `requested` made before `before` (a crash came between
+    /// their record and their end): for the reconciler.
+    pub async fn requested_balance_payments(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<BalancePayment>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PAYMENT_COLUMNS} FROM invoice_payments WHERE status = $1 AND created_at < $2 \
+             ORDER BY id LIMIT $3"
+        )))
+        .bind(MoveStatus::Requested.as_str())
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(payment).collect()
+    }
+
     /// Ends a payment from a balance (compare-and-set from `requested`).
     pub async fn finish_balance_payment(
         &self,
@@ -845,8 +864,15 @@ impl Store {
         self.deposits_where_invoice(invoice_id).await
     }
 
-    /// Records a settlement or refund (before its core command).
-    pub async fn create_move(&self, new: &NewMove, now: i64) -> Result<MoveRecord, StoreError> {
+    /// Records a settlement or refund (before its core command), with an email to send in
+    /// the same transaction (a refund link).
+    pub async fn create_move(
+        &self,
+        new: &NewMove,
+        mail: Option<&crate::Mail>,
+        now: i64,
+    ) -> Result<MoveRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO invoice_moves (invoice_id, kind, asset, amount, fee, from_gateway, \
              payer_id, token_hash, request_key, status, created_at, updated_at) \
@@ -863,8 +889,12 @@ impl Store {
         .bind(new.request_key.to_string())
         .bind(new.status.as_str())
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        if let Some(mail) = mail {
+            crate::enqueue(&mut tx, mail, now).await?;
+        }
+        tx.commit().await?;
         a_move(&row)
     }
 

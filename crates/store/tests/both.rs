@@ -1353,6 +1353,7 @@ async fn invoices_their_payments_moves_and_webhook_deliveries_keep_their_order_a
                 request_key: u64::MAX,
                 status: MoveStatus::Requested,
             },
+            None,
             T0,
         )
         .await

@@ -244,6 +244,26 @@ impl Wallet {
         &self,
         request: &WithdrawalRequest,
     ) -> Result<WithdrawalRecord, WalletError> {
+        self.withdraw_as(request, false).await
+    }
+
+    /// A merchant's refund of a gateway payment to the address its payer gave through the
+    /// refund link: a withdrawal from the merchant's balance like any other (fee on top,
+    /// within the 24-hour limit, never in the 24 hours after a security change), authorised
+    /// by the merchant's refund call instead of a second-factor code, and not held to the
+    /// merchant's own allow-list (the address is the payer's).
+    pub async fn request_refund_withdrawal(
+        &self,
+        request: &WithdrawalRequest,
+    ) -> Result<WithdrawalRecord, WalletError> {
+        self.withdraw_as(request, true).await
+    }
+
+    async fn withdraw_as(
+        &self,
+        request: &WithdrawalRequest,
+        refund: bool,
+    ) -> Result<WithdrawalRecord, WalletError> {
         let inner = &self.inner;
         let store = &inner.store;
         check_key(&request.idempotency_key)?;
@@ -268,13 +288,21 @@ impl Wallet {
             });
         }
         let now = request.now;
-        inner
-            .accounts
-            .authorize_outflow(request.user_id, request.code.as_deref(), now)
-            .await?;
+        if refund {
+            inner
+                .accounts
+                .ensure_withdrawals_allowed(request.user_id, now)
+                .await?;
+        } else {
+            inner
+                .accounts
+                .authorize_outflow(request.user_id, request.code.as_deref(), now)
+                .await?;
+        }
         let chain = self.chain_key();
         let to_hex = hex_of(to);
-        if store.allow_list_only(request.user_id).await?
+        if !refund
+            && store.allow_list_only(request.user_id).await?
             && !store
                 .withdrawal_addresses(request.user_id, chain)
                 .await?

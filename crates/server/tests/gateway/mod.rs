@@ -652,7 +652,7 @@ async fn underpaid_expired_then_paid_late_the_merchant_settles_it_in_one_call() 
 async fn a_payment_removed_by_a_reorg_reopens_the_invoice_and_a_double_payment_is_paid_over() {
     let w = World::start(|_| {}).await;
     let invoice = w
-        .create(json!({ "price": "0.02", "currency": "ETH" }))
+        .create(json!({ "price": "0.02", "currency": "ETH", "buyer_email": "payer@example.com" }))
         .await;
     let id = invoice["id"].as_str().unwrap();
     let address = invoice["address"].as_str().unwrap();
@@ -683,6 +683,104 @@ async fn a_payment_removed_by_a_reorg_reopens_the_invoice_and_a_double_payment_i
     while w.user_balance(w.merchant, ETH).await != paid - fee(2 * WEI / 100) * 2 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The overpaid part goes back to the payer, who paid from outside COSS: through a link
+    // emailed to the buyer, where they give an address.
+    let refunds = format!("/api/v1/gateway/invoices/{id}/refunds");
+    let answer = w
+        .signed(
+            "POST",
+            &refunds,
+            Some(&json!({ "asset": "ETH", "kind": "overpaid" })),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let link = answer.json()["refund_link"].as_str().unwrap().to_owned();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    // The buyer got the link by email (the platform's mail worker delivers to its maildir).
+    let maildir = w.platform.data_dir().join("mail").join("new");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let emailed = std::fs::read_dir(&maildir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|f| {
+                // Undo quoted-printable: soft line breaks and the encoded '='.
+                let text = std::fs::read_to_string(f.path())
+                    .unwrap_or_default()
+                    .replace("=\r\n", "")
+                    .replace("=\n", "")
+                    .replace("=3D", "=");
+                text.contains("payer@example.com") && text.contains(&format!("/refund/{token}"))
+            });
+        if emailed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refund email");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer.json()["refunds"][0]["status"], "awaiting_address");
+    // Nothing more can be refunded as overpaid: the link holds it.
+    let again = w
+        .signed(
+            "POST",
+            &refunds,
+            Some(&json!({ "asset": "ETH", "kind": "overpaid" })),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.json()["code"].as_str()),
+        (409, Some("refund_refused"))
+    );
+    let page = format!("/api/v1/checkout/refunds/{token}");
+    let shown = http(None, w.platform.address, "GET", &page, &[], None).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(
+        (
+            shown.json()["amount"].as_str(),
+            shown.json()["status"].as_str()
+        ),
+        (Some("0.02"), Some("awaiting_address"))
+    );
+    let typo = http(
+        None,
+        w.platform.address,
+        "POST",
+        &page,
+        &[],
+        Some(r#"{"address":"0x1234"}"#),
+    )
+    .await;
+    assert_eq!(
+        (typo.status, typo.json()["code"].as_str()),
+        (400, Some("invalid_address"))
+    );
+    let payer_address = Address::from([0x77; 20]);
+    let claim = format!(r#"{{"address":"{payer_address:#x}"}}"#);
+    let claimed = http(None, w.platform.address, "POST", &page, &[], Some(&claim)).await;
+    assert_eq!(claimed.status, 200, "{}", claimed.body);
+    assert_eq!(claimed.json()["status"], "done");
+    let used = http(None, w.platform.address, "POST", &page, &[], Some(&claim)).await;
+    assert_eq!(
+        (used.status, used.json()["code"].as_str()),
+        (404, Some("refund_link_invalid"))
+    );
+    // It leaves as the merchant's withdrawal (network fee on top) and reaches the address.
+    let withdrawal_fee = WEI / 2000;
+    assert_eq!(
+        w.user_balance(w.merchant, ETH).await,
+        paid - fee(2 * WEI / 100) * 2 - 2 * WEI / 100 - withdrawal_fee
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.chain.provider.get_balance(payer_address).await.unwrap() != U256::from(2 * WEI / 100) {
+        assert!(
+            Instant::now() < deadline,
+            "the refund never arrived on chain"
+        );
+        w.mine(1).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     w.platform.stop().await;
 }
