@@ -26,6 +26,14 @@ const en = {
     sessions: 'Sessions and devices', thisDevice: 'this device', signOut: 'Sign out', signOutOthers: 'Sign out everywhere else', signedOut: 'Signed out',
     apiKeys: 'API keys', newKey: 'New API key', label: 'Label', permissions: 'Permissions', ipAllowList: 'IP allow-list (one per line, empty for any)', secretOnce: 'The secret is shown once. Store it now.', revoke: 'Revoke', profile: 'Profile', displayName: 'Display name', country: 'Country', save: 'Save', saved: 'Saved',
   },
+  checkout: {
+    merchant: 'A COSS merchant', order: 'Order', waiting: 'Waiting for your payment', expiresIn: 'Expires in', expired: 'This invoice has expired.', processing: 'Payment seen: waiting for its confirmations.',
+    paid: 'Paid. Thank you!', late: 'Paid after the invoice expired: the merchant will settle or refund it.', invalid: 'This invoice is no longer valid.', live: 'Live', payWith: 'Pay with',
+    send: 'Send', qr: 'Payment QR code: scan it with any Ethereum wallet', to: 'to', openWallet: 'Open in a wallet', copyUri: 'Copy payment link',
+    confirmations: 'Counted after {n} confirmations.', payFromBalance: 'Pay {amount} {asset} from my COSS balance', signInToPay: 'Log in to pay from your COSS balance: instant, no network fee.',
+    receipt: 'Receipt', payments: 'Payments', fromBalance: 'From a COSS balance', confirmed: 'Confirmed', confirming: '{n} confirmations', paidAt: 'Paid at', return: 'Back to the shop',
+  },
+  refund: { title: 'Your refund', what: '{merchant} refunds you {amount} {asset}.', address: 'Your {asset} address', send: 'Send my refund', sent: 'Your refund is on its way.', status: 'Refund status: {status}' },
   share: { title: 'Revenue share', week: 'Week', root: 'Published root', myShare: 'My share', verify: 'Verify', verified: 'Verified in this browser: the leaf and its path lead to the published root.', mismatch: 'Does not match the published root.', none: 'No weeks yet.' },
   errors: {
     '-2010': 'The order was refused: {msg}', '-1013': 'The price or quantity is off the market\'s grid: {msg}', '-2011': 'That order is no longer open.',
@@ -61,6 +69,14 @@ const ko: Messages = {
     sessions: '세션과 기기', thisDevice: '이 기기', signOut: '로그아웃', signOutOthers: '다른 모든 기기에서 로그아웃', signedOut: '로그아웃됨',
     apiKeys: 'API 키', newKey: '새 API 키', label: '이름', permissions: '권한', ipAllowList: 'IP 허용 목록 (한 줄에 하나, 비우면 모두 허용)', secretOnce: '비밀 키는 한 번만 표시됩니다. 지금 저장하세요.', revoke: '폐기', profile: '프로필', displayName: '표시 이름', country: '국가', save: '저장', saved: '저장됨',
   },
+  checkout: {
+    merchant: 'COSS 가맹점', order: '주문', waiting: '결제를 기다리는 중', expiresIn: '남은 시간', expired: '청구서가 만료되었습니다.', processing: '결제가 확인되었습니다. 컨펌을 기다리는 중입니다.',
+    paid: '결제 완료. 감사합니다!', late: '만료 후 결제되었습니다. 가맹점이 정산하거나 환불합니다.', invalid: '더 이상 유효하지 않은 청구서입니다.', live: '실시간', payWith: '결제 자산',
+    send: '보낼 금액', qr: '결제 QR 코드: 아무 이더리움 지갑으로 스캔하세요', to: '받는 주소', openWallet: '지갑에서 열기', copyUri: '결제 링크 복사',
+    confirmations: '{n}회 컨펌 후 반영됩니다.', payFromBalance: 'COSS 잔고에서 {amount} {asset} 결제', signInToPay: '로그인하면 COSS 잔고로 즉시, 네트워크 수수료 없이 결제할 수 있습니다.',
+    receipt: '영수증', payments: '결제 내역', fromBalance: 'COSS 잔고', confirmed: '컨펌 완료', confirming: '{n}회 컨펌', paidAt: '결제 시각', return: '가게로 돌아가기',
+  },
+  refund: { title: '환불', what: '{merchant}에서 {amount} {asset}를 환불합니다.', address: '{asset} 받을 주소', send: '환불 받기', sent: '환불이 전송 중입니다.', status: '환불 상태: {status}' },
   share: { title: '수익 분배', week: '주차', root: '공개된 루트', myShare: '내 몫', verify: '검증', verified: '이 브라우저에서 검증됨: 리프와 경로가 공개된 루트로 이어집니다.', mismatch: '공개된 루트와 일치하지 않습니다.', none: '아직 주차가 없습니다.' },
   errors: {
     '-2010': '주문이 거부되었습니다: {msg}', '-1013': '가격 또는 수량이 마켓 단위에 맞지 않습니다: {msg}', '-2011': '이미 열려 있지 않은 주문입니다.',

@@ -42,6 +42,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         redeliver,
         report,
         checkout,
+        checkout_stream,
         pay,
         refund_link,
         claim_refund,
@@ -54,7 +55,20 @@ struct GatewayDoc;
 struct GatewayApi {
     gateway: Gateway,
     gate: Gate,
+    /// Checkout streams open per client address.
+    streams: coss_http::AddressSlots,
 }
+
+impl FromRef<GatewayApi> for coss_http::AddressSlots {
+    fn from_ref(api: &GatewayApi) -> coss_http::AddressSlots {
+        api.streams.clone()
+    }
+}
+
+/// Checkout streams one client address may hold open.
+pub const STREAMS_PER_ADDRESS: usize = 20;
+/// Shortest time between two looks at an invoice for one stream.
+const STREAM_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl FromRef<GatewayApi> for Gateway {
     fn from_ref(api: &GatewayApi) -> Gateway {
@@ -87,10 +101,15 @@ pub fn router(gateway: Gateway, gate: Gate) -> Routes {
         )
         .get("/api/v1/gateway/reports/{kind}", report)
         .get("/api/v1/checkout/{id}", checkout)
+        .get("/api/v1/checkout/{id}/stream", checkout_stream)
         .post("/api/v1/checkout/{id}/pay", pay)
         .get("/api/v1/checkout/refunds/{token}", refund_link)
         .post("/api/v1/checkout/refunds/{token}", claim_refund)
-        .with_state(GatewayApi { gateway, gate })
+        .with_state(GatewayApi {
+            gateway,
+            gate,
+            streams: coss_http::AddressSlots::default(),
+        })
 }
 
 impl From<GatewayError> for ApiError {
@@ -433,6 +452,82 @@ async fn checkout(
 ) -> Result<Json<InvoiceView>, ApiError> {
     let record = gateway.public_invoice(&id).await?;
     Ok(Json(gateway.view(&record, false).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/checkout/{id}/stream", tag = "checkout",
+    params(("id" = String, Path, description = "the invoice's public id")),
+    responses((status = 101, description = "a WebSocket sending the payer's view (JSON, as GET /api/v1/checkout/{id}) at once and on every change, closed once the invoice is final"), (status = 404, body = ApiError), (status = 429, body = ApiError)))]
+async fn checkout_stream(
+    _: Public,
+    State(gateway): State<Gateway>,
+    State(streams): State<coss_http::AddressSlots>,
+    coss_http::ClientAddr(ip): coss_http::ClientAddr,
+    Path(id): Path<String>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let record = gateway.public_invoice(&id).await?;
+    let ip = ip.unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let slot = streams.take(ip, STREAMS_PER_ADDRESS).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            "too many checkout streams from this address",
+        )
+    })?;
+    Ok(upgrade
+        .on_upgrade(move |socket| async move {
+            follow(gateway, record.id, socket).await;
+            drop(slot);
+        })
+        .into_response())
+}
+
+/// Sends the payer's view whenever it changes, until the invoice is final or the payer goes.
+async fn follow(gateway: Gateway, id: i64, mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let mut changes = gateway.subscribe();
+    let mut last = String::new();
+    loop {
+        let Ok(Some(record)) = gateway.inner.store.invoice(id).await else {
+            return;
+        };
+        let Ok(view) = gateway.view(&record, false).await else {
+            return;
+        };
+        let text = serde_json::to_string(&view).unwrap_or_default();
+        if text != last {
+            if socket
+                .send(Message::Text(text.clone().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            last = text;
+        }
+        // Settled and invalid invoices change no more for the payer (an expired one may
+        // still get a late payment).
+        if matches!(
+            record.status,
+            InvoiceStatus::Settled | InvoiceStatus::Invalid
+        ) {
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+        tokio::time::sleep(STREAM_MIN_INTERVAL).await;
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -319,6 +319,71 @@ async function journey(browser) {
   await page.click('a[href="/share"]')
   await page.waitForSelector('h1')
   await axe(page, 'revenue share')
+
+  await checkout(browser, page)
+}
+
+/** JSON-RPC to the platform's local anvil (its development accounts are unlocked). */
+async function chain(method, params) {
+  const { http } = JSON.parse(readFileSync(join(DATA, 'chain', 'anvil.json'), 'utf8'))
+  const answer = await fetch(http, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }) }).then((r) => r.json())
+  if (answer.error) throw new Error(`${method}: ${answer.error.message}`)
+  return answer.result
+}
+
+/** A merchant's invoice paid on chain by scanning-wallet standards, the page live over its
+ * WebSocket; then refunded to an address the payer gives on the refund page. */
+async function checkout(browser, merchantPage) {
+  step('alice, as a merchant, makes an invoice; a payer opens its checkout page')
+  const invoice = await merchantPage.evaluate(async () => {
+    const csrf = document.cookie.split(';').map((c) => c.trim().split('=')).find(([n]) => n === '__Host-coss_csrf')?.[1] ?? ''
+    const response = await fetch('/api/v1/gateway/invoices', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ price: '0.01', currency: 'ETH', order_id: 'B-7', description: 'Two coffees', redirect_url: 'https://shop.example/thanks' }),
+    })
+    return response.json()
+  })
+  if (!invoice.id) throw new Error(`no invoice: ${JSON.stringify(invoice)}`)
+  const payer = await (await browser.newContext({ ...CONTEXT, viewport: { width: 420, height: 900 } })).newPage()
+  watch(payer, 'payer')
+  await payer.goto(`${BASE}/pay/${invoice.id}`)
+  await payer.waitForSelector('[data-test=checkout-qr]')
+  const shown = await payer.textContent('[data-test=checkout-amount]')
+  if (canon(shown.replace('ETH', '')) !== '0.01') throw new Error(`the checkout asks ${shown}`)
+  const uri = await payer.getAttribute('[data-test=checkout-uri]', 'href')
+  if (uri !== invoice.assets[0].payment_uri || !uri.startsWith(`ethereum:${invoice.address}@`)) throw new Error(`payment URI ${uri}`)
+  await waitFor('the countdown', async () => /\d+:\d\d/.test((await payer.textContent('[data-test=countdown]')) ?? ''))
+  await axe(payer, 'checkout')
+
+  step('the payer pays from a wallet on chain; the page follows live, then shows the receipt')
+  const [from] = await chain('eth_accounts', [])
+  const value = uri.split('value=')[1]
+  await chain('eth_sendTransaction', [{ from, to: invoice.address, value: `0x${BigInt(value).toString(16)}` }])
+  await waitFor('processing, live', async () => ['processing', 'settled'].includes(await payer.getAttribute('[data-test=checkout-status]', 'data-status')), 30_000)
+  await waitFor('settled after its confirmations, live', async () => (await payer.getAttribute('[data-test=checkout-status]', 'data-status')) === 'settled', 60_000)
+  await payer.waitForSelector('[data-test=receipt-payment]')
+  await payer.waitForSelector('[data-test=return]')
+  await axe(payer, 'receipt')
+
+  step('alice refunds it to an address the payer gives on the refund page')
+  const refunded = await merchantPage.evaluate(async (id) => {
+    const csrf = document.cookie.split(';').map((c) => c.trim().split('=')).find(([n]) => n === '__Host-coss_csrf')?.[1] ?? ''
+    const response = await fetch(`/api/v1/gateway/invoices/${id}/refunds`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify({ asset: 'ETH', kind: 'amount', amount: '0.002' }),
+    })
+    return response.json()
+  }, invoice.id)
+  if (!refunded.refund_link) throw new Error(`no refund link: ${JSON.stringify(refunded)}`)
+  await payer.goto(`${BASE}/refund/${refunded.refund_link.split('/refund/')[1]}`)
+  await payer.waitForSelector('[data-test=refund-amount]')
+  await axe(payer, 'refund')
+  await payer.fill('input[name=address]', '0x000000000000000000000000000000000000dEaD')
+  await payer.click('button[type=submit]')
+  await payer.waitForSelector('[data-test=refund-done]')
+  console.log(`   ${invoice.id}: paid on chain, settled live, refunded by link`)
 }
 
 /** 1,000 signed limit orders of 0.001 ETH around 2000, half of them crossing. */
