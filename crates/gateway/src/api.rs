@@ -11,6 +11,7 @@ use coss_http::{ApiError, Caller, Gate, JsonBody, MerchantCaller, Public, Query,
 use coss_store::{InvoiceFilter, InvoiceStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::pos::{ProductView, Sale};
 use crate::webhooks::{DeliveryView, EndpointView};
 use crate::{
     CreateInvoice, Gateway, GatewayError, InvoiceView, RefundAnswer, RefundLinkView, RefundRequest,
@@ -41,6 +42,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         get_delivery,
         redeliver,
         report,
+        list_products,
+        add_product,
+        remove_product,
+        sell,
         checkout,
         checkout_stream,
         pay,
@@ -100,6 +105,10 @@ pub fn router(gateway: Gateway, gate: Gate) -> Routes {
             redeliver,
         )
         .get("/api/v1/gateway/reports/{kind}", report)
+        .get("/api/v1/gateway/pos/products", list_products)
+        .post("/api/v1/gateway/pos/products", add_product)
+        .delete("/api/v1/gateway/pos/products/{id}", remove_product)
+        .post("/api/v1/gateway/pos/sales", sell)
         .get("/api/v1/checkout/{id}", checkout)
         .get("/api/v1/checkout/{id}/stream", checkout_stream)
         .post("/api/v1/checkout/{id}/pay", pay)
@@ -387,6 +396,68 @@ async fn redeliver(
     Path(id): Path<i64>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     Ok(Json(gateway.redeliver(who.user_id, id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/gateway/pos/products", tag = "gateway",
+    responses((status = 200, body = Vec<ProductView>), (status = 401, body = ApiError)),
+    security(("api_key" = []), ("bearer" = []), ("cookie" = [])))]
+async fn list_products(
+    who: MerchantCaller,
+    State(gateway): State<Gateway>,
+) -> Result<Json<Vec<ProductView>>, ApiError> {
+    Ok(Json(gateway.products(who.user_id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ProductBody {
+    /// What the counter shows.
+    name: String,
+    /// Its price (decimal).
+    price: String,
+    /// The currency of the price (a fiat code or an asset).
+    currency: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/gateway/pos/products", tag = "gateway", request_body = ProductBody,
+    responses((status = 201, body = ProductView), (status = 400, body = ApiError), (status = 409, body = ApiError)),
+    security(("api_key" = []), ("bearer" = []), ("cookie" = [])))]
+async fn add_product(
+    who: MerchantCaller,
+    State(gateway): State<Gateway>,
+    JsonBody(body): JsonBody<ProductBody>,
+) -> Result<(StatusCode, Json<ProductView>), ApiError> {
+    let product = gateway
+        .add_product(who.user_id, &body.name, &body.price, &body.currency)
+        .await?;
+    Ok((StatusCode::CREATED, Json(product)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/gateway/pos/products/{id}", tag = "gateway",
+    params(("id" = i64, Path, description = "the product's id")),
+    responses((status = 200, body = Done), (status = 404, body = ApiError)),
+    security(("api_key" = []), ("bearer" = []), ("cookie" = [])))]
+async fn remove_product(
+    who: MerchantCaller,
+    State(gateway): State<Gateway>,
+    Path(id): Path<i64>,
+) -> Result<Json<Done>, ApiError> {
+    gateway.remove_product(who.user_id, id).await?;
+    Ok(Json(Done { ok: true }))
+}
+
+#[utoipa::path(post, path = "/api/v1/gateway/pos/sales", tag = "gateway", request_body = Sale,
+    responses((status = 201, body = InvoiceView, description = "the sale's invoice, priced by the server from its own product list"), (status = 400, body = ApiError), (status = 422, body = ApiError)),
+    security(("api_key" = []), ("bearer" = []), ("cookie" = [])))]
+async fn sell(
+    who: MerchantCaller,
+    State(gateway): State<Gateway>,
+    JsonBody(sale): JsonBody<Sale>,
+) -> Result<(StatusCode, Json<InvoiceView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(gateway.sell(who.user_id, &sale).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

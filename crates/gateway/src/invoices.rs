@@ -406,6 +406,7 @@ impl Gateway {
             None if crypto.is_some() => vec![currency.clone()],
             None => chain.assets.iter().map(|a| a.symbol.clone()).collect(),
         };
+        let explicit = request.accepted_assets.is_some();
         let expires_in = request.expires_in_s.unwrap_or(config.expiry_s);
         if !(MIN_EXPIRY_S..=MAX_EXPIRY_S).contains(&expires_in) {
             return Err(GatewayError::InvalidParameter(format!(
@@ -490,12 +491,16 @@ impl Gateway {
                 let reference = inner.rates.rate(symbol, &config.report_currency).await;
                 (price, None, None, reference.map(|r| r.decimal()))
             } else {
-                let rate = inner.rates.rate(symbol, &currency).await.ok_or_else(|| {
-                    GatewayError::NoRate {
-                        asset: symbol.clone(),
-                        currency: currency.clone(),
+                let Some(rate) = inner.rates.rate(symbol, &currency).await else {
+                    if explicit {
+                        return Err(GatewayError::NoRate {
+                            asset: symbol.clone(),
+                            currency: currency.clone(),
+                        });
                     }
-                })?;
+                    // By default a fiat price is payable in every asset with a rate now.
+                    continue;
+                };
                 let due = convert(price, decimals, rate.scaled, asset.decimals)
                     .ok_or_else(|| GatewayError::InvalidAmount("the price is too large".into()))?;
                 let decimal = rate.decimal();
@@ -518,6 +523,12 @@ impl Gateway {
                 rate_sources: sources,
                 fiat_rate,
                 confirmations,
+            });
+        }
+        if assets.is_empty() {
+            return Err(GatewayError::NoRate {
+                asset: accepted.join(","),
+                currency,
             });
         }
         let now = self.now();

@@ -28,6 +28,7 @@ pub mod api;
 mod invoices;
 pub mod model;
 mod pay;
+pub mod pos;
 pub mod rates;
 mod refunds;
 pub mod reports;

@@ -331,8 +331,10 @@ pub struct PosProduct {
     pub merchant_id: UserId,
     /// Name.
     pub name: String,
-    /// Price in the merchant's POS currency (decimal).
+    /// Price (decimal) in `currency`.
     pub price: String,
+    /// The currency (fiat or asset) of the price.
+    pub currency: String,
     /// Shown at the POS.
     pub enabled: bool,
 }
@@ -1228,15 +1230,17 @@ impl Store {
         merchant_id: UserId,
         name: &str,
         price: &str,
+        currency: &str,
         now: i64,
     ) -> Result<PosProduct, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO pos_products (merchant_id, name, price, enabled, created_at) \
-             VALUES ($1, $2, $3, 1, $4) RETURNING id",
+            "INSERT INTO pos_products (merchant_id, name, price, currency, enabled, created_at) \
+             VALUES ($1, $2, $3, $4, 1, $5) RETURNING id",
         )
         .bind(merchant_id.0)
         .bind(name)
         .bind(price)
+        .bind(currency)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -1245,6 +1249,7 @@ impl Store {
             merchant_id,
             name: name.to_owned(),
             price: price.to_owned(),
+            currency: currency.to_owned(),
             enabled: true,
         })
     }
@@ -1252,7 +1257,7 @@ impl Store {
     /// A merchant's POS products.
     pub async fn pos_products(&self, merchant_id: UserId) -> Result<Vec<PosProduct>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, merchant_id, name, price, enabled FROM pos_products \
+            "SELECT id, merchant_id, name, price, enabled, currency FROM pos_products \
              WHERE merchant_id = $1 AND enabled = 1 ORDER BY id",
         )
         .bind(merchant_id.0)
@@ -1266,6 +1271,7 @@ impl Store {
                     name: r.try_get(2)?,
                     price: r.try_get(3)?,
                     enabled: r.try_get::<i64, _>(4)? != 0,
+                    currency: r.try_get(5)?,
                 })
             })
             .collect()

@@ -1237,3 +1237,116 @@ async fn fiat_prices_use_the_rate_sources_that_answer_and_bad_input_changes_noth
     assert_eq!(by_order.as_array().unwrap().len(), 1);
     w.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_sale_is_priced_by_the_server_with_tax_and_tip() {
+    let w = World::start(|_| {}).await;
+    let products = "/api/v1/gateway/pos/products";
+    let mut ids = Vec::new();
+    for (name, price) in [("Coffee", "4.50"), ("Cake", "3.25")] {
+        let added = w
+            .as_merchant_session(
+                "POST",
+                products,
+                Some(&json!({ "name": name, "price": price, "currency": "USD" })),
+            )
+            .await;
+        assert_eq!(added.status, 201, "{}", added.body);
+        ids.push(added.json()["id"].as_i64().unwrap());
+    }
+    let listed = w.as_merchant_session("GET", products, None).await.json();
+    assert_eq!(listed[0]["price"], "4.5");
+    // 2 coffees, a cake and 1.00 keyed in: 13.25; 10% tax 1.325 → 1.33; a 15% tip 1.9875 → 1.99.
+    let sale = json!({
+        "currency": "USD",
+        "lines": [
+            { "product_id": ids[0], "quantity": 2 },
+            { "product_id": ids[1] },
+            { "amount": "1.00" },
+        ],
+        "tax_ppm": 100_000,
+        "tip_percent": 15,
+    });
+    let rung = w
+        .as_merchant_session("POST", "/api/v1/gateway/pos/sales", Some(&sale))
+        .await;
+    assert_eq!(rung.status, 201, "{}", rung.body);
+    let invoice = rung.json();
+    assert_eq!(
+        (
+            invoice["price"].as_str(),
+            invoice["tax"].as_str(),
+            invoice["tip"].as_str()
+        ),
+        (Some("16.57"), Some("1.33"), Some("1.99"))
+    );
+    assert_eq!(invoice["source"], "pos");
+    assert_eq!(invoice["description"], "2× Coffee, Cake, amount");
+    // By default a fiat sale is payable in every asset with a rate: here tUSD, pegged.
+    let assets: Vec<&str> = invoice["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["asset"].as_str().unwrap())
+        .collect();
+    assert_eq!(assets, ["TUSD"]);
+    assert_eq!(invoice["assets"][0]["due"], "16.57");
+    // The tablet cannot sell another merchant's product, nor change a price.
+    let foreign = w
+        .as_buyer(
+            "POST",
+            "/api/v1/gateway/pos/sales",
+            Some(&json!({ "currency": "USD", "lines": [{ "product_id": ids[0] }] })),
+        )
+        .await;
+    assert_eq!(
+        (foreign.status, foreign.json()["code"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
+    let priced = w
+        .as_merchant_session(
+            "POST",
+            "/api/v1/gateway/pos/sales",
+            Some(
+                &json!({ "currency": "USD", "lines": [{ "product_id": ids[0], "price": "0.01" }] }),
+            ),
+        )
+        .await;
+    assert_eq!(priced.status, 400, "{}", priced.body);
+    // Paid from a balance at the counter; the report keeps tax and tip.
+    coss_testkit::deposit(
+        &w.platform.engine,
+        coss_identity::exchange_account(w.buyer).unwrap(),
+        TUSD,
+        100_000_000,
+    )
+    .await;
+    let id = invoice["id"].as_str().unwrap();
+    let paid = w
+        .as_buyer(
+            "POST",
+            &format!("/api/v1/checkout/{id}/pay"),
+            Some(&json!({ "asset": "TUSD" })),
+        )
+        .await;
+    assert_eq!(paid.json()["status"], "settled", "{}", paid.body);
+    let report = w
+        .signed("GET", "/api/v1/gateway/reports/settlements", None)
+        .await
+        .json();
+    assert_eq!(
+        (
+            report[0]["tax"].as_str(),
+            report[0]["tip"].as_str(),
+            report[0]["fiat_amount"].as_str()
+        ),
+        (Some("1.33"), Some("1.99"), Some("16.57"))
+    );
+    let removed = w
+        .as_merchant_session("DELETE", &format!("{products}/{}", ids[1]), None)
+        .await;
+    assert_eq!(removed.status, 200);
+    let listed = w.as_merchant_session("GET", products, None).await.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    w.platform.stop().await;
+}

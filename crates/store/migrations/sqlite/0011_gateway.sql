@@ -138,6 +138,7 @@ CREATE TABLE pos_products (
     merchant_id BIGINT NOT NULL REFERENCES users (id),
     name TEXT NOT NULL,
     price TEXT NOT NULL,
+    currency TEXT NOT NULL,
     enabled BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );
