@@ -1,7 +1,7 @@
 import { createI18n } from 'vue-i18n'
 
 const en = {
-  nav: { trade: 'Trade', wallet: 'Wallet', account: 'Account', share: 'Revenue share', login: 'Log in', signup: 'Sign up', logout: 'Log out', theme: 'Theme', language: 'Language' },
+  nav: { merchant: 'Merchant', trade: 'Trade', wallet: 'Wallet', account: 'Account', share: 'Revenue share', login: 'Log in', signup: 'Sign up', logout: 'Log out', theme: 'Theme', language: 'Language' },
   common: { asset: 'Asset', available: 'Available', locked: 'Locked', total: 'Total', amount: 'Amount', price: 'Price', time: 'Time', status: 'Status', side: 'Side', type: 'Type', cancel: 'Cancel', submit: 'Submit', loading: 'Loading…', none: 'Nothing yet', email: 'Email', password: 'Password', copy: 'Copy', copied: 'Copied', back: 'Back' },
   trade: {
     markets: 'Markets', change: '24h change', volume: '24h volume', book: 'Order book', tape: 'Trades', chart: 'Chart', grouping: 'Group',
@@ -33,6 +33,19 @@ const en = {
     confirmations: 'Counted after {n} confirmations.', payFromBalance: 'Pay {amount} {asset} from my COSS balance', signInToPay: 'Log in to pay from your COSS balance: instant, no network fee.',
     receipt: 'Receipt', payments: 'Payments', fromBalance: 'From a COSS balance', confirmed: 'Confirmed', confirming: '{n} confirmations', paidAt: 'Paid at', return: 'Back to the shop',
   },
+  pos: {
+    title: 'Point of sale', products: 'Products', noProducts: 'No products in this currency: add them on the merchant screen, or key in amounts.', keypad: 'Keypad', addAmount: 'Add amount', cart: 'Cart', amount: 'Amount', remove: 'Remove',
+    subtotal: 'Subtotal', currency: 'Currency', tax: 'Tax', tip: 'Tip', customTip: 'Other', charge: 'Charge', paid: 'PAID', unpaid: 'Waiting for payment', confirming: 'Payment seen: confirming', notPaid: 'Not paid',
+    breakdown: 'Tax {tax} · tip {tip} included', newSale: 'New sale',
+  },
+  merchant: {
+    title: 'Merchant', openPos: 'Open the point of sale', apiKeys: 'API keys (merchant permission)', invoices: 'Invoices', webhooks: 'Webhooks', products: 'POS products', reports: 'Reports', all: 'All',
+    invoice: 'Invoice', checkout: 'Checkout page', settled: '{net} {asset} settled (fee {fee})', refund: 'Refund {amount} {asset}: {status}', markSettled: 'Mark settled', markInvalid: 'Mark invalid',
+    refundKind: 'What to refund', refundAll: 'Everything', refundOverpaid: 'The overpaid part', refundAmount: 'An amount', doRefund: 'Refund', refunded: 'Refund made', refundLink: 'Send the payer this link to give their address:',
+    endpointUrl: 'https://your.site/webhooks/coss', addEndpoint: 'Add endpoint', secretOnce: 'Signing secret (shown once):', disable: 'Turn off', enable: 'Turn on', event: 'Event', attempts: 'Attempts', redeliver: 'Send again', redelivered: 'Queued again',
+    productName: 'Product name', addProduct: 'Add product',
+    report: { invoices: 'Invoices', payments: 'Payments', settlements: 'Settlements', refunds: 'Refunds' },
+  },
   refund: { title: 'Your refund', what: '{merchant} refunds you {amount} {asset}.', address: 'Your {asset} address', send: 'Send my refund', sent: 'Your refund is on its way.', status: 'Refund status: {status}' },
   share: { title: 'Revenue share', week: 'Week', root: 'Published root', myShare: 'My share', verify: 'Verify', verified: 'Verified in this browser: the leaf and its path lead to the published root.', mismatch: 'Does not match the published root.', none: 'No weeks yet.' },
   errors: {
@@ -44,7 +57,7 @@ const en = {
 type Messages = typeof en
 
 const ko: Messages = {
-  nav: { trade: '거래', wallet: '지갑', account: '계정', share: '수익 분배', login: '로그인', signup: '회원가입', logout: '로그아웃', theme: '테마', language: '언어' },
+  nav: { merchant: '가맹점', trade: '거래', wallet: '지갑', account: '계정', share: '수익 분배', login: '로그인', signup: '회원가입', logout: '로그아웃', theme: '테마', language: '언어' },
   common: { asset: '자산', available: '사용 가능', locked: '잠김', total: '합계', amount: '금액', price: '가격', time: '시간', status: '상태', side: '구분', type: '유형', cancel: '취소', submit: '제출', loading: '불러오는 중…', none: '아직 없음', email: '이메일', password: '비밀번호', copy: '복사', copied: '복사됨', back: '뒤로' },
   trade: {
     markets: '마켓', change: '24시간 변동', volume: '24시간 거래량', book: '호가창', tape: '체결', chart: '차트', grouping: '묶음',
@@ -75,6 +88,19 @@ const ko: Messages = {
     send: '보낼 금액', qr: '결제 QR 코드: 아무 이더리움 지갑으로 스캔하세요', to: '받는 주소', openWallet: '지갑에서 열기', copyUri: '결제 링크 복사',
     confirmations: '{n}회 컨펌 후 반영됩니다.', payFromBalance: 'COSS 잔고에서 {amount} {asset} 결제', signInToPay: '로그인하면 COSS 잔고로 즉시, 네트워크 수수료 없이 결제할 수 있습니다.',
     receipt: '영수증', payments: '결제 내역', fromBalance: 'COSS 잔고', confirmed: '컨펌 완료', confirming: '{n}회 컨펌', paidAt: '결제 시각', return: '가게로 돌아가기',
+  },
+  pos: {
+    title: '판매 단말기', products: '상품', noProducts: '이 통화의 상품이 없습니다. 가맹점 화면에서 추가하거나 금액을 입력하세요.', keypad: '키패드', addAmount: '금액 추가', cart: '장바구니', amount: '금액', remove: '삭제',
+    subtotal: '소계', currency: '통화', tax: '세금', tip: '팁', customTip: '직접 입력', charge: '결제 요청', paid: '결제 완료', unpaid: '결제 대기 중', confirming: '결제 확인 중', notPaid: '미결제',
+    breakdown: '세금 {tax} · 팁 {tip} 포함', newSale: '새 판매',
+  },
+  merchant: {
+    title: '가맹점', openPos: '판매 단말기 열기', apiKeys: 'API 키 (가맹점 권한)', invoices: '청구서', webhooks: '웹훅', products: '단말기 상품', reports: '보고서', all: '전체',
+    invoice: '청구서', checkout: '결제 페이지', settled: '{net} {asset} 정산 (수수료 {fee})', refund: '환불 {amount} {asset}: {status}', markSettled: '정산 처리', markInvalid: '무효 처리',
+    refundKind: '환불 대상', refundAll: '전액', refundOverpaid: '초과 결제분', refundAmount: '금액 지정', doRefund: '환불', refunded: '환불 완료', refundLink: '결제자에게 이 링크를 보내 주소를 받으세요:',
+    endpointUrl: 'https://your.site/webhooks/coss', addEndpoint: '엔드포인트 추가', secretOnce: '서명 비밀 키 (한 번만 표시):', disable: '끄기', enable: '켜기', event: '이벤트', attempts: '시도', redeliver: '다시 보내기', redelivered: '다시 대기열에 넣음',
+    productName: '상품 이름', addProduct: '상품 추가',
+    report: { invoices: '청구서', payments: '결제', settlements: '정산', refunds: '환불' },
   },
   refund: { title: '환불', what: '{merchant}에서 {amount} {asset}를 환불합니다.', address: '{asset} 받을 주소', send: '환불 받기', sent: '환불이 전송 중입니다.', status: '환불 상태: {status}' },
   share: { title: '수익 분배', week: '주차', root: '공개된 루트', myShare: '내 몫', verify: '검증', verified: '이 브라우저에서 검증됨: 리프와 경로가 공개된 루트로 이어집니다.', mismatch: '공개된 루트와 일치하지 않습니다.', none: '아직 주차가 없습니다.' },

@@ -15,6 +15,8 @@ export const router = createRouter({
     { path: '/signup', name: 'signup', component: () => import('./views/SignupView.vue') },
     { path: '/verify-email', name: 'verify', component: () => import('./views/VerifyEmailView.vue') },
     { path: '/reset-password', name: 'reset', component: () => import('./views/ResetPasswordView.vue') },
+    { path: '/merchant', name: 'merchant', component: () => import('./views/MerchantView.vue'), meta: { auth: true } },
+    { path: '/pos', name: 'pos', component: () => import('./views/PosView.vue'), meta: { auth: true } },
     { path: '/pay/:id', name: 'checkout', component: () => import('./views/CheckoutView.vue') },
     { path: '/refund/:token', name: 'refund', component: () => import('./views/RefundView.vue') },
     { path: '/:rest(.*)*', redirect: '/trade' },
