@@ -142,6 +142,9 @@ pub struct MoveView {
     /// A refund: `account` (the payer's COSS account) or `address`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// A settlement converted to the merchant's settlement asset: the order that did it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion_order: Option<i64>,
     /// When (Unix ms).
     pub created_at: i64,
 }
@@ -701,6 +704,7 @@ impl Gateway {
                         "address".to_owned()
                     }
                 }),
+                conversion_order: m.conversion_order,
                 created_at: m.created_at,
             }
         };
@@ -878,9 +882,92 @@ impl Gateway {
                     self.now(),
                 )
                 .await?;
-            self.apply_move(record, &recorded).await?;
+            if self.apply_move(record, &recorded).await? == MoveStatus::Done {
+                self.convert(record, &recorded).await;
+            }
         }
         Ok(())
+    }
+
+    /// For a merchant whose profile says `convert`: sells what a settlement paid into the
+    /// merchant's settlement asset at market, through COSS's own order book (a market order
+    /// of the merchant's account, client order id `gw<move>`, its trades in the merchant's
+    /// history like any other). Attempted once, right after the settlement; without a market
+    /// between the two assets, or liquidity, the funds stay in the asset paid.
+    async fn convert(&self, record: &InvoiceRecord, settled: &MoveRecord) {
+        let inner = &self.inner;
+        let Ok(Some(profile)) = inner.accounts.merchant(record.merchant_id).await else {
+            return;
+        };
+        if profile.settlement_mode != "convert" || profile.settlement_asset == settled.asset {
+            return;
+        }
+        let Some(markets) = &inner.markets else {
+            return;
+        };
+        let net = settled.amount.0.saturating_sub(settled.fee.0);
+        let order = {
+            let projection = markets.read();
+            projection.markets().find_map(|view| {
+                let m = &view.market;
+                if m.base.symbol == settled.asset && m.quote.symbol == profile.settlement_asset {
+                    let lots = u64::try_from(net / m.lot_size.max(1)).ok()?;
+                    (lots > 0).then_some((
+                        m.id,
+                        coss_types::Side::Sell,
+                        coss_core::OrderKind::Market {
+                            qty: coss_types::Qty(lots),
+                        },
+                    ))
+                } else if m.base.symbol == profile.settlement_asset
+                    && m.quote.symbol == settled.asset
+                {
+                    Some((
+                        m.id,
+                        coss_types::Side::Buy,
+                        coss_core::OrderKind::MarketQuote {
+                            amount: Amount(net),
+                        },
+                    ))
+                } else {
+                    None
+                }
+            })
+        };
+        let (Some((market, side, kind)), Ok(account)) = (order, account(record.merchant_id)) else {
+            tracing::info!(invoice = %record.public_id, "no market to convert a settlement");
+            return;
+        };
+        let Ok(client_id) = coss_types::ClientOrderId::new(&format!("gw{}", settled.id)) else {
+            return;
+        };
+        let placed = inner
+            .engine
+            .submit_async(Command::PlaceOrder(coss_core::NewOrder {
+                account,
+                market,
+                side,
+                kind,
+                client_id: Some(client_id),
+                stp: coss_core::SelfTradePrevention::ExpireTaker,
+            }))
+            .await;
+        match placed {
+            Ok(receipt) => {
+                let order = receipt.events.iter().find_map(|e| match &e.kind {
+                    coss_core::EventKind::OrderAccepted { order, .. } => Some(order.0),
+                    _ => None,
+                });
+                if let Some(order) = order.and_then(|o| i64::try_from(o).ok()) {
+                    let _ = inner.store.set_conversion_order(settled.id, order).await;
+                } else if let Err(reason) = receipt.outcome {
+                    tracing::warn!(invoice = %record.public_id, code = reason.code(), "conversion refused");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(invoice = %record.public_id, %error, "conversion not placed")
+            }
+        }
     }
 
     /// Runs a recorded move's core command (again, after a crash: the request id makes the

@@ -212,6 +212,8 @@ pub(crate) struct Inner {
     pub(crate) accounts: Accounts,
     pub(crate) clock: Clock,
     pub(crate) rates: rates::Rates,
+    /// COSS's markets (rates, and converting settlements).
+    pub(crate) markets: Option<MarketService>,
     /// Wakes the reconciler (a payment from a balance, a mark, a refund).
     pub(crate) poke: tokio::sync::Notify,
     /// Wakes the webhook sender (an event recorded, a redelivery asked).
@@ -252,7 +254,7 @@ impl Gateway {
         clock: Clock,
     ) -> Result<Self, GatewayError> {
         let http = http_client()?;
-        let rates = rates::Rates::new(&config, markets, http.clone(), clock.clone());
+        let rates = rates::Rates::new(&config, markets.clone(), http.clone(), clock.clone());
         let accounts = wallet.accounts().clone();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -263,6 +265,7 @@ impl Gateway {
                 accounts,
                 clock,
                 rates,
+                markets,
                 poke: tokio::sync::Notify::new(),
                 deliver: tokio::sync::Notify::new(),
                 changes: tokio::sync::watch::Sender::new(0),

@@ -238,6 +238,8 @@ pub struct MoveRecord {
     pub request_key: u64,
     /// Status.
     pub status: MoveStatus,
+    /// The order that converted a settlement to the merchant's settlement asset.
+    pub conversion_order: Option<i64>,
     /// Made (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -392,7 +394,7 @@ fn payment(row: &AnyRow) -> Result<BalancePayment, StoreError> {
 }
 
 const MOVE_COLUMNS: &str = "id, invoice_id, kind, asset, amount, fee, from_gateway, payer_id, \
-     address, request_key, status, created_at, updated_at";
+     address, request_key, status, created_at, updated_at, conversion_order";
 
 fn a_move(row: &AnyRow) -> Result<MoveRecord, StoreError> {
     Ok(MoveRecord {
@@ -409,6 +411,7 @@ fn a_move(row: &AnyRow) -> Result<MoveRecord, StoreError> {
         status: MoveStatus::parse(row.try_get(10)?)?,
         created_at: row.try_get(11)?,
         updated_at: row.try_get(12)?,
+        conversion_order: row.try_get(13)?,
     })
 }
 
@@ -945,6 +948,16 @@ impl Store {
         .await?
         .rows_affected();
         Ok(done == 1)
+    }
+
+    /// Records the order that converted a settlement.
+    pub async fn set_conversion_order(&self, id: i64, order: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE invoice_moves SET conversion_order = $2 WHERE id = $1")
+            .bind(id)
+            .bind(order)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Moves not finished (their core command may not have run): for the reconciler.

@@ -1350,3 +1350,70 @@ async fn a_counter_sale_is_priced_by_the_server_with_tax_and_tip() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     w.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merchant_who_converts_gets_the_settlement_sold_into_its_settlement_asset() {
+    let w = World::start(|_| {}).await;
+    let now = w.clock.now().as_i64();
+    w.platform
+        .accounts
+        .put_merchant(
+            w.merchant,
+            &coss_identity::MerchantInput {
+                business_name: "Corner Cafe".into(),
+                website: None,
+                settlement_asset: "TUSD".into(),
+                settlement_mode: "convert".into(),
+                webhook_url: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    // A maker bids 2000 TUSD for up to 1 ETH.
+    let maker = verified(&w.platform.accounts, "maker@example.com", now).await;
+    let maker_account = coss_identity::exchange_account(maker).unwrap();
+    coss_testkit::deposit(&w.platform.engine, maker_account, TUSD, 10_000_000_000).await;
+    coss_testkit::submit(
+        &w.platform.engine,
+        coss_testkit::limit_order(maker_account, coss_types::Side::Buy, 200_000, 10_000),
+    )
+    .await;
+    coss_testkit::deposit(
+        &w.platform.engine,
+        coss_identity::exchange_account(w.buyer).unwrap(),
+        ETH,
+        WEI,
+    )
+    .await;
+    let invoice = w.create(json!({ "price": "0.1", "currency": "ETH" })).await;
+    let id = invoice["id"].as_str().unwrap();
+    let paid = w
+        .as_buyer(
+            "POST",
+            &format!("/api/v1/checkout/{id}/pay"),
+            Some(&json!({ "asset": "ETH" })),
+        )
+        .await;
+    assert_eq!(paid.json()["status"], "settled", "{}", paid.body);
+    // 0.1 ETH less 0.75% is 0.09925 ETH: 0.0992 (992 lots) sold at 2000, the rest below a lot.
+    assert_eq!(
+        w.user_balance(w.merchant, ETH).await,
+        50_000_000_000_000,
+        "what is left below one lot"
+    );
+    let sold = 198_400_000u128;
+    let taker_fee = coss_core::fee_for(sold, coss_core::default_fee_schedule()[0].taker_ppm);
+    assert_eq!(w.user_balance(w.merchant, TUSD).await, sold - taker_fee);
+    let view = w
+        .signed("GET", &format!("/api/v1/gateway/invoices/{id}"), None)
+        .await
+        .json();
+    assert!(
+        view["settlements"][0]["conversion_order"]
+            .as_i64()
+            .is_some(),
+        "{view:#}"
+    );
+    w.platform.stop().await;
+}

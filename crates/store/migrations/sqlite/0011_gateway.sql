@@ -75,6 +75,7 @@ CREATE TABLE invoice_moves (
     payer_id BIGINT,
     address TEXT,
     token_hash TEXT,
+    conversion_order BIGINT,
     request_key TEXT NOT NULL,
     status TEXT NOT NULL,
     created_at BIGINT NOT NULL,
