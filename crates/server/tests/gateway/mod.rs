@@ -1417,3 +1417,83 @@ async fn a_merchant_who_converts_gets_the_settlement_sold_into_its_settlement_as
     );
     w.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paid_part_of_an_expired_partial_payment_is_refunded_whole_without_fee() {
+    let w = World::start(|_| {}).await;
+    let invoice = w
+        .create(json!({ "price": "0.01", "currency": "ETH", "expires_in_s": 60 }))
+        .await;
+    let id = invoice["id"].as_str().unwrap();
+    w.pay_eth(invoice["address"].as_str().unwrap(), 4 * WEI / 1000)
+        .await;
+    w.mine(3).await;
+    w.until(id, "confirmed partial payment", |v| {
+        v["assets"][0]["confirmed"] == "0.004"
+    })
+    .await;
+    // Still open: nothing to refund yet.
+    let refunds = format!("/api/v1/gateway/invoices/{id}/refunds");
+    let early = w
+        .signed(
+            "POST",
+            &refunds,
+            Some(&json!({ "asset": "ETH", "kind": "all" })),
+        )
+        .await;
+    assert_eq!(
+        (early.status, early.json()["code"].as_str()),
+        (409, Some("refund_refused"))
+    );
+    w.clock.advance(61_000);
+    w.until_status(id, "expired").await;
+    // The merchant's own ETH pays the network fee of the refund's withdrawal.
+    coss_testkit::deposit(
+        &w.platform.engine,
+        coss_identity::exchange_account(w.merchant).unwrap(),
+        ETH,
+        WEI / 1000,
+    )
+    .await;
+    let answer = w
+        .signed(
+            "POST",
+            &refunds,
+            Some(&json!({ "asset": "ETH", "kind": "all" })),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let token = answer.json()["refund_link"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let claimed = http(
+        None,
+        w.platform.address,
+        "POST",
+        &format!("/api/v1/checkout/refunds/{token}"),
+        &[],
+        Some(r#"{"address":"0x00000000000000000000000000000000000000aa"}"#),
+    )
+    .await;
+    assert_eq!(claimed.json()["status"], "done", "{}", claimed.body);
+    // The whole 0.004 went back (no gateway fee was ever taken of it); the merchant paid
+    // only the network fee; the gateway account holds nothing of this invoice any more.
+    assert_eq!(
+        w.user_balance(w.merchant, ETH).await,
+        WEI / 1000 - WEI / 2000
+    );
+    assert_eq!(w.balance(coss_core::GATEWAY, ETH).await, 0);
+    let again = w
+        .signed(
+            "POST",
+            &refunds,
+            Some(&json!({ "asset": "ETH", "kind": "all" })),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    w.platform.stop().await;
+}
