@@ -557,7 +557,7 @@ async fn checkout_stream(
 /// Sends the payer's view whenever it changes, until the invoice is final or the payer goes.
 async fn follow(gateway: Gateway, id: i64, mut socket: axum::extract::ws::WebSocket) {
     use axum::extract::ws::Message;
-    let mut changes = gateway.subscribe();
+    let mut changes = gateway.follow(id);
     let mut last = String::new();
     loop {
         let Ok(Some(record)) = gateway.inner.store.invoice(id).await else {

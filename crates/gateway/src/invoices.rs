@@ -815,6 +815,8 @@ impl Gateway {
         if record.status == InvoiceStatus::Settled {
             self.settle_funds(&record, &facts).await?;
         }
+        // Looked at because its payments or its clock moved: its followers look again.
+        self.touched(record.id);
         Ok(record)
     }
 
@@ -824,7 +826,7 @@ impl Gateway {
         record: &InvoiceRecord,
         before: (InvoiceStatus, i64),
     ) -> Result<(), GatewayError> {
-        self.inner.changes.send_modify(|n| *n += 1);
+        self.touched(record.id);
         let view = self.view(record, true).await?;
         if record.status != before.0 {
             let kind = match record.status {
@@ -1058,7 +1060,7 @@ impl Gateway {
             tracing::warn!(invoice = %record.public_id, code = reason.code(), "gateway move refused");
             return Err(reason.into());
         }
-        inner.changes.send_modify(|n| *n += 1);
+        self.touched(record.id);
         Ok(status)
     }
 
@@ -1137,7 +1139,7 @@ impl Gateway {
             .store
             .set_move_status(recorded.id, MoveStatus::Requested, status, None, self.now())
             .await?;
-        inner.changes.send_modify(|n| *n += 1);
+        self.touched(record.id);
         sent?;
         Ok(status)
     }

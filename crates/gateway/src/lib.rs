@@ -218,8 +218,12 @@ pub(crate) struct Inner {
     pub(crate) poke: tokio::sync::Notify,
     /// Wakes the webhook sender (an event recorded, a redelivery asked).
     pub(crate) deliver: tokio::sync::Notify,
-    /// Checkout pages following an invoice: bumped on every change of any invoice.
+    /// Bumped on every change of any invoice (benchmarks, tests).
     pub(crate) changes: tokio::sync::watch::Sender<u64>,
+    /// Per followed invoice: bumped when that invoice may have changed (its checkout
+    /// streams look again at it alone, never at every change of every invoice).
+    pub(crate) followed:
+        std::sync::Mutex<std::collections::HashMap<i64, tokio::sync::watch::Sender<u64>>>,
     pub(crate) http: reqwest::Client,
     /// Serialises every money move of the gateway (settlements, refunds, payments from
     /// balances): each decides from the recorded moves, which another must not change
@@ -269,6 +273,7 @@ impl Gateway {
                 poke: tokio::sync::Notify::new(),
                 deliver: tokio::sync::Notify::new(),
                 changes: tokio::sync::watch::Sender::new(0),
+                followed: std::sync::Mutex::new(std::collections::HashMap::new()),
                 http,
                 money: tokio::sync::Mutex::new(()),
             }),
@@ -287,10 +292,40 @@ impl Gateway {
         &self.inner.wallet
     }
 
-    /// Wakes on every change of an invoice's status, payments or moves (checkout pages).
+    /// Wakes on every change of any invoice's status, payments or moves.
     #[must_use]
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.changes.subscribe()
+    }
+
+    /// Wakes when invoice `id` may have changed (a checkout stream follows one invoice).
+    #[must_use]
+    pub fn follow(&self, id: i64) -> tokio::sync::watch::Receiver<u64> {
+        let mut followed = self
+            .inner
+            .followed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Invoices nobody follows any more are forgotten as new ones are followed.
+        followed.retain(|_, sender| sender.receiver_count() > 0);
+        followed
+            .entry(id)
+            .or_insert_with(|| tokio::sync::watch::Sender::new(0))
+            .subscribe()
+    }
+
+    /// Says that invoice `id` may have changed: its followers (and `subscribe`rs) look again.
+    pub(crate) fn touched(&self, id: i64) {
+        self.inner.changes.send_modify(|n| *n += 1);
+        if let Some(sender) = self
+            .inner
+            .followed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+        {
+            sender.send_modify(|n| *n += 1);
+        }
     }
 
     pub(crate) fn now(&self) -> i64 {
