@@ -42,21 +42,7 @@ const TRADERS: usize = 8;
 
 /// Runs the benchmark; the report as JSON.
 pub fn run(options: Options) -> Result<Value> {
-    let dir = tempfile::tempdir().context("no temporary directory")?;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    // The platform as `coss up` runs it, with the rate limits off (the load comes from one
-    // address).
-    let mut config = coss_server::Config::defaults()?;
-    config.limits = coss_server::Limits::OFF;
-    config.http.max_connections_per_address = usize::MAX;
-    let settings = coss_server::Settings::new(dir.path(), config);
+    let (_dir, server_rt, client_rt, settings) = on_loopback()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address, keys, platform) = server_rt.block_on(async {
         let platform = coss_server::Platform::open(settings).await?;
@@ -152,6 +138,30 @@ pub fn run(options: Options) -> Result<Value> {
     drop(market);
     stopped.finish()?;
     Ok(report)
+}
+
+/// A scratch data dir, the server's and the load generator's runtimes (two workers each),
+/// and the platform's settings as `coss up` runs it with the rate limits off (the load comes
+/// from one address).
+pub(crate) fn on_loopback() -> Result<(
+    tempfile::TempDir,
+    tokio::runtime::Runtime,
+    tokio::runtime::Runtime,
+    coss_server::Settings,
+)> {
+    let dir = tempfile::tempdir().context("no temporary directory")?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let (server_rt, client_rt) = (runtime()?, runtime()?);
+    let mut config = coss_server::Config::defaults()?;
+    config.limits = coss_server::Limits::OFF;
+    config.http.max_connections_per_address = usize::MAX;
+    let settings = coss_server::Settings::new(dir.path(), config);
+    Ok((dir, server_rt, client_rt, settings))
 }
 
 /// A trader's (or merchant's) API key and secret.

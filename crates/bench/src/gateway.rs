@@ -19,7 +19,7 @@ use coss_identity::{Authenticated, Permission};
 use coss_store::{InvoiceStatus, SessionKind};
 use serde_json::{Value, json};
 
-use crate::api::{Key, Kind, load, ratio, round3, traders};
+use crate::api::{Key, Kind, load, on_loopback, ratio, round3, traders};
 use crate::{BenchError, Context, Result};
 
 /// The knobs.
@@ -35,19 +35,7 @@ pub struct Options {
 
 /// Runs the benchmark; the report as JSON.
 pub fn run(options: Options) -> Result<Value> {
-    let dir = tempfile::tempdir().context("no temporary directory")?;
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let mut config = coss_server::Config::defaults()?;
-    config.limits = coss_server::Limits::OFF;
-    config.http.max_connections_per_address = usize::MAX;
-    let settings = coss_server::Settings::new(dir.path(), config);
+    let (dir, server_rt, client_rt, settings) = on_loopback()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (address, traders_keys, merchant, gateway, serving) = server_rt.block_on(async {
         let platform = coss_server::Platform::open(settings).await?;

@@ -124,19 +124,9 @@ pub fn router(gateway: Gateway, gate: Gate) -> Routes {
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
         use GatewayError as E;
-        let status = match &error {
-            E::Identity(_) => {
-                return ApiError::from(match error {
-                    E::Identity(e) => e,
-                    _ => coss_identity::IdentityError::Crypto,
-                });
-            }
-            E::Wallet(_) => {
-                return ApiError::from(match error {
-                    E::Wallet(e) => e,
-                    _ => coss_wallet::WalletError::NotFound,
-                });
-            }
+        let status = match error {
+            E::Identity(e) => return e.into(),
+            E::Wallet(e) => return e.into(),
             E::UnknownAsset(_)
             | E::UnknownCurrency(_)
             | E::InvalidAmount(_)

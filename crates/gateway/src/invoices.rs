@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use alloy::primitives::U256;
-use coss_core::{Command, GATEWAY, RejectReason, TransferInfo};
+use coss_core::{Command, GATEWAY, TransferInfo};
 use coss_store::{
     BalancePayment, DepositRecord, DepositStatus, InvoiceAsset, InvoiceRecord, InvoiceStatus,
     MoveRecord, MoveStatus, NewInvoice, NewMove,
@@ -299,10 +299,6 @@ impl Facts {
 }
 
 impl Gateway {
-    fn asset_decimals(&self, symbol: &str) -> Option<u8> {
-        self.inner.wallet.config().asset(symbol).map(|a| a.decimals)
-    }
-
     /// Creates an invoice for `merchant`. With an idempotency key the merchant used before,
     /// returns that invoice if the body is the same, and refuses otherwise.
     pub async fn create_invoice(
@@ -368,13 +364,9 @@ impl Gateway {
         let config = &inner.config;
         let chain = inner.wallet.config();
         let currency = request.currency.trim().to_ascii_uppercase();
+        let decimals = self.currency_decimals(&currency)?;
         let fiat = config.fiat.get(&currency).copied();
         let crypto = chain.asset(&currency);
-        let decimals = match (fiat, crypto) {
-            (_, Some(asset)) => asset.decimals,
-            (Some(d), None) => d,
-            (None, None) => return Err(GatewayError::UnknownCurrency(currency)),
-        };
         let price = parse_money(&request.price, decimals, "price")?;
         if price == 0 {
             return Err(GatewayError::InvalidAmount(
@@ -611,7 +603,7 @@ impl Gateway {
         let missing = PPM.saturating_sub(seen);
         let mut assets = Vec::with_capacity(facts.assets.len());
         for (i, a) in facts.assets.iter().enumerate() {
-            let decimals = self.asset_decimals(&a.asset).unwrap_or(0);
+            let decimals = self.decimals(&a.asset);
             let sum = |confirmed_only: bool| {
                 paid.iter()
                     .filter(|p| p.asset == i && (p.confirmed || !confirmed_only))
@@ -643,7 +635,7 @@ impl Gateway {
         }
         let mut payments = Vec::new();
         for d in &facts.deposits {
-            let decimals = self.asset_decimals(&d.asset).unwrap_or(0);
+            let decimals = self.decimals(&d.asset);
             let needed = facts
                 .index(&d.asset)
                 .map_or(0, |i| facts.assets[i].confirmations);
@@ -676,7 +668,7 @@ impl Gateway {
             .iter()
             .filter(|b| b.status != MoveStatus::Rejected)
         {
-            let decimals = self.asset_decimals(&b.asset).unwrap_or(0);
+            let decimals = self.decimals(&b.asset);
             payments.push(PaymentView {
                 method: "balance",
                 asset: b.asset.clone(),
@@ -689,7 +681,7 @@ impl Gateway {
         }
         payments.sort_by_key(|p| p.seen_at);
         let move_view = |m: &MoveRecord| {
-            let decimals = self.asset_decimals(&m.asset).unwrap_or(0);
+            let decimals = self.decimals(&m.asset);
             MoveView {
                 id: m.id,
                 asset: m.asset.clone(),
@@ -709,13 +701,8 @@ impl Gateway {
             }
         };
         let merchant = self
-            .inner
-            .accounts
-            .merchant(record.merchant_id)
+            .merchant_name(record.merchant_id)
             .await
-            .ok()
-            .flatten()
-            .map(|m| m.business_name)
             .unwrap_or_default();
         Ok(InvoiceView {
             id: record.public_id.clone(),
@@ -771,8 +758,7 @@ impl Gateway {
     /// The checkout page of an invoice.
     #[must_use]
     pub fn checkout_url(&self, public_id: &str) -> String {
-        let base = self.inner.config.public_url.as_deref().unwrap_or("");
-        format!("{}/pay/{public_id}", base.trim_end_matches('/'))
+        self.link(&format!("pay/{public_id}"))
     }
 
     /// Brings an invoice's status up to date and settles its confirmed funds once settled.
@@ -820,12 +806,12 @@ impl Gateway {
         Ok(record)
     }
 
-    /// Webhook events for a change of status or flags.
+    /// Webhook events for a change of status or flags; the merchant's view they carry.
     async fn announce(
         &self,
         record: &InvoiceRecord,
         before: (InvoiceStatus, i64),
-    ) -> Result<(), GatewayError> {
+    ) -> Result<InvoiceView, GatewayError> {
         self.touched(record.id);
         let view = self.view(record, true).await?;
         if record.status != before.0 {
@@ -848,7 +834,7 @@ impl Gateway {
                 self.emit(record, kind, &view).await?;
             }
         }
-        Ok(())
+        Ok(view)
     }
 
     /// Moves the confirmed funds of a settled invoice still in the gateway account to the
@@ -979,13 +965,7 @@ impl Gateway {
         record: &InvoiceRecord,
         recorded: &MoveRecord,
     ) -> Result<MoveStatus, GatewayError> {
-        let inner = &self.inner;
-        let asset = inner
-            .wallet
-            .config()
-            .asset(&recorded.asset)
-            .ok_or_else(|| GatewayError::UnknownAsset(recorded.asset.clone()))?
-            .asset;
+        let asset = self.asset(&recorded.asset)?.asset;
         let merchant = account(record.merchant_id)?;
         let request = gateway_request(recorded.request_key);
         let amount = recorded.amount;
@@ -1031,32 +1011,16 @@ impl Gateway {
             ("refund", None) => return self.refund_to_address(record, recorded).await,
             _ => return Ok(recorded.status),
         };
-        let outcome = inner.engine.submit_async(command).await?.outcome;
-        if outcome == Err(RejectReason::DuplicateRequest) {
-            let made = inner
-                .engine
-                .read_async(move |e| e.transferred(request))
-                .await?;
-            if made != Some(expected) {
-                tracing::error!(
-                    invoice = %record.public_id,
-                    move_id = recorded.id,
-                    "ALERT: the exchange core made a different move under a gateway request id"
-                );
-                return Err(GatewayError::Mismatch);
-            }
-        }
+        let outcome = self.run_once(command, request, expected).await?;
         let status = match outcome {
-            Ok(()) | Err(RejectReason::DuplicateRequest) => MoveStatus::Done,
+            Ok(()) => MoveStatus::Done,
             Err(_) => MoveStatus::Rejected,
         };
-        inner
+        self.inner
             .store
             .set_move_status(recorded.id, MoveStatus::Requested, status, None, self.now())
             .await?;
-        if let Err(reason) = outcome
-            && reason != RejectReason::DuplicateRequest
-        {
+        if let Err(reason) = outcome {
             tracing::warn!(invoice = %record.public_id, code = reason.code(), "gateway move refused");
             return Err(reason.into());
         }
@@ -1076,45 +1040,24 @@ impl Gateway {
         let Some(address) = recorded.address.clone() else {
             return Ok(recorded.status);
         };
-        let config = inner
-            .wallet
-            .config()
-            .asset(&recorded.asset)
-            .ok_or_else(|| GatewayError::UnknownAsset(recorded.asset.clone()))?
-            .clone();
+        let config = self.asset(&recorded.asset)?;
         let merchant = account(record.merchant_id)?;
         if recorded.from_gateway {
             let request = gateway_request(recorded.request_key);
-            let expected = TransferInfo {
+            let back = TransferInfo {
                 from: GATEWAY,
                 to: merchant,
                 asset: config.asset,
                 amount: recorded.amount,
             };
-            let outcome = inner
-                .engine
-                .submit_async(Command::Transfer {
-                    request,
-                    from: GATEWAY,
-                    to: merchant,
-                    asset: config.asset,
-                    amount: recorded.amount,
-                })
-                .await?
-                .outcome;
-            match outcome {
-                Ok(()) => {}
-                Err(RejectReason::DuplicateRequest) => {
-                    let made = inner
-                        .engine
-                        .read_async(move |e| e.transferred(request))
-                        .await?;
-                    if made != Some(expected) {
-                        return Err(GatewayError::Mismatch);
-                    }
-                }
-                Err(reason) => return Err(reason.into()),
-            }
+            let command = Command::Transfer {
+                request,
+                from: back.from,
+                to: back.to,
+                asset: back.asset,
+                amount: back.amount,
+            };
+            self.run_once(command, request, back).await??;
         }
         let sent = inner
             .wallet
@@ -1183,10 +1126,9 @@ impl Gateway {
             });
         }
         let record = self.reconcile_locked(record.id).await?;
-        self.announce(&record, before).await?;
-        self.emit(&record, "invoice.marked", &self.view(&record, true).await?)
-            .await?;
-        self.view(&record, true).await
+        let view = self.announce(&record, before).await?;
+        self.emit(&record, "invoice.marked", &view).await?;
+        Ok(view)
     }
 
     /// The reconciler: looks at invoices whose payments changed, that reached their expiry

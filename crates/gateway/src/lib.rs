@@ -332,6 +332,74 @@ impl Gateway {
         self.inner.clock.now().as_i64()
     }
 
+    /// A listed asset of the chain, by symbol.
+    pub(crate) fn asset(&self, symbol: &str) -> Result<&coss_wallet::AssetConfig, GatewayError> {
+        self.inner
+            .wallet
+            .config()
+            .asset(symbol)
+            .ok_or_else(|| GatewayError::UnknownAsset(symbol.to_owned()))
+    }
+
+    /// The decimals of an asset, for showing amounts (0 for one no longer configured).
+    pub(crate) fn decimals(&self, symbol: &str) -> u8 {
+        self.asset(symbol).map_or(0, |a| a.decimals)
+    }
+
+    /// The decimals of a pricing currency: a listed asset's, or a configured fiat one's.
+    pub(crate) fn currency_decimals(&self, currency: &str) -> Result<u8, GatewayError> {
+        match (self.asset(currency), self.inner.config.fiat.get(currency)) {
+            (Ok(asset), _) => Ok(asset.decimals),
+            (Err(_), Some(decimals)) => Ok(*decimals),
+            (Err(_), None) => Err(GatewayError::UnknownCurrency(currency.to_owned())),
+        }
+    }
+
+    /// A page of the web app (`pay/…`, `refund/…`) at the configured public URL.
+    pub(crate) fn link(&self, path: &str) -> String {
+        let base = self.inner.config.public_url.as_deref().unwrap_or("");
+        format!("{}/{path}", base.trim_end_matches('/'))
+    }
+
+    /// A merchant's business name, if it has a profile.
+    pub(crate) async fn merchant_name(&self, merchant: coss_types::UserId) -> Option<String> {
+        self.inner
+            .accounts
+            .merchant(merchant)
+            .await
+            .ok()
+            .flatten()
+            .map(|m| m.business_name)
+    }
+
+    /// Runs a money move of the core under its request id, at most once: the core's answer,
+    /// where a `DuplicateRequest` (an earlier attempt, before a crash) counts as applied only
+    /// if the core made exactly `expected` under that id, and is otherwise a
+    /// [`GatewayError::Mismatch`].
+    pub(crate) async fn run_once(
+        &self,
+        command: coss_core::Command,
+        request: RequestId,
+        expected: coss_core::TransferInfo,
+    ) -> Result<Result<(), RejectReason>, GatewayError> {
+        let engine = &self.inner.engine;
+        match engine.submit_async(command).await?.outcome {
+            Err(RejectReason::DuplicateRequest) => {
+                let made = engine.read_async(move |e| e.transferred(request)).await?;
+                if made == Some(expected) {
+                    Ok(Ok(()))
+                } else {
+                    tracing::error!(
+                        ?request,
+                        "ALERT: the exchange core made a different move under a gateway request id"
+                    );
+                    Err(GatewayError::Mismatch)
+                }
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
     /// Runs the reconciler (invoice statuses, settlements, unfinished moves) and the webhook
     /// sender until the process ends.
     pub fn spawn(&self) -> Vec<tokio::task::JoinHandle<()>> {

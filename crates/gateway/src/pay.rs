@@ -5,7 +5,7 @@
 //! one whose password or second factor changed in the last 24 hours cannot pay (the rule of
 //! every outflow).
 
-use coss_core::{Command, GATEWAY, RejectReason, TransferInfo};
+use coss_core::{Command, GATEWAY, TransferInfo};
 use coss_store::{BalancePayment, InvoiceStatus, MoveStatus};
 use coss_types::{Amount, UserId};
 
@@ -39,12 +39,7 @@ impl Gateway {
                 "payer (a merchant cannot pay its own invoice)".into(),
             ));
         }
-        let config = inner
-            .wallet
-            .config()
-            .asset(asset)
-            .ok_or_else(|| GatewayError::UnknownAsset(asset.to_owned()))?
-            .clone();
+        let config = self.asset(asset)?.clone();
         // The second factor (when the payer has one) and the outflow rules before any look
         // at the money.
         if inner.accounts.two_factor_enabled(payer).await? {
@@ -113,51 +108,29 @@ impl Gateway {
         &self,
         payment: &BalancePayment,
     ) -> Result<(), GatewayError> {
-        let inner = &self.inner;
-        let asset = inner
-            .wallet
-            .config()
-            .asset(&payment.asset)
-            .ok_or_else(|| GatewayError::UnknownAsset(payment.asset.clone()))?
-            .asset;
         let request = gateway_request(payment.request_key);
         let made = TransferInfo {
             from: account(payment.payer_id)?,
             to: GATEWAY,
-            asset,
+            asset: self.asset(&payment.asset)?.asset,
             amount: payment.amount,
         };
-        let outcome = inner
-            .engine
-            .submit_async(Command::Transfer {
-                request,
-                from: made.from,
-                to: made.to,
-                asset: made.asset,
-                amount: made.amount,
-            })
-            .await?
-            .outcome;
-        if outcome == Err(RejectReason::DuplicateRequest)
-            && inner
-                .engine
-                .read_async(move |e| e.transferred(request))
-                .await?
-                != Some(made)
-        {
-            return Err(GatewayError::Mismatch);
-        }
+        let command = Command::Transfer {
+            request,
+            from: made.from,
+            to: made.to,
+            asset: made.asset,
+            amount: made.amount,
+        };
+        let outcome = self.run_once(command, request, made).await?;
         let status = match outcome {
-            Ok(()) | Err(RejectReason::DuplicateRequest) => MoveStatus::Done,
+            Ok(()) => MoveStatus::Done,
             Err(_) => MoveStatus::Rejected,
         };
-        inner
+        self.inner
             .store
             .finish_balance_payment(payment.id, status, self.now())
             .await?;
-        match outcome {
-            Err(reason) if reason != RejectReason::DuplicateRequest => Err(reason.into()),
-            _ => Ok(()),
-        }
+        Ok(outcome?)
     }
 }

@@ -97,18 +97,6 @@ impl Gateway {
             .collect())
     }
 
-    fn currency_decimals(&self, currency: &str) -> Result<u8, GatewayError> {
-        let currency = currency.trim().to_ascii_uppercase();
-        match (
-            self.inner.config.fiat.get(&currency),
-            self.inner.wallet.config().asset(&currency),
-        ) {
-            (_, Some(asset)) => Ok(asset.decimals),
-            (Some(d), None) => Ok(*d),
-            (None, None) => Err(GatewayError::UnknownCurrency(currency)),
-        }
-    }
-
     /// Adds a product.
     pub async fn add_product(
         &self,
@@ -123,7 +111,8 @@ impl Gateway {
                 "name (1 to 80 characters)".into(),
             ));
         }
-        let decimals = self.currency_decimals(currency)?;
+        let currency = currency.trim().to_ascii_uppercase();
+        let decimals = self.currency_decimals(&currency)?;
         let units = parse_money(price, decimals, "price")?;
         if units == 0 {
             return Err(GatewayError::InvalidAmount(
@@ -139,7 +128,7 @@ impl Gateway {
                 merchant,
                 name,
                 &decimal(Amount(units), decimals),
-                &currency.trim().to_ascii_uppercase(),
+                &currency,
                 self.now(),
             )
             .await?;

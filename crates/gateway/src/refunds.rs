@@ -95,11 +95,7 @@ impl Gateway {
             .iter()
             .position(|a| a.asset == asset)
             .ok_or_else(|| GatewayError::UnknownAsset(asset.clone()))?;
-        let decimals = inner
-            .wallet
-            .config()
-            .asset(&asset)
-            .map_or(0, |a| a.decimals);
+        let decimals = self.decimals(&asset);
         let confirmed = facts.confirmed(&asset);
         let refundable = confirmed.saturating_sub(facts.moved("refund", &asset, None));
         let amount = match request.kind.as_str() {
@@ -196,12 +192,7 @@ impl Gateway {
         amount: u128,
     ) -> Result<RefundAnswer, GatewayError> {
         let inner = &self.inner;
-        let config = inner
-            .wallet
-            .config()
-            .asset(asset)
-            .ok_or_else(|| GatewayError::UnknownAsset(asset.to_owned()))?
-            .clone();
+        let config = self.asset(asset)?;
         if amount < config.min_withdrawal {
             return Err(GatewayError::RefundRefused(format!(
                 "{} {asset} is below the minimum withdrawal of {}",
@@ -213,22 +204,11 @@ impl Gateway {
             coss_identity::random_bytes::<32>()
                 .map_err(|_| GatewayError::Crypto("no randomness"))?,
         );
-        let link = format!(
-            "{}/refund/{token}",
-            inner
-                .config
-                .public_url
-                .as_deref()
-                .unwrap_or("")
-                .trim_end_matches('/')
-        );
-        let merchant_name = inner
-            .accounts
-            .merchant(record.merchant_id)
+        let link = self.link(&format!("refund/{token}"));
+        let merchant_name = self
+            .merchant_name(record.merchant_id)
             .await
-            .ok()
-            .flatten()
-            .map_or_else(|| "A COSS merchant".to_owned(), |m| m.business_name);
+            .unwrap_or_else(|| "A COSS merchant".to_owned());
         let amount_text = crate::invoices::decimal(Amount(amount), config.decimals);
         let mail = record.buyer_email.as_ref().map(|email| Mail {
             recipient: email.clone(),
@@ -295,23 +275,14 @@ impl Gateway {
             .invoice(recorded.invoice_id)
             .await?
             .ok_or(GatewayError::RefundLinkInvalid)?;
-        let decimals = inner
-            .wallet
-            .config()
-            .asset(&recorded.asset)
-            .map_or(0, |a| a.decimals);
         Ok(RefundLinkView {
             invoice: record.public_id.clone(),
-            merchant: inner
-                .accounts
-                .merchant(record.merchant_id)
+            merchant: self
+                .merchant_name(record.merchant_id)
                 .await
-                .ok()
-                .flatten()
-                .map(|m| m.business_name)
                 .unwrap_or_default(),
             asset: recorded.asset.clone(),
-            amount: crate::invoices::decimal(recorded.amount, decimals),
+            amount: crate::invoices::decimal(recorded.amount, self.decimals(&recorded.asset)),
             status: recorded.status.as_str(),
         })
     }

@@ -177,8 +177,7 @@ impl Gateway {
             .invoices_of(merchant, &filter, MAX_REPORT_INVOICES)
             .await?;
         invoices.reverse();
-        let chain = self.inner.wallet.config();
-        let decimals_of = |asset: &str| chain.asset(asset).map_or(0, |a| a.decimals);
+        let decimals_of = |asset: &str| self.decimals(asset);
         let mut rows = Vec::new();
         for invoice in &invoices {
             if kind == ReportKind::Invoices {

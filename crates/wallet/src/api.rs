@@ -99,13 +99,8 @@ pub fn router(wallet: Wallet, gate: Gate) -> Routes {
 impl From<WalletError> for ApiError {
     fn from(error: WalletError) -> Self {
         use WalletError as E;
-        let status = match &error {
-            E::Identity(_) => {
-                return ApiError::from(match error {
-                    E::Identity(e) => e,
-                    _ => coss_identity::IdentityError::Crypto,
-                });
-            }
+        let status = match error {
+            E::Identity(e) => return e.into(),
             E::UnknownAsset(_)
             | E::InvalidAmount(_)
             | E::InvalidAddress
@@ -120,7 +115,7 @@ impl From<WalletError> for ApiError {
             E::LimitExceeded { .. } | E::NotAllowListed => StatusCode::FORBIDDEN,
             E::NotFound | E::NoTestFunds => StatusCode::NOT_FOUND,
             E::TestFundsTooSoon { retry_after_s } => {
-                let seconds = i64::try_from(*retry_after_s).unwrap_or(i64::MAX);
+                let seconds = i64::try_from(retry_after_s).unwrap_or(i64::MAX);
                 return ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     error.code(),

@@ -331,19 +331,20 @@ async function chain(method, params) {
   return answer.result
 }
 
+/** A JSON POST from `page`, as its signed-in session (the CSRF cookie echoed): the answer's JSON. */
+function postAs(page, path, body) {
+  return page.evaluate(async ([path, body]) => {
+    const csrf = document.cookie.split(';').map((c) => c.trim().split('=')).find(([n]) => n === '__Host-coss_csrf')?.[1] ?? ''
+    const response = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf }, body: JSON.stringify(body) })
+    return response.json()
+  }, [path, body])
+}
+
 /** A merchant's invoice paid on chain by scanning-wallet standards, the page live over its
  * WebSocket; then refunded to an address the payer gives on the refund page. */
 async function checkout(browser, merchantPage) {
   step('alice, as a merchant, makes an invoice; a payer opens its checkout page')
-  const invoice = await merchantPage.evaluate(async () => {
-    const csrf = document.cookie.split(';').map((c) => c.trim().split('=')).find(([n]) => n === '__Host-coss_csrf')?.[1] ?? ''
-    const response = await fetch('/api/v1/gateway/invoices', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
-      body: JSON.stringify({ price: '0.01', currency: 'ETH', order_id: 'B-7', description: 'Two coffees', redirect_url: 'https://shop.example/thanks' }),
-    })
-    return response.json()
-  })
+  const invoice = await postAs(merchantPage, '/api/v1/gateway/invoices', { price: '0.01', currency: 'ETH', order_id: 'B-7', description: 'Two coffees', redirect_url: 'https://shop.example/thanks' })
   if (!invoice.id) throw new Error(`no invoice: ${JSON.stringify(invoice)}`)
   const payer = await (await browser.newContext({ ...CONTEXT, viewport: { width: 420, height: 900 } })).newPage()
   watch(payer, 'payer')
@@ -367,15 +368,7 @@ async function checkout(browser, merchantPage) {
   await axe(payer, 'receipt')
 
   step('alice refunds it to an address the payer gives on the refund page')
-  const refunded = await merchantPage.evaluate(async (id) => {
-    const csrf = document.cookie.split(';').map((c) => c.trim().split('=')).find(([n]) => n === '__Host-coss_csrf')?.[1] ?? ''
-    const response = await fetch(`/api/v1/gateway/invoices/${id}/refunds`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
-      body: JSON.stringify({ asset: 'ETH', kind: 'amount', amount: '0.002' }),
-    })
-    return response.json()
-  }, invoice.id)
+  const refunded = await postAs(merchantPage, `/api/v1/gateway/invoices/${invoice.id}/refunds`, { asset: 'ETH', kind: 'amount', amount: '0.002' })
   if (!refunded.refund_link) throw new Error(`no refund link: ${JSON.stringify(refunded)}`)
   await payer.goto(`${BASE}/refund/${refunded.refund_link.split('/refund/')[1]}`)
   await payer.waitForSelector('[data-test=refund-amount]')

@@ -268,26 +268,29 @@ impl World {
     }
 
     async fn as_buyer(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
-        let body = body.map(Value::to_string);
-        http(
-            None,
-            self.platform.address,
-            method,
-            path,
-            &[self.buyer_bearer.as_str()],
-            body.as_deref(),
-        )
-        .await
+        self.with_bearer(&self.buyer_bearer, method, path, body)
+            .await
     }
 
     async fn as_merchant_session(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        self.with_bearer(&self.merchant_bearer, method, path, body)
+            .await
+    }
+
+    async fn with_bearer(
+        &self,
+        bearer: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
         let body = body.map(Value::to_string);
         http(
             None,
             self.platform.address,
             method,
             path,
-            &[self.merchant_bearer.as_str()],
+            &[bearer],
             body.as_deref(),
         )
         .await

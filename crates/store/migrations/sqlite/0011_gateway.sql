@@ -35,6 +35,7 @@ CREATE TABLE invoices (
 );
 CREATE INDEX invoices_merchant ON invoices (merchant_id, id);
 CREATE INDEX invoices_open ON invoices (status, expires_at);
+CREATE INDEX invoices_addresses ON invoices (chain_id, created_at);
 
 -- What each accepted asset must pay (smallest units), at the rate fixed at creation, and its
 -- value in the invoice's fiat currency (reports: the fiat value at sale time).
