@@ -1,8 +1,8 @@
 //! The platform's database: identities, email tokens, sessions and their tokens, second
 //! factors, login throttles, API keys, user and merchant profiles, the email outbox and the
 //! wallets' chain records (seeds sealed, deposit addresses, recent blocks, deposits,
-//! withdrawals and their signed transactions; later: invoices and projections), never the
-//! balances of record, which live in the exchange core. One code path serves SQLite (the embedded
+//! withdrawals and their signed transactions), the gateway's invoices, payments, moves and
+//! webhooks, and the history; never the balances of record, which live in the exchange core. One code path serves SQLite (the embedded
 //! default: one file in the data dir) and PostgreSQL (production, selected by URL) through
 //! sqlx's Any driver; each backend has its own migrations with the same tables. Queries use
 //! `$N` placeholders, which both backends accept, and only portable types: BIGINT (ids,
