@@ -205,6 +205,20 @@ pub enum Command {
         /// The bound.
         max_open_orders: u32,
     },
+    /// Locks or unlocks a user account. Locking cancels its open orders (resting and waiting
+    /// stops, in every market); while locked it can place or amend no order, hold no
+    /// withdrawal and send no transfer (`ACCOUNT_LOCKED`). Money may still arrive.
+    SetAccountLock {
+        /// The account (a user account).
+        account: AccountId,
+        /// Locked or not.
+        locked: bool,
+    },
+    /// Sets the payment gateway's fee rate, in parts per million (at most 10%; default 7,500).
+    SetGatewayFee {
+        /// The rate.
+        fee_ppm: u32,
+    },
     /// Credits a deposit from outside. Idempotent by `reference` (e.g. a chain transaction and
     /// log index): the same reference twice is rejected.
     Deposit {

@@ -116,6 +116,18 @@ pub enum EventKind {
         /// New bound.
         max_open_orders: u32,
     },
+    /// An account was locked or unlocked (a lock's cancellations come before it).
+    AccountLockSet {
+        /// The account.
+        account: AccountId,
+        /// Locked or not.
+        locked: bool,
+    },
+    /// The gateway's fee rate changed.
+    GatewayFeeSet {
+        /// New rate (ppm).
+        fee_ppm: u32,
+    },
     /// Funds arrived from outside.
     Deposited {
         /// Credited account.
@@ -428,6 +440,8 @@ reject_reasons! {
     SystemAccount = 2008, "SYSTEM_ACCOUNT", "not allowed for a system account";
     /// A transfer needs two different accounts.
     SameAccount = 2009, "SAME_ACCOUNT", "same account";
+    /// The account is locked by an operator.
+    AccountLocked = 2010, "ACCOUNT_LOCKED", "account is locked";
     /// Quantity must be positive.
     InvalidQuantity = 3001, "INVALID_QUANTITY", "invalid quantity";
     /// Price must be positive.

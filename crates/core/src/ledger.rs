@@ -242,6 +242,9 @@ impl Exchange {
             .account_index
             .get(&account)
             .ok_or(RejectReason::InsufficientBalance)?;
+        if self.hot[index as usize].locked {
+            return Err(RejectReason::AccountLocked);
+        }
         if self.available_of(index, asset_id) < total {
             return Err(RejectReason::InsufficientBalance);
         }
@@ -360,6 +363,9 @@ impl Exchange {
             .account_index
             .get(&from)
             .ok_or(RejectReason::InsufficientBalance)?;
+        if self.hot[source as usize].locked {
+            return Err(RejectReason::AccountLocked);
+        }
         if self.available_of(source, asset) < amount.0 {
             return Err(RejectReason::InsufficientBalance);
         }
@@ -644,6 +650,38 @@ impl Exchange {
                 max_open_orders: max,
             },
         );
+        Ok(())
+    }
+
+    pub(crate) fn set_account_lock(
+        &mut self,
+        account: AccountId,
+        locked: bool,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        if account < FIRST_USER_ACCOUNT {
+            return Err(RejectReason::SystemAccount);
+        }
+        let index = self.account_or_open(account);
+        if locked && self.hot[index as usize].open_orders > 0 {
+            for market in 0..self.markets.len() {
+                let id = MarketId(u32::try_from(market).unwrap_or(u32::MAX));
+                if self.markets[market].is_some() {
+                    self.cancel_every_open(index, id, events);
+                }
+            }
+        }
+        self.hot[index as usize].locked = locked;
+        self.emit(events, EventKind::AccountLockSet { account, locked });
+        Ok(())
+    }
+
+    pub(crate) fn set_gateway_fee(&mut self, fee_ppm: u32, events: &mut Vec<Event>) -> Outcome {
+        if fee_ppm > MAX_FEE_PPM {
+            return Err(RejectReason::InvalidFee);
+        }
+        self.params.gateway_fee_ppm = fee_ppm;
+        self.emit(events, EventKind::GatewayFeeSet { fee_ppm });
         Ok(())
     }
 

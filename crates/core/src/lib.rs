@@ -77,6 +77,8 @@ pub const CLIENT_ID_MEMORY: usize = 1000;
 pub const DEFAULT_MAX_OPEN_ORDERS: u32 = 200;
 /// Default holders' share of shareable fees: 50%.
 pub const DEFAULT_HOLDERS_SHARE_PPM: u32 = 500_000;
+/// Default payment gateway fee: 0.75%.
+pub const DEFAULT_GATEWAY_FEE_PPM: u32 = 7_500;
 
 /// The outcome of one command: applied, or rejected with no effect.
 pub type Outcome = Result<(), RejectReason>;
@@ -159,6 +161,8 @@ struct AccountHot {
     id: AccountId,
     open_orders: u32,
     fee_tier: u8,
+    /// Locked by an operator: no new orders, withdrawals or outgoing transfers.
+    locked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +253,7 @@ struct Params {
     holders_share_ppm: u32,
     fee_tiers: Vec<FeeTier>,
     max_open_orders: u32,
+    gateway_fee_ppm: u32,
 }
 
 /// The whole exchange state. Create it with [`Exchange::new`], drive it with
@@ -310,6 +315,7 @@ impl Exchange {
                 holders_share_ppm: DEFAULT_HOLDERS_SHARE_PPM,
                 fee_tiers: default_fee_schedule(),
                 max_open_orders: DEFAULT_MAX_OPEN_ORDERS,
+                gateway_fee_ppm: DEFAULT_GATEWAY_FEE_PPM,
             },
             assets: Vec::new(),
             markets: Vec::new(),
@@ -455,6 +461,10 @@ impl Exchange {
             Command::SetOpenOrderLimit { max_open_orders } => {
                 self.set_open_order_limit(*max_open_orders, events)
             }
+            Command::SetAccountLock { account, locked } => {
+                self.set_account_lock(*account, *locked, events)
+            }
+            Command::SetGatewayFee { fee_ppm } => self.set_gateway_fee(*fee_ppm, events),
             Command::SetDaoSchedule(schedule) => self.set_dao_schedule(*schedule, events),
             Command::CloseWeek { close_ms } => self.close_week(*close_ms, events),
             Command::AddChainHoldings {
@@ -512,6 +522,43 @@ impl Exchange {
                 locked: Amount(cell.locked),
             })
             .unwrap_or_default()
+    }
+
+    /// Whether an operator locked the account.
+    #[must_use]
+    pub fn account_locked(&self, account: AccountId) -> bool {
+        self.account_index
+            .get(&account)
+            .is_some_and(|&index| self.hot[index as usize].locked)
+    }
+
+    /// Every locked account, ascending.
+    #[must_use]
+    pub fn locked_accounts(&self) -> Vec<AccountId> {
+        let mut locked: Vec<AccountId> =
+            self.hot.iter().filter(|a| a.locked).map(|a| a.id).collect();
+        locked.sort_unstable();
+        locked
+    }
+
+    /// The payment gateway's fee rate (ppm).
+    #[must_use]
+    pub fn gateway_fee_ppm(&self) -> u32 {
+        self.params.gateway_fee_ppm
+    }
+
+    /// The fee schedule (tier 0 first).
+    #[must_use]
+    pub fn fee_schedule(&self) -> &[FeeTier] {
+        &self.params.fee_tiers
+    }
+
+    /// An account's fee tier.
+    #[must_use]
+    pub fn account_fee_tier(&self, account: AccountId) -> u8 {
+        self.account_index
+            .get(&account)
+            .map_or(0, |&index| self.hot[index as usize].fee_tier)
     }
 
     /// How many orders rest in a market's book.

@@ -107,6 +107,9 @@ impl Exchange {
         let Some(account) = account else {
             return Err(RejectReason::InsufficientBalance);
         };
+        if self.hot[account as usize].locked {
+            return Err(RejectReason::AccountLocked);
+        }
         let may_rest = match new.kind {
             OrderKind::Limit { tif, .. } => matches!(tif, TimeInForce::Gtc | TimeInForce::PostOnly),
             OrderKind::StopLimit { .. } | OrderKind::TakeProfitLimit { .. } => true,
@@ -807,9 +810,24 @@ impl Exchange {
         events: &mut Vec<Event>,
     ) -> Outcome {
         let account = self.user_account(account)?;
-        let market = self.listed_market(market_id)?;
+        self.listed_market(market_id)?;
         let Some(account) = account else {
             return Ok(());
+        };
+        self.cancel_every_open(account, market_id, events);
+        Ok(())
+    }
+
+    /// Cancels every open order (resting and waiting stops) of a dense account index in a
+    /// listed market, by ascending id.
+    pub(crate) fn cancel_every_open(
+        &mut self,
+        account: u32,
+        market_id: MarketId,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(market) = self.market(market_id) else {
+            return;
         };
         let mut ids = Vec::new();
         for side in [Side::Buy, Side::Sell] {
@@ -832,7 +850,6 @@ impl Exchange {
         for id in ids {
             self.cancel_open(account, market_id, id, events);
         }
-        Ok(())
     }
 
     pub(crate) fn amend(
@@ -848,6 +865,9 @@ impl Exchange {
             .user_account(account)?
             .ok_or(RejectReason::UnknownOrder)?;
         let market = self.trading_market(market_id)?;
+        if self.hot[account as usize].locked {
+            return Err(RejectReason::AccountLocked);
+        }
         let (id, resting) = self
             .resolve(account, market, order)
             .ok_or(RejectReason::UnknownOrder)?;

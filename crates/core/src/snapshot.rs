@@ -8,7 +8,9 @@
 use crate::command::{FeeTier, MarketStatus, SelfTradePrevention, TimeInForce};
 use crate::dao::{DaoSchedule, Pool, Week, WeekStage};
 use crate::fees::{PPM, holders_part};
-use crate::ledger::{MAX_DECIMALS, MAX_OPEN_ORDER_LIMIT, notional_unit, valid_fee_schedule};
+use crate::ledger::{
+    MAX_DECIMALS, MAX_FEE_PPM, MAX_OPEN_ORDER_LIMIT, notional_unit, valid_fee_schedule,
+};
 use crate::{
     Account, Asset, BalanceCell, Exchange, Maker, Market, Params, StopOrder, TransferInfo,
     Withdrawal, WithdrawalState,
@@ -23,7 +25,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
-const SNAPSHOT_VERSION: u32 = 3;
+const SNAPSHOT_VERSION: u32 = 4;
 
 /// SHA-256 of the canonical state.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +73,7 @@ struct Canonical {
     holders_share_ppm: u32,
     fee_tiers: Vec<FeeTier>,
     max_open_orders: u32,
+    gateway_fee_ppm: u32,
     next_order_id: u64,
     next_trade_id: u64,
     next_seq: u64,
@@ -157,6 +160,7 @@ struct StopState {
 struct AccountState {
     id: AccountId,
     fee_tier: u8,
+    locked: bool,
     /// Non-zero balances by asset.
     balances: Vec<(AssetId, u128, u128)>,
     /// Reserved client ids of closed orders, oldest first, with the order each named.
@@ -273,6 +277,7 @@ impl Exchange {
             .map(|(index, a)| AccountState {
                 id: a.id,
                 fee_tier: self.hot[index as usize].fee_tier,
+                locked: self.hot[index as usize].locked,
                 balances: self
                     .account_cells(index)
                     .filter(|(_, c)| c.available != 0 || c.locked != 0)
@@ -322,6 +327,7 @@ impl Exchange {
             holders_share_ppm: self.params.holders_share_ppm,
             fee_tiers: self.params.fee_tiers.clone(),
             max_open_orders: self.params.max_open_orders,
+            gateway_fee_ppm: self.params.gateway_fee_ppm,
             next_order_id: self.next_order_id,
             next_trade_id: self.next_trade_id,
             next_seq: self.next_seq,
@@ -386,6 +392,7 @@ impl Exchange {
             || !valid_fee_schedule(&c.fee_tiers)
             || c.max_open_orders == 0
             || c.max_open_orders > MAX_OPEN_ORDER_LIMIT
+            || c.gateway_fee_ppm > MAX_FEE_PPM
         {
             return Err(bad("invalid parameters"));
         }
@@ -397,6 +404,7 @@ impl Exchange {
             holders_share_ppm: c.holders_share_ppm,
             fee_tiers: c.fee_tiers,
             max_open_orders: c.max_open_orders,
+            gateway_fee_ppm: c.gateway_fee_ppm,
         };
         ex.next_order_id = c.next_order_id;
         ex.next_trade_id = c.next_trade_id;
@@ -432,6 +440,7 @@ impl Exchange {
         for a in c.accounts {
             let index = ex.account_or_open(a.id);
             ex.hot[index as usize].fee_tier = a.fee_tier;
+            ex.hot[index as usize].locked = a.locked;
             for (asset, available, locked) in a.balances {
                 if ex.asset(asset).is_none() {
                     return Err(bad("balance in an unlisted asset"));

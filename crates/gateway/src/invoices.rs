@@ -16,7 +16,7 @@ use sha2::Digest;
 
 use crate::model::{self, PPM, Paid, Terms};
 use crate::rates::RATE_DECIMALS;
-use crate::{FEE_PPM, Gateway, GatewayError, gateway_request, new_request_key, public_id};
+use crate::{Gateway, GatewayError, gateway_request, new_request_key, public_id};
 
 /// Longest order id, description, metadata (bytes of JSON) and redirect URL.
 const MAX_ORDER_ID: usize = 128;
@@ -844,12 +844,17 @@ impl Gateway {
         record: &InvoiceRecord,
         facts: &Facts,
     ) -> Result<(), GatewayError> {
+        let fee_ppm = self
+            .inner
+            .engine
+            .read_async(coss_core::Exchange::gateway_fee_ppm)
+            .await?;
         for asset in &facts.assets {
             let amount = facts.unsettled(&asset.asset);
             if amount == 0 {
                 continue;
             }
-            let fee = coss_core::fee_for(amount, FEE_PPM);
+            let fee = coss_core::fee_for(amount, fee_ppm);
             let recorded = self
                 .inner
                 .store
@@ -860,6 +865,7 @@ impl Gateway {
                         asset: asset.asset.clone(),
                         amount: Amount(amount),
                         fee: Amount(fee),
+                        fee_ppm,
                         from_gateway: true,
                         payer_id: None,
                         token_hash: None,
@@ -976,7 +982,7 @@ impl Gateway {
                     merchant,
                     asset,
                     amount,
-                    fee_ppm: FEE_PPM,
+                    fee_ppm: recorded.fee_ppm,
                 },
                 TransferInfo {
                     from: GATEWAY,

@@ -37,8 +37,10 @@ pub mod webhooks;
 pub use invoices::{CreateInvoice, InvoiceView};
 pub use refunds::{RefundAnswer, RefundLinkView, RefundRequest};
 
-/// The gateway's fee: 0.75% of what is paid, in parts per million.
-pub const FEE_PPM: u32 = 7_500;
+/// The gateway's default fee: 0.75% of what is paid, in parts per million. The rate in force
+/// is the core's (`Exchange::gateway_fee_ppm`, changed by the back office with the journaled
+/// `SetGatewayFee`); each settlement records the rate it was computed at.
+pub const FEE_PPM: u32 = coss_core::DEFAULT_GATEWAY_FEE_PPM;
 
 /// Everything that can go wrong, with a stable `code()`.
 #[derive(Debug, thiserror::Error)]

@@ -423,6 +423,8 @@ impl Projection {
             | EventKind::DaoAssetPaid { .. }
             | EventKind::WeekPaid { .. }
             | EventKind::OpenOrderLimitSet { .. }
+            | EventKind::AccountLockSet { .. }
+            | EventKind::GatewayFeeSet { .. }
             | EventKind::WithdrawalConfirmed { .. }
             | EventKind::FeesCollected { .. } => {}
         }

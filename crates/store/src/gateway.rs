@@ -201,6 +201,8 @@ pub struct NewMove {
     pub amount: Amount,
     /// The fee kept (settlements).
     pub fee: Amount,
+    /// The fee rate it was computed at (ppm; the core's gateway fee then).
+    pub fee_ppm: u32,
     /// Whether it leaves the gateway account (else the merchant's).
     pub from_gateway: bool,
     /// A refund's payer (to their COSS account).
@@ -228,6 +230,8 @@ pub struct MoveRecord {
     pub amount: Amount,
     /// Fee kept.
     pub fee: Amount,
+    /// The fee rate (ppm) it was computed at.
+    pub fee_ppm: u32,
     /// Leaves the gateway account (else the merchant's).
     pub from_gateway: bool,
     /// The payer refunded to, by account.
@@ -394,7 +398,7 @@ fn payment(row: &AnyRow) -> Result<BalancePayment, StoreError> {
 }
 
 const MOVE_COLUMNS: &str = "id, invoice_id, kind, asset, amount, fee, from_gateway, payer_id, \
-     address, request_key, status, created_at, updated_at, conversion_order";
+     address, request_key, status, created_at, updated_at, conversion_order, fee_ppm";
 
 fn a_move(row: &AnyRow) -> Result<MoveRecord, StoreError> {
     Ok(MoveRecord {
@@ -412,6 +416,8 @@ fn a_move(row: &AnyRow) -> Result<MoveRecord, StoreError> {
         created_at: row.try_get(11)?,
         updated_at: row.try_get(12)?,
         conversion_order: row.try_get(13)?,
+        fee_ppm: u32::try_from(row.try_get::<i64, _>(14)?)
+            .map_err(|_| StoreError::Invalid("fee_ppm".into()))?,
     })
 }
 
@@ -880,8 +886,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO invoice_moves (invoice_id, kind, asset, amount, fee, from_gateway, \
-             payer_id, token_hash, request_key, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {MOVE_COLUMNS}"
+             payer_id, token_hash, request_key, status, created_at, updated_at, fee_ppm) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) \
+             RETURNING {MOVE_COLUMNS}"
         )))
         .bind(new.invoice_id)
         .bind(new.kind.as_str())
@@ -894,6 +901,7 @@ impl Store {
         .bind(new.request_key.to_string())
         .bind(new.status.as_str())
         .bind(now)
+        .bind(i64::from(new.fee_ppm))
         .fetch_one(&mut *tx)
         .await?;
         if let Some(mail) = mail {

@@ -55,6 +55,7 @@ macro_rules! stored_status {
     };
 }
 
+mod admin;
 mod dao;
 mod gateway;
 mod history;
@@ -65,6 +66,10 @@ mod sessions;
 mod sso;
 mod wallet;
 
+pub use admin::{
+    AdminRequest, AuditRecord, NewAuditRecord, NewOperator, OperatorRecord, OperatorSession,
+    RequestStatus, UserSummary,
+};
 pub use dao::{DaoAssetRecord, DaoChainRecord, DaoReportRecord, DaoWeekRecord, UsernameClaim};
 pub use gateway::{
     BalancePayment, Delivery, DeliveryAttempt, DeliveryStatus, InvoiceAsset, InvoiceFilter,
@@ -184,6 +189,8 @@ pub struct User {
     /// When the password last changed or the second factor was removed (Unix ms; 0: never):
     /// withdrawals wait a day after it.
     pub security_changed_at: i64,
+    /// When an operator locked the account (Unix ms; 0: not locked): no sign-in, no API key.
+    pub locked_at: i64,
 }
 
 /// What a sign-up did (the caller answers the same in every case, so that nobody learns
@@ -365,6 +372,7 @@ impl Store {
             created_at: now,
             password_changed_at: now,
             security_changed_at: 0,
+            locked_at: 0,
         })
     }
 
@@ -474,7 +482,7 @@ impl Store {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
             "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at, \
-             security_changed_at FROM users WHERE email = $1",
+             security_changed_at, locked_at FROM users WHERE email = $1",
         )
         .bind(email)
         .fetch_optional(&self.pool)
@@ -486,7 +494,7 @@ impl Store {
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(
             "SELECT id, email, password_hash, email_verified_at, created_at, password_changed_at, \
-             security_changed_at FROM users WHERE id = $1",
+             security_changed_at, locked_at FROM users WHERE id = $1",
         )
         .bind(id.0)
         .fetch_optional(&self.pool)
@@ -761,6 +769,7 @@ fn user(row: &AnyRow) -> Result<User, StoreError> {
         created_at: row.try_get(4)?,
         password_changed_at: row.try_get(5)?,
         security_changed_at: row.try_get(6)?,
+        locked_at: row.try_get(7)?,
     })
 }
 

@@ -1347,6 +1347,7 @@ async fn invoices_their_payments_moves_and_webhook_deliveries_keep_their_order_a
                 asset: "ETH".into(),
                 amount: Amount(60),
                 fee: Amount(1),
+                fee_ppm: 7_500,
                 from_gateway: true,
                 payer_id: None,
                 token_hash: None,

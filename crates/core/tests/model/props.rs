@@ -83,6 +83,12 @@ fn compare_state(engine: &Exchange, model: &Model) -> Result<(), String> {
                 model.open_orders(account)
             ));
         }
+        if engine.account_locked(account) != model.locked(account) {
+            return Err(format!("lock of {account} differs"));
+        }
+    }
+    if engine.gateway_fee_ppm() != model.gateway_fee_ppm() {
+        return Err("gateway fee differs".to_owned());
     }
     for market in MARKETS {
         let resting: Vec<_> = model
@@ -366,6 +372,8 @@ fn random_streams_reach_every_order_path() {
         "WithdrawalReleased",
         "Transferred",
         "GatewaySettled",
+        "AccountLockSet",
+        "GatewayFeeSet",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -402,6 +410,7 @@ fn random_streams_reach_every_order_path() {
             RejectReason::SameAccount,
             RejectReason::Overflow,
             RejectReason::InvalidFee,
+            RejectReason::AccountLocked,
         ]
         .iter()
         .map(|r| format!("rejected {}", r.code())),

@@ -14,11 +14,11 @@
 //!   prevention is off, skips them under expire-maker, and stops at them otherwise.
 
 use coss_core::{
-    CLIENT_ID_MEMORY, Command, DAO_PAYOUTS, DEFAULT_HOLDERS_SHARE_PPM, DEFAULT_MAX_OPEN_ORDERS,
-    DoneReason, Envelope, Event, EventKind, FEES_HOLDERS, FEES_PLATFORM, FIRST_USER_ACCOUNT,
-    FeeTier, GATEWAY, MAX_ASSETS, MAX_MARKETS, MarketStatus, NewOrder, OrderKind, OrderRef,
-    Outcome, PPM, RejectReason, SelfTradePrevention, TimeInForce, WITHDRAWAL_FEES,
-    default_fee_schedule, fee_for, holders_part,
+    CLIENT_ID_MEMORY, Command, DAO_PAYOUTS, DEFAULT_GATEWAY_FEE_PPM, DEFAULT_HOLDERS_SHARE_PPM,
+    DEFAULT_MAX_OPEN_ORDERS, DoneReason, Envelope, Event, EventKind, FEES_HOLDERS, FEES_PLATFORM,
+    FIRST_USER_ACCOUNT, FeeTier, GATEWAY, MAX_ASSETS, MAX_MARKETS, MarketStatus, NewOrder,
+    OrderKind, OrderRef, Outcome, PPM, RejectReason, SelfTradePrevention, TimeInForce,
+    WITHDRAWAL_FEES, default_fee_schedule, fee_for, holders_part,
 };
 use coss_types::{
     AccountId, Amount, AssetId, ClientOrderId, MarketId, OrderId, Price, Qty, RequestId, Side,
@@ -176,6 +176,9 @@ pub struct Model {
     holders_share_ppm: u32,
     fee_tiers: Vec<FeeTier>,
     max_open_orders: u32,
+    gateway_fee_ppm: u32,
+    /// Accounts an operator locked.
+    locked: BTreeSet<AccountId>,
     assets: BTreeMap<AssetId, AssetRow>,
     markets: BTreeMap<MarketId, MarketRow>,
     /// Opened accounts and their fee tier.
@@ -243,6 +246,8 @@ impl Model {
             holders_share_ppm: DEFAULT_HOLDERS_SHARE_PPM,
             fee_tiers: default_fee_schedule(),
             max_open_orders: DEFAULT_MAX_OPEN_ORDERS,
+            gateway_fee_ppm: DEFAULT_GATEWAY_FEE_PPM,
+            locked: BTreeSet::new(),
             assets: BTreeMap::new(),
             markets: BTreeMap::new(),
             accounts,
@@ -266,6 +271,16 @@ impl Model {
     }
 
     // ----- What the tests read -----
+
+    /// Whether an account is locked.
+    pub fn locked(&self, account: AccountId) -> bool {
+        self.locked.contains(&account)
+    }
+
+    /// The gateway's fee rate.
+    pub fn gateway_fee_ppm(&self) -> u32 {
+        self.gateway_fee_ppm
+    }
 
     /// (available, locked) of an account in an asset.
     pub fn balance(&self, account: AccountId, asset: AssetId) -> (u128, u128) {
@@ -543,6 +558,44 @@ impl Model {
                 });
                 Ok(())
             }
+            Command::SetAccountLock { account, locked } => {
+                if *account < FIRST_USER_ACCOUNT {
+                    return Err(RejectReason::SystemAccount);
+                }
+                self.accounts.entry(*account).or_insert(0);
+                if *locked {
+                    // Every open order goes, market by market, by ascending id.
+                    let markets: Vec<MarketId> = self.markets.keys().copied().collect();
+                    for market in markets {
+                        let mut ids: Vec<OrderId> = self
+                            .open_orders_in(market)
+                            .into_iter()
+                            .filter(|o| o.account == *account)
+                            .map(|o| o.id)
+                            .collect();
+                        ids.sort();
+                        for id in ids {
+                            self.cancel_open(id);
+                        }
+                    }
+                    self.locked.insert(*account);
+                } else {
+                    self.locked.remove(account);
+                }
+                self.emit(EventKind::AccountLockSet {
+                    account: *account,
+                    locked: *locked,
+                });
+                Ok(())
+            }
+            Command::SetGatewayFee { fee_ppm } => {
+                if *fee_ppm > MAX_FEE_PPM {
+                    return Err(RejectReason::InvalidFee);
+                }
+                self.gateway_fee_ppm = *fee_ppm;
+                self.emit(EventKind::GatewayFeeSet { fee_ppm: *fee_ppm });
+                Ok(())
+            }
             Command::Deposit {
                 account,
                 asset,
@@ -703,6 +756,9 @@ impl Model {
         }
         let fee = row.withdrawal_fee;
         let total = amount.0.checked_add(fee).ok_or(RejectReason::Overflow)?;
+        if self.locked.contains(&account) {
+            return Err(RejectReason::AccountLocked);
+        }
         if self.available(account, asset) < total {
             return Err(RejectReason::InsufficientBalance);
         }
@@ -784,6 +840,9 @@ impl Model {
         }
         if self.request_used(request) {
             return Err(RejectReason::DuplicateRequest);
+        }
+        if self.locked.contains(&from) {
+            return Err(RejectReason::AccountLocked);
         }
         if self.available(from, asset) < amount.0 {
             return Err(RejectReason::InsufficientBalance);
@@ -1034,6 +1093,9 @@ impl Model {
         }
         if !self.accounts.contains_key(&new.account) {
             return Err(R::InsufficientBalance);
+        }
+        if self.locked.contains(&new.account) {
+            return Err(R::AccountLocked);
         }
         let may_rest = match new.kind {
             OrderKind::Limit { tif, .. } => matches!(tif, TimeInForce::Gtc | TimeInForce::PostOnly),
@@ -1681,6 +1743,9 @@ impl Model {
             .clone();
         if market.halted {
             return Err(R::MarketHalted);
+        }
+        if self.locked.contains(&account) {
+            return Err(R::AccountLocked);
         }
         let id = self
             .resolve(account, market_id, order)

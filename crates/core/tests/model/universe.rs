@@ -692,6 +692,8 @@ fn raw() -> impl Strategy<Value = Command> {
         .prop_map(|share_ppm| Command::SetHoldersShare { share_ppm }),
         prop_oneof![Just(0u32), Just(2), Just(3), Just(5), Just(200)]
             .prop_map(|max_open_orders| Command::SetOpenOrderLimit { max_open_orders }),
+        prop_oneof![Just(0u32), Just(7_500), Just(100_000), Just(100_001)]
+            .prop_map(|fee_ppm| Command::SetGatewayFee { fee_ppm }),
         (
             0u8..10,
             prop_oneof![Just(0u128), Just(1), Just(7), Just(1_000)]
@@ -811,6 +813,11 @@ fn op() -> impl Strategy<Value = Op> {
                 Op::GatewaySettle { request, merchant, asset, units, fee_ppm }
             }),
         3 => raw().prop_map(Op::Raw),
+        // Locks come with unlocks about as often, so a locked user trades again later.
+        1 => (0u8..6, any::<bool>()).prop_map(|(u, locked)| Op::Raw(Command::SetAccountLock {
+            account: USERS.get(usize::from(u)).copied().unwrap_or(FEES_PLATFORM),
+            locked,
+        })),
     ]
 }
 

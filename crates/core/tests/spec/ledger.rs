@@ -3,9 +3,9 @@
 use crate::support::*;
 use coss_core::{
     Command, EventKind, FEES_HOLDERS, FEES_PLATFORM, FeeTier, GATEWAY, MAX_ASSETS, MAX_MARKETS,
-    MarketStatus, RejectReason, WITHDRAWAL_FEES,
+    MarketStatus, NewOrder, RejectReason, WITHDRAWAL_FEES,
 };
-use coss_types::{AccountId, Amount, AssetId, MarketId, RequestId, Side};
+use coss_types::{AccountId, Amount, AssetId, MarketId, OrderId, RequestId, Side};
 
 // ---- Listings ----
 
@@ -828,4 +828,99 @@ fn a_gateway_settlement_is_refused_whole_when_it_cannot_be_made() {
         RejectReason::DuplicateRequest,
     );
     assert_eq!(w.available(GATEWAY, USDT), 1_000);
+}
+
+// ---- Locked accounts ----
+
+#[test]
+fn locking_an_account_cancels_its_orders_in_every_market_and_refuses_what_it_would_send() {
+    let mut w = World::new();
+    for account in [ALICE, BOB, CAROL, DAVE] {
+        w.fund(account);
+    }
+    w.ok(list_market(MarketId(2), BTC, USD, 1_000_000, 100));
+    w.deposit(ALICE, USD, 1_000_000);
+    w.trade_at(100);
+    let bid = w.place(limit(ALICE, Side::Buy, 98, 20));
+    let stop = w.place(stop_limit(ALICE, Side::Buy, 105, 106, 10));
+    let other = w.place(NewOrder {
+        market: MarketId(2),
+        ..limit(ALICE, Side::Buy, 1_000, 1)
+    });
+    let bob_bid = w.place(limit(BOB, Side::Buy, 97, 20));
+    let held_before = w.request();
+    w.ok(withdraw_hold(held_before, ALICE, BTC, 1_000));
+
+    let events = w.ok(Command::SetAccountLock {
+        account: ALICE,
+        locked: true,
+    });
+    let cancelled: Vec<OrderId> = w.done().iter().map(|(id, _, _)| *id).collect();
+    assert!(cancelled.contains(&bid) && cancelled.contains(&stop) && cancelled.contains(&other));
+    assert!(
+        !cancelled.contains(&bob_bid),
+        "only the locked account's orders go"
+    );
+    assert!(matches!(
+        events
+            .iter()
+            .rev()
+            .find(|e| !matches!(e.kind, EventKind::BalanceChanged { .. }))
+            .map(|e| &e.kind),
+        Some(EventKind::AccountLockSet {
+            account: ALICE,
+            locked: true
+        })
+    ));
+    assert!(w.ex.account_locked(ALICE));
+    assert_eq!(w.ex.open_orders(ALICE), 0);
+    // Only the withdrawal held before the lock stays locked.
+    assert_eq!(w.locked(ALICE, USDT), 0);
+    assert_eq!(w.locked(ALICE, BTC), 1_000 + BTC_WITHDRAWAL_FEE);
+
+    w.place_rejected(limit(ALICE, Side::Buy, 98, 20), RejectReason::AccountLocked);
+    let request = w.request();
+    w.rejects(
+        withdraw_hold(request, ALICE, BTC, 1_000),
+        RejectReason::AccountLocked,
+    );
+    w.rejects(
+        transfer(request, ALICE, BOB, USDT, 1),
+        RejectReason::AccountLocked,
+    );
+    // Money may still arrive, and a hold made before the lock may still finish.
+    w.ok(transfer(request, BOB, ALICE, USDT, 1));
+    w.deposit(ALICE, BTC, 5);
+    w.ok(Command::WithdrawRelease {
+        request: held_before,
+    });
+
+    w.ok(Command::SetAccountLock {
+        account: ALICE,
+        locked: false,
+    });
+    w.place(limit(ALICE, Side::Buy, 98, 20));
+    w.rejects(
+        Command::SetAccountLock {
+            account: FEES_PLATFORM,
+            locked: true,
+        },
+        RejectReason::SystemAccount,
+    );
+    w.check_replay();
+    w.check_restore();
+}
+
+#[test]
+fn the_gateway_fee_is_a_parameter_of_the_core_at_most_ten_percent() {
+    let mut w = World::new();
+    assert_eq!(w.ex.gateway_fee_ppm(), 7_500);
+    w.ok(Command::SetGatewayFee { fee_ppm: 10_000 });
+    assert_eq!(w.ex.gateway_fee_ppm(), 10_000);
+    w.rejects(
+        Command::SetGatewayFee { fee_ppm: 100_001 },
+        RejectReason::InvalidFee,
+    );
+    assert_eq!(w.ex.gateway_fee_ppm(), 10_000);
+    w.check_restore();
 }
