@@ -146,7 +146,11 @@ impl From<IdentityError> for BinanceError {
     fn from(error: IdentityError) -> Self {
         use IdentityError as E;
         match error {
-            E::ApiKeyInvalid | E::ApiKeyRevoked | E::IpNotAllowed | E::PermissionDenied(_) => {
+            E::ApiKeyInvalid
+            | E::ApiKeyRevoked
+            | E::IpNotAllowed
+            | E::AccountLocked
+            | E::PermissionDenied(_) => {
                 BinanceError::new(-2015, "Invalid API-key, IP, or permissions for action.")
                     .with_status(StatusCode::UNAUTHORIZED)
             }

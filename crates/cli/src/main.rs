@@ -7,6 +7,7 @@
 //! for machine-readable output, exit code 0 only on success and a one-line error on stderr
 //! otherwise. This file parses arguments and calls into the library crates; nothing more.
 
+mod admin;
 mod chain;
 mod dao;
 mod sso;
@@ -66,6 +67,10 @@ enum Top {
         /// The built web app (`web/dist`, made by `make web`), served at `/`.
         #[arg(long, env = "COSS_WEB_DIR")]
         web_dir: Option<PathBuf>,
+        /// Address of the back office's internal API (signed calls of `coss admin serve`
+        /// only; never the public listener); `off` to serve none.
+        #[arg(long, env = "COSS_ADMIN_LISTEN", default_value = "127.0.0.1:8091")]
+        admin_listen: String,
     },
     /// Development helpers for the platform's own local chain.
     Dev {
@@ -87,6 +92,11 @@ enum Top {
     Chain {
         #[command(subcommand)]
         command: chain::ChainCommand,
+    },
+    /// The back office: the first superadmin, the operator program, the audit log.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Single sign-on: register apps, rotate signing keys.
     Sso {
@@ -299,13 +309,14 @@ fn run(cli: Cli) -> Result<()> {
             database_url,
             config,
             web_dir,
+            admin_listen,
         } => {
             init_tracing();
             let data_dir = data.resolve()?;
             let config = coss_server::Config::load(config.as_deref(), &data_dir)?;
             let mut settings = coss_server::Settings::from_env(data_dir, database_url, config);
             settings.web_dir = web_dir;
-            up(settings, &listen)
+            up(settings, &listen, &admin_listen)
         }
         Top::Dev {
             command:
@@ -322,6 +333,7 @@ fn run(cli: Cli) -> Result<()> {
             command: HistoryCommand::Reset { data, database_url },
         } => history_reset(data, database_url),
         Top::Chain { command } => chain::run(command),
+        Top::Admin { command } => admin::run(command),
         Top::Sso { command } => sso::run(command),
         Top::Dao { command } => dao::run(command),
         Top::Bench {
@@ -433,7 +445,7 @@ fn run(cli: Cli) -> Result<()> {
 
 /// Runs the platform until SIGINT or SIGTERM: opens it, serves it on `listen`, then lets
 /// requests in flight finish, stops the local chain and makes the journal durable.
-fn up(settings: coss_server::Settings, listen: &str) -> Result<()> {
+fn up(settings: coss_server::Settings, listen: &str, admin_listen: &str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -442,8 +454,20 @@ fn up(settings: coss_server::Settings, listen: &str) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let internal = match admin_listen {
+            "off" => None,
+            address => Some(
+                tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (--admin-listen)"))?,
+            ),
+        };
         let platform = coss_server::Platform::open(settings).await?;
-        anyhow::Ok(platform.serve(listener, coss_server::interrupted()).await?)
+        anyhow::Ok(
+            platform
+                .serve_with(listener, internal, coss_server::interrupted())
+                .await?,
+        )
     })?;
     // Ends every task (each step of the wallets' is safe to cut short) and with them their
     // engine handles, so that the engine can stop.
@@ -463,7 +487,7 @@ fn print_report(report: &serde_json::Value, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

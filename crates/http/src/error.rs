@@ -93,6 +93,7 @@ impl From<IdentityError> for ApiError {
             | E::WithdrawalsLocked { .. }
             | E::TwoFactorSetupRequired
             | E::IpNotAllowed
+            | E::AccountLocked
             | E::PermissionDenied(_) => StatusCode::FORBIDDEN,
             E::ApiKeyNotFound | E::SessionNotFound => StatusCode::NOT_FOUND,
             E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,

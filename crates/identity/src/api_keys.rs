@@ -324,6 +324,14 @@ impl Accounts {
                 if record.revoked_at.is_some() {
                     return Err(IdentityError::ApiKeyRevoked);
                 }
+                if self
+                    .store
+                    .user(record.user_id)
+                    .await?
+                    .is_none_or(|u| u.locked_at > 0)
+                {
+                    return Err(IdentityError::AccountLocked);
+                }
                 let secret = self
                     .vault
                     .open(&record.sealed_secret, &purpose(&record.api_key))?;

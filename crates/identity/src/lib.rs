@@ -25,7 +25,7 @@ pub use api_keys::{
 pub use coss_store::SignUp;
 pub use hashing::MAX_HASHING_QUEUE;
 pub use profiles::{Merchant, MerchantInput, Profile, ProfilePatch, is_loopback_host};
-pub use second_factor::{Enrolment, SecondFactor, totp_code};
+pub use second_factor::{Enrolment, SecondFactor, new_totp_enrolment, totp_code, totp_step};
 pub use time::format_utc;
 pub use vault::{Vault, VaultError, private_dir, private_file, write_private};
 
@@ -194,6 +194,9 @@ pub enum IdentityError {
     /// Too many password hashings are waiting: try again in a moment.
     #[error("the server is busy; try again in a moment")]
     Busy,
+    /// An operator locked the account: no sign-in, no API key, until it is unlocked.
+    #[error("this account is locked; contact support")]
+    AccountLocked,
     /// The storage failed.
     #[error("storage: {0}")]
     Store(StoreError),
@@ -233,6 +236,7 @@ impl IdentityError {
             Self::MissingParameter(_) => "missing_parameter",
             Self::WithdrawalsLocked { .. } => "withdrawals_locked",
             Self::Busy => "busy",
+            Self::AccountLocked => "account_locked",
             Self::Store(_) | Self::Crypto => "internal",
         }
     }
@@ -576,6 +580,10 @@ impl Accounts {
         if user.email_verified_at.is_none() {
             return Err(IdentityError::EmailUnverified);
         }
+        // Said only to whoever knows the password.
+        if user.locked_at > 0 {
+            return Err(IdentityError::AccountLocked);
+        }
         if self.two_factor_enabled(user.id).await? {
             let Some(factor) = &request.second_factor else {
                 return Err(IdentityError::TwoFactorRequired);
@@ -899,6 +907,51 @@ impl Accounts {
             .await?;
         self.revoked_in_memory(user);
         Ok(user)
+    }
+
+    /// Locks (or unlocks) a user account in the database: a lock ends its sessions and apps'
+    /// tokens, refuses its sign-ins and API keys, and drops what this process holds of it
+    /// (cached keys, user data streams). The exchange core's own lock (no orders, no
+    /// withdrawals) is the caller's command.
+    pub async fn set_locked(
+        &self,
+        user: UserId,
+        locked: bool,
+        now: i64,
+    ) -> Result<(), IdentityError> {
+        self.store
+            .set_user_locked(user, if locked { now.max(1) } else { 0 }, now)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => IdentityError::Unauthenticated,
+                other => other.into(),
+            })?;
+        if locked {
+            self.revoked_in_memory(user);
+        }
+        Ok(())
+    }
+
+    /// A password's argon2id PHC string, after the strength check (for other account kinds,
+    /// such as the back office's operators), on the bounded hashing pool.
+    pub async fn hash_password(&self, password: &str) -> Result<String, IdentityError> {
+        check_password(password)?;
+        self.hashing.hash(password).await
+    }
+
+    /// Whether `password` matches a PHC string (`None`: the dummy hash, so an unknown
+    /// account costs the same), on the bounded hashing pool.
+    pub async fn password_matches(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<bool, IdentityError> {
+        let known = stored.is_some();
+        let matches = self
+            .hashing
+            .matches(password, stored.unwrap_or(self.dummy_hash.as_str()))
+            .await?;
+        Ok(known && matches)
     }
 
     /// Drops what this process holds of a revoked account's credentials: its cached API keys

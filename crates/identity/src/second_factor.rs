@@ -283,6 +283,42 @@ fn matching_step(seed: &[u8], code: &str, now: i64) -> Result<Option<i64>, Ident
     Ok(found)
 }
 
+/// A fresh authenticator enrolment for another kind of account (the back office's
+/// operators): the 20-byte seed (for the caller to seal) and what the person scans, labelled
+/// `account` under the issuer `issuer`.
+pub fn new_totp_enrolment(
+    account: &str,
+    issuer: &str,
+) -> Result<(Zeroizing<[u8; 20]>, Enrolment), IdentityError> {
+    let seed = random_bytes::<20>()?;
+    let totp = Builder::new()
+        .with_secret(seed.to_vec())
+        .with_account_name(account.replace(':', "_"))
+        .with_issuer(Some(issuer.replace(':', "_")))
+        .build()
+        .map_err(|_| IdentityError::Crypto)?;
+    let uri = Zeroizing::new(totp.to_url().map_err(|_| IdentityError::Crypto)?);
+    let qr_svg = qrcode::QrCode::new(uri.as_bytes())
+        .map_err(|_| IdentityError::Crypto)?
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    Ok((
+        seed,
+        Enrolment {
+            secret: Secret(Zeroizing::new(totp.secret().to_base32())),
+            otpauth_uri: Secret(Zeroizing::new(uri.to_string())),
+            qr_svg,
+        },
+    ))
+}
+
+/// The time step (−1, 0 or +1 around `now`) whose code from `seed` is `code`, compared in
+/// constant time: the caller records it so that each code works once.
+pub fn totp_step(seed: &[u8], code: &str, now: i64) -> Result<Option<i64>, IdentityError> {
+    matching_step(seed, code, now)
+}
+
 /// The current code for a seed (tests and tools that play the authenticator app).
 pub fn totp_code(base32_secret: &str, now: i64) -> Option<String> {
     let seed = totp_rs::Secret::try_from_base32(base32_secret).ok()?;

@@ -37,6 +37,20 @@ pub struct Config {
     /// The payment gateway.
     #[serde(default)]
     pub gateway: coss_gateway::GatewayConfig,
+    /// The back office's internal API.
+    #[serde(default)]
+    pub admin: AdminSettings,
+}
+
+/// The back office's internal API (served on its own listener, `coss up --admin-listen`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The operator program's Ed25519 public key (base64, printed by `coss admin keygen`).
+    /// Absent: the embedded default, a key pair in `admin/service.key` in the data dir,
+    /// made at the first start, for a `coss admin serve` on the same machine.
+    #[serde(default)]
+    pub service_public_key: Option<String>,
 }
 
 /// The HTTP edge's settings.

@@ -51,6 +51,7 @@ pub struct Platform {
     mailer: coss_mail::Mailer,
     metrics: Metrics,
     web: Option<coss_web::WebApp>,
+    back_office: coss_admin::BackOffice,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -160,6 +161,7 @@ impl Platform {
         let opened = open_edges(&settings, &gate, &handle, &market, &mut node).await;
         match opened {
             Ok((wallet, dao, gateway, binance)) => Ok(Platform {
+                back_office: back_office(&settings, &gate, &handle, &market)?,
                 settings,
                 engine,
                 handle,
@@ -227,6 +229,20 @@ impl Platform {
         }
     }
 
+    /// The back office's internal API (for its own listener, never the public one), with
+    /// JSON answers for unknown paths.
+    pub fn internal_router(&self) -> Router {
+        coss_http::with_json_fallbacks(
+            coss_admin::internal::router(self.back_office.clone()).into_router(),
+        )
+    }
+
+    /// The back office's side of the platform.
+    #[must_use]
+    pub fn back_office(&self) -> &coss_admin::BackOffice {
+        &self.back_office
+    }
+
     /// Starts the background workers: the mail outbox, the wallets' watcher, sender and
     /// sweeper, and the DAO runner (missed weeks are caught up in order, a payout cut short
     /// goes on).
@@ -242,8 +258,20 @@ impl Platform {
     /// then stops accepting, closes the streams, lets requests in flight finish (at most
     /// 10 s) and stops. HTTPS as well when the configuration names a certificate.
     pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Stopped> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// [`Platform::serve`], and the back office's internal API on `internal` (its own
+    /// listener: plain HTTP, every call signed by the operator program's key), stopped with
+    /// the rest.
+    pub async fn serve_with(
         mut self,
         listener: TcpListener,
+        internal: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Stopped> {
         let local = listener
@@ -288,7 +316,32 @@ impl Platform {
         };
         let proxies = self.settings.config.http.proxies()?;
         let limits = self.settings.config.http.connection_limits();
+        let (internal_stop_tx, internal_stop) = tokio::sync::watch::channel(false);
+        let internal_server = match internal {
+            Some(internal) => {
+                let address = internal
+                    .local_addr()
+                    .context("the internal listener has no address")?;
+                tracing::info!(listen = %address, "back office internal API (signed calls only)");
+                let router = self.internal_router();
+                let mut stopped = internal_stop.clone();
+                Some(tokio::spawn(async move {
+                    let serving =
+                        axum::serve(internal, router).with_graceful_shutdown(async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        });
+                    if let Err(error) = serving.await {
+                        tracing::warn!(%error, "the internal API stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
         crate::listener::serve(listener, router, acceptor, proxies, limits, stop, DRAIN).await;
+        let _ = internal_stop_tx.send(true);
+        if let Some(server) = internal_server {
+            let _ = tokio::time::timeout(DRAIN, server).await;
+        }
         Ok(self.stop())
     }
 
@@ -370,6 +423,34 @@ impl Platform {
     pub fn local_node(&self) -> Option<&LocalNode> {
         self.node.as_ref()
     }
+}
+
+/// The back office's side: the operator program's public key from the configuration, or the
+/// embedded default's key pair in `admin/service.key` (made at the first start); the audit
+/// log's head in `admin/audit.head`.
+fn back_office(
+    settings: &Settings,
+    gate: &Gate,
+    handle: &EngineHandle,
+    market: &MarketService,
+) -> Result<coss_admin::BackOffice> {
+    let dir = settings.data_dir.join("admin");
+    let verifier = match &settings.config.admin.service_public_key {
+        Some(key) => coss_admin::ServiceVerifier::from_base64(key)
+            .map_err(|e| PlatformError::Config(format!("admin.service_public_key: {e}")))?,
+        None => coss_admin::ServiceKey::load(&dir.join("service.key"), true)
+            .context("cannot read or create the back office's service key")?
+            .verifier(),
+    };
+    coss_identity::private_dir(&dir).context("cannot create the admin dir")?;
+    Ok(coss_admin::BackOffice::new(
+        gate.accounts.clone(),
+        handle.clone(),
+        market.clone(),
+        settings.clock.clone(),
+        verifier,
+        Some(dir.join("audit.head")),
+    ))
 }
 
 /// The chain, the wallets, the DAO, the markets and the Binance API, in that order. The local

@@ -11,6 +11,7 @@ use coss_identity::{Permission, sign};
 use coss_server::{Config, Platform, Settings};
 use coss_testkit::{TestPlatform, http, verified, with_totp};
 
+mod admin;
 mod gateway;
 
 /// `(method, path)` pairs of an OpenAPI document.

@@ -87,7 +87,8 @@ pub use sso::{CodeOutcome, OidcClient, OidcCode, OidcGrant, OidcKey};
 pub use wallet::{
     AllowedAddress, BlockRef, CANCEL_SIGNED, DepositRecord, DepositStatus, HotTx, NewDeposit,
     NewTransfer, NewWithdrawal, OutflowLimit, REPLACED, SeedRecord, SignedTx, Subject,
-    TransferRecord, TransferStatus, WalletEvent, WithdrawalRecord, WithdrawalStatus,
+    TransferRecord, TransferStatus, WalletEvent, WithdrawalHalt, WithdrawalRecord,
+    WithdrawalStatus,
 };
 
 static SQLITE: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -57,6 +57,8 @@ stored_status!(
         Requested => "requested",
         /// Held in the core, waiting to be signed.
         Held => "held",
+        /// Held in the core, waiting for two operators' approval before it is signed.
+        Review => "review",
         /// Signed and stored, waiting to be broadcast.
         Signed => "signed",
         /// Sent to the node.
@@ -183,6 +185,8 @@ pub struct NewWithdrawal {
     pub idempotency_key: String,
     /// The exchange core's request id of its hold (random, never reused).
     pub request_key: u64,
+    /// Why operators must approve it before it is signed (`None`: they need not).
+    pub review_reason: Option<String>,
 }
 
 /// An internal transfer to record.
@@ -248,6 +252,8 @@ pub struct WithdrawalRecord {
     /// The exchange core's request id of its hold; `None` for withdrawals made before these
     /// were random (their request id derives from the row id).
     pub request_key: Option<u64>,
+    /// Why operators must approve it before it is signed (`None`: they need not).
+    pub review_reason: Option<String>,
 }
 
 /// A signed transaction stored before it is broadcast.
@@ -335,7 +341,7 @@ const DEPOSIT_COLUMNS: &str = "id, chain_id, tx_hash, position, user_id, asset, 
                                invoice_id";
 const WITHDRAWAL_COLUMNS: &str = "id, user_id, chain_id, asset, to_address, amount, fee, \
                                   idempotency_key, status, nonce, tx_hash, block_height, error, \
-                                  created_at, updated_at, request_key";
+                                  created_at, updated_at, request_key, review_reason";
 const TRANSFER_COLUMNS: &str =
     "id, from_user, to_user, asset, amount, idempotency_key, status, created_at, request_key";
 
@@ -377,6 +383,7 @@ fn withdrawal(row: &AnyRow) -> Result<WithdrawalRecord, StoreError> {
         created_at: row.try_get(13)?,
         updated_at: row.try_get(14)?,
         request_key: request_key(row, 15)?,
+        review_reason: row.try_get(16)?,
     })
 }
 
@@ -980,8 +987,9 @@ impl Store {
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO withdrawals (user_id, chain_id, asset, to_address, amount, fee, \
-             idempotency_key, status, created_at, updated_at, request_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10) RETURNING {WITHDRAWAL_COLUMNS}"
+             idempotency_key, status, created_at, updated_at, request_key, review_reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11) \
+             RETURNING {WITHDRAWAL_COLUMNS}"
         )))
         .bind(new.user_id.0)
         .bind(new.chain_id)
@@ -993,6 +1001,7 @@ impl Store {
         .bind(now)
         .bind(WithdrawalStatus::Requested.as_str())
         .bind(new.request_key.to_string())
+        .bind(new.review_reason.as_deref())
         .fetch_one(&mut *tx)
         .await?;
         let record = withdrawal(&row)?;
@@ -1663,4 +1672,130 @@ async fn put_nonce(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// A withdrawal kill switch in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawalHalt {
+    /// The asset's symbol, or `*` for all.
+    pub asset: String,
+    /// The operator who pulled it.
+    pub halted_by: i64,
+    /// Why.
+    pub reason: String,
+    /// When (Unix ms).
+    pub halted_at: i64,
+}
+
+impl Store {
+    /// Records an operator's approval of a withdrawal in review (once per operator) and
+    /// returns the operators who approved it so far, in order.
+    pub async fn approve_withdrawal(
+        &self,
+        id: i64,
+        operator_id: i64,
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO withdrawal_approvals (withdrawal_id, operator_id, approved_at) \
+             VALUES ($1, $2, $3)",
+        )
+        .bind(id)
+        .bind(operator_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::Conflict);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.withdrawal_approvals(id).await
+    }
+
+    /// The operators who approved a withdrawal, in order.
+    pub async fn withdrawal_approvals(&self, id: i64) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT operator_id FROM withdrawal_approvals WHERE withdrawal_id = $1 \
+             ORDER BY approved_at, operator_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Withdrawals waiting for operators, oldest first.
+    pub async fn withdrawals_in_review(&self) -> Result<Vec<WithdrawalRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITHDRAWAL_COLUMNS} FROM withdrawals WHERE status = 'review' ORDER BY id \
+             LIMIT 500"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(withdrawal).collect()
+    }
+
+    /// The kill switches in force.
+    pub async fn withdrawal_halts(&self) -> Result<Vec<WithdrawalHalt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT asset, halted_by, reason, halted_at FROM withdrawal_halts ORDER BY asset",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WithdrawalHalt {
+                    asset: r.try_get(0)?,
+                    halted_by: r.try_get(1)?,
+                    reason: r.try_get(2)?,
+                    halted_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Pulls (with a reason) or releases the kill switch of `asset` (`*`: all).
+    pub async fn set_withdrawal_halt(
+        &self,
+        asset: &str,
+        halt: Option<(i64, &str)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match halt {
+            Some((by, reason)) => {
+                sqlx::query(
+                    "INSERT INTO withdrawal_halts (asset, halted_by, reason, halted_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (asset) DO UPDATE SET \
+                     halted_by = excluded.halted_by, reason = excluded.reason, \
+                     halted_at = excluded.halted_at",
+                )
+                .bind(asset)
+                .bind(by)
+                .bind(reason)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM withdrawal_halts WHERE asset = $1")
+                    .bind(asset)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether withdrawals of `asset` are halted (by its own switch or the global one).
+    pub async fn withdrawals_halted(&self, asset: &str) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) FROM withdrawal_halts WHERE asset = $1 OR asset = '*'")
+                .bind(asset)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get::<i64, _>(0)? > 0)
+    }
 }

@@ -1078,6 +1078,7 @@ async fn a_status_change_is_a_compare_and_set_that_one_of_many_racers_wins(db: &
                 fee: Amount(1),
                 idempotency_key: "k".into(),
                 request_key: 7,
+                review_reason: None,
             },
             None,
             T0,

@@ -222,6 +222,8 @@ pub fn free_port() -> u16 {
 pub struct TestPlatform {
     /// Where it listens.
     pub address: SocketAddr,
+    /// Where the back office's internal API listens (its own loopback port).
+    pub internal_address: SocketAddr,
     /// Its engine.
     pub engine: EngineHandle,
     /// Its accounts.
@@ -250,6 +252,8 @@ impl TestPlatform {
         let platform = coss_server::Platform::open(settings).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let internal_address = internal.local_addr().unwrap();
         let mounted = platform
             .routes(&format!("http://{address}"))
             .mounted()
@@ -258,11 +262,12 @@ impl TestPlatform {
         let engine = platform.engine().clone();
         let accounts = platform.accounts().clone();
         let anvil_pid = platform.local_node().map(|node| node.pid());
-        let serving = tokio::spawn(platform.serve(listener, async move {
+        let serving = tokio::spawn(platform.serve_with(listener, Some(internal), async move {
             let _ = stop.await;
         }));
         TestPlatform {
             address,
+            internal_address,
             engine,
             accounts,
             mounted,

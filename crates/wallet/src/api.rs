@@ -124,9 +124,12 @@ impl From<WalletError> for ApiError {
                 .retry_after_ms(seconds.saturating_mul(1000));
             }
             E::NotCancellable(_) => StatusCode::CONFLICT,
-            E::Chain(_) | E::WrongChain { .. } | E::Engine(_) | E::HoldMismatch | E::Halted => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            E::Chain(_)
+            | E::WrongChain { .. }
+            | E::Engine(_)
+            | E::HoldMismatch
+            | E::Halted
+            | E::WithdrawalsHalted => StatusCode::SERVICE_UNAVAILABLE,
             E::Config(_) | E::Keys(_) | E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -153,16 +156,31 @@ struct AssetView {
     responses((status = 200, body = Vec<AssetView>)))]
 async fn assets(_: Public, State(wallet): State<Wallet>) -> Json<Vec<AssetView>> {
     let config = wallet.config();
+    // The fee in force is the core's (the back office changes it); the configuration only
+    // seeds it at the first listing.
+    let ids: Vec<coss_types::AssetId> = config.assets.iter().map(|a| a.asset).collect();
+    let fees: Vec<Option<u128>> = wallet
+        .inner
+        .engine
+        .read_async(move |e| {
+            ids.iter()
+                .map(|id| e.asset_info(*id).map(|info| info.withdrawal_fee.0))
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
     Json(
         config
             .assets
             .iter()
-            .map(|a| AssetView {
+            .enumerate()
+            .map(|(i, a)| AssetView {
                 symbol: a.symbol.clone(),
                 contract: a.token.map(|t| t.to_checksum(None)),
                 decimals: a.decimals,
                 confirmations: a.confirmations,
-                withdrawal_fee: Amount(a.withdrawal_fee).to_decimal_string(a.decimals),
+                withdrawal_fee: Amount(fees.get(i).copied().flatten().unwrap_or(a.withdrawal_fee))
+                    .to_decimal_string(a.decimals),
                 min_withdrawal: Amount(a.min_withdrawal).to_decimal_string(a.decimals),
                 chain_id: config.chain_id,
             })

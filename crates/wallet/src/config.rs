@@ -42,6 +42,11 @@ pub struct AssetConfig {
     /// fee spike (or a stuck transaction re-bumped forever) can never drain the hot wallet.
     #[serde(default = "max_fee_per_gas")]
     pub max_fee_per_gas: u128,
+    /// Above this amount a withdrawal waits for two operators' approval before it is signed,
+    /// by verification level (the last entry applies to every higher level). Empty: half the
+    /// level's daily limit.
+    #[serde(default)]
+    pub review_above: Vec<u128>,
 }
 
 fn shared() -> bool {
@@ -130,6 +135,7 @@ impl ChainConfig {
                     hot_keep: 20 * eth,
                     fees_shared: true,
                     max_fee_per_gas: max_fee_per_gas(),
+                    review_above: Vec::new(),
                 },
                 AssetConfig {
                     symbol: "COSS".into(),
@@ -144,6 +150,7 @@ impl ChainConfig {
                     hot_keep: 0,
                     fees_shared: true,
                     max_fee_per_gas: max_fee_per_gas(),
+                    review_above: Vec::new(),
                 },
                 AssetConfig {
                     symbol: "TUSD".into(),
@@ -158,6 +165,7 @@ impl ChainConfig {
                     hot_keep: 0,
                     fees_shared: true,
                     max_fee_per_gas: max_fee_per_gas(),
+                    review_above: Vec::new(),
                 },
             ],
         }
@@ -211,6 +219,17 @@ impl ChainConfig {
 }
 
 impl AssetConfig {
+    /// Above what amount a withdrawal at a verification level waits for operators (`None`:
+    /// never).
+    #[must_use]
+    pub fn review_threshold(&self, level: i64) -> Option<u128> {
+        let index = usize::try_from(level.max(0)).unwrap_or(usize::MAX);
+        match self.review_above.get(index).or(self.review_above.last()) {
+            Some(threshold) => Some(*threshold),
+            None => self.daily_limit(level).map(|limit| limit / 2),
+        }
+    }
+
     /// The daily limit at a verification level (`None`: unlimited).
     #[must_use]
     pub fn daily_limit(&self, level: i64) -> Option<u128> {

@@ -130,6 +130,10 @@ pub enum WalletError {
     /// id: the database and the core disagree, and the wallet halts until an operator looks.
     #[error("the exchange core disagrees with the wallet's record; the wallet is halted")]
     HoldMismatch,
+    /// An operator pulled the kill switch for this asset (or for all): no withdrawal is
+    /// accepted or signed until it is released.
+    #[error("withdrawals of this asset are halted by the operators; try again later")]
+    WithdrawalsHalted,
     /// The wallet is halted until an operator clears it (a deep reorganisation, or the
     /// database and the core disagreeing): nothing leaves an account meanwhile.
     #[error("the wallet is halted for an operator's check; try again later")]
@@ -176,6 +180,7 @@ impl WalletError {
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::HoldMismatch => "hold_mismatch",
             Self::Halted => "wallet_halted",
+            Self::WithdrawalsHalted => "withdrawals_halted",
             Self::NoTestFunds => "test_funds_unavailable",
             Self::TestFundsTooSoon { .. } => "test_funds_too_soon",
         }
@@ -600,8 +605,8 @@ pub(crate) fn chain_key(chain_id: u64) -> Result<i64, WalletError> {
     i64::try_from(chain_id).map_err(|_| WalletError::Config("chain id too large".into()))
 }
 
-/// Lists each configured asset in the core if it is missing, and sets its withdrawal fee if
-/// the core's differs from the configuration.
+/// Lists each configured asset in the core if it is missing (with the configured withdrawal
+/// fee, which the back office may change afterwards).
 async fn list_assets(engine: &EngineHandle, config: &ChainConfig) -> Result<(), WalletError> {
     for asset in &config.assets {
         let id = asset.asset;
@@ -620,12 +625,8 @@ async fn list_assets(engine: &EngineHandle, config: &ChainConfig) -> Result<(), 
                     id.0, info.symbol, info.decimals, asset.symbol, asset.decimals
                 )));
             }
-            Some(info) if info.withdrawal_fee.0 != asset.withdrawal_fee => {
-                Command::SetWithdrawalFee {
-                    asset: id,
-                    fee: Amount(asset.withdrawal_fee),
-                }
-            }
+            // The configured fee seeds the first listing only: later the back office sets it
+            // in the core (journaled), and a restart must not undo that.
             Some(_) => continue,
         };
         engine

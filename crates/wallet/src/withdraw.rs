@@ -87,6 +87,9 @@ pub struct ProcessReport {
 pub const MAX_IDEMPOTENCY_KEY: usize = 64;
 /// The window of the daily withdrawal limit.
 pub const LIMIT_WINDOW_MS: i64 = 24 * 3_600_000;
+/// A user's withdrawal that makes this many in 24 hours (and every one after) waits for
+/// operators.
+pub const VELOCITY_LIMIT: i64 = 10;
 
 /// Parses a destination address: `0x` and 40 hex digits; all-lower or all-upper case is
 /// taken as is, mixed case must carry a correct EIP-55 checksum. The zero address is refused.
@@ -288,6 +291,9 @@ impl Wallet {
             });
         }
         let now = request.now;
+        if store.withdrawals_halted(&asset.symbol).await? {
+            return Err(WalletError::WithdrawalsHalted);
+        }
         if refund {
             inner
                 .accounts
@@ -318,6 +324,9 @@ impl Wallet {
             .read_async(move |e| e.asset_info(asset_id))
             .await?
             .map_or(asset.withdrawal_fee, |info| info.withdrawal_fee.0);
+        let review_reason = self
+            .review_reason(request.user_id, asset, amount, now)
+            .await?;
         // Random, not the row id (see `new_request_key`).
         let request_key = new_request_key()?;
         let created = store
@@ -331,6 +340,7 @@ impl Wallet {
                     fee: Amount(fee),
                     idempotency_key: request.idempotency_key.clone(),
                     request_key,
+                    review_reason,
                 },
                 limit,
                 now,
@@ -345,6 +355,47 @@ impl Wallet {
             .withdrawal(record.id)
             .await?
             .ok_or(WalletError::NotFound)
+    }
+
+    /// Why a withdrawal must wait for operators, if it must: above the review threshold of
+    /// the user's verification level, or the user's [`VELOCITY_LIMIT`]th withdrawal in 24
+    /// hours.
+    async fn review_reason(
+        &self,
+        user_id: UserId,
+        asset: &AssetConfig,
+        amount: u128,
+        now: i64,
+    ) -> Result<Option<String>, WalletError> {
+        let level = self
+            .inner
+            .accounts
+            .profile(user_id)
+            .await?
+            .verification_level;
+        if let Some(threshold) = asset.review_threshold(level)
+            && amount > threshold
+        {
+            return Ok(Some(format!(
+                "above {} {} at verification level {level}",
+                Amount(threshold).to_decimal_string(asset.decimals),
+                asset.symbol
+            )));
+        }
+        let recent = self
+            .inner
+            .store
+            .withdrawals_of(user_id, VELOCITY_LIMIT)
+            .await?
+            .iter()
+            .filter(|w| w.created_at > now - LIMIT_WINDOW_MS)
+            .count();
+        if i64::try_from(recent).unwrap_or(i64::MAX) >= VELOCITY_LIMIT - 1 {
+            return Ok(Some(format!(
+                "{VELOCITY_LIMIT} or more withdrawals in 24 hours"
+            )));
+        }
+        Ok(None)
     }
 
     /// Holds a `requested` withdrawal in the core (again, after a crash: the core's
@@ -435,12 +486,19 @@ impl Wallet {
             // The other path held it meanwhile: the withdrawal stands.
             return Ok(());
         }
+        // One that needs operators waits in `review`, held but never signed, until two
+        // approve it (or one rejects it).
+        let held = if record.review_reason.is_some() {
+            WithdrawalStatus::Review
+        } else {
+            WithdrawalStatus::Held
+        };
         if !inner
             .store
             .set_withdrawal_status(
                 record.id,
                 &[WithdrawalStatus::Requested],
-                WithdrawalStatus::Held,
+                held,
                 None,
                 None,
                 now,
@@ -474,7 +532,7 @@ impl Wallet {
         if !store
             .set_withdrawal_status(
                 id,
-                &[WithdrawalStatus::Held],
+                &[WithdrawalStatus::Held, WithdrawalStatus::Review],
                 WithdrawalStatus::Cancelling,
                 Some("by the user"),
                 None,
@@ -794,7 +852,15 @@ impl Wallet {
             .map_err(rpc_error)?;
         let mut committed = self.promised().await?;
         let mut signed = 0;
+        let halts = inner.store.withdrawal_halts().await?;
         for record in held {
+            if halts
+                .iter()
+                .any(|h| h.asset == "*" || h.asset == record.asset)
+            {
+                tracing::warn!(withdrawal = record.id, asset = %record.asset, "withdrawals halted by the operators: it waits");
+                continue;
+            }
             let Some(asset) = inner.config.asset(&record.asset) else {
                 self.fail(&record, "asset no longer configured").await?;
                 continue;

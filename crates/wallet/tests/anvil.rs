@@ -1376,6 +1376,7 @@ async fn a_duplicate_hold_that_differs_from_the_record_halts_instead_of_marking_
                 fee: Amount(ETH / 2000),
                 idempotency_key: "restored".into(),
                 request_key: collided,
+                review_reason: None,
             },
             None,
             T0,
@@ -1421,6 +1422,7 @@ async fn hold_race() -> (
                 fee: Amount(ETH / 2000),
                 idempotency_key: "raced".into(),
                 request_key: 9,
+                review_reason: None,
             },
             None,
             T0,
@@ -1817,6 +1819,8 @@ async fn a_signed_withdrawal_no_node_has_yet_keeps_its_coins_from_later_sends() 
         let eth = c.assets.iter_mut().find(|a| a.symbol == "ETH").unwrap();
         eth.hot_max = Some(8 * ETH);
         eth.hot_keep = 5 * ETH;
+        // Large withdrawals here need no operators (they are tested in the server's tests).
+        eth.review_above = vec![100 * ETH];
     })
     .await;
     let (alice, seed) = w.user("alice@example.com", true).await;

@@ -561,3 +561,106 @@ fn bench_api_prints_order_rates_against_both_peers_and_the_fan_out() {
         "{json}"
     );
 }
+
+/// `coss admin …` as an operator runs it on the server: the first superadmin once, the audit
+/// log checked (and a changed or cut entry found), a service key for another machine.
+#[test]
+fn admin_bootstrap_audit_verify_and_keygen_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bootstrap = |email: &str| {
+        let mut child = coss()
+            .args(["admin", "bootstrap", "--email", email, "--data-dir"])
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"a long operator passphrase\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let first = bootstrap("root@coss.example");
+    assert!(first.status.success(), "{}", stderr_of(&first));
+    let printed: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(printed["role"], "superadmin");
+    assert!(
+        printed["otpauth_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("otpauth://totp/")
+    );
+    assert_eq!(printed["totp_secret"].as_str().unwrap().len(), 32);
+    let second = bootstrap("other@coss.example");
+    assert!(!second.status.success());
+    assert!(
+        stderr_of(&second).contains("already_bootstrapped"),
+        "{}",
+        stderr_of(&second)
+    );
+
+    let verify = || {
+        coss()
+            .args(["admin", "audit", "verify", "--json", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let intact = verify();
+    assert!(intact.status.success(), "{}", stderr_of(&intact));
+    let verdict: serde_json::Value = serde_json::from_slice(&intact.stdout).unwrap();
+    assert_eq!(
+        (verdict["entries"].as_i64(), &verdict["problem"]),
+        (Some(1), &serde_json::Value::Null)
+    );
+
+    // Changed, then removed: found, and the exit code says so.
+    let sql = |statement: &str| {
+        let done = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(format!(
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"{statement}\"); c.commit()"
+            ))
+            .arg(data.join("coss.db"))
+            .status()
+            .unwrap();
+        assert!(done.success());
+    };
+    sql("UPDATE admin_audit SET detail = '{}' WHERE seq = 1");
+    let changed = verify();
+    assert!(!changed.status.success());
+    let verdict: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    assert_eq!(verdict["problem"], "entry 1 was changed");
+    sql("DELETE FROM admin_audit");
+    let cut = verify();
+    assert!(!cut.status.success());
+    let verdict: serde_json::Value = serde_json::from_slice(&cut.stdout).unwrap();
+    assert!(
+        verdict["problem"]
+            .as_str()
+            .unwrap()
+            .contains("entries removed from the end"),
+        "{verdict}"
+    );
+
+    let key = dir.path().join("console.key");
+    let made = coss()
+        .args(["admin", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr_of(&made));
+    let printed: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    assert_eq!(printed["service_public_key"].as_str().unwrap().len(), 44);
+    let again = coss()
+        .args(["admin", "keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a key is never overwritten");
+}

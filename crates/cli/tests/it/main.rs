@@ -23,6 +23,8 @@ pub fn coss() -> Command {
         .env_remove("COSS_SMTP_URL")
         .env_remove("COSS_SECRET_KEY_FILE")
         .env_remove("COSS_CONFIG")
+        // Tests run many platforms at once: each its own internal API port.
+        .env("COSS_ADMIN_LISTEN", "127.0.0.1:0")
         .env_remove("COSS_WEB_DIR")
         .env_remove("COSS_TLS_CERT")
         .env_remove("COSS_TLS_KEY")

@@ -79,3 +79,22 @@ ALTER TABLE users ADD COLUMN locked_at BIGINT NOT NULL DEFAULT 0;
 
 -- The gateway fee rate a settlement was recorded with (the core's rate at the time).
 ALTER TABLE invoice_moves ADD COLUMN fee_ppm BIGINT NOT NULL DEFAULT 7500;
+
+-- Why a withdrawal waits for operators (NULL: it needs none): it stays `review`, held in the
+-- core and unsigned, until two different operators approve it, or one rejects it.
+ALTER TABLE withdrawals ADD COLUMN review_reason TEXT;
+CREATE TABLE withdrawal_approvals (
+    withdrawal_id BIGINT NOT NULL REFERENCES withdrawals (id),
+    operator_id BIGINT NOT NULL REFERENCES operators (id),
+    approved_at BIGINT NOT NULL,
+    PRIMARY KEY (withdrawal_id, operator_id)
+);
+
+-- The withdrawal kill switch: per asset symbol, or '*' for all. While one applies, nothing
+-- of that asset is signed and new withdrawals are refused.
+CREATE TABLE withdrawal_halts (
+    asset TEXT PRIMARY KEY,
+    halted_by BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    halted_at BIGINT NOT NULL
+);

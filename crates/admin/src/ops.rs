@@ -1,0 +1,1486 @@
+//! The operations of the internal API: one fixed table, each row a name, the permission it
+//! needs (none: any signed-in operator), whether a second operator must approve it, and
+//! whether it needs a session at all (signing in does not). [`BackOffice::run`] checks the
+//! row, runs the operation and writes the audit entry, denial or not.
+
+use std::net::IpAddr;
+
+use coss_core::{Command, FeeTier, MarketStatus};
+use coss_store::{NewAuditRecord, NewOperator, RequestStatus};
+use coss_types::{AccountId, Amount, MarketId, UserId};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::roles::{Permission as P, Role};
+use crate::{AdminError, BackOffice, Operator, SETUP_TTL_MS, parse_networks, token_hash};
+
+/// One operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operation {
+    /// Its name (the internal API's path segment).
+    pub name: &'static str,
+    /// What it needs (`None`: any signed-in operator, or nobody for sign-in operations).
+    pub permission: Option<P>,
+    /// A change a second operator must approve.
+    pub four_eyes: bool,
+    /// Whether it needs an operator session.
+    pub session: bool,
+}
+
+const fn op(name: &'static str, permission: Option<P>, four_eyes: bool) -> Operation {
+    Operation {
+        name,
+        permission,
+        four_eyes,
+        session: true,
+    }
+}
+
+const fn sign_in(name: &'static str) -> Operation {
+    Operation {
+        name,
+        permission: None,
+        four_eyes: false,
+        session: false,
+    }
+}
+
+/// Every operation of the internal API.
+pub const OPERATIONS: &[Operation] = &[
+    sign_in("auth.login"),
+    sign_in("auth.setup"),
+    sign_in("auth.activate"),
+    op("auth.logout", None, false),
+    op("me", None, false),
+    op("users.search", Some(P::UsersRead), false),
+    op("users.view", Some(P::UsersRead), false),
+    op("users.lock", Some(P::UsersLock), false),
+    op("users.unlock", Some(P::UsersLock), false),
+    op("users.set_level", Some(P::UsersLevel), false),
+    op("withdrawals.list", Some(P::WithdrawalsReview), false),
+    op("withdrawals.approve", Some(P::WithdrawalsReview), false),
+    op("withdrawals.reject", Some(P::WithdrawalsReview), false),
+    op("withdrawals.halt", Some(P::WithdrawalsHalt), false),
+    op("withdrawals.resume", Some(P::WithdrawalsHalt), false),
+    op("markets.list", Some(P::MarketsRead), false),
+    op("markets.set_status", Some(P::MarketsHalt), false),
+    op("markets.list_market", Some(P::Listings), true),
+    op("fees.set_schedule", Some(P::Fees), true),
+    op("fees.set_account_tier", Some(P::Fees), true),
+    op("fees.set_withdrawal_fee", Some(P::Fees), true),
+    op("fees.set_gateway_fee", Some(P::Fees), true),
+    op("requests.list", None, false),
+    op("requests.approve", None, false),
+    op("requests.reject", None, false),
+    op("requests.cancel", None, false),
+    op("audit.list", Some(P::AuditRead), false),
+    op("audit.verify", Some(P::AuditRead), false),
+    op("operators.list", Some(P::OperatorsManage), false),
+    op("operators.invite", Some(P::OperatorsManage), false),
+    op("operators.update", Some(P::OperatorsManage), false),
+];
+
+/// The operation called `name`.
+#[must_use]
+pub fn operation(name: &str) -> Option<&'static Operation> {
+    OPERATIONS.iter().find(|o| o.name == name)
+}
+
+/// Who called, as the signed call says.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The operator's session token, if the call carries one.
+    pub token: Option<String>,
+    /// The operator's address (as the operator program saw it).
+    pub client_ip: IpAddr,
+}
+
+/// What an operation answers: its JSON, and what the audit log records of it.
+struct Done {
+    answer: Value,
+    target: String,
+    detail: Value,
+}
+
+fn done(answer: Value, target: impl Into<String>) -> Result<Done, AdminError> {
+    Ok(Done {
+        answer,
+        target: target.into(),
+        detail: Value::Null,
+    })
+}
+
+fn params<T: DeserializeOwned>(value: &Value) -> Result<T, AdminError> {
+    serde_json::from_value(value.clone())
+        .map_err(|e| AdminError::invalid("invalid_params", format!("parameters: {e}")))
+}
+
+/// Parameters the audit log never records.
+const SECRET_FIELDS: &[&str] = &["password", "code", "token"];
+
+fn redacted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    if SECRET_FIELDS.contains(&k.as_str()) {
+                        (k.clone(), Value::String("[redacted]".into()))
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `a***@example.com`.
+pub(crate) fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+impl BackOffice {
+    /// Runs operation `name` for a verified call: checks the session, the network and the
+    /// permission, runs it, and audits the outcome (a denial included). Four-eyes operations
+    /// are validated and recorded as requests; a second operator's approval carries them out.
+    pub async fn run(&self, name: &str, call: &Call, input: &Value) -> Result<Value, AdminError> {
+        let now = self.now();
+        let Some(operation) = operation(name) else {
+            self.audit_outcome(
+                None,
+                name,
+                "-",
+                Err(&AdminError::UnknownOperation),
+                input,
+                call,
+                now,
+            )
+            .await?;
+            return Err(AdminError::UnknownOperation);
+        };
+        let operator = if operation.session {
+            match &call.token {
+                Some(token) => match self.session(token, call.client_ip).await {
+                    Ok(operator) => Some(operator),
+                    Err(error) => {
+                        self.audit_outcome(None, name, "-", Err(&error), input, call, now)
+                            .await?;
+                        return Err(error);
+                    }
+                },
+                None => {
+                    let error = AdminError::Unauthenticated;
+                    self.audit_outcome(None, name, "-", Err(&error), input, call, now)
+                        .await?;
+                    return Err(error);
+                }
+            }
+        } else {
+            None
+        };
+        if let (Some(operator), Some(permission)) = (&operator, operation.permission)
+            && !operator.role.grants(permission)
+        {
+            let error = AdminError::Forbidden(permission.as_str());
+            self.audit_outcome(Some(operator), name, "-", Err(&error), input, call, now)
+                .await?;
+            return Err(error);
+        }
+        let result = match (&operator, operation.four_eyes) {
+            (Some(operator), true) => self.submit(operator, operation, input).await,
+            _ => self.dispatch(operator.as_ref(), name, call, input).await,
+        };
+        // Who the entry names: the session's operator, or whom a sign-in signed in.
+        let signed_in = match (&result, &operator) {
+            (Ok((Some(who), _)), _) => Some(who.clone()),
+            (_, Some(op)) => Some(op.clone()),
+            _ => None,
+        };
+        match result {
+            Ok((_, done)) => {
+                let mut detail = redacted(input);
+                if !done.detail.is_null()
+                    && let Value::Object(map) = &mut detail
+                {
+                    map.insert("result".into(), done.detail.clone());
+                }
+                let status = if operation.four_eyes {
+                    "submitted"
+                } else {
+                    "ok"
+                };
+                self.audit(NewAuditRecord {
+                    at: now,
+                    operator_id: signed_in.as_ref().map(|o| o.record.id),
+                    operator_email: signed_in
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |o| o.record.email.clone()),
+                    operation: name.into(),
+                    target: done.target,
+                    outcome: status.into(),
+                    detail: detail.to_string(),
+                    client_ip: call.client_ip.to_string(),
+                })
+                .await?;
+                Ok(done.answer)
+            }
+            Err(error) => {
+                self.audit_outcome(signed_in.as_ref(), name, "-", Err(&error), input, call, now)
+                    .await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Audits a refusal or failure.
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_outcome(
+        &self,
+        operator: Option<&Operator>,
+        name: &str,
+        target: &str,
+        outcome: Result<(), &AdminError>,
+        input: &Value,
+        call: &Call,
+        now: i64,
+    ) -> Result<(), AdminError> {
+        let (status, detail) = match outcome {
+            Ok(()) => ("ok", redacted(input)),
+            Err(error) => (
+                if error.is_denial() {
+                    "denied"
+                } else {
+                    "failed"
+                },
+                json!({ "params": redacted(input), "code": error.code() }),
+            ),
+        };
+        let email = match operator {
+            Some(o) => o.record.email.clone(),
+            // A sign-in names who it claims to be.
+            None => input
+                .get("email")
+                .and_then(Value::as_str)
+                .map_or_else(|| "-".into(), |e| e.chars().take(254).collect()),
+        };
+        self.audit(NewAuditRecord {
+            at: now,
+            operator_id: operator.map(|o| o.record.id),
+            operator_email: email,
+            operation: name.chars().take(64).collect(),
+            target: target.into(),
+            outcome: status.into(),
+            detail: detail.to_string(),
+            client_ip: call.client_ip.to_string(),
+        })
+        .await
+    }
+
+    /// Audits a signed call that never reached an operation (bad signature, replay, …).
+    pub async fn audit_refused_call(
+        &self,
+        path: &str,
+        client_ip: &str,
+        error: &AdminError,
+    ) -> Result<(), AdminError> {
+        self.audit(NewAuditRecord {
+            at: self.now(),
+            operator_id: None,
+            operator_email: "-".into(),
+            operation: path.chars().take(96).collect(),
+            target: "-".into(),
+            outcome: "denied".into(),
+            detail: json!({ "code": error.code() }).to_string(),
+            client_ip: client_ip.chars().take(64).collect(),
+        })
+        .await
+    }
+
+    async fn dispatch(
+        &self,
+        operator: Option<&Operator>,
+        name: &str,
+        call: &Call,
+        input: &Value,
+    ) -> Result<(Option<Operator>, Done), AdminError> {
+        let Some(operator) = operator else {
+            return self.sign_in_operation(name, call, input).await;
+        };
+        let done = match name {
+            "auth.logout" => {
+                self.store()
+                    .end_operator_session(operator.session_id, self.now())
+                    .await?;
+                done(json!({ "signed_out": true }), "-")
+            }
+            "me" => done(operator_view(operator), "-"),
+            "users.search" => self.users_search(operator, input).await,
+            "users.view" => self.users_view(operator, input).await,
+            "users.lock" => self.users_lock(input, true).await,
+            "users.unlock" => self.users_lock(input, false).await,
+            "users.set_level" => self.users_set_level(input).await,
+            "withdrawals.list" => self.withdrawals_list().await,
+            "withdrawals.approve" => self.withdrawals_approve(operator, input).await,
+            "withdrawals.reject" => self.withdrawals_reject(input).await,
+            "withdrawals.halt" => self.withdrawals_halt(operator, input, true).await,
+            "withdrawals.resume" => self.withdrawals_halt(operator, input, false).await,
+            "markets.list" => self.markets_list().await,
+            "markets.set_status" => self.markets_set_status(input).await,
+            "requests.list" => self.requests_list(input).await,
+            "requests.approve" => self.requests_decide(operator, input, true).await,
+            "requests.reject" => self.requests_decide(operator, input, false).await,
+            "requests.cancel" => self.requests_cancel(operator, input).await,
+            "audit.list" => self.audit_list(input).await,
+            "audit.verify" => {
+                let verdict = crate::audit::verify(self.store(), None).await?;
+                done(serde_json::to_value(&verdict).unwrap_or_default(), "-")
+            }
+            "operators.list" => self.operators_list().await,
+            "operators.invite" => self.operators_invite(operator, input).await,
+            "operators.update" => self.operators_update(operator, input).await,
+            _ => Err(AdminError::UnknownOperation),
+        }?;
+        Ok((None, done))
+    }
+
+    async fn sign_in_operation(
+        &self,
+        name: &str,
+        call: &Call,
+        input: &Value,
+    ) -> Result<(Option<Operator>, Done), AdminError> {
+        match name {
+            "auth.login" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Login {
+                    email: String,
+                    password: String,
+                    code: String,
+                }
+                let p: Login = params(input)?;
+                let (operator, token) = self
+                    .login(&p.email, &p.password, &p.code, call.client_ip)
+                    .await?;
+                let mut answer = operator_view(&operator);
+                answer["session_token"] = Value::String(token.to_string());
+                let target = format!("operator:{}", operator.record.id);
+                Ok((Some(operator), done(answer, target)?))
+            }
+            "auth.setup" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Setup {
+                    token: String,
+                }
+                let p: Setup = params(input)?;
+                let enrolment = self.setup_begin(&p.token).await?;
+                Ok((
+                    None,
+                    done(
+                        json!({
+                            "secret": enrolment.secret.expose(),
+                            "otpauth_uri": enrolment.otpauth_uri.expose(),
+                            "qr_svg": enrolment.qr_svg,
+                        }),
+                        "-",
+                    )?,
+                ))
+            }
+            "auth.activate" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Activate {
+                    token: String,
+                    password: String,
+                    code: String,
+                }
+                let p: Activate = params(input)?;
+                let record = self.setup_complete(&p.token, &p.password, &p.code).await?;
+                Ok((
+                    None,
+                    done(
+                        json!({ "activated": true, "email": record.email }),
+                        format!("operator:{}", record.id),
+                    )?,
+                ))
+            }
+            _ => Err(AdminError::Unauthenticated),
+        }
+    }
+
+    // ----- Users -----
+
+    async fn users_search(&self, operator: &Operator, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Search {
+            query: String,
+            #[serde(default)]
+            unmask: bool,
+        }
+        let p: Search = params(input)?;
+        if p.query.trim().is_empty() || p.query.len() > 254 {
+            return Err(AdminError::invalid(
+                "invalid_query",
+                "search by 1 to 254 characters of an email, or an account id",
+            ));
+        }
+        let unmask = self.may_unmask(operator, p.unmask)?;
+        let users = self.store().search_users(&p.query, 50).await?;
+        let rows: Vec<Value> = users
+            .iter()
+            .map(|u| {
+                json!({
+                    "id": u.id.0,
+                    "email": if unmask { u.email.clone() } else { mask_email(&u.email) },
+                    "verified": u.email_verified_at.is_some(),
+                    "created_at": u.created_at,
+                    "locked": u.locked_at > 0,
+                    "verification_level": u.verification_level,
+                })
+            })
+            .collect();
+        let mut result = done(json!({ "users": rows, "unmasked": unmask }), "-")?;
+        result.detail = json!({ "found": rows.len(), "unmasked": unmask });
+        Ok(result)
+    }
+
+    fn may_unmask(&self, operator: &Operator, asked: bool) -> Result<bool, AdminError> {
+        if asked && !operator.role.grants(P::UsersUnmask) {
+            return Err(AdminError::Forbidden(P::UsersUnmask.as_str()));
+        }
+        Ok(asked)
+    }
+
+    async fn users_view(&self, operator: &Operator, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct View {
+            user_id: i64,
+            #[serde(default)]
+            unmask: bool,
+        }
+        let p: View = params(input)?;
+        let unmask = self.may_unmask(operator, p.unmask)?;
+        let user_id = UserId(p.user_id);
+        let user = self
+            .store()
+            .user(user_id)
+            .await?
+            .ok_or(AdminError::NotFound("user"))?;
+        let account = account_of(user_id)?;
+        let profile = self.store().profile(user_id).await?;
+        let two_factor = self.accounts().two_factor_enabled(user_id).await?;
+        let locked_in_core = self
+            .engine()
+            .read_async(move |e| e.account_locked(account))
+            .await?;
+        let (balances, open_orders) = {
+            let projection = self.market().read();
+            let balances: Vec<Value> = projection
+                .balances(account)
+                .into_iter()
+                .filter_map(|(asset, available, locked)| {
+                    let info = projection.asset(asset)?;
+                    Some(json!({
+                        "asset": info.symbol,
+                        "available": Amount(available).to_decimal_string(info.decimals),
+                        "locked": Amount(locked).to_decimal_string(info.decimals),
+                    }))
+                })
+                .collect();
+            let orders: Vec<Value> = projection
+                .open_orders(account)
+                .take(100)
+                .map(|o| {
+                    let market = projection.market(o.new.market);
+                    json!({
+                        "id": o.id.0,
+                        "market": market.map(|m| m.market.symbol.clone()),
+                        "side": format!("{:?}", o.new.side).to_uppercase(),
+                        "price_ticks": o.price.map(|p| p.0),
+                        "qty_lots": o.qty.map(|q| q.0),
+                        "executed_lots": o.executed,
+                        "time_ms": o.time_ms,
+                    })
+                })
+                .collect();
+            (balances, orders)
+        };
+        let sessions: Vec<Value> = self
+            .accounts()
+            .sessions(user_id)
+            .await?
+            .into_iter()
+            .map(|(id, kind, device, created_at)| {
+                json!({ "id": id, "kind": kind, "device": device, "created_at": created_at })
+            })
+            .collect();
+        let deposits: Vec<Value> = self
+            .store()
+            .deposits_of(user_id, 20)
+            .await?
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "asset": d.asset, "amount_units": d.amount.to_string(),
+                    "tx_hash": d.tx_hash, "status": d.status.as_str(), "created_at": d.created_at,
+                })
+            })
+            .collect();
+        let withdrawals: Vec<Value> = self
+            .store()
+            .withdrawals_of(user_id, 20)
+            .await?
+            .into_iter()
+            .map(|w| {
+                json!({
+                    "id": w.id, "asset": w.asset, "amount_units": w.amount.to_string(),
+                    "to_address": w.to_address, "status": w.status.as_str(),
+                    "tx_hash": w.tx_hash, "created_at": w.created_at,
+                })
+            })
+            .collect();
+        let mask = |text: Option<String>| text.map(|t| if unmask { t } else { "***".into() });
+        let answer = json!({
+            "id": user.id.0,
+            "email": if unmask { user.email.clone() } else { mask_email(&user.email) },
+            "unmasked": unmask,
+            "verified": user.email_verified_at.is_some(),
+            "created_at": user.created_at,
+            "locked": user.locked_at > 0,
+            "locked_at": user.locked_at,
+            "locked_in_core": locked_in_core,
+            "verification_level": profile.verification_level,
+            "display_name": mask(profile.display_name),
+            "country": profile.country,
+            "two_factor": two_factor,
+            "balances": balances,
+            "open_orders": open_orders,
+            "sessions": sessions,
+            "deposits": deposits,
+            "withdrawals": withdrawals,
+        });
+        let mut result = done(answer, format!("user:{}", user.id.0))?;
+        result.detail = json!({ "unmasked": unmask });
+        Ok(result)
+    }
+
+    async fn users_lock(&self, input: &Value, locked: bool) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Lock {
+            user_id: i64,
+            reason: String,
+        }
+        let p: Lock = params(input)?;
+        let reason = p.reason.trim();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(AdminError::invalid(
+                "invalid_reason",
+                "give a reason of 1 to 500 characters",
+            ));
+        }
+        let user_id = UserId(p.user_id);
+        self.store()
+            .user(user_id)
+            .await?
+            .ok_or(AdminError::NotFound("user"))?;
+        let account = account_of(user_id)?;
+        let now = self.now();
+        // Locking stops the money first (the core), then the sign-ins; unlocking opens the
+        // sign-ins last. A retry finishes whichever half a failure left.
+        if !locked {
+            self.core(Command::SetAccountLock { account, locked })
+                .await?;
+        }
+        let cancelled = if locked {
+            let receipt = self
+                .core(Command::SetAccountLock { account, locked })
+                .await?;
+            receipt
+                .iter()
+                .filter(|e| matches!(e.kind, coss_core::EventKind::OrderDone { .. }))
+                .count()
+        } else {
+            0
+        };
+        self.accounts().set_locked(user_id, locked, now).await?;
+        let mut result = done(
+            json!({ "user_id": user_id.0, "locked": locked, "orders_cancelled": cancelled }),
+            format!("user:{}", user_id.0),
+        )?;
+        result.detail = json!({ "orders_cancelled": cancelled });
+        Ok(result)
+    }
+
+    async fn users_set_level(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Level {
+            user_id: i64,
+            level: i64,
+        }
+        let p: Level = params(input)?;
+        if !(0..=3).contains(&p.level) {
+            return Err(AdminError::invalid(
+                "invalid_level",
+                "verification levels are 0 to 3",
+            ));
+        }
+        let user_id = UserId(p.user_id);
+        self.store()
+            .user(user_id)
+            .await?
+            .ok_or(AdminError::NotFound("user"))?;
+        let before = self.store().profile(user_id).await?.verification_level;
+        self.store()
+            .set_verification_level(user_id, p.level, self.now())
+            .await?;
+        let mut result = done(
+            json!({ "user_id": user_id.0, "verification_level": p.level }),
+            format!("user:{}", user_id.0),
+        )?;
+        result.detail = json!({ "before": before });
+        Ok(result)
+    }
+
+    /// Runs a core command; a rejection is an error with the core's reason.
+    async fn core(&self, command: Command) -> Result<Vec<coss_core::Event>, AdminError> {
+        let receipt = self.engine().submit_async(command).await?;
+        receipt.outcome.map_err(AdminError::Rejected)?;
+        if let Some(last) = receipt.events.last() {
+            self.market().caught_up(last.seq).await;
+        }
+        Ok(receipt.events)
+    }
+
+    // ----- Withdrawals -----
+
+    async fn withdrawals_list(&self) -> Result<Done, AdminError> {
+        let mut rows = Vec::new();
+        for w in self.store().withdrawals_in_review().await? {
+            let approvals = self.store().withdrawal_approvals(w.id).await?;
+            rows.push(json!({
+                "id": w.id,
+                "user_id": w.user_id.0,
+                "asset": w.asset,
+                "amount_units": w.amount.to_string(),
+                "amount": self.decimal(&w.asset, w.amount),
+                "to_address": w.to_address,
+                "reason": w.review_reason,
+                "approved_by": approvals,
+                "created_at": w.created_at,
+            }));
+        }
+        let halts: Vec<Value> = self
+            .store()
+            .withdrawal_halts()
+            .await?
+            .into_iter()
+            .map(|h| json!({ "asset": h.asset, "halted_by": h.halted_by, "reason": h.reason, "halted_at": h.halted_at }))
+            .collect();
+        done(json!({ "review": rows, "halts": halts }), "-")
+    }
+
+    fn decimal(&self, symbol: &str, amount: Amount) -> Option<String> {
+        self.market()
+            .read()
+            .assets()
+            .find(|a| a.symbol == symbol)
+            .map(|a| amount.to_decimal_string(a.decimals))
+    }
+
+    async fn withdrawals_approve(
+        &self,
+        operator: &Operator,
+        input: &Value,
+    ) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Approve {
+            id: i64,
+        }
+        let p: Approve = params(input)?;
+        let record = self
+            .store()
+            .withdrawal(p.id)
+            .await?
+            .ok_or(AdminError::NotFound("withdrawal"))?;
+        if record.status != coss_store::WithdrawalStatus::Review {
+            return Err(AdminError::NotPending);
+        }
+        // Four eyes: the first approval submits it, a different operator's releases it.
+        let approvals = match self
+            .store()
+            .approve_withdrawal(record.id, operator.record.id, self.now())
+            .await
+        {
+            Err(coss_store::StoreError::Conflict) => return Err(AdminError::SameOperator),
+            other => other?,
+        };
+        let target = format!("withdrawal:{}", record.id);
+        if approvals.len() < 2 {
+            let mut result = done(
+                json!({ "id": record.id, "status": "review", "approved_by": approvals }),
+                target,
+            )?;
+            result.detail = json!({ "approvals": approvals.len() });
+            return Ok(result);
+        }
+        if !self
+            .store()
+            .set_withdrawal_status(
+                record.id,
+                &[coss_store::WithdrawalStatus::Review],
+                coss_store::WithdrawalStatus::Held,
+                None,
+                None,
+                self.now(),
+            )
+            .await?
+        {
+            return Err(AdminError::NotPending);
+        }
+        let mut result = done(
+            json!({ "id": record.id, "status": "held", "approved_by": approvals }),
+            target,
+        )?;
+        result.detail = json!({ "approvals": approvals.len(), "released_for_signing": true });
+        Ok(result)
+    }
+
+    async fn withdrawals_reject(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Reject {
+            id: i64,
+            reason: String,
+        }
+        let p: Reject = params(input)?;
+        let reason = p.reason.trim();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(AdminError::invalid(
+                "invalid_reason",
+                "give a reason of 1 to 500 characters",
+            ));
+        }
+        self.store()
+            .withdrawal(p.id)
+            .await?
+            .ok_or(AdminError::NotFound("withdrawal"))?;
+        // The wallet's sender releases the hold in the core from `cancelling`.
+        if !self
+            .store()
+            .set_withdrawal_status(
+                p.id,
+                &[coss_store::WithdrawalStatus::Review],
+                coss_store::WithdrawalStatus::Cancelling,
+                Some(&format!("rejected by the operators: {reason}")),
+                None,
+                self.now(),
+            )
+            .await?
+        {
+            return Err(AdminError::NotPending);
+        }
+        done(
+            json!({ "id": p.id, "status": "cancelling" }),
+            format!("withdrawal:{}", p.id),
+        )
+    }
+
+    async fn withdrawals_halt(
+        &self,
+        operator: &Operator,
+        input: &Value,
+        halt: bool,
+    ) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Halt {
+            asset: String,
+            #[serde(default)]
+            reason: Option<String>,
+        }
+        let p: Halt = params(input)?;
+        let asset = p.asset.trim().to_uppercase();
+        if asset != "*" && !self.market().read().assets().any(|a| a.symbol == asset) {
+            return Err(AdminError::NotFound("asset"));
+        }
+        let reason = p.reason.unwrap_or_default();
+        if halt && (reason.trim().is_empty() || reason.len() > 500) {
+            return Err(AdminError::invalid(
+                "invalid_reason",
+                "give a reason of 1 to 500 characters",
+            ));
+        }
+        self.store()
+            .set_withdrawal_halt(
+                &asset,
+                halt.then_some((operator.record.id, reason.trim())),
+                self.now(),
+            )
+            .await?;
+        done(
+            json!({ "asset": asset, "halted": halt }),
+            format!("withdrawals:{asset}"),
+        )
+    }
+
+    // ----- Markets and fees -----
+
+    async fn markets_list(&self) -> Result<Done, AdminError> {
+        let (schedule, gateway_fee, assets) = self
+            .engine()
+            .read_async(|e| {
+                let assets: Vec<(u32, coss_core::AssetInfo)> = (0..coss_core::MAX_ASSETS)
+                    .filter_map(|id| Some((id, e.asset_info(coss_types::AssetId(id))?)))
+                    .collect();
+                (e.fee_schedule().to_vec(), e.gateway_fee_ppm(), assets)
+            })
+            .await?;
+        let projection = self.market().read();
+        let markets: Vec<Value> = projection
+            .markets()
+            .map(|m| {
+                let market = &m.market;
+                json!({
+                    "id": market.id.0,
+                    "symbol": market.symbol,
+                    "base": market.base.symbol,
+                    "quote": market.quote.symbol,
+                    "lot_size": Amount(market.lot_size).to_decimal_string(market.base.decimals),
+                    "tick_size": Amount(market.tick_size).to_decimal_string(market.quote.decimals),
+                    "min_notional": Amount(market.min_notional).to_decimal_string(market.quote.decimals),
+                    "status": if market.trading { "trading" } else { "halted" },
+                })
+            })
+            .collect();
+        let assets: Vec<Value> = assets
+            .iter()
+            .map(|(id, a)| {
+                json!({
+                    "id": id,
+                    "symbol": a.symbol,
+                    "decimals": a.decimals,
+                    "fees_shared": a.fees_shared,
+                    "withdrawal_fee": a.withdrawal_fee.to_decimal_string(a.decimals),
+                })
+            })
+            .collect();
+        let tiers: Vec<Value> = schedule
+            .iter()
+            .map(|t| json!({ "maker_ppm": t.maker_ppm, "taker_ppm": t.taker_ppm }))
+            .collect();
+        done(
+            json!({
+                "markets": markets,
+                "assets": assets,
+                "fee_schedule": tiers,
+                "gateway_fee_ppm": gateway_fee,
+            }),
+            "-",
+        )
+    }
+
+    fn market_id(&self, symbol: &str) -> Result<MarketId, AdminError> {
+        self.market()
+            .read()
+            .market_by_symbol(&symbol.trim().to_uppercase())
+            .map(|m| m.market.id)
+            .ok_or(AdminError::NotFound("market"))
+    }
+
+    async fn markets_set_status(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct SetStatus {
+            market: String,
+            status: String,
+        }
+        let p: SetStatus = params(input)?;
+        let status = match p.status.as_str() {
+            "trading" => MarketStatus::Trading,
+            "halted" => MarketStatus::Halted,
+            _ => {
+                return Err(AdminError::invalid(
+                    "invalid_status",
+                    "a market's status is trading or halted",
+                ));
+            }
+        };
+        let market = self.market_id(&p.market)?;
+        self.core(Command::SetMarketStatus { market, status })
+            .await?;
+        done(
+            json!({ "market": p.market.to_uppercase(), "status": p.status }),
+            format!("market:{}", market.0),
+        )
+    }
+
+    /// A four-eyes operation's command, from its parameters (checked at submission and again
+    /// when approved).
+    fn change(&self, name: &str, input: &Value) -> Result<(Command, String, String), AdminError> {
+        match name {
+            "markets.list_market" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct List {
+                    id: u32,
+                    base: String,
+                    quote: String,
+                    lot_size: String,
+                    tick_size: String,
+                    min_notional: String,
+                }
+                let p: List = params(input)?;
+                let projection = self.market().read();
+                let asset = |symbol: &str| {
+                    projection
+                        .assets()
+                        .find(|a| a.symbol == symbol.trim().to_uppercase())
+                        .cloned()
+                        .ok_or(AdminError::NotFound("asset"))
+                };
+                let (base, quote) = (asset(&p.base)?, asset(&p.quote)?);
+                let amount = |text: &str, decimals: u8, what: &'static str| {
+                    Amount::parse_decimal(text, decimals).map_err(|e| {
+                        AdminError::invalid("invalid_amount", format!("{what} {text:?}: {e}"))
+                    })
+                };
+                let command = Command::ListMarket {
+                    market: MarketId(p.id),
+                    base: base.id,
+                    quote: quote.id,
+                    lot_size: amount(&p.lot_size, base.decimals, "lot_size")?,
+                    tick_size: amount(&p.tick_size, quote.decimals, "tick_size")?,
+                    min_notional: amount(&p.min_notional, quote.decimals, "min_notional")?,
+                };
+                Ok((
+                    command,
+                    format!("market:{}", p.id),
+                    format!(
+                        "list {}{} (id {}): lot {}, tick {}, minimum {}",
+                        base.symbol, quote.symbol, p.id, p.lot_size, p.tick_size, p.min_notional
+                    ),
+                ))
+            }
+            "fees.set_schedule" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Tier {
+                    maker_ppm: u32,
+                    taker_ppm: u32,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Schedule {
+                    tiers: Vec<Tier>,
+                }
+                let p: Schedule = params(input)?;
+                if p.tiers.is_empty()
+                    || p.tiers.len() > 16
+                    || p.tiers
+                        .iter()
+                        .any(|t| t.maker_ppm > 100_000 || t.taker_ppm > 100_000)
+                {
+                    return Err(AdminError::invalid(
+                        "invalid_fee_schedule",
+                        "a fee schedule has 1 to 16 tiers, each rate at most 100000 ppm (10%)",
+                    ));
+                }
+                let summary = p
+                    .tiers
+                    .iter()
+                    .map(|t| format!("{}/{}", t.maker_ppm, t.taker_ppm))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Ok((
+                    Command::SetFeeSchedule {
+                        tiers: p
+                            .tiers
+                            .iter()
+                            .map(|t| FeeTier {
+                                maker_ppm: t.maker_ppm,
+                                taker_ppm: t.taker_ppm,
+                            })
+                            .collect(),
+                    },
+                    "fees".into(),
+                    format!("fee schedule (maker/taker ppm per tier): {summary}"),
+                ))
+            }
+            "fees.set_account_tier" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct AccountTier {
+                    user_id: i64,
+                    tier: u8,
+                }
+                let p: AccountTier = params(input)?;
+                let account = account_of(UserId(p.user_id))?;
+                Ok((
+                    Command::SetAccountFeeTier {
+                        account,
+                        tier: p.tier,
+                    },
+                    format!("user:{}", p.user_id),
+                    format!("fee tier {} for user {}", p.tier, p.user_id),
+                ))
+            }
+            "fees.set_withdrawal_fee" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct WithdrawalFee {
+                    asset: String,
+                    fee: String,
+                }
+                let p: WithdrawalFee = params(input)?;
+                let asset = self
+                    .market()
+                    .read()
+                    .assets()
+                    .find(|a| a.symbol == p.asset.trim().to_uppercase())
+                    .cloned()
+                    .ok_or(AdminError::NotFound("asset"))?;
+                let fee = Amount::parse_decimal(&p.fee, asset.decimals).map_err(|e| {
+                    AdminError::invalid("invalid_amount", format!("fee {:?}: {e}", p.fee))
+                })?;
+                Ok((
+                    Command::SetWithdrawalFee {
+                        asset: asset.id,
+                        fee,
+                    },
+                    format!("asset:{}", asset.symbol),
+                    format!("withdrawal fee of {} to {}", asset.symbol, p.fee),
+                ))
+            }
+            "fees.set_gateway_fee" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct GatewayFee {
+                    fee_ppm: u32,
+                }
+                let p: GatewayFee = params(input)?;
+                if p.fee_ppm > 100_000 {
+                    return Err(AdminError::invalid(
+                        "invalid_fee",
+                        "the gateway fee is at most 100000 ppm (10%)",
+                    ));
+                }
+                Ok((
+                    Command::SetGatewayFee { fee_ppm: p.fee_ppm },
+                    "fees".into(),
+                    format!("gateway fee to {} ppm", p.fee_ppm),
+                ))
+            }
+            _ => Err(AdminError::UnknownOperation),
+        }
+    }
+
+    async fn submit(
+        &self,
+        operator: &Operator,
+        operation: &Operation,
+        input: &Value,
+    ) -> Result<(Option<Operator>, Done), AdminError> {
+        let (_, target, summary) = self.change(operation.name, input)?;
+        let request = self
+            .store()
+            .submit_admin_request(
+                operation.name,
+                &input.to_string(),
+                &summary,
+                operator.record.id,
+                self.now(),
+            )
+            .await?;
+        let mut result = done(
+            json!({ "status": "pending", "request_id": request.id, "summary": summary }),
+            target,
+        )?;
+        result.detail = json!({ "request_id": request.id });
+        Ok((None, result))
+    }
+
+    async fn requests_list(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct List {
+            #[serde(default)]
+            pending: bool,
+        }
+        let p: List = if input.is_null() {
+            List::default()
+        } else {
+            params(input)?
+        };
+        let requests = self.store().admin_requests(p.pending, 200).await?;
+        let rows: Vec<Value> = requests
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "operation": r.operation,
+                    "summary": r.summary,
+                    "params": serde_json::from_str::<Value>(&r.params).unwrap_or(Value::Null),
+                    "submitted_by": r.submitted_by,
+                    "submitted_at": r.submitted_at,
+                    "status": r.status.as_str(),
+                    "decided_by": r.decided_by,
+                    "decided_at": r.decided_at,
+                    "result": r.result,
+                })
+            })
+            .collect();
+        done(json!({ "requests": rows }), "-")
+    }
+
+    async fn requests_decide(
+        &self,
+        operator: &Operator,
+        input: &Value,
+        approve: bool,
+    ) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Decide {
+            id: i64,
+            #[serde(default)]
+            reason: Option<String>,
+        }
+        let p: Decide = params(input)?;
+        let request = self
+            .store()
+            .admin_request(p.id)
+            .await?
+            .ok_or(AdminError::NotFound("request"))?;
+        let operation = operation(&request.operation).ok_or(AdminError::UnknownOperation)?;
+        if let Some(permission) = operation.permission
+            && !operator.role.grants(permission)
+        {
+            return Err(AdminError::Forbidden(permission.as_str()));
+        }
+        // Four eyes: never the submitter, whatever session or role.
+        if request.submitted_by == operator.record.id {
+            return Err(AdminError::SameOperator);
+        }
+        if request.status != RequestStatus::Pending {
+            return Err(AdminError::NotPending);
+        }
+        let now = self.now();
+        let target = format!("request:{}", request.id);
+        if !approve {
+            let reason = p.reason.unwrap_or_default();
+            self.store()
+                .decide_admin_request(
+                    request.id,
+                    RequestStatus::Pending,
+                    RequestStatus::Rejected,
+                    operator.record.id,
+                    Some(&json!({ "reason": reason }).to_string()),
+                    now,
+                )
+                .await
+                .map_err(not_pending)?;
+            return done(json!({ "id": request.id, "status": "rejected" }), target);
+        }
+        let input: Value = serde_json::from_str(&request.params).unwrap_or(Value::Null);
+        // The compare-and-set comes first: two approvers racing carry it out once.
+        self.store()
+            .decide_admin_request(
+                request.id,
+                RequestStatus::Pending,
+                RequestStatus::Executed,
+                operator.record.id,
+                None,
+                now,
+            )
+            .await
+            .map_err(not_pending)?;
+        let outcome = match self.change(&request.operation, &input) {
+            Ok((command, _, _)) => self.core(command).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => {
+                let mut result = done(
+                    json!({ "id": request.id, "status": "executed", "summary": request.summary }),
+                    target,
+                )?;
+                result.detail =
+                    json!({ "operation": request.operation, "submitted_by": request.submitted_by });
+                Ok(result)
+            }
+            Err(error) => {
+                self.store()
+                    .decide_admin_request(
+                        request.id,
+                        RequestStatus::Executed,
+                        RequestStatus::Failed,
+                        operator.record.id,
+                        Some(
+                            &json!({ "code": error.code(), "message": error.to_string() })
+                                .to_string(),
+                        ),
+                        now,
+                    )
+                    .await?;
+                Err(error)
+            }
+        }
+    }
+
+    async fn requests_cancel(
+        &self,
+        operator: &Operator,
+        input: &Value,
+    ) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Cancel {
+            id: i64,
+        }
+        let p: Cancel = params(input)?;
+        let request = self
+            .store()
+            .admin_request(p.id)
+            .await?
+            .ok_or(AdminError::NotFound("request"))?;
+        if request.submitted_by != operator.record.id {
+            return Err(AdminError::Forbidden(
+                "withdrawing another operator's request",
+            ));
+        }
+        self.store()
+            .decide_admin_request(
+                request.id,
+                RequestStatus::Pending,
+                RequestStatus::Cancelled,
+                operator.record.id,
+                None,
+                self.now(),
+            )
+            .await
+            .map_err(not_pending)?;
+        done(
+            json!({ "id": request.id, "status": "cancelled" }),
+            format!("request:{}", request.id),
+        )
+    }
+
+    // ----- Audit -----
+
+    async fn audit_list(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct List {
+            #[serde(default)]
+            after: i64,
+            #[serde(default = "default_limit")]
+            limit: i64,
+        }
+        fn default_limit() -> i64 {
+            100
+        }
+        let p: List = params(input)?;
+        if !(1..=1_000).contains(&p.limit) {
+            return Err(AdminError::invalid("invalid_limit", "limit is 1 to 1000"));
+        }
+        let entries = self.store().audit_entries(p.after.max(0), p.limit).await?;
+        let rows: Vec<Value> = entries
+            .iter()
+            .map(|r| {
+                json!({
+                    "seq": r.seq,
+                    "at": r.entry.at,
+                    "operator_id": r.entry.operator_id,
+                    "operator": r.entry.operator_email,
+                    "operation": r.entry.operation,
+                    "target": r.entry.target,
+                    "outcome": r.entry.outcome,
+                    "detail": serde_json::from_str::<Value>(&r.entry.detail).unwrap_or(Value::Null),
+                    "client_ip": r.entry.client_ip,
+                    "prev_hash": r.prev_hash,
+                    "hash": r.hash,
+                })
+            })
+            .collect();
+        done(json!({ "entries": rows }), "-")
+    }
+
+    // ----- Operators -----
+
+    async fn operators_list(&self) -> Result<Done, AdminError> {
+        let rows: Vec<Value> = self
+            .store()
+            .operators()
+            .await?
+            .iter()
+            .map(|o| {
+                json!({
+                    "id": o.id, "email": o.email, "role": o.role, "status": o.status,
+                    "allowed_networks": o.allowed_networks, "created_at": o.created_at,
+                    "created_by": o.created_by,
+                })
+            })
+            .collect();
+        done(json!({ "operators": rows }), "-")
+    }
+
+    async fn operators_invite(
+        &self,
+        operator: &Operator,
+        input: &Value,
+    ) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Invite {
+            email: String,
+            role: String,
+            #[serde(default)]
+            allowed_networks: Option<String>,
+        }
+        let p: Invite = params(input)?;
+        let email = coss_identity::normalise_email(&p.email)?;
+        let role = Role::parse(&p.role)
+            .ok_or_else(|| AdminError::invalid("invalid_role", format!("no role {:?}", p.role)))?;
+        let networks = parse_networks(
+            p.allowed_networks
+                .as_deref()
+                .unwrap_or(crate::DEFAULT_NETWORKS),
+        )?;
+        let token = hex::encode(coss_identity::random_bytes::<32>()?.as_ref());
+        let now = self.now();
+        let record = self
+            .store()
+            .create_operator(
+                &NewOperator {
+                    email: &email,
+                    role: role.as_str(),
+                    status: "invited",
+                    password_hash: None,
+                    sealed_totp: None,
+                    setup_hash: Some(&token_hash(&token)),
+                    setup_expires_at: now + SETUP_TTL_MS,
+                    allowed_networks: &networks,
+                    created_by: Some(operator.record.id),
+                },
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                coss_store::StoreError::EmailTaken => {
+                    AdminError::invalid("operator_exists", "an operator has this email")
+                }
+                other => other.into(),
+            })?;
+        let mut result = done(
+            json!({
+                "id": record.id,
+                "email": email,
+                "role": role.as_str(),
+                "setup_token": token,
+                "setup_expires_at": now + SETUP_TTL_MS,
+            }),
+            format!("operator:{}", record.id),
+        )?;
+        result.detail = json!({ "role": role.as_str(), "allowed_networks": networks });
+        Ok(result)
+    }
+
+    async fn operators_update(
+        &self,
+        operator: &Operator,
+        input: &Value,
+    ) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Update {
+            id: i64,
+            #[serde(default)]
+            role: Option<String>,
+            #[serde(default)]
+            status: Option<String>,
+            #[serde(default)]
+            allowed_networks: Option<String>,
+        }
+        let p: Update = params(input)?;
+        if p.id == operator.record.id {
+            return Err(AdminError::invalid(
+                "own_account",
+                "another superadmin changes your own role, status or networks",
+            ));
+        }
+        let current = self
+            .store()
+            .operator(p.id)
+            .await?
+            .ok_or(AdminError::NotFound("operator"))?;
+        let role = match &p.role {
+            Some(role) => Role::parse(role)
+                .ok_or_else(|| AdminError::invalid("invalid_role", format!("no role {role:?}")))?
+                .as_str(),
+            None => Role::parse(&current.role).map_or("support", Role::as_str),
+        };
+        let status = match p.status.as_deref() {
+            Some("active") if current.status == "invited" => {
+                return Err(AdminError::invalid(
+                    "invalid_status",
+                    "an invited operator becomes active by completing the set-up",
+                ));
+            }
+            Some(s @ ("active" | "disabled")) => s,
+            Some(other) => {
+                return Err(AdminError::invalid(
+                    "invalid_status",
+                    format!("no status {other:?}: active or disabled"),
+                ));
+            }
+            None => current.status.as_str(),
+        };
+        let networks = match &p.allowed_networks {
+            Some(n) => parse_networks(n)?,
+            None => current.allowed_networks.clone(),
+        };
+        self.store()
+            .update_operator(p.id, role, status, &networks, self.now())
+            .await?;
+        let mut result = done(
+            json!({ "id": p.id, "role": role, "status": status, "allowed_networks": networks }),
+            format!("operator:{}", p.id),
+        )?;
+        result.detail = json!({ "before": { "role": current.role, "status": current.status, "allowed_networks": current.allowed_networks } });
+        Ok(result)
+    }
+}
+
+fn not_pending(error: coss_store::StoreError) -> AdminError {
+    match error {
+        coss_store::StoreError::Conflict => AdminError::NotPending,
+        other => other.into(),
+    }
+}
+
+fn account_of(user: UserId) -> Result<AccountId, AdminError> {
+    coss_identity::exchange_account(user).ok_or(AdminError::NotFound("user"))
+}
+
+fn operator_view(operator: &Operator) -> Value {
+    json!({
+        "id": operator.record.id,
+        "email": operator.record.email,
+        "role": operator.role.as_str(),
+        "permissions": operator.role.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+    })
+}
