@@ -58,6 +58,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("users.lock", Some(P::UsersLock), false),
     op("users.unlock", Some(P::UsersLock), false),
     op("users.set_level", Some(P::UsersLevel), false),
+    op("users.reset_2fa", Some(P::UsersResetTwoFactor), true),
     op("withdrawals.list", Some(P::WithdrawalsReview), false),
     op("withdrawals.approve", Some(P::WithdrawalsReview), false),
     op("withdrawals.reject", Some(P::WithdrawalsReview), false),
@@ -76,6 +77,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("requests.cancel", None, false),
     op("audit.list", Some(P::AuditRead), false),
     op("audit.verify", Some(P::AuditRead), false),
+    op("audit.export", Some(P::AuditRead), false),
     op("operators.list", Some(P::OperatorsManage), false),
     op("operators.invite", Some(P::OperatorsManage), false),
     op("operators.update", Some(P::OperatorsManage), false),
@@ -339,6 +341,7 @@ impl BackOffice {
             "requests.reject" => self.requests_decide(operator, input, false).await,
             "requests.cancel" => self.requests_cancel(operator, input).await,
             "audit.list" => self.audit_list(input).await,
+            "audit.export" => self.audit_export(input).await,
             "audit.verify" => {
                 let verdict = crate::audit::verify(self.store(), None).await?;
                 done(serde_json::to_value(&verdict).unwrap_or_default(), "-")
@@ -928,9 +931,41 @@ impl BackOffice {
         )
     }
 
-    /// A four-eyes operation's command, from its parameters (checked at submission and again
-    /// when approved).
-    fn change(&self, name: &str, input: &Value) -> Result<(Command, String, String), AdminError> {
+    /// A four-eyes operation's change, from its parameters (checked at submission and again
+    /// when approved), with its target and summary.
+    fn change(&self, name: &str, input: &Value) -> Result<(Change, String, String), AdminError> {
+        if name == "users.reset_2fa" {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Reset {
+                user_id: i64,
+                reason: String,
+            }
+            let p: Reset = params(input)?;
+            let reason = p.reason.trim();
+            if reason.is_empty() || reason.len() > 500 {
+                return Err(AdminError::invalid(
+                    "invalid_reason",
+                    "give a reason of 1 to 500 characters",
+                ));
+            }
+            account_of(UserId(p.user_id))?;
+            return Ok((
+                Change::ResetSecondFactor(UserId(p.user_id)),
+                format!("user:{}", p.user_id),
+                format!("reset the second factor of user {}: {reason}", p.user_id),
+            ));
+        }
+        let (command, target, summary) = self.core_change(name, input)?;
+        Ok((Change::Core(command), target, summary))
+    }
+
+    /// A four-eyes change made by a core command.
+    fn core_change(
+        &self,
+        name: &str,
+        input: &Value,
+    ) -> Result<(Command, String, String), AdminError> {
         match name {
             "markets.list_market" => {
                 #[derive(Deserialize)]
@@ -1209,7 +1244,15 @@ impl BackOffice {
             .await
             .map_err(not_pending)?;
         let outcome = match self.change(&request.operation, &input) {
-            Ok((command, _, _)) => self.core(command).await.map(|_| ()),
+            Ok((Change::Core(command), _, _)) => self.core(command).await.map(|_| ()),
+            Ok((Change::ResetSecondFactor(user), _, _)) => match self.store().user(user).await? {
+                Some(_) => self
+                    .accounts()
+                    .reset_second_factor(user, self.now())
+                    .await
+                    .map_err(AdminError::from),
+                None => Err(AdminError::NotFound("user")),
+            },
             Err(error) => Err(error),
         };
         match outcome {
@@ -1317,6 +1360,46 @@ impl BackOffice {
             })
             .collect();
         done(json!({ "entries": rows }), "-")
+    }
+
+    async fn audit_export(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Export {
+            #[serde(default)]
+            after: i64,
+        }
+        let p: Export = params(input)?;
+        let entries = self.store().audit_entries(p.after.max(0), 10_000).await?;
+        let mut csv = String::from(
+            "seq,at,operator_id,operator,operation,target,outcome,detail,client_ip,prev_hash,hash\r\n",
+        );
+        for r in &entries {
+            let e = &r.entry;
+            let row = [
+                r.seq.to_string(),
+                e.at.to_string(),
+                e.operator_id.map(|i| i.to_string()).unwrap_or_default(),
+                e.operator_email.clone(),
+                e.operation.clone(),
+                e.target.clone(),
+                e.outcome.clone(),
+                e.detail.clone(),
+                e.client_ip.clone(),
+                r.prev_hash.clone(),
+                r.hash.clone(),
+            ];
+            let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+            csv.push_str(&cells.join(","));
+            csv.push_str("\r\n");
+        }
+        let last = entries.last().map_or(p.after, |r| r.seq);
+        let mut result = done(
+            json!({ "csv": csv, "entries": entries.len(), "last_seq": last, "more": entries.len() == 10_000 }),
+            "-",
+        )?;
+        result.detail = json!({ "entries": entries.len() });
+        Ok(result)
     }
 
     // ----- Operators -----
@@ -1465,6 +1548,30 @@ impl BackOffice {
     }
 }
 
+/// One CSV cell (RFC 4180 quoting). A cell a spreadsheet would run as a formula (`=`, `+`,
+/// `-`, `@`, tab, CR first: an attacker chooses the email a failed sign-in records) is
+/// prefixed with `'`.
+pub(crate) fn csv_cell(text: &str) -> String {
+    let guarded = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
+    }
+}
+
+/// What a four-eyes request changes once approved.
+enum Change {
+    /// A journaled command of the exchange core.
+    Core(Command),
+    /// A user's second factor removed (the owner emailed).
+    ResetSecondFactor(UserId),
+}
+
 fn not_pending(error: coss_store::StoreError) -> AdminError {
     match error {
         coss_store::StoreError::Conflict => AdminError::NotPending,
@@ -1483,4 +1590,25 @@ fn operator_view(operator: &Operator) -> Value {
         "role": operator.role.as_str(),
         "permissions": operator.role.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_cell("-1"), "'-1");
+        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn emails_are_masked_to_their_first_letter_and_domain() {
+        assert_eq!(mask_email("trader@example.com"), "t***@example.com");
+        assert_eq!(mask_email("nonsense"), "***");
+    }
 }

@@ -65,6 +65,8 @@ named! {
         UsersLock => "users.lock",
         /// Set verification levels.
         UsersLevel => "users.level",
+        /// Reset a user's second factor (four eyes; the owner is emailed).
+        UsersResetTwoFactor => "users.reset_2fa",
         /// See markets, assets and fees.
         MarketsRead => "markets.read",
         /// Halt and resume markets.
@@ -100,6 +102,7 @@ impl Role {
                     | P::UsersUnmask
                     | P::UsersLock
                     | P::UsersLevel
+                    | P::UsersResetTwoFactor
                     | P::WithdrawalsReview
                     | P::WithdrawalsHalt
                     | P::AuditRead

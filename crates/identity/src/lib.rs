@@ -932,6 +932,31 @@ impl Accounts {
         Ok(())
     }
 
+    /// Removes the account's second factor on the operators' decision (the owner lost the
+    /// authenticator and proved who they are another way): seed and recovery codes go, every
+    /// session ends, withdrawals and transfers wait [`WITHDRAWAL_LOCK_MS`], and the owner is
+    /// emailed at once (`two_factor_changed`), so a bribed operator cannot take the account
+    /// quietly.
+    pub async fn reset_second_factor(&self, user: UserId, now: i64) -> Result<(), IdentityError> {
+        let email = self
+            .store
+            .user(user)
+            .await?
+            .ok_or(IdentityError::Unauthenticated)?
+            .email;
+        let mail = Mail {
+            recipient: email,
+            template: "two_factor_changed".to_owned(),
+            payload: serde_json::json!({
+                "change": format!("removed by COSS support at {} (sign in with your password and set it up again)", format_utc(now)),
+            })
+            .to_string(),
+        };
+        self.store.reset_second_factor(user, &mail, now).await?;
+        self.revoked_in_memory(user);
+        Ok(())
+    }
+
     /// A password's argon2id PHC string, after the strength check (for other account kinds,
     /// such as the back office's operators), on the bounded hashing pool.
     pub async fn hash_password(&self, password: &str) -> Result<String, IdentityError> {

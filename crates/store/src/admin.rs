@@ -728,6 +728,39 @@ impl Store {
             .collect()
     }
 
+    /// Removes a user's second factor on the operators' decision (a lost authenticator), in
+    /// one transaction: the TOTP seed and recovery codes go, every session ends, withdrawals
+    /// and transfers wait a day (the security change), and `mail` tells the owner.
+    pub async fn reset_second_factor(
+        &self,
+        user: UserId,
+        mail: &crate::Mail,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET security_changed_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for statement in [
+            "DELETE FROM totp WHERE user_id = $1",
+            "DELETE FROM recovery_codes WHERE user_id = $1",
+        ] {
+            sqlx::query(statement)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        crate::sessions::end_sessions_of(&mut tx, user, None, now).await?;
+        crate::enqueue(&mut tx, mail, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Locks (with the time) or unlocks (0) a user account. Locking also ends its sessions
     /// and its apps' tokens, in the same transaction.
     pub async fn set_user_locked(

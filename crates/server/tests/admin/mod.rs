@@ -819,6 +819,24 @@ async fn a_locked_user_cannot_sign_in_trade_or_withdraw_and_their_orders_are_can
     );
     let verdict = office.ok("audit.verify", &root, json!({})).await;
     assert_eq!(verdict["problem"], Value::Null);
+
+    // The export is CSV a spreadsheet opens safely: an attacker's "email" stays text.
+    let (status, _) = office
+        .call(
+            "auth.login",
+            None,
+            json!({ "email": "=HYPERLINK(\"http://x\")", "password": "p", "code": "1" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let export = office.ok("audit.export", &root, json!({})).await;
+    let csv = export["csv"].as_str().unwrap();
+    assert!(csv.starts_with(
+        "seq,at,operator_id,operator,operation,target,outcome,detail,client_ip,prev_hash,hash\r\n"
+    ));
+    assert!(csv.contains(",users.lock,"), "{csv}");
+    assert!(csv.contains("\"'=HYPERLINK(\"\"http://x\"\")\""), "{csv}");
+    assert!(!csv.contains(",=HYPERLINK"));
     office.platform.stop().await;
 }
 
@@ -1181,5 +1199,101 @@ async fn a_large_withdrawal_waits_for_two_operators_and_the_kill_switch_stops_si
             "{operation} by {who}"
         );
     }
+    office.platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_factor_reset_needs_two_operators_and_tells_the_owner() {
+    let office = Office::start().await;
+    let root = office.superadmin().await;
+    let compliance = office
+        .operator(&root, "compliance@coss.example", Role::Compliance)
+        .await;
+    let admin = office
+        .operator(&root, "admin@coss.example", Role::Admin)
+        .await;
+    let now = office.now();
+    let user = verified(&office.platform.accounts, "lost@example.com", now).await;
+    coss_testkit::with_totp(&office.platform.accounts, user, now).await;
+    let login = || async {
+        http(
+            None,
+            office.platform.address,
+            "POST",
+            "/api/v1/auth/login",
+            &[],
+            Some(
+                &json!({ "email": "lost@example.com", "password": coss_testkit::PASSWORD })
+                    .to_string(),
+            ),
+        )
+        .await
+    };
+    assert_eq!(login().await.json()["code"], "two_factor_required");
+
+    let (_, answer) = office
+        .call(
+            "users.reset_2fa",
+            Some(&compliance.token),
+            json!({ "user_id": user.0 }),
+        )
+        .await;
+    assert_eq!(answer["code"], "invalid_params", "a reset needs a reason");
+    let (status, submitted) = office
+        .call(
+            "users.reset_2fa",
+            Some(&compliance.token),
+            json!({ "user_id": user.0, "reason": "lost phone; identity checked by video call" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{submitted}");
+    let id = submitted["request_id"].as_i64().unwrap();
+    let (status, answer) = office
+        .call(
+            "requests.approve",
+            Some(&compliance.token),
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("four_eyes"))
+    );
+    assert_eq!(
+        login().await.json()["code"],
+        "two_factor_required",
+        "nothing changed yet"
+    );
+
+    office
+        .ok("requests.approve", &admin, json!({ "id": id }))
+        .await;
+    let signed_in = login().await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    // The owner hears of it at once (a thief's accomplice cannot do it quietly).
+    let maildir = office.platform.data_dir().join("mail/new");
+    let mut told = false;
+    for _ in 0..100 {
+        told = std::fs::read_dir(&maildir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|f| {
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                text.contains("lost@example.com") && text.contains("removed by COSS support")
+            });
+        if told {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(told, "the owner is emailed");
+    // And money waits a day after the change.
+    let allowed = office
+        .platform
+        .accounts
+        .ensure_withdrawals_allowed(user, office.now())
+        .await;
+    assert_eq!(allowed.unwrap_err().code(), "withdrawals_locked");
     office.platform.stop().await;
 }
