@@ -260,6 +260,7 @@ struct Inner {
     accounts: Accounts,
     engine: EngineHandle,
     market: MarketService,
+    wallet: Option<coss_wallet::Wallet>,
     clock: Clock,
     verifier: ServiceVerifier,
     /// `admin/audit.head` in the data dir: the newest entry's position and hash.
@@ -269,13 +270,15 @@ struct Inner {
 }
 
 impl BackOffice {
-    /// The back office over the platform's services, trusting calls signed by `verifier`'s
-    /// key; `head_file` (if any) records the audit log's head.
+    /// The back office over the platform's services (the wallets, when there are any, for
+    /// what is on chain), trusting calls signed by `verifier`'s key; `head_file` (if any)
+    /// records the audit log's head.
     #[must_use]
     pub fn new(
         accounts: Accounts,
         engine: EngineHandle,
         market: MarketService,
+        wallet: Option<coss_wallet::Wallet>,
         clock: Clock,
         verifier: ServiceVerifier,
         head_file: Option<PathBuf>,
@@ -286,6 +289,7 @@ impl BackOffice {
                 accounts,
                 engine,
                 market,
+                wallet,
                 clock,
                 verifier,
                 head_file,
@@ -312,6 +316,10 @@ impl BackOffice {
 
     pub(crate) fn market(&self) -> &MarketService {
         &self.inner.market
+    }
+
+    pub(crate) fn wallet(&self) -> Option<&coss_wallet::Wallet> {
+        self.inner.wallet.as_ref()
     }
 
     pub(crate) fn verifier(&self) -> &ServiceVerifier {

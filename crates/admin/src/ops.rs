@@ -64,6 +64,10 @@ pub const OPERATIONS: &[Operation] = &[
     op("withdrawals.reject", Some(P::WithdrawalsReview), false),
     op("withdrawals.halt", Some(P::WithdrawalsHalt), false),
     op("withdrawals.resume", Some(P::WithdrawalsHalt), false),
+    op("money.overview", Some(P::MoneyRead), false),
+    op("money.revenue", Some(P::MoneyRead), false),
+    op("money.dao_weeks", Some(P::MoneyRead), false),
+    op("money.export", Some(P::MoneyRead), false),
     op("markets.list", Some(P::MarketsRead), false),
     op("markets.set_status", Some(P::MarketsHalt), false),
     op("markets.list_market", Some(P::Listings), true),
@@ -334,6 +338,13 @@ impl BackOffice {
             "withdrawals.reject" => self.withdrawals_reject(input).await,
             "withdrawals.halt" => self.withdrawals_halt(operator, input, true).await,
             "withdrawals.resume" => self.withdrawals_halt(operator, input, false).await,
+            "money.overview" => self
+                .money_overview()
+                .await
+                .and_then(|rows| done(json!({ "assets": rows }), "-")),
+            "money.revenue" => done(json!({ "weeks": self.money_revenue() }), "-"),
+            "money.dao_weeks" => self.money_dao_weeks().await,
+            "money.export" => self.money_export(input).await,
             "markets.list" => self.markets_list().await,
             "markets.set_status" => self.markets_set_status(input).await,
             "requests.list" => self.requests_list(input).await,
@@ -838,6 +849,202 @@ impl BackOffice {
             json!({ "asset": asset, "halted": halt }),
             format!("withdrawals:{asset}"),
         )
+    }
+
+    // ----- Money -----
+
+    /// Per asset: what the exchange core owes and holds by account kind, against what the
+    /// platform holds on chain (hot, cold, unswept deposit addresses); a shortfall when the
+    /// chain holds less than the liabilities.
+    async fn money_overview(&self) -> Result<Vec<Value>, AdminError> {
+        use coss_core::{DAO_PAYOUTS, FEES_HOLDERS, FEES_PLATFORM, GATEWAY, WITHDRAWAL_FEES};
+        let ledger = self
+            .engine()
+            .read_async(|e| {
+                (0..coss_core::MAX_ASSETS)
+                    .filter_map(|id| {
+                        let asset = coss_types::AssetId(id);
+                        let info = e.asset_info(asset)?;
+                        let held = |account| {
+                            let b = e.balance(account, asset);
+                            b.available.0.saturating_add(b.locked.0)
+                        };
+                        Some((
+                            asset,
+                            info,
+                            [
+                                held(FEES_PLATFORM),
+                                held(WITHDRAWAL_FEES),
+                                held(FEES_HOLDERS).saturating_add(held(DAO_PAYOUTS)),
+                                held(GATEWAY),
+                            ],
+                        ))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        let reserves = match self.wallet() {
+            Some(wallet) => wallet.reserves().await.map_err(|e| {
+                AdminError::invalid(
+                    "chain_unavailable",
+                    format!("the chain could not be read: {e}"),
+                )
+            })?,
+            None => Vec::new(),
+        };
+        let mut rows = Vec::new();
+        for (asset, info, [platform, withdrawal_fees, holders, gateway]) in ledger {
+            let decimal = |units: u128| Amount(units).to_decimal_string(info.decimals);
+            let supply = info.deposited.0.saturating_sub(info.withdrawn.0);
+            let users = supply
+                .saturating_sub(platform)
+                .saturating_sub(withdrawal_fees)
+                .saturating_sub(holders)
+                .saturating_sub(gateway);
+            // What the platform owes: everything but its own fee revenue.
+            let liabilities = supply
+                .saturating_sub(platform)
+                .saturating_sub(withdrawal_fees);
+            let reserve = reserves.iter().find(|r| r.asset == asset);
+            let (on_chain, shortfall) = match reserve {
+                Some(r) => {
+                    let total = r
+                        .hot
+                        .saturating_add(r.cold.unwrap_or(0))
+                        .saturating_add(r.deposit_addresses);
+                    (Some(total), liabilities.saturating_sub(total))
+                }
+                None => (None, 0),
+            };
+            rows.push(json!({
+                "asset": info.symbol,
+                "in_accounts": decimal(supply),
+                "users": decimal(users),
+                "holders_owed": decimal(holders),
+                "gateway": decimal(gateway),
+                "platform_fees": decimal(platform),
+                "withdrawal_fees": decimal(withdrawal_fees),
+                "liabilities": decimal(liabilities),
+                "hot": reserve.map(|r| decimal(r.hot)),
+                "cold": reserve.and_then(|r| r.cold.map(decimal)),
+                "deposit_addresses": reserve.map(|r| decimal(r.deposit_addresses)),
+                "on_chain": on_chain.map(decimal),
+                "partial": reserve.is_some_and(|r| r.partial),
+                "shortfall": (shortfall > 0).then(|| decimal(shortfall)),
+            }));
+        }
+        Ok(rows)
+    }
+
+    /// Fee revenue by week (Monday 00:00 UTC) and asset, newest first.
+    fn money_revenue(&self) -> Vec<Value> {
+        let projection = self.market().read();
+        let mut rows: Vec<Value> = projection
+            .revenue()
+            .filter_map(|(week, asset, r)| {
+                let info = projection.asset(asset)?;
+                let decimal = |units: u128| Amount(units).to_decimal_string(info.decimals);
+                Some(json!({
+                    "week_start": week,
+                    "asset": info.symbol,
+                    "platform": decimal(r.platform),
+                    "holders": decimal(r.holders),
+                    "withdrawal_fees": decimal(r.withdrawal),
+                }))
+            })
+            .collect();
+        rows.reverse();
+        rows
+    }
+
+    async fn money_dao_weeks(&self) -> Result<Done, AdminError> {
+        let mut rows = Vec::new();
+        for week in self.store().dao_weeks(52).await? {
+            let pools: Vec<Value> = self
+                .store()
+                .dao_week_assets(week.close_ms)
+                .await?
+                .into_iter()
+                .map(|a| {
+                    let id = coss_types::AssetId(u32::try_from(a.asset).unwrap_or(u32::MAX));
+                    let asset = self.market().read().asset(id).cloned();
+                    json!({
+                        "asset": asset.as_ref().map(|x| x.symbol.clone()),
+                        "pool": asset.map_or_else(|| a.pool.to_string(), |x| a.pool.to_decimal_string(x.decimals)),
+                    })
+                })
+                .collect();
+            rows.push(json!({
+                "week": week.week,
+                "close_ms": week.close_ms,
+                "holders": week.holders,
+                "root": week.root,
+                "paid_at": week.paid_at,
+                "pools": pools,
+            }));
+        }
+        done(json!({ "weeks": rows }), "-")
+    }
+
+    async fn money_export(&self, input: &Value) -> Result<Done, AdminError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Export {
+            what: String,
+        }
+        let p: Export = params(input)?;
+        let (rows, columns): (Vec<Value>, &[&str]) = match p.what.as_str() {
+            "overview" => (
+                self.money_overview().await?,
+                &[
+                    "asset",
+                    "in_accounts",
+                    "users",
+                    "holders_owed",
+                    "gateway",
+                    "platform_fees",
+                    "withdrawal_fees",
+                    "liabilities",
+                    "hot",
+                    "cold",
+                    "deposit_addresses",
+                    "on_chain",
+                    "shortfall",
+                    "partial",
+                ],
+            ),
+            "revenue" => (
+                self.money_revenue(),
+                &[
+                    "week_start",
+                    "asset",
+                    "platform",
+                    "holders",
+                    "withdrawal_fees",
+                ],
+            ),
+            _ => {
+                return Err(AdminError::invalid(
+                    "invalid_export",
+                    "export `overview` or `revenue`",
+                ));
+            }
+        };
+        let mut csv = columns.join(",");
+        csv.push_str("\r\n");
+        for row in &rows {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| match &row[*c] {
+                    Value::String(s) => csv_cell(s),
+                    Value::Null => String::new(),
+                    other => csv_cell(&other.to_string()),
+                })
+                .collect();
+            csv.push_str(&cells.join(","));
+            csv.push_str("\r\n");
+        }
+        done(json!({ "csv": csv, "rows": rows.len() }), "-")
     }
 
     // ----- Markets and fees -----

@@ -137,6 +137,10 @@ pub struct AssetInfo {
     pub fees_shared: bool,
     /// The fee on each withdrawal, in the smallest unit.
     pub withdrawal_fee: Amount,
+    /// Everything ever deposited.
+    pub deposited: Amount,
+    /// Everything ever withdrawn (confirmed): what the accounts hold is the difference.
+    pub withdrawn: Amount,
 }
 
 /// One balance of one account in one asset.
@@ -601,6 +605,8 @@ impl Exchange {
             decimals: a.decimals,
             fees_shared: a.fees_shared,
             withdrawal_fee: Amount(a.withdrawal_fee),
+            deposited: Amount(a.deposited),
+            withdrawn: Amount(a.withdrawn),
         })
     }
 

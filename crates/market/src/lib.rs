@@ -20,7 +20,7 @@ mod service;
 pub use candles::Interval;
 pub use history::{HISTORY_BACKLOG, spawn_history};
 pub use model::*;
-pub use projection::Projection;
+pub use projection::{Projection, Revenue, week_start};
 pub use rows::{candle_row, candles_from_minutes};
 pub use service::{MarketService, Published};
 

@@ -34,9 +34,39 @@ pub struct Projection {
     updates: Vec<Update>,
     fee_tiers: Vec<coss_core::FeeTier>,
     account_tiers: FxHashMap<AccountId, u8>,
+    /// Fee revenue by ISO week (its Monday 00:00 UTC) and asset: (platform's part of trading
+    /// and gateway fees, holders' part, withdrawal fees). A few entries a week.
+    revenue: BTreeMap<(u64, AssetId), Revenue>,
+}
+
+/// Fee revenue of one asset in one week, in its smallest units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Revenue {
+    /// The platform's part of trading and gateway fees.
+    pub platform: u128,
+    /// The COSS holders' part.
+    pub holders: u128,
+    /// Withdrawal fees (never shared).
+    pub withdrawal: u128,
+}
+
+/// The Monday 00:00 UTC that starts the ISO week of `time_ms`.
+#[must_use]
+pub fn week_start(time_ms: u64) -> u64 {
+    const DAY: u64 = 86_400_000;
+    let day = time_ms / DAY;
+    // 1970-01-01 was a Thursday: day 0 is 3 days after a Monday.
+    day.saturating_sub((day + 3) % 7) * DAY
 }
 
 impl Projection {
+    /// Fee revenue by week (its Monday 00:00 UTC, ms) and asset, oldest first.
+    pub fn revenue(&self) -> impl Iterator<Item = (u64, AssetId, Revenue)> + '_ {
+        self.revenue
+            .iter()
+            .map(|(&(week, asset), &r)| (week, asset, r))
+    }
+
     /// An empty projection (before the first event).
     #[must_use]
     pub fn new() -> Projection {
@@ -424,9 +454,20 @@ impl Projection {
             | EventKind::WeekPaid { .. }
             | EventKind::OpenOrderLimitSet { .. }
             | EventKind::AccountLockSet { .. }
-            | EventKind::GatewayFeeSet { .. }
-            | EventKind::WithdrawalConfirmed { .. }
-            | EventKind::FeesCollected { .. } => {}
+            | EventKind::GatewayFeeSet { .. } => {}
+            EventKind::WithdrawalConfirmed { asset, fee, .. } => {
+                let row = self.revenue.entry((week_start(time), *asset)).or_default();
+                row.withdrawal = row.withdrawal.saturating_add(fee.0);
+            }
+            EventKind::FeesCollected {
+                asset,
+                platform,
+                holders,
+            } => {
+                let row = self.revenue.entry((week_start(time), *asset)).or_default();
+                row.platform = row.platform.saturating_add(platform.0);
+                row.holders = row.holders.saturating_add(holders.0);
+            }
         }
     }
 
@@ -722,4 +763,21 @@ impl Projection {
 
 pub(crate) fn to_signed(amount: u128) -> i128 {
     i128::try_from(amount).unwrap_or(i128::MAX)
+}
+
+#[cfg(test)]
+mod revenue_tests {
+    use super::week_start;
+
+    #[test]
+    fn weeks_start_on_monday_midnight_utc() {
+        // 2026-12-07 is a Monday; 2026-12-08 04:00 UTC belongs to its week.
+        let monday = 1_796_601_600_000;
+        assert_eq!(week_start(monday), monday);
+        assert_eq!(week_start(monday + 28 * 3_600_000), monday);
+        assert_eq!(week_start(monday - 1), monday - 7 * 86_400_000);
+        // 1970-01-06, a Tuesday, is in the week of Monday 1970-01-05; before that, 0.
+        assert_eq!(week_start(5 * 86_400_000), 4 * 86_400_000);
+        assert_eq!(week_start(0), 0);
+    }
 }

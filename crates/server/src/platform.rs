@@ -161,7 +161,7 @@ impl Platform {
         let opened = open_edges(&settings, &gate, &handle, &market, &mut node).await;
         match opened {
             Ok((wallet, dao, gateway, binance)) => Ok(Platform {
-                back_office: back_office(&settings, &gate, &handle, &market)?,
+                back_office: back_office(&settings, &gate, &handle, &market, &wallet)?,
                 settings,
                 engine,
                 handle,
@@ -433,6 +433,7 @@ fn back_office(
     gate: &Gate,
     handle: &EngineHandle,
     market: &MarketService,
+    wallet: &Wallet,
 ) -> Result<coss_admin::BackOffice> {
     let dir = settings.data_dir.join("admin");
     let verifier = match &settings.config.admin.service_public_key {
@@ -447,6 +448,7 @@ fn back_office(
         gate.accounts.clone(),
         handle.clone(),
         market.clone(),
+        Some(wallet.clone()),
         settings.clock.clone(),
         verifier,
         Some(dir.join("audit.head")),

@@ -45,7 +45,9 @@ pub use config::{AssetConfig, ChainConfig, DEV_COSS, DEV_ETH, DEV_TUSD};
 pub use sweep::SweepReport;
 pub use transfer::TransferRequest;
 pub use watcher::{AddressBook, Owner, SyncReport};
-pub use withdraw::{CoreHold, ProcessReport, WithdrawalRequest, parse_address};
+pub use withdraw::{
+    CoreHold, ProcessReport, RESERVE_ADDRESSES, Reserve, WithdrawalRequest, parse_address,
+};
 
 /// Everything that can go wrong, with a stable `code()`. Messages never contain keys.
 #[derive(Debug, thiserror::Error)]

@@ -1328,3 +1328,81 @@ mod tests {
         ));
     }
 }
+
+/// Where the platform keeps one asset on chain, in its smallest units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserve {
+    /// The asset's symbol.
+    pub symbol: String,
+    /// Its id in the exchange core.
+    pub asset: coss_types::AssetId,
+    /// In the hot wallet (latest block).
+    pub hot: u128,
+    /// In the cold wallet (`None`: no cold address configured).
+    pub cold: Option<u128>,
+    /// Still in deposit addresses (credited, not yet swept).
+    pub deposit_addresses: u128,
+    /// Whether more unswept addresses exist than were read ([`RESERVE_ADDRESSES`]).
+    pub partial: bool,
+}
+
+/// Unswept deposit addresses read by [`Wallet::reserves`] at most.
+pub const RESERVE_ADDRESSES: i64 = 1_000;
+
+impl Wallet {
+    /// What the platform holds on chain per configured asset: the hot wallet, the cold wallet
+    /// and the credited deposits not yet swept, read at the latest block (for the
+    /// accountants' comparison with what the exchange core owes).
+    pub async fn reserves(&self) -> Result<Vec<Reserve>, WalletError> {
+        let inner = &self.inner;
+        let addresses = inner
+            .store
+            .unswept_addresses(self.chain_key(), RESERVE_ADDRESSES + 1)
+            .await?;
+        let partial = i64::try_from(addresses.len()).unwrap_or(i64::MAX) > RESERVE_ADDRESSES;
+        let mut parsed = Vec::new();
+        for (address, _, _) in addresses.iter().take(RESERVE_ADDRESSES as usize) {
+            parsed.push(parse_address(address)?);
+        }
+        let mut out = Vec::new();
+        for asset in &inner.config.assets {
+            let hot = self.hot_balance(asset).await?;
+            let cold = match inner.config.cold_address {
+                Some(cold) => Some(self.balance_of(asset, cold).await?),
+                None => None,
+            };
+            let mut in_addresses = U256::ZERO;
+            for address in &parsed {
+                in_addresses = in_addresses.saturating_add(self.balance_of(asset, *address).await?);
+            }
+            let units = |v: U256| u128::try_from(v).unwrap_or(u128::MAX);
+            out.push(Reserve {
+                symbol: asset.symbol.clone(),
+                asset: asset.asset,
+                hot: units(hot),
+                cold: cold.map(units),
+                deposit_addresses: units(in_addresses),
+                partial,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An address's balance of an asset at the latest block.
+    async fn balance_of(&self, asset: &AssetConfig, owner: Address) -> Result<U256, WalletError> {
+        let provider = &self.inner.provider;
+        match asset.token {
+            None => timed(provider.get_balance(owner).block_id(BlockId::latest()))
+                .await?
+                .map_err(rpc_error),
+            Some(token) => timed(
+                IERC20::new(token, provider)
+                    .balanceOf(owner)
+                    .call()
+                    .block(BlockId::latest()),
+            )
+            .await?
+            .map_err(rpc_error),
+        }
+    }
+}

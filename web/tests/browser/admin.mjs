@@ -206,6 +206,13 @@ try {
   await tab(rootPage, 'markets')
   await rootPage.waitForSelector('[data-test=market-ETHCOSS]')
 
+  step('root sees the money: what is owed against what the chain holds')
+  await tab(rootPage, 'money')
+  await rootPage.waitForSelector('[data-test=money-ETH]')
+  await axe(rootPage, 'money')
+  const covered = await rootPage.innerText('[data-test=shortfall-ETH]')
+  if (covered !== 'covered') throw new Error(`ETH on chain should cover what is owed: ${covered}`)
+
   step('the audit log shows all of it, and its chain verifies')
   await tab(rootPage, 'audit')
   await axe(rootPage, 'audit')

@@ -1297,3 +1297,120 @@ async fn a_second_factor_reset_needs_two_operators_and_tells_the_owner() {
     assert_eq!(allowed.unwrap_err().code(), "withdrawals_locked");
     office.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accountants_see_revenue_by_week_and_liabilities_against_the_chain() {
+    use coss_core::{Command, NewOrder, OrderKind, SelfTradePrevention, TimeInForce};
+    use coss_types::{Price, Qty, Side};
+    let office = Office::start().await;
+    let root = office.superadmin().await;
+    let accountant = office
+        .operator(&root, "books@coss.example", Role::Accountant)
+        .await;
+    let now = office.now();
+    let engine = &office.platform.engine;
+    let seller = coss_identity::exchange_account(
+        verified(&office.platform.accounts, "seller@example.com", now).await,
+    )
+    .unwrap();
+    let buyer = coss_identity::exchange_account(
+        verified(&office.platform.accounts, "buyer@example.com", now).await,
+    )
+    .unwrap();
+    // Credited without coins on chain: more ETH owed than the hot wallet's 100.
+    coss_testkit::deposit(
+        engine,
+        seller,
+        coss_wallet::DEV_ETH,
+        200 * coss_testkit::ETH_1,
+    )
+    .await;
+    coss_testkit::deposit(
+        engine,
+        buyer,
+        coss_wallet::DEV_TUSD,
+        1_000 * coss_testkit::TUSD_1,
+    )
+    .await;
+    for (account, side) in [(seller, Side::Sell), (buyer, Side::Buy)] {
+        let placed = engine
+            .submit_async(Command::PlaceOrder(NewOrder {
+                account,
+                market: coss_types::MarketId(1),
+                side,
+                kind: OrderKind::Limit {
+                    price: Price(100_000),
+                    qty: Qty(10),
+                    tif: TimeInForce::Gtc,
+                },
+                client_id: None,
+                stp: SelfTradePrevention::None,
+            }))
+            .await
+            .unwrap();
+        assert!(placed.outcome.is_ok());
+    }
+
+    let overview = office.ok("money.overview", &accountant, json!({})).await;
+    let asset = |symbol: &str| {
+        overview["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["asset"] == symbol)
+            .cloned()
+            .unwrap()
+    };
+    let eth = asset("ETH");
+    assert_eq!(eth["in_accounts"], "200.000000000000000000", "{eth}");
+    assert!(
+        eth["shortfall"].is_string(),
+        "the chain holds less ETH than is owed: {eth}"
+    );
+    let tusd = asset("TUSD");
+    assert_eq!(tusd["shortfall"], Value::Null, "{tusd}");
+    assert_ne!(
+        tusd["platform_fees"], "0",
+        "the trade's fees are the platform's: {tusd}"
+    );
+
+    let revenue = office.ok("money.revenue", &accountant, json!({})).await;
+    let week = coss_market::week_start(u64::try_from(office.now()).unwrap());
+    let rows = revenue["weeks"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["week_start"] == week && r["asset"] == "TUSD" && r["holders"] != "0"),
+        "{revenue}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["week_start"] == week && r["asset"] == "ETH" && r["platform"] != "0"),
+        "{revenue}"
+    );
+    let csv = office
+        .ok("money.export", &accountant, json!({ "what": "overview" }))
+        .await;
+    assert!(
+        csv["csv"]
+            .as_str()
+            .unwrap()
+            .starts_with("asset,in_accounts,users,")
+    );
+    let (_, answer) = office
+        .call(
+            "money.export",
+            Some(&accountant.token),
+            json!({ "what": "secrets" }),
+        )
+        .await;
+    assert_eq!(answer["code"], "invalid_export");
+    office.ok("money.dao_weeks", &accountant, json!({})).await;
+    let support = office
+        .operator(&root, "support@coss.example", Role::Support)
+        .await;
+    let (status, _) = office
+        .call("money.overview", Some(&support.token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    office.platform.stop().await;
+}
