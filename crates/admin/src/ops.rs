@@ -498,7 +498,7 @@ impl BackOffice {
             .engine()
             .read_async(move |e| e.account_locked(account))
             .await?;
-        let (balances, open_orders) = {
+        let (balances, open_orders, orders, trades) = {
             let projection = self.market().read();
             let balances: Vec<Value> = projection
                 .balances(account)
@@ -528,7 +528,39 @@ impl BackOffice {
                     })
                 })
                 .collect();
-            (balances, orders)
+            let recent: Vec<&coss_market::Order> = projection.orders_of(account).collect();
+            let recent: Vec<Value> = recent
+                .iter()
+                .rev()
+                .take(50)
+                .map(|o| {
+                    json!({
+                        "id": o.id.0,
+                        "market": projection.market(o.new.market).map(|m| m.market.symbol.clone()),
+                        "side": format!("{:?}", o.new.side).to_uppercase(),
+                        "status": format!("{:?}", o.status),
+                        "executed_lots": o.executed,
+                        "time_ms": o.time_ms,
+                    })
+                })
+                .collect();
+            let trades: Vec<&coss_market::Trade> = projection.trades_of(account).collect();
+            let trades: Vec<Value> = trades
+                .iter()
+                .rev()
+                .take(50)
+                .map(|t| {
+                    json!({
+                        "id": t.id,
+                        "market": projection.market(t.market).map(|m| m.market.symbol.clone()),
+                        "price_ticks": t.price.0,
+                        "qty_lots": t.qty.0,
+                        "maker": t.maker_account == account,
+                        "time_ms": t.time_ms,
+                    })
+                })
+                .collect();
+            (balances, orders, recent, trades)
         };
         let sessions: Vec<Value> = self
             .accounts()
@@ -580,6 +612,8 @@ impl BackOffice {
             "two_factor": two_factor,
             "balances": balances,
             "open_orders": open_orders,
+            "orders": orders,
+            "trades": trades,
             "sessions": sessions,
             "deposits": deposits,
             "withdrawals": withdrawals,

@@ -755,6 +755,8 @@ async fn a_locked_user_cannot_sign_in_trade_or_withdraw_and_their_orders_are_can
         (view["locked"].as_bool(), view["locked_in_core"].as_bool()),
         (Some(true), Some(true))
     );
+    assert_eq!(view["open_orders"].as_array().unwrap().len(), 0);
+    assert_eq!(view["orders"][0]["status"], "Canceled", "{view}");
 
     office
         .ok(
