@@ -75,6 +75,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("fees.set_account_tier", Some(P::Fees), true),
     op("fees.set_withdrawal_fee", Some(P::Fees), true),
     op("fees.set_gateway_fee", Some(P::Fees), true),
+    op("fees.set_withdrawal_minimum", Some(P::Fees), true),
     op("requests.list", None, false),
     op("requests.approve", None, false),
     op("requests.reject", None, false),
@@ -1119,6 +1120,7 @@ impl BackOffice {
                     "decimals": a.decimals,
                     "fees_shared": a.fees_shared,
                     "withdrawal_fee": a.withdrawal_fee.to_decimal_string(a.decimals),
+                    "withdrawal_minimum": a.withdrawal_minimum.to_decimal_string(a.decimals),
                 })
             })
             .collect();
@@ -1339,6 +1341,42 @@ impl BackOffice {
                     },
                     format!("asset:{}", asset.symbol),
                     format!("withdrawal fee of {} to {}", asset.symbol, p.fee),
+                ))
+            }
+            "fees.set_withdrawal_minimum" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct WithdrawalMinimum {
+                    asset: String,
+                    minimum: String,
+                }
+                let p: WithdrawalMinimum = params(input)?;
+                let asset = self
+                    .market()
+                    .read()
+                    .assets()
+                    .find(|a| a.symbol == p.asset.trim().to_uppercase())
+                    .cloned()
+                    .ok_or(AdminError::NotFound("asset"))?;
+                let minimum = Amount::parse_decimal(&p.minimum, asset.decimals)
+                    .ok()
+                    .filter(|m| !m.is_zero())
+                    .ok_or_else(|| {
+                        AdminError::invalid(
+                            "invalid_amount",
+                            format!(
+                                "minimum {:?}: a positive amount of {}",
+                                p.minimum, asset.symbol
+                            ),
+                        )
+                    })?;
+                Ok((
+                    Command::SetWithdrawalMinimum {
+                        asset: asset.id,
+                        minimum,
+                    },
+                    format!("asset:{}", asset.symbol),
+                    format!("smallest withdrawal of {} to {}", asset.symbol, p.minimum),
                 ))
             }
             "fees.set_gateway_fee" => {

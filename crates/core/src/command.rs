@@ -160,6 +160,13 @@ pub enum Command {
         /// The new fee.
         fee: Amount,
     },
+    /// Sets an asset's smallest withdrawal (at least 1 unit; a hold below it is refused).
+    SetWithdrawalMinimum {
+        /// The asset.
+        asset: AssetId,
+        /// The smallest amount a withdrawal may send (before the fee).
+        minimum: Amount,
+    },
     /// Lists a new market.
     ListMarket {
         /// Its id (below [`crate::MAX_MARKETS`]).

@@ -72,6 +72,13 @@ pub enum EventKind {
         /// New fee.
         fee: Amount,
     },
+    /// An asset's smallest withdrawal changed.
+    WithdrawalMinimumSet {
+        /// The asset.
+        asset: AssetId,
+        /// New minimum.
+        minimum: Amount,
+    },
     /// A market was listed.
     MarketListed {
         /// Id.
@@ -442,6 +449,8 @@ reject_reasons! {
     SameAccount = 2009, "SAME_ACCOUNT", "same account";
     /// The account is locked by an operator.
     AccountLocked = 2010, "ACCOUNT_LOCKED", "account is locked";
+    /// The withdrawal is below the asset's minimum.
+    BelowMinimum = 2011, "BELOW_MINIMUM", "withdrawal below the minimum";
     /// Quantity must be positive.
     InvalidQuantity = 3001, "INVALID_QUANTITY", "invalid quantity";
     /// Price must be positive.

@@ -233,6 +233,9 @@ impl Exchange {
         if amount.is_zero() {
             return Err(RejectReason::InvalidAmount);
         }
+        if amount.0 < asset.withdrawal_minimum {
+            return Err(RejectReason::BelowMinimum);
+        }
         if self.withdrawals.contains_key(&request) || self.transfers.contains_key(&request) {
             return Err(RejectReason::DuplicateRequest);
         }
@@ -482,6 +485,7 @@ impl Exchange {
             decimals,
             fees_shared,
             withdrawal_fee: withdrawal_fee.0,
+            withdrawal_minimum: 0,
             deposited: 0,
             withdrawn: 0,
             shared_fees: 0,
@@ -513,6 +517,28 @@ impl Exchange {
             .ok_or(RejectReason::UnknownAsset)?;
         asset.withdrawal_fee = fee.0;
         self.emit(events, EventKind::WithdrawalFeeSet { asset: id, fee });
+        Ok(())
+    }
+
+    pub(crate) fn set_withdrawal_minimum(
+        &mut self,
+        id: AssetId,
+        minimum: Amount,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
+        let asset = self
+            .assets
+            .get_mut(id.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(RejectReason::UnknownAsset)?;
+        if minimum.is_zero() {
+            return Err(RejectReason::InvalidAmount);
+        }
+        asset.withdrawal_minimum = minimum.0;
+        self.emit(
+            events,
+            EventKind::WithdrawalMinimumSet { asset: id, minimum },
+        );
         Ok(())
     }
 

@@ -137,6 +137,8 @@ pub struct AssetInfo {
     pub fees_shared: bool,
     /// The fee on each withdrawal, in the smallest unit.
     pub withdrawal_fee: Amount,
+    /// The smallest withdrawal (0: none set).
+    pub withdrawal_minimum: Amount,
     /// Everything ever deposited.
     pub deposited: Amount,
     /// Everything ever withdrawn (confirmed): what the accounts hold is the difference.
@@ -176,6 +178,8 @@ struct Asset {
     decimals: u8,
     fees_shared: bool,
     withdrawal_fee: u128,
+    /// The smallest withdrawal (0: none set).
+    withdrawal_minimum: u128,
     deposited: u128,
     withdrawn: u128,
     /// Shareable fees collected since the holders' share was last set (less whole millions
@@ -438,6 +442,9 @@ impl Exchange {
             Command::SetWithdrawalFee { asset, fee } => {
                 self.set_withdrawal_fee(*asset, *fee, events)
             }
+            Command::SetWithdrawalMinimum { asset, minimum } => {
+                self.set_withdrawal_minimum(*asset, *minimum, events)
+            }
             Command::ListMarket {
                 market,
                 base,
@@ -605,6 +612,7 @@ impl Exchange {
             decimals: a.decimals,
             fees_shared: a.fees_shared,
             withdrawal_fee: Amount(a.withdrawal_fee),
+            withdrawal_minimum: Amount(a.withdrawal_minimum),
             deposited: Amount(a.deposited),
             withdrawn: Amount(a.withdrawn),
         })

@@ -454,7 +454,8 @@ impl Projection {
             | EventKind::WeekPaid { .. }
             | EventKind::OpenOrderLimitSet { .. }
             | EventKind::AccountLockSet { .. }
-            | EventKind::GatewayFeeSet { .. } => {}
+            | EventKind::GatewayFeeSet { .. }
+            | EventKind::WithdrawalMinimumSet { .. } => {}
             EventKind::WithdrawalConfirmed { asset, fee, .. } => {
                 let row = self.revenue.entry((week_start(time), *asset)).or_default();
                 row.withdrawal = row.withdrawal.saturating_add(fee.0);

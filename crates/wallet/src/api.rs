@@ -159,12 +159,15 @@ async fn assets(_: Public, State(wallet): State<Wallet>) -> Json<Vec<AssetView>>
     // The fee in force is the core's (the back office changes it); the configuration only
     // seeds it at the first listing.
     let ids: Vec<coss_types::AssetId> = config.assets.iter().map(|a| a.asset).collect();
-    let fees: Vec<Option<u128>> = wallet
+    let fees: Vec<Option<(u128, u128)>> = wallet
         .inner
         .engine
         .read_async(move |e| {
             ids.iter()
-                .map(|id| e.asset_info(*id).map(|info| info.withdrawal_fee.0))
+                .map(|id| {
+                    e.asset_info(*id)
+                        .map(|info| (info.withdrawal_fee.0, info.withdrawal_minimum.0))
+                })
                 .collect()
         })
         .await
@@ -179,9 +182,22 @@ async fn assets(_: Public, State(wallet): State<Wallet>) -> Json<Vec<AssetView>>
                 contract: a.token.map(|t| t.to_checksum(None)),
                 decimals: a.decimals,
                 confirmations: a.confirmations,
-                withdrawal_fee: Amount(fees.get(i).copied().flatten().unwrap_or(a.withdrawal_fee))
-                    .to_decimal_string(a.decimals),
-                min_withdrawal: Amount(a.min_withdrawal).to_decimal_string(a.decimals),
+                withdrawal_fee: Amount(
+                    fees.get(i)
+                        .copied()
+                        .flatten()
+                        .map_or(a.withdrawal_fee, |(fee, _)| fee),
+                )
+                .to_decimal_string(a.decimals),
+                min_withdrawal: Amount(
+                    fees.get(i)
+                        .copied()
+                        .flatten()
+                        .map(|(_, minimum)| minimum)
+                        .filter(|m| *m > 0)
+                        .unwrap_or(a.min_withdrawal),
+                )
+                .to_decimal_string(a.decimals),
                 chain_id: config.chain_id,
             })
             .collect(),

@@ -627,15 +627,31 @@ async fn list_assets(engine: &EngineHandle, config: &ChainConfig) -> Result<(), 
                     id.0, info.symbol, info.decimals, asset.symbol, asset.decimals
                 )));
             }
-            // The configured fee seeds the first listing only: later the back office sets it
-            // in the core (journaled), and a restart must not undo that.
+            // The configured minimum seeds the core once (journals from before it had one).
+            Some(info) if info.withdrawal_minimum.is_zero() => Command::SetWithdrawalMinimum {
+                asset: id,
+                minimum: Amount(asset.min_withdrawal),
+            },
+            // The configured fee and minimum seed the first listing only: later the back
+            // office sets them in the core (journaled), and a restart must not undo that.
             Some(_) => continue,
         };
+        let listing = matches!(command, Command::ListAsset { .. });
         engine
             .submit_async(command)
             .await?
             .outcome
             .map_err(WalletError::Rejected)?;
+        if listing {
+            engine
+                .submit_async(Command::SetWithdrawalMinimum {
+                    asset: id,
+                    minimum: Amount(asset.min_withdrawal),
+                })
+                .await?
+                .outcome
+                .map_err(WalletError::Rejected)?;
+        }
     }
     Ok(())
 }

@@ -285,9 +285,20 @@ impl Wallet {
         if inner.book.user(&to).is_some() || to == inner.hot.address() {
             return Err(WalletError::InternalAddress);
         }
-        if amount < asset.min_withdrawal {
+        // The minimum in force is the core's (the back office changes it).
+        let asset_id = asset.asset;
+        let listed = inner
+            .engine
+            .read_async(move |e| e.asset_info(asset_id))
+            .await?;
+        let minimum = listed
+            .as_ref()
+            .map(|info| info.withdrawal_minimum.0)
+            .filter(|m| *m > 0)
+            .unwrap_or(asset.min_withdrawal);
+        if amount < minimum {
             return Err(WalletError::BelowMinimum {
-                minimum: Amount(asset.min_withdrawal).to_decimal_string(asset.decimals),
+                minimum: Amount(minimum).to_decimal_string(asset.decimals),
             });
         }
         let now = request.now;
@@ -318,12 +329,7 @@ impl Wallet {
             return Err(WalletError::NotAllowListed);
         }
         let limit = self.outflow_limit(request.user_id, asset, now).await?;
-        let asset_id = asset.asset;
-        let fee = inner
-            .engine
-            .read_async(move |e| e.asset_info(asset_id))
-            .await?
-            .map_or(asset.withdrawal_fee, |info| info.withdrawal_fee.0);
+        let fee = listed.map_or(asset.withdrawal_fee, |info| info.withdrawal_fee.0);
         let review_reason = self
             .review_reason(request.user_id, asset, amount, now)
             .await?;

@@ -374,6 +374,7 @@ fn random_streams_reach_every_order_path() {
         "GatewaySettled",
         "AccountLockSet",
         "GatewayFeeSet",
+        "WithdrawalMinimumSet",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -411,6 +412,7 @@ fn random_streams_reach_every_order_path() {
             RejectReason::Overflow,
             RejectReason::InvalidFee,
             RejectReason::AccountLocked,
+            RejectReason::BelowMinimum,
         ]
         .iter()
         .map(|r| format!("rejected {}", r.code())),

@@ -40,6 +40,8 @@ struct AssetRow {
     decimals: u8,
     fees_shared: bool,
     withdrawal_fee: u128,
+    /// The smallest withdrawal (0: none).
+    withdrawal_minimum: u128,
     deposited: u128,
     withdrawn: u128,
     /// Shareable fees collected since the holders' share was last set.
@@ -480,6 +482,21 @@ impl Model {
                 });
                 Ok(())
             }
+            Command::SetWithdrawalMinimum { asset, minimum } => {
+                let row = self
+                    .assets
+                    .get_mut(asset)
+                    .ok_or(RejectReason::UnknownAsset)?;
+                if minimum.0 == 0 {
+                    return Err(RejectReason::InvalidAmount);
+                }
+                row.withdrawal_minimum = minimum.0;
+                self.emit(EventKind::WithdrawalMinimumSet {
+                    asset: *asset,
+                    minimum: *minimum,
+                });
+                Ok(())
+            }
             Command::ListMarket {
                 market,
                 base,
@@ -751,6 +768,9 @@ impl Model {
         if amount.0 == 0 {
             return Err(RejectReason::InvalidAmount);
         }
+        if amount.0 < row.withdrawal_minimum {
+            return Err(RejectReason::BelowMinimum);
+        }
         if self.request_used(request) {
             return Err(RejectReason::DuplicateRequest);
         }
@@ -932,6 +952,7 @@ impl Model {
                 decimals,
                 fees_shared,
                 withdrawal_fee: withdrawal_fee.0,
+                withdrawal_minimum: 0,
                 deposited: 0,
                 withdrawn: 0,
                 shared_fees: 0,

@@ -696,6 +696,14 @@ fn raw() -> impl Strategy<Value = Command> {
             .prop_map(|fee_ppm| Command::SetGatewayFee { fee_ppm }),
         (
             0u8..10,
+            prop_oneof![Just(0u128), Just(1), Just(7), Just(1_000_000)]
+        )
+            .prop_map(|(a, minimum)| Command::SetWithdrawalMinimum {
+                asset: asset_of(a),
+                minimum: Amount(minimum),
+            }),
+        (
+            0u8..10,
             prop_oneof![Just(0u128), Just(1), Just(7), Just(1_000)]
         )
             .prop_map(|(a, fee)| Command::SetWithdrawalFee {

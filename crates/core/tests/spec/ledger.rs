@@ -924,3 +924,32 @@ fn the_gateway_fee_is_a_parameter_of_the_core_at_most_ten_percent() {
     assert_eq!(w.ex.gateway_fee_ppm(), 10_000);
     w.check_restore();
 }
+
+#[test]
+fn a_withdrawal_below_the_assets_minimum_is_refused_and_the_minimum_is_at_least_one_unit() {
+    let mut w = World::new();
+    w.fund(ALICE);
+    w.rejects(
+        Command::SetWithdrawalMinimum {
+            asset: BTC,
+            minimum: Amount(0),
+        },
+        RejectReason::InvalidAmount,
+    );
+    w.ok(Command::SetWithdrawalMinimum {
+        asset: BTC,
+        minimum: Amount(10_000),
+    });
+    assert_eq!(
+        w.ex.asset_info(BTC).unwrap().withdrawal_minimum,
+        Amount(10_000)
+    );
+    let request = w.request();
+    w.rejects(
+        withdraw_hold(request, ALICE, BTC, 9_999),
+        RejectReason::BelowMinimum,
+    );
+    w.ok(withdraw_hold(request, ALICE, BTC, 10_000));
+    w.check_replay();
+    w.check_restore();
+}

@@ -66,6 +66,10 @@ fn rich_history(w: &mut World) -> Rich {
         locked: true,
     });
     w.ok(Command::SetGatewayFee { fee_ppm: 5_000 });
+    w.ok(Command::SetWithdrawalMinimum {
+        asset: BTC,
+        minimum: Amount(5_000),
+    });
     Rich {
         bob_bid,
         pending_withdrawal,

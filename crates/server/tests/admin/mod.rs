@@ -431,6 +431,49 @@ async fn a_change_needs_a_second_operator_never_the_submitter_from_any_session()
             .any(|m| m["symbol"] == "ETHCOSS" && m["status"] == "halted")
     );
 
+    // A withdrawal minimum the same way: the wallet's API shows the core's from then on.
+    let (status, minimum) = office
+        .call(
+            "fees.set_withdrawal_minimum",
+            Some(&alice.token),
+            json!({ "asset": "ETH", "minimum": "0.5" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{minimum}");
+    let (_, zero) = office
+        .call(
+            "fees.set_withdrawal_minimum",
+            Some(&alice.token),
+            json!({ "asset": "ETH", "minimum": "0" }),
+        )
+        .await;
+    assert_eq!(zero["code"], "invalid_amount");
+    office
+        .ok(
+            "requests.approve",
+            &bob,
+            json!({ "id": minimum["request_id"] }),
+        )
+        .await;
+    let assets = http(
+        None,
+        office.platform.address,
+        "GET",
+        "/api/v1/wallet/assets",
+        &[],
+        None,
+    )
+    .await;
+    let eth = assets
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["symbol"] == "ETH")
+        .cloned()
+        .unwrap();
+    assert_eq!(eth["min_withdrawal"], "0.500000000000000000", "{eth}");
+
     let requests = office.ok("requests.list", &root, json!({})).await;
     let statuses: Vec<&str> = requests["requests"]
         .as_array()
@@ -440,7 +483,7 @@ async fn a_change_needs_a_second_operator_never_the_submitter_from_any_session()
         .collect();
     assert_eq!(
         statuses,
-        ["rejected", "executed", "executed"],
+        ["executed", "rejected", "executed", "executed"],
         "newest first"
     );
     office.platform.stop().await;
