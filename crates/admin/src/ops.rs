@@ -1107,7 +1107,13 @@ impl BackOffice {
                     "lot_size": Amount(market.lot_size).to_decimal_string(market.base.decimals),
                     "tick_size": Amount(market.tick_size).to_decimal_string(market.quote.decimals),
                     "min_notional": Amount(market.min_notional).to_decimal_string(market.quote.decimals),
-                    "status": if market.trading { "trading" } else { "halted" },
+                    "status": if market.trading {
+                        "trading"
+                    } else if market.hidden {
+                        "hidden"
+                    } else {
+                        "halted"
+                    },
                 })
             })
             .collect();
@@ -1158,10 +1164,11 @@ impl BackOffice {
         let status = match p.status.as_str() {
             "trading" => MarketStatus::Trading,
             "halted" => MarketStatus::Halted,
+            "hidden" => MarketStatus::Hidden,
             _ => {
                 return Err(AdminError::invalid(
                     "invalid_status",
-                    "a market's status is trading or halted",
+                    "a market's status is trading, halted or hidden",
                 ));
             }
         };

@@ -24,6 +24,9 @@ pub enum MarketStatus {
     Trading,
     /// New orders and amendments are rejected; cancels still work.
     Halted,
+    /// Halted, and left out of the market lists (a market on its way out): those still
+    /// holding orders in it can find it by name and cancel them.
+    Hidden,
 }
 
 /// How long a limit order may live, and whether it may take liquidity.

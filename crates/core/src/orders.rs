@@ -97,7 +97,9 @@ impl Exchange {
         let m = self.listed_market(market)?;
         match m.status {
             crate::MarketStatus::Trading => Ok(m),
-            crate::MarketStatus::Halted => Err(RejectReason::MarketHalted),
+            crate::MarketStatus::Halted | crate::MarketStatus::Hidden => {
+                Err(RejectReason::MarketHalted)
+            }
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Market {
     pub min_notional: u128,
     /// Whether it accepts new orders.
     pub trading: bool,
+    /// Left out of the market lists (halted too).
+    pub hidden: bool,
 }
 
 impl Market {

@@ -247,6 +247,7 @@ impl Projection {
                             tick_size: tick_size.0,
                             min_notional: min_notional.0,
                             trading: true,
+                            hidden: false,
                         },
                         book: Levels::default(),
                         trades: VecDeque::new(),
@@ -264,6 +265,7 @@ impl Projection {
             EventKind::MarketStatusChanged { market, status } => {
                 if let Some(view) = self.markets.get_mut(market) {
                     view.market.trading = *status == coss_core::MarketStatus::Trading;
+                    view.market.hidden = *status == coss_core::MarketStatus::Hidden;
                     self.updates.push(Update::BookChanged(*market));
                 }
             }

@@ -48,7 +48,13 @@ pub(crate) fn symbol_info(m: &Market) -> Value {
     );
     json!({
         "symbol": m.symbol,
-        "status": if m.trading { "TRADING" } else { "HALT" },
+        "status": if m.trading {
+            "TRADING"
+        } else if m.hidden {
+            "BREAK"
+        } else {
+            "HALT"
+        },
         "baseAsset": m.base.symbol,
         "baseAssetPrecision": 8,
         "quoteAsset": m.quote.symbol,
@@ -103,7 +109,8 @@ pub(crate) fn select<'a>(
     wanted: Option<&[String]>,
 ) -> Result<Vec<&'a MarketView>, BinanceError> {
     match wanted {
-        None => Ok(projection.markets().collect()),
+        // A hidden market is named only when asked for.
+        None => Ok(projection.markets().filter(|m| !m.market.hidden).collect()),
         Some(list) => list
             .iter()
             .map(|s| {

@@ -510,7 +510,7 @@ impl Model {
                     .markets
                     .get_mut(market)
                     .ok_or(RejectReason::UnknownMarket)?;
-                row.halted = *status == MarketStatus::Halted;
+                row.halted = *status != MarketStatus::Trading;
                 self.emit(EventKind::MarketStatusChanged {
                     market: *market,
                     status: *status,

@@ -668,12 +668,12 @@ fn raw() -> impl Strategy<Value = Command> {
         })
     }
     prop_oneof![
-        (0u8..3, prop::bool::weighted(0.7)).prop_map(|(m, resume)| Command::SetMarketStatus {
+        (0u8..3, 0u8..10).prop_map(|(m, s)| Command::SetMarketStatus {
             market: [BTC_USD, ETH_BTC, NO_MARKET][usize::from(m)],
-            status: if resume {
-                MarketStatus::Trading
-            } else {
-                MarketStatus::Halted
+            status: match s {
+                0..=6 => MarketStatus::Trading,
+                7 | 8 => MarketStatus::Halted,
+                _ => MarketStatus::Hidden,
             },
         }),
         (0u8..5, 0u8..9).prop_map(|(u, tier)| Command::SetAccountFeeTier {

@@ -431,6 +431,44 @@ async fn a_change_needs_a_second_operator_never_the_submitter_from_any_session()
             .any(|m| m["symbol"] == "ETHCOSS" && m["status"] == "halted")
     );
 
+    // Hidden: out of the lists, still found by name (to cancel what rests there).
+    office
+        .ok(
+            "markets.set_status",
+            &alice,
+            json!({ "market": "ETHCOSS", "status": "hidden" }),
+        )
+        .await;
+    let info = http(
+        None,
+        office.platform.address,
+        "GET",
+        "/api/v3/exchangeInfo",
+        &[],
+        None,
+    )
+    .await;
+    let listed: Vec<String> = info.json()["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["symbol"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        !listed.contains(&"ETHCOSS".to_owned()) && listed.contains(&"ETHTUSD".to_owned()),
+        "{listed:?}"
+    );
+    let one = http(
+        None,
+        office.platform.address,
+        "GET",
+        "/api/v3/exchangeInfo?symbol=ETHCOSS",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(one.json()["symbols"][0]["status"], "BREAK", "{}", one.body);
+
     // A withdrawal minimum the same way: the wallet's API shows the core's from then on.
     let (status, minimum) = office
         .call(
