@@ -158,10 +158,11 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let json: serde_json::Value =
         serde_json::from_str(body.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    // The wallets listed the local chain's assets (ETH, COSS, tUSD) in the engine, the DAO
-    // set its weekly schedule, then the default configuration's three markets were listed.
-    assert_eq!(json["commands"], 7);
-    assert_eq!(json["last_seq"], 7);
+    // The wallets listed the local chain's assets (ETH, COSS, tUSD) in the engine with their
+    // withdrawal minimums, the DAO set its weekly schedule, then the default configuration's
+    // three markets were listed.
+    assert_eq!(json["commands"], 10);
+    assert_eq!(json["last_seq"], 10);
     let info = http(
         port,
         "GET /api/v3/exchangeInfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -234,7 +235,7 @@ fn up_serves_engine_status_and_stops_cleanly_on_sigterm() {
         port,
         "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
-    assert!(metrics.contains("coss_engine_commands 7"), "{metrics}");
+    assert!(metrics.contains("coss_engine_commands 10"), "{metrics}");
     assert!(
         metrics.contains(
             "coss_http_requests_total{method=\"GET\",route=\"/api/v3/exchangeInfo\",status=\"200\"} 1"

@@ -808,7 +808,7 @@ async fn a_locked_user_cannot_sign_in_trade_or_withdraw_and_their_orders_are_can
             request: RequestId(77),
             account,
             asset: coss_wallet::DEV_TUSD,
-            amount: coss_types::Amount(1),
+            amount: coss_types::Amount(20 * coss_testkit::TUSD_1),
         })
         .await
         .unwrap();
