@@ -285,22 +285,6 @@ impl Wallet {
         if inner.book.user(&to).is_some() || to == inner.hot.address() {
             return Err(WalletError::InternalAddress);
         }
-        // The minimum in force is the core's (the back office changes it).
-        let asset_id = asset.asset;
-        let listed = inner
-            .engine
-            .read_async(move |e| e.asset_info(asset_id))
-            .await?;
-        let minimum = listed
-            .as_ref()
-            .map(|info| info.withdrawal_minimum.0)
-            .filter(|m| *m > 0)
-            .unwrap_or(asset.min_withdrawal);
-        if amount < minimum {
-            return Err(WalletError::BelowMinimum {
-                minimum: Amount(minimum).to_decimal_string(asset.decimals),
-            });
-        }
         let now = request.now;
         if store.withdrawals_halted(&asset.symbol).await? {
             return Err(WalletError::WithdrawalsHalted);
@@ -315,6 +299,24 @@ impl Wallet {
                 .accounts
                 .authorize_outflow(request.user_id, request.code.as_deref(), now)
                 .await?;
+        }
+        // The minimum and fee in force are the core's (the back office changes them). Read
+        // after the second factor, so that requests reach their checks in the order they
+        // came (the database serves them first come, first served).
+        let asset_id = asset.asset;
+        let listed = inner
+            .engine
+            .read_async(move |e| e.asset_info(asset_id))
+            .await?;
+        let minimum = listed
+            .as_ref()
+            .map(|info| info.withdrawal_minimum.0)
+            .filter(|m| *m > 0)
+            .unwrap_or(asset.min_withdrawal);
+        if amount < minimum {
+            return Err(WalletError::BelowMinimum {
+                minimum: Amount(minimum).to_decimal_string(asset.decimals),
+            });
         }
         let chain = self.chain_key();
         let to_hex = hex_of(to);
