@@ -139,11 +139,13 @@ async fn run(
     axum::extract::State(office): axum::extract::State<BackOffice>,
     Path(name): Path<String>,
 ) -> Response {
+    // No body, or `null`, is no parameters.
     let input: Value = if service.body.is_empty() {
-        Value::Null
+        Value::Object(serde_json::Map::new())
     } else {
         match serde_json::from_slice(&service.body) {
-            Ok(value @ (Value::Object(_) | Value::Null)) => value,
+            Ok(value @ Value::Object(_)) => value,
+            Ok(Value::Null) => Value::Object(serde_json::Map::new()),
             _ => {
                 return ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -153,11 +155,6 @@ async fn run(
                 .into_response();
             }
         }
-    };
-    let input = if input.is_null() && name != "requests.list" {
-        Value::Object(serde_json::Map::new())
-    } else {
-        input
     };
     let four_eyes = operation(&name).is_some_and(|o| o.four_eyes);
     match office.run(&name, &service.call, &input).await {

@@ -165,7 +165,7 @@ impl AdminError {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::NotPending | Self::Rejected(_) => StatusCode::CONFLICT,
             Self::EngineStopped => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Identity(e) => ApiError::from(clone_identity(e)).status(),
+            Self::Identity(e) => coss_http::identity_status(e),
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -186,18 +186,6 @@ impl AdminError {
                 | Self::Forbidden(_)
                 | Self::SameOperator
         )
-    }
-}
-
-/// The status of an identity error without consuming it (its conversion takes it by value).
-fn clone_identity(error: &IdentityError) -> IdentityError {
-    match error {
-        IdentityError::WeakPassword => IdentityError::WeakPassword,
-        IdentityError::InvalidEmail => IdentityError::InvalidEmail,
-        IdentityError::InvalidToken => IdentityError::InvalidToken,
-        IdentityError::Busy => IdentityError::Busy,
-        IdentityError::Unauthenticated => IdentityError::Unauthenticated,
-        _ => IdentityError::Crypto,
     }
 }
 
@@ -227,12 +215,10 @@ impl From<coss_engine::EngineError> for AdminError {
 
 impl From<AdminError> for ApiError {
     fn from(error: AdminError) -> Self {
-        match &error {
-            AdminError::Store(e) => ApiError::internal("back office", e),
-            AdminError::Identity(IdentityError::Crypto | IdentityError::Store(_)) => {
-                ApiError::internal("back office", &error)
-            }
-            _ => ApiError::new(error.status(), error.code(), error.to_string()),
+        match error {
+            AdminError::Store(e) => ApiError::internal("back office", &e),
+            AdminError::Identity(e) => ApiError::from(e),
+            other => ApiError::new(other.status(), other.code(), other.to_string()),
         }
     }
 }

@@ -632,13 +632,7 @@ impl BackOffice {
             reason: String,
         }
         let p: Lock = params(input)?;
-        let reason = p.reason.trim();
-        if reason.is_empty() || reason.len() > 500 {
-            return Err(AdminError::invalid(
-                "invalid_reason",
-                "give a reason of 1 to 500 characters",
-            ));
-        }
+        checked_reason(&p.reason)?;
         let user_id = UserId(p.user_id);
         self.store()
             .user(user_id)
@@ -646,23 +640,14 @@ impl BackOffice {
             .ok_or(AdminError::NotFound("user"))?;
         let account = account_of(user_id)?;
         let now = self.now();
-        // Locking stops the money first (the core), then the sign-ins; unlocking opens the
-        // sign-ins last. A retry finishes whichever half a failure left.
-        if !locked {
-            self.core(Command::SetAccountLock { account, locked })
-                .await?;
-        }
-        let cancelled = if locked {
-            let receipt = self
-                .core(Command::SetAccountLock { account, locked })
-                .await?;
-            receipt
-                .iter()
-                .filter(|e| matches!(e.kind, coss_core::EventKind::OrderDone { .. }))
-                .count()
-        } else {
-            0
-        };
+        // The core first, then the sign-ins: a lock stops the money before anything else, an
+        // unlock opens the sign-ins last. A retry finishes whichever half a failure left.
+        let cancelled = self
+            .core(Command::SetAccountLock { account, locked })
+            .await?
+            .iter()
+            .filter(|e| matches!(e.kind, coss_core::EventKind::OrderDone { .. }))
+            .count();
         self.accounts().set_locked(user_id, locked, now).await?;
         let mut result = done(
             json!({ "user_id": user_id.0, "locked": locked, "orders_cancelled": cancelled }),
@@ -742,11 +727,20 @@ impl BackOffice {
     }
 
     fn decimal(&self, symbol: &str, amount: Amount) -> Option<String> {
+        self.asset(symbol)
+            .ok()
+            .map(|a| amount.to_decimal_string(a.decimals))
+    }
+
+    /// A listed asset by its symbol (any case, spaces around ignored).
+    fn asset(&self, symbol: &str) -> Result<coss_market::Asset, AdminError> {
+        let symbol = symbol.trim().to_uppercase();
         self.market()
             .read()
             .assets()
             .find(|a| a.symbol == symbol)
-            .map(|a| amount.to_decimal_string(a.decimals))
+            .cloned()
+            .ok_or(AdminError::NotFound("asset"))
     }
 
     async fn withdrawals_approve(
@@ -816,13 +810,7 @@ impl BackOffice {
             reason: String,
         }
         let p: Reject = params(input)?;
-        let reason = p.reason.trim();
-        if reason.is_empty() || reason.len() > 500 {
-            return Err(AdminError::invalid(
-                "invalid_reason",
-                "give a reason of 1 to 500 characters",
-            ));
-        }
+        let reason = checked_reason(&p.reason)?;
         self.store()
             .withdrawal(p.id)
             .await?
@@ -862,21 +850,20 @@ impl BackOffice {
             reason: Option<String>,
         }
         let p: Halt = params(input)?;
-        let asset = p.asset.trim().to_uppercase();
-        if asset != "*" && !self.market().read().assets().any(|a| a.symbol == asset) {
-            return Err(AdminError::NotFound("asset"));
-        }
-        let reason = p.reason.unwrap_or_default();
-        if halt && (reason.trim().is_empty() || reason.len() > 500) {
-            return Err(AdminError::invalid(
-                "invalid_reason",
-                "give a reason of 1 to 500 characters",
-            ));
-        }
+        let asset = match p.asset.trim() {
+            "*" => "*".to_owned(),
+            symbol => self.asset(symbol)?.symbol,
+        };
+        let given = p.reason.unwrap_or_default();
+        let reason = if halt {
+            checked_reason(&given)?
+        } else {
+            given.trim()
+        };
         self.store()
             .set_withdrawal_halt(
                 &asset,
-                halt.then_some((operator.record.id, reason.trim())),
+                halt.then_some((operator.record.id, reason)),
                 self.now(),
             )
             .await?;
@@ -1192,13 +1179,7 @@ impl BackOffice {
                 reason: String,
             }
             let p: Reset = params(input)?;
-            let reason = p.reason.trim();
-            if reason.is_empty() || reason.len() > 500 {
-                return Err(AdminError::invalid(
-                    "invalid_reason",
-                    "give a reason of 1 to 500 characters",
-                ));
-            }
+            let reason = checked_reason(&p.reason)?;
             account_of(UserId(p.user_id))?;
             return Ok((
                 Change::ResetSecondFactor(UserId(p.user_id)),
@@ -1229,15 +1210,7 @@ impl BackOffice {
                     min_notional: String,
                 }
                 let p: List = params(input)?;
-                let projection = self.market().read();
-                let asset = |symbol: &str| {
-                    projection
-                        .assets()
-                        .find(|a| a.symbol == symbol.trim().to_uppercase())
-                        .cloned()
-                        .ok_or(AdminError::NotFound("asset"))
-                };
-                let (base, quote) = (asset(&p.base)?, asset(&p.quote)?);
+                let (base, quote) = (self.asset(&p.base)?, self.asset(&p.quote)?);
                 let amount = |text: &str, decimals: u8, what: &'static str| {
                     Amount::parse_decimal(text, decimals).map_err(|e| {
                         AdminError::invalid("invalid_amount", format!("{what} {text:?}: {e}"))
@@ -1331,13 +1304,7 @@ impl BackOffice {
                     fee: String,
                 }
                 let p: WithdrawalFee = params(input)?;
-                let asset = self
-                    .market()
-                    .read()
-                    .assets()
-                    .find(|a| a.symbol == p.asset.trim().to_uppercase())
-                    .cloned()
-                    .ok_or(AdminError::NotFound("asset"))?;
+                let asset = self.asset(&p.asset)?;
                 let fee = Amount::parse_decimal(&p.fee, asset.decimals).map_err(|e| {
                     AdminError::invalid("invalid_amount", format!("fee {:?}: {e}", p.fee))
                 })?;
@@ -1358,13 +1325,7 @@ impl BackOffice {
                     minimum: String,
                 }
                 let p: WithdrawalMinimum = params(input)?;
-                let asset = self
-                    .market()
-                    .read()
-                    .assets()
-                    .find(|a| a.symbol == p.asset.trim().to_uppercase())
-                    .cloned()
-                    .ok_or(AdminError::NotFound("asset"))?;
+                let asset = self.asset(&p.asset)?;
                 let minimum = Amount::parse_decimal(&p.minimum, asset.decimals)
                     .ok()
                     .filter(|m| !m.is_zero())
@@ -1435,17 +1396,13 @@ impl BackOffice {
     }
 
     async fn requests_list(&self, input: &Value) -> Result<Done, AdminError> {
-        #[derive(Deserialize, Default)]
+        #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct List {
             #[serde(default)]
             pending: bool,
         }
-        let p: List = if input.is_null() {
-            List::default()
-        } else {
-            params(input)?
-        };
+        let p: List = params(input)?;
         let requests = self.store().admin_requests(p.pending, 200).await?;
         let rows: Vec<Value> = requests
             .iter()
@@ -1856,6 +1813,18 @@ enum Change {
     Core(Command),
     /// A user's second factor removed (the owner emailed).
     ResetSecondFactor(UserId),
+}
+
+/// A reason an operator gives (logged): 1 to 500 characters, not only spaces; trimmed.
+fn checked_reason(text: &str) -> Result<&str, AdminError> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || text.len() > 500 {
+        return Err(AdminError::invalid(
+            "invalid_reason",
+            "give a reason of 1 to 500 characters",
+        ));
+    }
+    Ok(trimmed)
 }
 
 fn not_pending(error: coss_store::StoreError) -> AdminError {

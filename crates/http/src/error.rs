@@ -68,38 +68,46 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The HTTP status of an accounts error (what [`ApiError::from`] answers it with), for other
+/// edges that wrap accounts errors in their own.
+#[must_use]
+pub fn identity_status(error: &IdentityError) -> StatusCode {
+    use IdentityError as E;
+    match error {
+        E::InvalidEmail
+        | E::WeakPassword
+        | E::InvalidToken
+        | E::Invalid { .. }
+        | E::InvalidTwoFactorCode
+        | E::NoPendingEnrolment
+        | E::MissingParameter(_)
+        | E::TimestampOutsideWindow
+        | E::TimestampAhead => StatusCode::BAD_REQUEST,
+        E::EmailTaken | E::TwoFactorAlreadyEnabled => StatusCode::CONFLICT,
+        E::InvalidCredentials
+        | E::Unauthenticated
+        | E::RefreshTokenReused
+        | E::TwoFactorRequired
+        | E::ApiKeyInvalid
+        | E::ApiKeyRevoked
+        | E::InvalidSignature => StatusCode::UNAUTHORIZED,
+        E::EmailUnverified
+        | E::WithdrawalsLocked { .. }
+        | E::TwoFactorSetupRequired
+        | E::IpNotAllowed
+        | E::AccountLocked
+        | E::PermissionDenied(_) => StatusCode::FORBIDDEN,
+        E::ApiKeyNotFound | E::SessionNotFound => StatusCode::NOT_FOUND,
+        E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+        E::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        E::Store(_) | E::Crypto => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<IdentityError> for ApiError {
     fn from(error: IdentityError) -> Self {
         use IdentityError as E;
-        let status = match &error {
-            E::InvalidEmail
-            | E::WeakPassword
-            | E::InvalidToken
-            | E::Invalid { .. }
-            | E::InvalidTwoFactorCode
-            | E::NoPendingEnrolment
-            | E::MissingParameter(_)
-            | E::TimestampOutsideWindow
-            | E::TimestampAhead => StatusCode::BAD_REQUEST,
-            E::EmailTaken | E::TwoFactorAlreadyEnabled => StatusCode::CONFLICT,
-            E::InvalidCredentials
-            | E::Unauthenticated
-            | E::RefreshTokenReused
-            | E::TwoFactorRequired
-            | E::ApiKeyInvalid
-            | E::ApiKeyRevoked
-            | E::InvalidSignature => StatusCode::UNAUTHORIZED,
-            E::EmailUnverified
-            | E::WithdrawalsLocked { .. }
-            | E::TwoFactorSetupRequired
-            | E::IpNotAllowed
-            | E::AccountLocked
-            | E::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            E::ApiKeyNotFound | E::SessionNotFound => StatusCode::NOT_FOUND,
-            E::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
-            E::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            E::Store(_) | E::Crypto => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = identity_status(&error);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             return Self::internal("internal error", &error);
         }

@@ -63,7 +63,7 @@ pub use client::{
     AddressSlot, AddressSlots, ClientAddr, ClientInfo, TrustedProxies, client_addr, client_key,
 };
 pub use document::document_edge_answers;
-pub use error::ApiError;
+pub use error::{ApiError, identity_status};
 pub use routes::{Declared, Mounted, Routes, not_found_error, with_json_fallbacks};
 
 use coss_clock::Clock;

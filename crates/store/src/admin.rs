@@ -7,7 +7,7 @@ use coss_types::UserId;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, is_unique_violation};
 
 stored_status! {
     /// Where a four-eyes request stands.
@@ -212,10 +212,6 @@ fn request(row: &AnyRow) -> Result<AdminRequest, StoreError> {
         decided_at: row.try_get(8)?,
         result: row.try_get(9)?,
     })
-}
-
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
 impl Store {
@@ -746,15 +742,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for statement in [
-            "DELETE FROM totp WHERE user_id = $1",
-            "DELETE FROM recovery_codes WHERE user_id = $1",
-        ] {
-            sqlx::query(statement)
-                .bind(user.0)
-                .execute(&mut *tx)
-                .await?;
-        }
+        crate::remove_second_factor(&mut tx, user).await?;
         crate::sessions::end_sessions_of(&mut tx, user, None, now).await?;
         crate::enqueue(&mut tx, mail, now).await?;
         tx.commit().await?;
@@ -779,17 +767,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         if locked_at > 0 {
-            crate::sessions::end_sessions_of(&mut tx, user, None, now).await?;
-            for statement in [
-                "UPDATE oidc_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-                "UPDATE oidc_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            ] {
-                sqlx::query(statement)
-                    .bind(now)
-                    .bind(user.0)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            crate::end_sessions_and_app_tokens(&mut tx, user, now).await?;
         }
         tx.commit().await?;
         Ok(())

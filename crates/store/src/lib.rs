@@ -607,12 +607,10 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        sessions::end_sessions_of(&mut tx, user_id, None, now).await?;
+        end_sessions_and_app_tokens(&mut tx, user_id, now).await?;
         for statement in [
             "UPDATE email_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
             "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            "UPDATE oidc_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
-            "UPDATE oidc_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         ] {
             sqlx::query(statement)
                 .bind(now)
@@ -620,15 +618,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for statement in [
-            "DELETE FROM totp WHERE user_id = $1",
-            "DELETE FROM recovery_codes WHERE user_id = $1",
-        ] {
-            sqlx::query(statement)
-                .bind(user_id.0)
-                .execute(&mut *tx)
-                .await?;
-        }
+        remove_second_factor(&mut tx, user_id).await?;
         sqlx::query("DELETE FROM throttle WHERE key = $1")
             .bind(throttle_key(&email))
             .execute(&mut *tx)
@@ -772,6 +762,44 @@ fn user(row: &AnyRow) -> Result<User, StoreError> {
         security_changed_at: row.try_get(6)?,
         locked_at: row.try_get(7)?,
     })
+}
+
+/// Ends every session of the account and every token its apps hold (OpenID Connect codes
+/// and tokens), in the caller's transaction.
+pub(crate) async fn end_sessions_and_app_tokens(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: UserId,
+    now: i64,
+) -> Result<(), StoreError> {
+    sessions::end_sessions_of(tx, user_id, None, now).await?;
+    for statement in [
+        "UPDATE oidc_codes SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        "UPDATE oidc_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    ] {
+        sqlx::query(statement)
+            .bind(now)
+            .bind(user_id.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Removes the account's TOTP seed and recovery codes, in the caller's transaction.
+pub(crate) async fn remove_second_factor(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: UserId,
+) -> Result<(), StoreError> {
+    for statement in [
+        "DELETE FROM totp WHERE user_id = $1",
+        "DELETE FROM recovery_codes WHERE user_id = $1",
+    ] {
+        sqlx::query(statement)
+            .bind(user_id.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn insert_token(

@@ -754,25 +754,19 @@ impl Wallet {
     /// [`Self::promised`], from the records, not from a node's mempool (which may have
     /// dropped it, or never taken it).
     pub(crate) async fn hot_balance(&self, asset: &AssetConfig) -> Result<U256, WalletError> {
-        match asset.token {
-            None => self.hot_eth().await,
-            Some(token) => timed(
-                IERC20::new(token, &self.inner.provider)
-                    .balanceOf(self.inner.hot.address())
-                    .call()
-                    .block(BlockId::latest()),
-            )
-            .await?
-            .map_err(rpc_error),
-        }
+        self.balance_of(asset, self.inner.hot.address()).await
     }
 
     async fn hot_eth(&self) -> Result<U256, WalletError> {
-        let hot = self.inner.hot.address();
+        self.eth_of(self.inner.hot.address()).await
+    }
+
+    /// An address's ETH at the latest block.
+    async fn eth_of(&self, owner: Address) -> Result<U256, WalletError> {
         timed(
             self.inner
                 .provider
-                .get_balance(hot)
+                .get_balance(owner)
                 .block_id(BlockId::latest()),
         )
         .await?
@@ -1398,13 +1392,10 @@ impl Wallet {
 
     /// An address's balance of an asset at the latest block.
     async fn balance_of(&self, asset: &AssetConfig, owner: Address) -> Result<U256, WalletError> {
-        let provider = &self.inner.provider;
         match asset.token {
-            None => timed(provider.get_balance(owner).block_id(BlockId::latest()))
-                .await?
-                .map_err(rpc_error),
+            None => self.eth_of(owner).await,
             Some(token) => timed(
-                IERC20::new(token, provider)
+                IERC20::new(token, &self.inner.provider)
                     .balanceOf(owner)
                     .call()
                     .block(BlockId::latest()),

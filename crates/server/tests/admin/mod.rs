@@ -1185,6 +1185,18 @@ async fn a_large_withdrawal_waits_for_two_operators_and_the_kill_switch_stops_si
     );
 
     // The kill switch: nothing of ETH is signed while it is pulled, and nothing new accepted.
+    for (body, code) in [
+        (json!({ "asset": "ETH", "reason": "  " }), "invalid_reason"),
+        (json!({ "asset": "ETH" }), "invalid_reason"),
+        (json!({ "asset": "NOPE", "reason": "x" }), "not_found"),
+    ] {
+        let (_, answer) = office
+            .call("withdrawals.halt", Some(&tech.token), body)
+            .await;
+        assert_eq!(answer["code"], code);
+    }
+    let halts = office.ok("withdrawals.list", &alice, json!({})).await;
+    assert_eq!(halts["halts"], json!([]), "a refused halt changes nothing");
     office
         .ok(
             "withdrawals.halt",
